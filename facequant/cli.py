@@ -1,0 +1,236 @@
+"""facequant's command line: `facequant sweep`, `facequant models ...`, `facequant validate-sim`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from facequant import __version__, settings
+from facequant.errors import FacequantError
+
+EPILOG = """examples:
+  facequant sweep                                   # shared model + celebs13, fp32 vs int8-pt vs int8-pc
+  facequant sweep --backends fp32,int8-pt,int8-pc,a16w8 --camera 720p-60 --out runs/kiosk
+  facequant sweep --face-px 160,112,80,64,48,40,32,24 --genuine same-photo
+  facequant models inspect ../shared/models/faceplugin-fr/fr_feature.onnx
+  facequant validate-sim --reference photo_hi.jpg --captures captures/
+"""
+
+
+def _add_sweep_args(p: argparse.ArgumentParser) -> None:
+    from facequant.backends import available_backends
+    from facequant.distance import load_cameras
+
+    g = p.add_argument_group("what to evaluate")
+    g.add_argument("--model", default=None, help="ONNX embedding model path, 'faceplugin', or an insightface pack "
+                   "(buffalo_l, buffalo_s, antelopev2). Default: the faceplugin model in the shared folder.")
+    g.add_argument("--data", default=None, help="folder of identity folders (person/photo.jpg), or 'lfw'. "
+                   "Default: celebs13 in the shared folder.")
+    g.add_argument("--pairs", default=None, help="pairs CSV (image_a,image_b,same_identity) to compare instead of every photo pair")
+    g.add_argument("--backends", default="fp32,int8-pt,int8-pc",
+                   help=f"comma-separated, from: {', '.join(available_backends())} (fp32 is always added as the reference)")
+    g.add_argument("--config", type=Path, help="YAML file with any of these options (keys as the long option names, '-' or '_')")
+    g.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the inferred model spec, e.g. mean=127.5 std=127.5 channel_order=BGR")
+
+    g = p.add_argument_group("distance simulation")
+    g.add_argument("--camera", default="1080p-90", help=f"preset ({', '.join(load_cameras())}) or WIDTHxHFOV, e.g. 1920x90")
+    g.add_argument("--distances", default=None, help="metres, '0.5,1,2' or 'START:STOP:N' (geometric). Default: 0.5 to 12 m, 12 steps")
+    g.add_argument("--face-px", default=None, help="sweep in face pixels instead of metres, e.g. 160,112,80,56,40,28")
+    g.add_argument("--iod-mm", type=float, default=63.0, help="physical inter-ocular distance (default 63 mm)")
+    g.add_argument("--blur", type=float, default=0.0, help="optics blur sigma in camera pixels (default off)")
+    g.add_argument("--noise", type=float, default=0.0, help="sensor noise sigma in 8-bit levels (default off)")
+    g.add_argument("--jpeg", type=int, default=0, help="JPEG quality 1-100 applied at camera resolution (default off)")
+
+    g = p.add_argument_group("matching protocol")
+    g.add_argument("--genuine", choices=["different-photo", "same-photo"], default="different-photo",
+                   help="genuine pairs: two photos of a person (default), or a photo against its own enrolment")
+    g.add_argument("--gallery", choices=["same-backend", "fp32"], default="same-backend",
+                   help="backend that enrols the close-range gallery (default: the backend under test)")
+    g.add_argument("--far", type=float, default=1e-3, help="target FAR that sets the threshold on fp32 close-range impostors")
+    g.add_argument("--threshold", type=float, default=None, help="fixed cosine threshold (overrides --far)")
+    g.add_argument("--multi-face", choices=["primary", "skip"], default="primary",
+                   help="photos with several faces: use the most confident face (default) or skip the photo")
+
+    g = p.add_argument_group("quantization")
+    g.add_argument("--calib-size", type=int, default=32, help="calibration photos, a seeded subset at close range (default 32)")
+    g.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default=None,
+                   help="calibration method for every quantized backend (default: minmax)")
+
+    g = p.add_argument_group("run")
+    g.add_argument("--out", type=Path, default=None, help="results directory (default runs/<model>-<time>)")
+    g.add_argument("--force", action="store_true", help="replace an existing results directory")
+    g.add_argument("--seed", type=int, default=0, help="seed for subsets, noise and calibration (default 0)")
+    g.add_argument("--batch-size", type=int, default=64, help="inference batch size (default 64)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _config_from_args(args: argparse.Namespace) -> tuple[object, Path]:
+    from facequant.backends import parse_backends
+    from facequant.distance import Degradation, parse_distances
+    from facequant.sweep import SweepConfig
+
+    if args.config:
+        try:
+            values = yaml.safe_load(Path(args.config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise FacequantError(f"{args.config}: cannot read config ({exc})") from exc
+        for key, value in values.items():
+            attr = key.replace("-", "_")
+            if not hasattr(args, attr):
+                raise FacequantError(f"{args.config}: unknown option '{key}'")
+            if getattr(args, attr) == _DEFAULTS.get(attr):  # the command line wins over the file
+                setattr(args, attr, value)
+    model = args.model or str(settings.default_model_path())
+    data = args.data or str(settings.default_dataset_path())
+    overrides: dict[str, object] = {}
+    for item in args.model_override:
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    face_px = tuple(float(v) for v in str(args.face_px).split(",")) if args.face_px else None
+    config = SweepConfig(
+        model=model, data=data, backends=tuple(parse_backends(str(args.backends))), camera=str(args.camera),
+        distances_m=parse_distances(str(args.distances) if args.distances else None), face_px=face_px,
+        iod_mm=float(args.iod_mm), degradation=Degradation(float(args.blur), float(args.noise), int(args.jpeg)),
+        genuine_mode=args.genuine, gallery=args.gallery, pairs=args.pairs, target_far=float(args.far),
+        threshold=args.threshold, calibration_size=int(args.calib_size), calibration_method=args.calib_method,
+        multi_face=args.multi_face, seed=int(args.seed), batch_size=int(args.batch_size), model_overrides=overrides)
+    out = args.out or Path("runs") / f"{Path(model).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return config, Path(out)
+
+
+_DEFAULTS: dict[str, object] = {}
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from facequant.reports import check_output_dir, print_summary, write_results
+    from facequant.sweep import run_sweep
+
+    config, out = _config_from_args(args)
+    check_output_dir(out, args.force)  # before any work: never compute what cannot be saved
+    labels = {"faces": "detecting and aligning faces", "calibration": "building backends", "distances": "sweeping distances"}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=args.quiet, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done)
+
+        result = run_sweep(config, progress=progress)  # type: ignore[arg-type]
+    write_results(result, out, force=args.force)
+    print_summary(result, out)
+    return 0
+
+
+def cmd_models_inspect(args: argparse.Namespace) -> int:
+    from facequant.models import describe, inspect_model, resolve_model
+
+    print(describe(inspect_model(resolve_model(args.model))))
+    return 0
+
+
+def cmd_models_pull(args: argparse.Namespace) -> int:
+    from facequant.models import pull_faceplugin, resolve_model
+
+    if args.name == "faceplugin":
+        dest = Path(args.dest) if args.dest else settings.cache_dir() / "faceplugin"
+        path = pull_faceplugin(dest)
+    else:
+        path = resolve_model(args.name)
+    print(path)
+    return 0
+
+
+def cmd_cameras(args: argparse.Namespace) -> int:
+    from facequant.distance import load_cameras
+
+    for name, cam in load_cameras().items():
+        at = ", ".join(f"{d:g} m: {cam.face_px(d):.0f} px" for d in (0.5, 1, 3, 5, 10))
+        print(f"{name:10s} {cam.description}\n{'':10s} focal {cam.focal:.0f} px; aligned face {at}")
+    return 0
+
+
+def cmd_validate_sim(args: argparse.Namespace) -> int:
+    from facequant.validate import print_fidelity, validate_simulation
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise FacequantError(f"{out}: exists (use --force to replace it)")
+    table = validate_simulation(args.model or str(settings.default_model_path()), Path(args.reference),
+                                Path(args.captures), backends=str(args.backends), seed=args.seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    print_fidelity(table, out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facequant", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="How far from the camera does each face-embedding backend (float, INT8, 16-bit) still match? "
+                    "facequant simulates distance through a camera model, runs the backends side by side, and "
+                    "reports TAR, FAR, embedding pre-norm and the quantization cliff.")
+    parser.add_argument("--version", action="version", version=f"facequant {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sweep", help="distance sweep: sweep.csv, cliff.csv, plots, run.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                       description="Simulate each photo at each distance, embed it with every backend, and report "
+                                   "TAR/FAR at one threshold (set on fp32 close-range impostors at --far), pre-norm "
+                                   "statistics, and per backend the reliable distance and the cliff.")
+    _add_sweep_args(p)
+    p.set_defaults(func=cmd_sweep)
+    _DEFAULTS.update({a.dest: a.default for a in p._actions})
+
+    models = sub.add_parser("models", help="inspect or obtain embedding models")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    p = msub.add_parser("inspect", help="print the inferred spec of a model (input, size, mean/std, opset, batch)")
+    p.add_argument("model", help="ONNX path, 'faceplugin' or an insightface pack name")
+    p.set_defaults(func=cmd_models_inspect)
+    p = msub.add_parser("pull", help="fetch a model: 'faceplugin' via npm pack (sha256-verified), or an insightface pack")
+    p.add_argument("name", help="faceplugin, buffalo_l, buffalo_s or antelopev2")
+    p.add_argument("--dest", help="folder for faceplugin (default: the cache)")
+    p.set_defaults(func=cmd_models_pull)
+
+    p = sub.add_parser("cameras", help="list camera presets and the face size each gives by distance")
+    p.set_defaults(func=cmd_cameras)
+
+    p = sub.add_parser("validate-sim", help="check the distance simulation against real lower-resolution captures",
+                       description="For each capture of the reference person, measure its face size, simulate that size "
+                                   "from the high-resolution reference, and compare cosine to the reference embedding. "
+                                   "Writes fidelity.csv; |delta_cos| <= 0.02 means the simulation can be trusted.")
+    p.add_argument("--model", default=None, help="model (default: the shared faceplugin model)")
+    p.add_argument("--reference", required=True, help="high-resolution photo of the person")
+    p.add_argument("--captures", required=True, help="folder of real lower-resolution or more distant captures")
+    p.add_argument("--backends", default="fp32,int8-pt", help="backends to compare (default fp32,int8-pt)")
+    p.add_argument("--out", default="fidelity.csv", help="output CSV (default fidelity.csv)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_validate_sim)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except FacequantError as exc:
+        print(f"facequant: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facequant: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""User-facing errors: one line, naming the file and the problem."""
+
+from __future__ import annotations
+
+
+class FacequantError(Exception):
+    """An input problem the user can fix; the CLI prints it as one line and exits 2."""
+
+
+class BadImageError(FacequantError):
+    """An image that cannot be read or holds no usable face."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class BadModelError(FacequantError):
+    """A model file that cannot be loaded or is not an embedding model facequant can use."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")

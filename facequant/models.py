@@ -1,0 +1,675 @@
+"""Find, inspect and normalize ArcFace-style face-embedding ONNX models.
+
+`inspect_model` reads a model file and infers how to feed it (a `ModelSpec`), the way
+insightface's `ArcFaceONNX` does, with overrides from a config file. `normalize_model`
+writes a cached copy that quantizers and batched runs can use (opset >= 13, dynamic batch)
+and proves it computes the same embeddings. `resolve_model` turns what a user types
+(a path, `faceplugin`, an insightface pack name) into a model file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from facequant import settings
+from facequant.errors import BadModelError, FacequantError
+
+#: sha256 of each file in faceplugin-face-recognition-js@0.0.1 package/model/ (SOURCE.md).
+FACEPLUGIN_SHA256: dict[str, str] = {
+    "fr_feature.onnx": "87aacdfe57510db2af90c0251df680e8eec88f122ee94712121d09bcaaaf3581",
+    "fr_detect.onnx": "6c0256ccd3164f844736a401faf936ec2930764a87ae39442180887d0c5c8854",
+    "fr_landmark.onnx": "f10b0ba1d2a8a099adefede1ebf3733e44fe370715e7303dbeb7f59c02142258",
+}
+#: The npm package that ships the faceplugin models, and the sha256 of its tarball.
+FACEPLUGIN_NPM_SPEC = "faceplugin-face-recognition-js@0.0.1"
+FACEPLUGIN_TGZ_SHA256 = "7ea06031d9a3f83753254fcff60506a07b81b46fc84d4ee024cd041f260ec1ba"
+
+#: insightface model packs that hold an ArcFace recognition model.
+INSIGHTFACE_PACKS: tuple[str, ...] = ("buffalo_l", "buffalo_s", "antelopev2")
+
+#: Bump whenever normalize_model's rewrite changes: the cache file name carries it, so old
+#: rewrites are never reused by new code.
+NORMALIZE_VERSION = 1
+#: Lowest opset normalize_model produces: per-channel QDQ quantization needs >= 13.
+MIN_OPSET = 13
+#: Name of the symbolic batch dimension in normalized models.
+BATCH_PARAM = "batch"
+#: Batch size the normalized copy is verified at (anything > 1 exposes a hard-coded batch).
+VERIFY_BATCH = 3
+
+# Keys normalize_model writes into metadata_props, so that inspecting the normalized copy
+# gives the same preprocessing as the source (its sha256 and node names changed).
+_META_SOURCE_SHA = "facequant.source_sha256"
+_META_PREPROCESS = "facequant.preprocess"
+_META_VERSION = "facequant.normalize_version"
+
+_NPM_TIMEOUT_S = 180
+_PROBE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to feed one embedding model: names, input size, preprocessing, output size."""
+
+    path: str  # file the spec was read from
+    input_name: str
+    output_name: str
+    input_size: tuple[int, int]  # (height, width)
+    mean: float  # preprocessing: (pixel - mean) / std
+    std: float
+    channel_order: str  # "RGB" or "BGR": the order the model expects
+    embedding_dim: int
+    opset: int
+    batch_dim: str | int  # 'batch' (symbolic) or the fixed int
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (input_size as a list)."""
+        d = dataclasses.asdict(self)
+        d["input_size"] = list(self.input_size)
+        return d
+
+
+_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelSpec))
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks (models can be hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def _load(path: Path, external_data: bool) -> onnx.ModelProto:
+    """onnx.load with facequant errors: missing file, not an ONNX protobuf."""
+    if not path.is_file():
+        raise BadModelError(path, "model file not found")
+    try:
+        model = onnx.load(str(path), load_external_data=external_data)
+    except Exception as e:  # protobuf DecodeError, external-data errors, ...
+        raise BadModelError(path, f"not a valid ONNX protobuf ({_one_line(e)})") from e
+    # Arbitrary bytes sometimes decode as an (almost) empty ModelProto: treat that as invalid.
+    if model.ir_version <= 0 or not model.HasField("graph") or len(model.graph.node) == 0:
+        raise BadModelError(path, "not a valid ONNX protobuf (no graph)")
+    return model
+
+
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[str | int] | None:
+    """A value's shape as ints and symbol names ('?' for unknown), or None if rank is unknown."""
+    t = value.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    out: list[str | int] = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        else:
+            out.append(d.dim_param or "?")
+    return out
+
+
+def _fmt_shape(dims: list[str | int] | None) -> str:
+    return "[?]" if dims is None else "[" + ", ".join(str(d) for d in dims) + "]"
+
+
+def _real_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    # Old exporters (IR < 4, e.g. mxnet ArcFace) also list every initializer as an input.
+    inits = {i.name for i in graph.initializer}
+    return [i for i in graph.input if i.name not in inits]
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 0
+
+
+def _insightface_preprocess(graph: onnx.GraphProto) -> tuple[float, float]:
+    """Mean/std by insightface's ArcFaceONNX rule: mxnet models normalize in-graph."""
+    find_sub = find_mul = False
+    for node in graph.node[:8]:
+        if node.name.startswith(("Sub", "_minus")):
+            find_sub = True
+        if node.name.startswith(("Mul", "_mul")):
+            find_mul = True
+    return (0.0, 1.0) if find_sub and find_mul else (127.5, 127.5)
+
+
+def inspect_model(path: str | Path, overrides: Mapping[str, object] | None = None) -> ModelSpec:
+    """Read an embedding model's spec from the file; `overrides` replace inferred fields."""
+    p = Path(path).expanduser()
+    model = _load(p, external_data=False)
+    graph = model.graph
+
+    inputs = _real_inputs(graph)
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs)
+        raise BadModelError(
+            p, f"model has {len(inputs)} inputs ({names}): expected exactly 1 image input"
+        )
+    inp = inputs[0]
+    in_dims = _dims(inp)
+    if in_dims is None or len(in_dims) != 4 or in_dims[1] != 3:
+        raise BadModelError(
+            p,
+            f"model input has shape {_fmt_shape(in_dims)}: expected [batch, 3, H, W] (NCHW, 3 channels)",
+        )
+    if inp.type.tensor_type.elem_type != TensorProto.FLOAT:
+        kind = TensorProto.DataType.Name(inp.type.tensor_type.elem_type)
+        raise BadModelError(p, f"model input is {kind}: expected FLOAT (float32)")
+
+    if len(graph.output) != 1:
+        names = ", ".join(o.name for o in graph.output)
+        raise BadModelError(
+            p, f"model has {len(graph.output)} outputs ({names}): expected exactly 1 embedding"
+        )
+    out = graph.output[0]
+    out_dims = _dims(out)
+    if out_dims is None or len(out_dims) != 2:
+        raise BadModelError(
+            p, f"model output has shape {_fmt_shape(out_dims)}: expected [batch, D] embedding"
+        )
+
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(_FIELDS))
+    if unknown:
+        raise FacequantError(
+            f"unknown model override {', '.join(repr(k) for k in unknown)} for {p}: "
+            f"expected one of {', '.join(_FIELDS)}"
+        )
+
+    # Spatial size and embedding size must be fixed unless the config supplies them.
+    h, w = in_dims[2], in_dims[3]
+    if not (isinstance(h, int) and isinstance(w, int)) and "input_size" not in overrides:
+        raise BadModelError(
+            p,
+            f"model input has shape {_fmt_shape(in_dims)}: height and width must be fixed (or set input_size)",
+        )
+    dim = out_dims[1]
+    if not isinstance(dim, int) and "embedding_dim" not in overrides:
+        raise BadModelError(
+            p,
+            f"model output has shape {_fmt_shape(out_dims)}: embedding size must be fixed (or set embedding_dim)",
+        )
+
+    mean, std = _insightface_preprocess(graph)
+    channel_order = "RGB"  # ArcFaceONNX feeds blobFromImages(..., swapRB=True) of BGR images
+    meta = {m.key: m.value for m in model.metadata_props}
+    if _META_PREPROCESS in meta:
+        # A normalize_model copy: keep the preprocessing inferred from its source file.
+        pre = json.loads(meta[_META_PREPROCESS])
+        mean, std, channel_order = float(pre["mean"]), float(pre["std"]), str(pre["channel_order"])
+    elif file_sha256(p) == FACEPLUGIN_SHA256["fr_feature.onnx"]:
+        # faceplugin's MobileFaceNet was trained on (pixel - 127) / 128, RGB (SOURCE.md).
+        mean, std, channel_order = 127.0, 128.0, "RGB"
+
+    batch = in_dims[0]
+    spec = ModelSpec(
+        path=str(p),
+        input_name=inp.name,
+        output_name=out.name,
+        input_size=(h, w) if isinstance(h, int) and isinstance(w, int) else (0, 0),
+        mean=mean,
+        std=std,
+        channel_order=channel_order,
+        embedding_dim=dim if isinstance(dim, int) else 0,
+        opset=_default_opset(model),
+        # Any symbol (or unknown dim) means "any batch": one name for it keeps callers simple.
+        batch_dim=batch if isinstance(batch, int) and batch > 0 else BATCH_PARAM,
+    )
+    if not overrides:
+        return spec
+    checked = {
+        k: _check_override(p, k, v, inputs=[inp.name], outputs=[out.name])
+        for k, v in overrides.items()
+    }
+    return dataclasses.replace(spec, **checked)
+
+
+def _check_override(p: Path, key: str, value: object, inputs: list[str], outputs: list[str]) -> Any:
+    """Validate and coerce one override value (config files give lists, strings, numbers)."""
+
+    def bad(expected: str) -> FacequantError:
+        return FacequantError(f"model override {key}={value!r} for {p}: expected {expected}")
+
+    def is_int(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if key == "path":
+        if not isinstance(value, str | os.PathLike):
+            raise bad("a path")
+        return str(value)
+    if key in ("input_name", "output_name"):
+        names = inputs if key == "input_name" else outputs
+        if value not in names:
+            raise bad(f"one of the model's names: {', '.join(names)}")
+        return value
+    if key == "input_size":
+        if (
+            not isinstance(value, list | tuple)
+            or len(value) != 2
+            or not all(is_int(v) and v > 0 for v in value)
+        ):
+            raise bad("[height, width] as two positive integers")
+        return (int(value[0]), int(value[1]))
+    if key in ("mean", "std"):
+        if not (is_int(value) or isinstance(value, float)) or not np.isfinite(value):
+            raise bad("a number")
+        if key == "std" and value == 0:
+            raise bad("a non-zero number")
+        return float(value)
+    if key == "channel_order":
+        if not isinstance(value, str) or value.upper() not in ("RGB", "BGR"):
+            raise bad("'RGB' or 'BGR'")
+        return value.upper()
+    if key in ("embedding_dim", "opset"):
+        if not is_int(value) or value <= 0:
+            raise bad("a positive integer")
+        return value
+    # batch_dim
+    if is_int(value) and value > 0:
+        return value
+    if isinstance(value, str) and value:
+        return value
+    raise bad(f"a positive integer or '{BATCH_PARAM}'")
+
+
+def describe(spec: ModelSpec) -> str:
+    """A human-readable multi-line summary (for `facequant models inspect`)."""
+    h, w = spec.input_size
+    batch = spec.batch_dim if isinstance(spec.batch_dim, int) else f"{spec.batch_dim} (any)"
+    mean = f"{spec.mean:g}"
+    std = f"{spec.std:g}"
+    lines = [
+        f"model          {spec.path}",
+        f"input          {spec.input_name}  [N, 3, {h}, {w}]  {spec.channel_order}",
+        f"preprocessing  (pixel - {mean}) / {std}",
+        f"output         {spec.output_name}  [N, {spec.embedding_dim}]  embedding",
+        f"batch          {batch}",
+        f"opset          {spec.opset}",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- normalize
+
+
+def normalize_model(path: str | Path, cache: Path | None = None, atol: float = 1e-5) -> Path:
+    """A verified copy of the model with opset >= 13 and a dynamic batch, cached by sha256."""
+    src = Path(path).expanduser()
+    spec = inspect_model(src)  # fail early, with a clear reason, on files that are no use
+    sha = file_sha256(src)
+    cache_root = Path(cache) if cache is not None else settings.cache_dir() / "models"
+    target = cache_root / f"{sha[:32]}.norm-v{NORMALIZE_VERSION}.onnx"
+    if target.is_file():
+        return target
+
+    original = _load(src, external_data=True)
+    model = _rewrite(src, original, spec)
+    meta = {m.key: m.value for m in model.metadata_props}
+    meta.setdefault(_META_SOURCE_SHA, sha)  # a re-normalized copy keeps the first source
+    meta[_META_VERSION] = str(NORMALIZE_VERSION)
+    meta[_META_PREPROCESS] = json.dumps(
+        {"mean": spec.mean, "std": spec.std, "channel_order": spec.channel_order}
+    )
+    helper.set_model_props(model, meta)
+    data = model.SerializeToString()
+    _verify(src, data, spec, atol)
+
+    cache_root.mkdir(parents=True, exist_ok=True)
+    # Temp file in the same folder, then os.replace: readers never see a half-written model.
+    fd, tmp = tempfile.mkstemp(dir=cache_root, prefix=".tmp-", suffix=".onnx")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _rewrite(src: Path, original: onnx.ModelProto, spec: ModelSpec) -> onnx.ModelProto:
+    """Raise the opset, make batch symbolic, un-hard-code batch in constant Reshapes."""
+    model = onnx.ModelProto()
+    model.CopyFrom(original)
+    if spec.opset < MIN_OPSET:
+        try:
+            model = onnx.version_converter.convert_version(model, MIN_OPSET)
+        except Exception as e:
+            raise BadModelError(
+                src, f"cannot convert opset {spec.opset} to {MIN_OPSET}: {_one_line(e)}"
+            ) from e
+
+    graph = model.graph
+    # Shapes of the original at its own batch tell which Reshapes act on a batch-1 tensor.
+    shapes = _inferred_dims(original)
+
+    for value in (_real_inputs(graph)[0], graph.output[0]):
+        dim0 = value.type.tensor_type.shape.dim[0]
+        dim0.Clear()
+        dim0.dim_param = BATCH_PARAM
+
+    consts = _constant_shapes(graph)
+    taken = {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output}
+    for node in graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in consts:
+            continue
+        target = consts[node.input[1]]
+        data_dims = shapes.get(node.input[0])
+        data_batch = data_dims[0] if data_dims else None
+        # A leading 1 on a tensor whose dim 0 is 1 (or unknown) is the hard-coded batch:
+        # 0 copies dim 0 from the input instead, which is identical at batch 1.
+        if target.ndim != 1 or target.size == 0 or target[0] != 1 or data_batch not in (1, None):
+            continue
+        fixed = target.copy()
+        fixed[0] = 0
+        # A new initializer, not an in-place edit: the old constant may feed other nodes.
+        name = _fresh(f"{node.input[1]}_batch0", taken)
+        graph.initializer.append(numpy_helper.from_array(fixed.astype(np.int64), name))
+        node.input[1] = name
+        for attr in node.attribute:
+            if attr.name == "allowzero":  # opset >= 14: 0 must mean "copy", not "zero"
+                attr.i = 0
+
+    # value_info holds shapes for batch 1: stale now, so drop it and infer again.
+    del graph.value_info[:]
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception as e:
+        raise BadModelError(
+            src, f"shape inference failed on the rewritten model: {_one_line(e)}"
+        ) from e
+    return model
+
+
+def _inferred_dims(model: onnx.ModelProto) -> dict[str, list[str | int]]:
+    """Every value's shape, from shape inference on the (unchanged) model."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        inferred = model  # no shapes: Reshapes are then judged by their constant alone
+    g = inferred.graph
+    out: dict[str, list[str | int]] = {}
+    for v in [*g.input, *g.value_info, *g.output]:
+        dims = _dims(v)
+        if dims is not None:
+            out[v.name] = dims
+    return out
+
+
+def _constant_shapes(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+    """int64 values of initializers and Constant nodes (candidate Reshape shapes)."""
+    consts: dict[str, np.ndarray] = {}
+    for init in graph.initializer:
+        if init.data_type == TensorProto.INT64:
+            consts[init.name] = numpy_helper.to_array(init)
+    for node in graph.node:
+        if node.op_type != "Constant":
+            continue
+        for attr in node.attribute:
+            if attr.name == "value" and attr.t.data_type == TensorProto.INT64:
+                consts[node.output[0]] = numpy_helper.to_array(attr.t)
+            elif attr.name == "value_ints":
+                consts[node.output[0]] = np.array(list(attr.ints), dtype=np.int64)
+    return consts
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    candidate, i = name, 1
+    while candidate in taken:
+        candidate, i = f"{name}_{i}", i + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _session(model: str | bytes) -> Any:
+    import onnxruntime as ort  # heavy import, only needed here
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = settings.ort_threads()
+    opts.log_severity_level = 3  # shape-mismatch warnings on fixed-batch models are expected
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _verify(src: Path, rewritten: bytes, spec: ModelSpec, atol: float) -> None:
+    """The rewrite must run at batch > 1 and match the original sample by sample."""
+    h, w = spec.input_size
+    rng = np.random.default_rng(0)
+    # Preprocessed random pixels: the value range the model sees in real use.
+    pixels = rng.uniform(0, 255, size=(VERIFY_BATCH, 3, h, w)).astype(np.float32)
+    x = ((pixels - spec.mean) / spec.std).astype(np.float32)
+
+    try:
+        orig = _session(str(src))
+    except Exception as e:
+        raise BadModelError(src, f"onnxruntime cannot load the model: {_one_line(e)}") from e
+    ref = []
+    for i in range(VERIFY_BATCH):
+        try:
+            (y,) = orig.run([spec.output_name], {spec.input_name: x[i : i + 1]})
+        except Exception as e:
+            raise BadModelError(
+                src, f"onnxruntime cannot run the model at batch 1: {_one_line(e)}"
+            ) from e
+        if np.isnan(y).any():
+            raise BadModelError(src, "model produces NaN on a test input")
+        if not np.isfinite(y).all():
+            raise BadModelError(src, "model produces inf on a test input")
+        if y.shape != (1, spec.embedding_dim):
+            raise BadModelError(
+                src,
+                f"model output has shape {list(y.shape)} for one input: expected [1, {spec.embedding_dim}]",
+            )
+        ref.append(y)
+    expected = np.concatenate(ref, axis=0)
+
+    hint = "something in the graph still hard-codes batch 1"
+    try:
+        new = _session(rewritten)
+        (got,) = new.run([spec.output_name], {spec.input_name: x})
+    except Exception as e:
+        raise BadModelError(
+            src, f"normalized model fails at batch {VERIFY_BATCH} ({hint}): {_one_line(e)}"
+        ) from e
+    if got.shape != expected.shape:
+        raise BadModelError(
+            src,
+            f"normalized model gives shape {list(got.shape)} at batch {VERIFY_BATCH}, "
+            f"expected {list(expected.shape)} ({hint})",
+        )
+    diff = float(np.max(np.abs(got.astype(np.float64) - expected)))
+    if not diff <= atol:  # `not <=` so that a NaN diff fails too
+        raise BadModelError(
+            src,
+            f"normalized model differs from the original by {diff:.3g} (max abs) > atol {atol:g}",
+        )
+
+
+# --------------------------------------------------------------------------- resolve
+
+
+def resolve_model(name_or_path: str, insightface_root: str | Path = "~/.insightface") -> Path:
+    """A model file from a path, `faceplugin`, or an insightface pack name."""
+    p = Path(name_or_path).expanduser()
+    if p.is_file():
+        return p
+    if p.is_dir():
+        return _recognition_model(p)  # e.g. ~/.insightface/models/buffalo_l itself
+
+    name = name_or_path.strip().lower()
+    if name == "faceplugin":
+        shared = settings.default_model_path()
+        if shared.is_file():
+            return shared
+        dest = settings.cache_dir() / "faceplugin"
+        cached = dest / "fr_feature.onnx"
+        if cached.is_file() and file_sha256(cached) == FACEPLUGIN_SHA256["fr_feature.onnx"]:
+            return cached
+        return pull_faceplugin(dest)
+    if name in INSIGHTFACE_PACKS:
+        return _insightface_pack(name, Path(insightface_root).expanduser())
+
+    known = ", ".join(("faceplugin", *INSIGHTFACE_PACKS))
+    raise FacequantError(f"model '{name_or_path}' is neither a file nor a known name ({known})")
+
+
+def _insightface_pack(pack: str, root: Path) -> Path:
+    """The recognition model of an insightface pack, downloaded by insightface if missing."""
+    pack_dir = root / "models" / pack
+    if not pack_dir.is_dir():
+        _download_pack(pack, root, pack_dir)
+    return _recognition_model(pack_dir)
+
+
+def _download_pack(pack: str, root: Path, pack_dir: Path) -> None:
+    from insightface.utils import storage
+
+    advice = (
+        f"could not download insightface pack '{pack}' (no network?): "
+        f"put it in {pack_dir} or pass a path"
+    )
+    # insightface's downloader calls requests.get without a timeout, so it can hang on a
+    # network that drops packets: probe the host with a short timeout first.
+    base = getattr(storage, "MODEL_ZOO_RELEASE_DOWNLOAD_URL", "https://github.com/")
+    host = urlparse(base).hostname or "github.com"
+    try:
+        socket.create_connection((host, 443), timeout=_PROBE_TIMEOUT_S).close()
+    except OSError as e:
+        raise FacequantError(f"{advice} [{_one_line(e, 120)}]") from e
+    try:
+        storage.ensure_available("models", pack, root=str(root))
+    except (OSError, RuntimeError, zipfile.BadZipFile) as e:  # requests errors are OSErrors
+        # insightface creates the folder before extracting: an empty one would make
+        # later calls think the pack is installed.
+        if pack_dir.is_dir() and not any(pack_dir.iterdir()):
+            pack_dir.rmdir()
+        raise FacequantError(f"{advice} [{_one_line(e, 120)}]") from e
+
+
+def _recognition_model(folder: Path) -> Path:
+    """The ArcFace model in a pack folder: 112x112 input and a [batch, D] output."""
+    # rglob: antelopev2.zip extracts into a nested antelopev2/ folder.
+    found = []
+    for f in sorted(folder.rglob("*.onnx")):
+        try:
+            spec = inspect_model(f)
+        except FacequantError:
+            continue  # detector (many outputs) and the like
+        # Landmark / attribute models also have rank-2 outputs, but 192x192 or 96x96 inputs.
+        if spec.input_size == (112, 112):
+            found.append(f)
+    if not found:
+        raise FacequantError(
+            f"no recognition model (112x112 input, [batch, D] output) in {folder}: pass a model path"
+        )
+    return found[0]
+
+
+# --------------------------------------------------------------------------- faceplugin
+
+
+def pull_faceplugin(dest: Path) -> Path:
+    """Fetch the faceplugin models with `npm pack`, verify sha256, return fr_feature.onnx."""
+    dest = Path(dest).expanduser()
+    npm = shutil.which("npm")
+    if npm is None:
+        raise FacequantError(
+            f"npm not found: install Node.js to fetch {FACEPLUGIN_NPM_SPEC}, "
+            "or pass the path of an ArcFace-style ONNX model"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".pull-", dir=dest) as tmp_s:
+        tmp = Path(tmp_s)
+        cmd = [npm, "pack", FACEPLUGIN_NPM_SPEC, "--pack-destination", str(tmp)]
+        try:
+            proc = subprocess.run(
+                cmd, cwd=tmp, capture_output=True, text=True, timeout=_NPM_TIMEOUT_S, check=False
+            )
+        except subprocess.TimeoutExpired as e:
+            raise FacequantError(
+                f"npm pack {FACEPLUGIN_NPM_SPEC} timed out after {_NPM_TIMEOUT_S} s"
+            ) from e
+        tgzs = sorted(tmp.glob("*.tgz"))
+        if proc.returncode != 0 or len(tgzs) != 1:
+            err = (proc.stderr or proc.stdout).strip().splitlines()
+            last = err[-1] if err else f"exit code {proc.returncode}"
+            raise FacequantError(f"npm pack {FACEPLUGIN_NPM_SPEC} failed: {last}")
+        tgz = tgzs[0]
+        got = file_sha256(tgz)
+        if got != FACEPLUGIN_TGZ_SHA256:
+            raise FacequantError(
+                f"{tgz.name}: sha256 {got} does not match the expected {FACEPLUGIN_TGZ_SHA256}"
+            )
+
+        staged = tmp / "model"
+        staged.mkdir()
+        _extract_members(tgz, staged, FACEPLUGIN_SHA256)
+        # All three verified: only now move them in, so dest never holds a bad file.
+        for fname in FACEPLUGIN_SHA256:
+            os.replace(staged / fname, dest / fname)
+    return dest / "fr_feature.onnx"
+
+
+def _extract_members(tgz: Path, out: Path, expected: Mapping[str, str]) -> None:
+    """Copy package/model/<name> for each expected name out of the tarball, checking sha256.
+
+    Safe extraction: only the named regular-file members are read, and written under names
+    chosen here, so member paths and links in the archive can't escape `out`.
+    """
+    try:
+        with tarfile.open(tgz, "r:gz") as tar:
+            for fname, sha in expected.items():
+                member_name = f"package/model/{fname}"
+                try:
+                    member = tar.getmember(member_name)
+                except KeyError:
+                    raise FacequantError(f"{tgz.name}: {member_name} is missing") from None
+                if not member.isfile():
+                    raise FacequantError(f"{tgz.name}: {member_name} is not a regular file")
+                src = tar.extractfile(member)
+                if src is None:
+                    raise FacequantError(f"{tgz.name}: cannot read {member_name}")
+                h = hashlib.sha256()
+                with src, open(out / fname, "wb") as dst:
+                    for chunk in _chunks(src):
+                        h.update(chunk)
+                        dst.write(chunk)
+                if h.hexdigest() != sha:
+                    raise FacequantError(
+                        f"{fname}: sha256 {h.hexdigest()} does not match the expected {sha}"
+                    )
+    except (tarfile.TarError, OSError) as e:
+        raise FacequantError(f"{tgz.name}: cannot extract ({_one_line(e)})") from e
+
+
+def _chunks(f: Any, size: int = 1 << 20) -> Iterable[bytes]:
+    return iter(lambda: f.read(size), b"")

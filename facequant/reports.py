@@ -1,0 +1,172 @@
+"""Writing and reading a results directory: CSVs, run.json, plots, the summary table."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facequant import metrics
+from facequant.errors import FacequantError
+from facequant.sweep import SweepResult
+
+SWEEP_CSV = "sweep.csv"
+CLIFF_CSV = "cliff.csv"
+RESULTS_CSV = "results.csv"  # the tidy table: backend x distance x metric
+PROBES_CSV = "probes.csv"
+COMPARISONS_CSV = "comparisons.csv.gz"
+RUN_JSON = "run.json"
+TAR_PLOT = "tar_vs_distance.png"
+PRENORM_PLOT = "match_vs_prenorm.png"
+
+
+def check_output_dir(out: Path, force: bool) -> None:
+    """Refuse, before any work, to overwrite results already computed."""
+    if out.exists() and any(out.iterdir()) and not force:
+        raise FacequantError(f"{out}: results directory exists and is not empty (use --force to replace it)")
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value)}")
+
+
+def _finite_or_none(obj: object) -> object:
+    """JSON has no inf/nan: write them as strings a reader can parse back."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
+    """Write everything into `out` atomically: a failure midway leaves any old results intact."""
+    out = Path(out)
+    check_output_dir(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        result.sweep.to_csv(staging / SWEEP_CSV, index=False)
+        result.cliff.to_csv(staging / CLIFF_CSV, index=False)
+        metrics.to_long(result.sweep).to_csv(staging / RESULTS_CSV, index=False)
+        result.probes.to_csv(staging / PROBES_CSV, index=False)
+        result.comparisons.to_csv(staging / COMPARISONS_CSV, index=False)
+        run = _finite_or_none(result.run)
+        (staging / RUN_JSON).write_text(json.dumps(run, indent=2, default=_json_default))
+        plot_tar_vs_distance(result.sweep, staging / TAR_PLOT)
+        plot_match_vs_prenorm(result.comparisons, result.threshold, result.cliff, staging / PRENORM_PLOT)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def load_results(out: Path) -> dict[str, object]:
+    """Read a results directory back (sweep, cliff, run) without recomputing anything."""
+    out = Path(out)
+    for name in (SWEEP_CSV, CLIFF_CSV, RUN_JSON):
+        if not (out / name).is_file():
+            raise FacequantError(f"{out}: not a facequant results directory (missing {name})")
+    return {"sweep": pd.read_csv(out / SWEEP_CSV), "cliff": pd.read_csv(out / CLIFF_CSV),
+            "run": json.loads((out / RUN_JSON).read_text())}
+
+
+def plot_tar_vs_distance(sweep: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for backend, rows in sweep.groupby("backend", sort=False):
+        ax.plot(rows.distance_m, rows.tar, marker="o", label=str(backend))
+        ax.fill_between(rows.distance_m, rows.tar_ci_low, rows.tar_ci_high, alpha=0.15)
+    threshold = float(sweep.threshold.iloc[0])
+    ax.set(xlabel="distance (m)", ylabel=f"TAR at cosine >= {threshold:.3f}", ylim=(-0.02, 1.02),
+           title="True accept rate vs distance (95% Wilson bands)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_match_vs_prenorm(comparisons: pd.DataFrame, threshold: float, cliff: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    genuine = comparisons[comparisons.genuine]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for backend, rows in genuine.groupby("backend", sort=False):
+        bins = np.quantile(rows.probe_prenorm, np.linspace(0, 1, 16))
+        bins = np.unique(bins)
+        if len(bins) < 3:
+            continue
+        which = np.clip(np.digitize(rows.probe_prenorm, bins[1:-1]), 0, len(bins) - 2)
+        matched = (rows.cosine >= threshold).to_numpy()
+        centres = [rows.probe_prenorm.to_numpy()[which == b].mean() for b in range(len(bins) - 1) if (which == b).any()]
+        rates = [matched[which == b].mean() for b in range(len(bins) - 1) if (which == b).any()]
+        line, = ax.plot(centres, rates, marker="o", label=str(backend))
+        row = cliff[cliff.backend == backend]
+        if len(row) and np.isfinite(row.cliff_prenorm.iloc[0]):
+            ax.axvline(row.cliff_prenorm.iloc[0], color=line.get_color(), ls="--", alpha=0.6)
+    ax.set(xlabel="embedding pre-norm (L2 norm before normalisation)", ylabel="genuine match rate",
+           ylim=(-0.02, 1.02), title="Match probability vs pre-norm (dashed: 50% point)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _metres(value: float) -> str:
+    if isinstance(value, float) and math.isinf(value):
+        return "beyond sweep"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.2f} m"
+
+
+def summary_rows(cliff: pd.DataFrame) -> list[tuple[str, str, str, str, str]]:
+    """(backend, close-range TAR, reliable distance, cliff distance, pre-norm at cliff)."""
+    rows = []
+    for r in cliff.itertuples():
+        pn = "-" if not np.isfinite(r.cliff_prenorm) else f"{r.cliff_prenorm:.2f} (width {r.cliff_prenorm_width:.2f})"
+        rows.append((str(r.backend), f"{r.tar_close:.3f}", _metres(r.reliable_distance_m), _metres(r.cliff_distance_m), pn))
+    return rows
+
+
+def print_summary(result: SweepResult, out: Path | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.model_name}: threshold {result.threshold:.3f} "
+                        f"(FAR target {result.config.target_far:g}), camera {result.camera.name}")
+    for col in ("backend", "close-range TAR", "reliable to", "cliff at", "pre-norm at cliff"):
+        table.add_column(col, justify="left" if col == "backend" else "right")
+    for row in summary_rows(result.cliff):
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    skipped = result.run.get("skipped_images") or []
+    if skipped:
+        console.print(f"{len(skipped)} photo(s) skipped (reasons in run.json)")
+    if out is not None:
+        console.print(f"results in {out}")

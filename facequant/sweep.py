@@ -1,0 +1,254 @@
+"""The distance sweep: photos -> aligned crops -> simulated probes per distance -> embeddings
+per backend -> the tidy tables every output reads."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facequant import __version__, cliff, metrics
+from facequant.backends import BackendFactory, preprocess
+from facequant.datasets import Dataset, FaceImage, comparisons, load_dataset
+from facequant.distance import (
+    DEFAULT_DISTANCES_M,
+    DEFAULT_IOD_MM,
+    CameraProfile,
+    Degradation,
+    camera_from_spec,
+    distances_for_face_px,
+    is_simulable,
+    simulate,
+)
+from facequant.errors import BadImageError, FacequantError
+from facequant.faces import AlignedFace, FacePipeline
+from facequant.models import ModelSpec, file_sha256, inspect_model, normalize_model, resolve_model
+
+#: progress(stage, done, total): stages are "faces", "calibration", "distances".
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything that determines a sweep's numbers; saved in run.json."""
+
+    model: str
+    data: str
+    backends: tuple[str, ...] = ("fp32", "int8-pt", "int8-pc")
+    camera: str = "1080p-90"
+    distances_m: tuple[float, ...] = DEFAULT_DISTANCES_M
+    face_px: tuple[float, ...] | None = None  # a sweep given in face pixels overrides distances_m
+    iod_mm: float = DEFAULT_IOD_MM
+    degradation: Degradation = Degradation()
+    genuine_mode: str = "different-photo"
+    gallery: str = "same-backend"  # or "fp32": enrol every backend's gallery with the float model
+    pairs: str | None = None  # pairs CSV; None compares every photo with every other
+    target_far: float = 1e-3
+    threshold: float | None = None  # given: used as is; None: set on fp32 close-range impostors
+    calibration_size: int = 32
+    calibration_method: str | None = None  # None: each recipe's own (minmax)
+    multi_face: str = "primary"
+    seed: int = 0
+    batch_size: int = 64
+    model_overrides: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class SweepResult:
+    config: SweepConfig
+    model_name: str
+    spec: ModelSpec
+    camera: CameraProfile
+    distances_m: tuple[float, ...]
+    threshold: float
+    probes: pd.DataFrame
+    comparisons: pd.DataFrame
+    sweep: pd.DataFrame
+    cliff: pd.DataFrame
+    run: dict[str, object]
+
+
+def versions() -> dict[str, str]:
+    import cv2
+    import insightface
+    import onnx
+    import onnxruntime
+    import sklearn
+
+    return {"facequant": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "pandas": pd.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+            "insightface": insightface.__version__, "scikit-learn": sklearn.__version__, "opencv": cv2.__version__,
+            "platform": platform.platform()}
+
+
+def extract_faces(dataset: Dataset, pipeline: FacePipeline, progress: Progress | None = None) -> tuple[dict[str, AlignedFace], list[dict[str, object]]]:
+    """Aligned faces by image key, and the photos that gave none, with the reason."""
+    faces: dict[str, AlignedFace] = {}
+    skipped: list[dict[str, object]] = []
+    for i, img in enumerate(dataset.images):
+        try:
+            faces[img.key] = pipeline.extract(img.path)
+        except BadImageError as exc:
+            skipped.append({"image": img.key, "reason": exc.reason})
+        if progress:
+            progress("faces", i + 1, len(dataset.images))
+    return faces, skipped
+
+
+def _probe_seed(seed: int, image_index: int, distance_index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, image_index, distance_index])
+
+
+class _Embeddings:
+    """L2-normalised embeddings, with the raw norm kept: the pre-norm is what we study."""
+
+    def __init__(self, raw: np.ndarray) -> None:
+        if not np.all(np.isfinite(raw)):
+            raise FacequantError("backend produced NaN or infinite embeddings")
+        self.prenorm = np.linalg.norm(raw, axis=1)
+        self.unit = raw / np.maximum(self.prenorm[:, None], 1e-12)
+
+
+def run_sweep(
+    config: SweepConfig,
+    progress: Progress | None = None,
+    on_distance: Callable[[float, pd.DataFrame], None] | None = None,
+    pipeline: FacePipeline | None = None,
+) -> SweepResult:
+    """Run the whole sweep. on_distance(distance, sweep_rows_so_far) fires as each distance finishes."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    model_path = resolve_model(config.model)
+    spec = inspect_model(model_path, config.model_overrides or None)
+    normalized = normalize_model(model_path)
+    model_sha = file_sha256(model_path)
+    model_px = spec.input_size[0]
+    camera = camera_from_spec(config.camera)
+    distances = (distances_for_face_px(camera, config.face_px, config.iod_mm) if config.face_px
+                 else tuple(sorted(config.distances_m)))
+    timings["model_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    dataset = load_dataset(config.data, Path(config.pairs) if config.pairs else None)
+    pipeline = pipeline or FacePipeline.default(multi_face=config.multi_face)
+    faces, skipped = extract_faces(dataset, pipeline, progress)
+    if len(faces) < 2:
+        raise FacequantError(f"{dataset.root}: only {len(faces)} usable face(s); need at least 2")
+    images: list[FaceImage] = [img for img in dataset.images if img.key in faces]
+    index = {img.key: i for i, img in enumerate(images)}
+    triples = list(comparisons(dataset, config.genuine_mode, usable=set(index)))
+    if not any(g for _, _, g in triples):
+        raise FacequantError(f"{dataset.root}: no genuine comparisons (every identity has one usable photo)")
+    probe_idx = np.array([index[p] for p, _, _ in triples])
+    gallery_idx = np.array([index[g] for _, g, _ in triples])
+    genuine = np.array([g for _, _, g in triples])
+    timings["faces_s"] = time.perf_counter() - t0
+
+    native = np.array([faces[img.key].native_face_px for img in images])
+    # Enrolment: each photo at its own resolution, aligned to the model input.
+    gallery_crops = np.stack([simulate(faces[img.key].crop, faces[img.key].native_face_px, model_px)
+                              for img in images])
+
+    def probe_crops(d_index: int, distance: float) -> tuple[np.ndarray, np.ndarray, float]:
+        px = camera.face_px(distance, config.iod_mm)
+        ok = np.array([is_simulable(n, px, model_px) for n in native])
+        crops = np.stack([simulate(faces[img.key].crop, px, model_px, config.degradation, _probe_seed(config.seed, i, d_index))
+                          for i, img in enumerate(images)])
+        return crops, ok, px
+
+    # Calibration: close-range crops of a seeded subset (what a deployment would calibrate on).
+    calib_images = sorted(np.random.default_rng(config.seed).permutation(len(images))[: config.calibration_size].tolist())
+    calibration_cache: dict[str, np.ndarray] = {}
+
+    def calibration() -> np.ndarray:
+        if "x" not in calibration_cache:
+            crops, ok, _ = probe_crops(0, distances[0])
+            chosen = [i for i in calib_images if ok[i]] or calib_images
+            calibration_cache["x"] = preprocess(crops[chosen], spec)
+        return calibration_cache["x"]
+
+    t0 = time.perf_counter()
+    factory = BackendFactory(normalized, model_sha, spec, calibration, config.calibration_method, config.batch_size)
+    backends = {name: factory.make(name) for name in config.backends}
+    if progress:
+        progress("calibration", 1, 1)
+    timings["backends_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    galleries = {name: _Embeddings(b.embed(gallery_crops)) for name, b in backends.items()}
+    if config.gallery == "fp32":
+        galleries = {name: galleries["fp32"] for name in backends}
+    elif config.gallery != "same-backend":
+        raise FacequantError(f"gallery '{config.gallery}': choose same-backend or fp32")
+
+    model_name = Path(model_path).name
+    probe_frames: list[pd.DataFrame] = []
+    comparison_frames: list[pd.DataFrame] = []
+    threshold = config.threshold
+    for d_index, distance in enumerate(distances):
+        crops, ok, px = probe_crops(d_index, distance)
+        fp32 = None
+        keep = ok[probe_idx]  # a probe that cannot be simulated at this distance is not compared
+        for name, backend in backends.items():
+            emb = _Embeddings(backend.embed(crops))
+            fp32 = emb if name == "fp32" else fp32
+            assert fp32 is not None  # parse_backends puts fp32 first
+            probe_frames.append(pd.DataFrame({
+                "model": model_name, "backend": name, "distance_m": distance, "face_px": px,
+                "image": [img.key for img in images], "identity": [img.identity for img in images],
+                "prenorm": emb.prenorm, "cos_to_fp32": np.sum(emb.unit * fp32.unit, axis=1), "simulated": ok,
+            }))
+            cos = np.sum(emb.unit[probe_idx] * galleries[name].unit[gallery_idx], axis=1)
+            comparison_frames.append(pd.DataFrame({
+                "backend": name, "distance_m": distance, "face_px": px,
+                "probe": [images[i].key for i in probe_idx[keep]], "gallery": [images[i].key for i in gallery_idx[keep]],
+                "genuine": genuine[keep], "cosine": cos[keep], "probe_prenorm": emb.prenorm[probe_idx[keep]],
+            }))
+        if threshold is None:
+            # One threshold for every backend, set on fp32 impostors at the closest distance.
+            close = comparison_frames[-len(backends)]
+            threshold = metrics.threshold_at_far(close.cosine[~close.genuine].to_numpy(),
+                                                 close.cosine[close.genuine].to_numpy(), config.target_far)
+        if on_distance:
+            on_distance(distance, metrics.sweep_table(pd.concat(probe_frames, ignore_index=True),
+                                                      pd.concat(comparison_frames, ignore_index=True), threshold, model_name))
+        if progress:
+            progress("distances", d_index + 1, len(distances))
+    timings["sweep_s"] = time.perf_counter() - t0
+    assert threshold is not None
+
+    probes = pd.concat(probe_frames, ignore_index=True)
+    comps = pd.concat(comparison_frames, ignore_index=True)
+    sweep = metrics.sweep_table(probes, comps, threshold, model_name)
+    cliffs = cliff.cliff_table(sweep, comps, model_name)
+    n_embeddings = len(images) * (len(distances) + 1) * len(backends)
+    timings["embeddings_per_s"] = n_embeddings / max(timings["sweep_s"], 1e-9)
+    multi = [{"image": img.key, "faces": faces[img.key].n_faces, "used": "most confident face"}
+             for img in images if faces[img.key].n_faces > 1]
+    run = {
+        "config": config.to_dict(),
+        "model": {"path": str(model_path), "sha256": model_sha, "normalized": str(normalized), "spec": spec.to_dict()},
+        "camera": camera.to_dict(),
+        "distances_m": list(distances),
+        "threshold": {"value": threshold, "set_on": "given" if config.threshold is not None else
+                      f"fp32 impostors at {distances[0]} m, target FAR {config.target_far}"},
+        "dataset": {"root": str(dataset.root), "images": len(dataset.images), "usable": len(images),
+                    "identities": len(dataset.identities), "comparisons": len(triples),
+                    "genuine": int(genuine.sum()), "impostor": int((~genuine).sum()), "notes": dataset.notes},
+        "skipped_images": skipped,
+        "multi_face_images": multi,
+        "calibration": {"images": [images[i].key for i in calib_images], "distance_m": distances[0],
+                        "method": config.calibration_method or "per recipe"},
+        "backends": {name: b.describe() for name, b in backends.items()},
+        "versions": versions(),
+        "timings": timings,
+    }
+    return SweepResult(config, model_name, spec, camera, distances, threshold, probes, comps, sweep, cliffs, run)

@@ -1,0 +1,100 @@
+"""Does the distance simulation match reality? Compare real lower-resolution captures of a
+face with the same face size simulated from a high-resolution reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from insightface.utils.face_align import norm_crop
+
+from facequant.backends import BackendFactory, parse_backends, preprocess
+from facequant.datasets import IMAGE_SUFFIXES
+from facequant.distance import simulate
+from facequant.errors import BadImageError, FacequantError
+from facequant.faces import FacePipeline, read_image
+from facequant.models import file_sha256, inspect_model, normalize_model, resolve_model
+
+FIDELITY_COLUMNS = ["capture", "face_px", "backend", "real_cos", "sim_cos", "delta_cos", "real_prenorm", "sim_prenorm"]
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def validate_simulation(
+    model: str,
+    reference: Path,
+    captures: Path,
+    backends: str = "fp32,int8-pt",
+    seed: int = 0,
+    pipeline: FacePipeline | None = None,
+) -> pd.DataFrame:
+    """fidelity table: one row per capture x backend (columns FIDELITY_COLUMNS + skipped reason)."""
+    model_path = resolve_model(model)
+    spec = inspect_model(model_path)
+    normalized = normalize_model(model_path)
+    model_px = spec.input_size[0]
+    pipeline = pipeline or FacePipeline.default()
+    ref = pipeline.extract(reference)
+    if not captures.is_dir():
+        raise FacequantError(f"{captures}: captures folder not found")
+    files = sorted(p for p in captures.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FacequantError(f"{captures}: no images")
+
+    real_crops, sim_crops, rows = [], [], []
+    for path in files:
+        try:
+            face = pipeline.extract(path)
+            image = read_image(path)
+        except BadImageError as exc:
+            rows.append({"capture": path.name, "skipped": exc.reason})
+            continue
+        # The real path: the capture aligned straight to the model input, as a deployed aligner does.
+        real_crops.append(norm_crop(image, face.landmarks5.astype(np.float32), image_size=model_px))
+        sim_crops.append(simulate(ref.crop, face.native_face_px, model_px, rng=np.random.default_rng(seed)))
+        rows.append({"capture": path.name, "face_px": face.native_face_px})
+    if not real_crops:
+        raise FacequantError(f"{captures}: no capture holds a usable face")
+    ref_crop = simulate(ref.crop, ref.native_face_px, model_px)
+    real = np.stack(real_crops)
+    sim = np.stack(sim_crops)
+    # Calibrate quantized backends on the reference and the real captures: the only faces at hand.
+    calib = preprocess(np.concatenate([ref_crop[None], real]), spec)
+    factory = BackendFactory(normalized, file_sha256(model_path), spec, lambda: calib)
+
+    used = [r for r in rows if "skipped" not in r]
+    out = []
+    for name in parse_backends(backends):
+        backend = factory.make(name)
+        ref_emb = backend.embed(ref_crop[None])
+        real_emb, sim_emb = backend.embed(real), backend.embed(sim)
+        real_cos, sim_cos = _cos(real_emb, ref_emb), _cos(sim_emb, ref_emb)
+        for i, row in enumerate(used):
+            out.append({**row, "backend": name, "real_cos": real_cos[i], "sim_cos": sim_cos[i],
+                        "delta_cos": sim_cos[i] - real_cos[i], "real_prenorm": float(np.linalg.norm(real_emb[i])),
+                        "sim_prenorm": float(np.linalg.norm(sim_emb[i]))})
+    out += [r for r in rows if "skipped" in r]
+    return pd.DataFrame(out, columns=[*FIDELITY_COLUMNS, "skipped"])
+
+
+def print_fidelity(table: pd.DataFrame, out: Path | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="simulation fidelity (cosine to the reference's own embedding)")
+    for col in ("capture", "face px", "backend", "real cos", "sim cos", "delta"):
+        t.add_column(col, justify="left" if col in ("capture", "backend") else "right")
+    for r in table.dropna(subset=["backend"]).itertuples():
+        t.add_row(str(r.capture), f"{r.face_px:.0f}", str(r.backend), f"{r.real_cos:.3f}", f"{r.sim_cos:.3f}",
+                  f"{r.delta_cos:+.3f}")
+    console = Console()
+    console.print(t)
+    worst = table.delta_cos.abs().max()
+    console.print(f"max |delta_cos| = {worst:.3f} ({'within' if worst <= 0.02 else 'outside'} the 0.02 goal)")
+    for r in table[table.skipped.notna()].itertuples():
+        console.print(f"skipped {r.capture}: {r.skipped}")
+    if out is not None:
+        console.print(f"written {out}")

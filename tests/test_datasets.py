@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facequant.datasets import comparisons, load_identity_folders
+from facequant.errors import FacequantError
+
+
+def test_celebs13_folders_and_pairs(celebs13: Path):
+    ds = load_identity_folders(celebs13)
+    assert len(ds.images) == 61
+    assert len(ds.identities) == 13
+    with_pairs = load_identity_folders(celebs13, celebs13 / "pairs.csv")
+    assert with_pairs.pairs is not None and len(with_pairs.pairs) == 520
+    assert sum(p.same for p in with_pairs.pairs) == 140
+
+
+def test_all_pairs_protocol_counts(celebs13: Path):
+    ds = load_identity_folders(celebs13)
+    triples = list(comparisons(ds))
+    counts: dict[str, int] = {}
+    for img in ds.images:
+        counts[img.identity] = counts.get(img.identity, 0) + 1
+    n = len(ds.images)
+    genuine_expected = sum(k * (k - 1) for k in counts.values())  # ordered pairs within identities
+    assert sum(g for _, _, g in triples) == genuine_expected
+    assert sum(not g for _, _, g in triples) == n * (n - 1) - genuine_expected
+    assert all(p != g for p, g, _ in triples)
+
+
+def test_same_photo_mode_and_usable_filter(celebs13: Path):
+    ds = load_identity_folders(celebs13)
+    keys = {img.key for img in ds.images[:10]}
+    triples = list(comparisons(ds, "same-photo", usable=keys))
+    genuine = [(p, g) for p, g, same in triples if same]
+    assert sorted(genuine) == sorted((k, k) for k in keys)
+    assert all(p in keys and g in keys for p, g, _ in triples)
+    with pytest.raises(FacequantError):
+        list(comparisons(ds, "nonsense"))
+
+
+def test_bad_inputs(tmp_path: Path, celebs13: Path):
+    with pytest.raises(FacequantError, match="not found"):
+        load_identity_folders(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FacequantError, match="no images"):
+        load_identity_folders(tmp_path / "empty")
+    bad = tmp_path / "pairs.csv"
+    bad.write_text("image_a,image_b,same_identity\nperson01/img1.jpg,person02/nope.jpg,0\n")
+    with pytest.raises(FacequantError, match="nope.jpg"):
+        load_identity_folders(celebs13, bad)
+    wrong = tmp_path / "wrong.csv"
+    first = sorted((celebs13 / "person01").iterdir())[:2]
+    wrong.write_text(f"image_a,image_b,same_identity\nperson01/{first[0].name},person01/{first[1].name},0\n")
+    with pytest.raises(FacequantError, match="contradicts"):
+        load_identity_folders(celebs13, wrong)
