@@ -47,7 +47,7 @@ INSIGHTFACE_PACKS: tuple[str, ...] = ("buffalo_l", "buffalo_s", "antelopev2")
 
 #: Bump whenever normalize_model's rewrite changes: the cache file name carries it, so old
 #: rewrites are never reused by new code.
-NORMALIZE_VERSION = 1
+NORMALIZE_VERSION = 2
 #: Lowest opset normalize_model produces: per-channel QDQ quantization needs >= 13.
 MIN_OPSET = 13
 #: Name of the symbolic batch dimension in normalized models.
@@ -399,6 +399,15 @@ def _rewrite(src: Path, original: onnx.ModelProto, spec: ModelSpec) -> onnx.Mode
         for attr in node.attribute:
             if attr.name == "allowzero":  # opset >= 14: 0 must mean "copy", not "zero"
                 attr.i = 0
+
+    # Constants no node reads any more (the replaced shapes) would make ORT warn on every load.
+    used = {name for n in graph.node for name in n.input}
+    unused = [init for init in graph.initializer if init.name not in used]
+    for init in unused:
+        graph.initializer.remove(init)
+        stale_inputs = [i for i in graph.input if i.name == init.name]
+        for i in stale_inputs:
+            graph.input.remove(i)
 
     # value_info holds shapes for batch 1: stale now, so drop it and infer again.
     del graph.value_info[:]

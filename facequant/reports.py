@@ -57,6 +57,7 @@ def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
     check_output_dir(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a results folder is for sharing
     try:
         result.sweep.to_csv(staging / SWEEP_CSV, index=False)
         result.cliff.to_csv(staging / CLIFF_CSV, index=False)

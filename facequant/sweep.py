@@ -228,7 +228,7 @@ def run_sweep(
     probes = pd.concat(probe_frames, ignore_index=True)
     comps = pd.concat(comparison_frames, ignore_index=True)
     sweep = metrics.sweep_table(probes, comps, threshold, model_name)
-    cliffs = cliff.cliff_table(sweep, comps, model_name)
+    cliffs = cliff.cliff_table(sweep, comps, model_name, probes=probes)
     n_embeddings = len(images) * (len(distances) + 1) * len(backends)
     timings["embeddings_per_s"] = n_embeddings / max(timings["sweep_s"], 1e-9)
     multi = [{"image": img.key, "faces": faces[img.key].n_faces, "used": "most confident face"}

@@ -1,0 +1,144 @@
+"""End to end on the real model and photos: the CLI a user runs, the files they get."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facequant.cli import main
+from facequant.sweep import SweepConfig, run_sweep
+
+SWEEP_COLUMNS = ["model", "backend", "distance_m", "face_px", "n_probes", "n_genuine", "n_impostor",
+                 "prenorm_mean", "prenorm_p05", "prenorm_p50", "prenorm_p95", "cos_to_fp32_mean",
+                 "genuine_cos_mean", "impostor_cos_mean", "threshold", "tar", "tar_ci_low", "tar_ci_high", "far"]
+CLIFF_COLUMNS = ["model", "backend", "threshold", "tar_close", "reliable_distance_m", "cliff_distance_m",
+                 "cliff_face_px", "cliff_prenorm", "cliff_prenorm_width", "distance_cost_m"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, model_path: Path, celebs13: Path) -> Path:
+    out = tmp_path_factory.mktemp("e2e") / "first"
+    code = main(["sweep", "--model", str(model_path), "--data", str(celebs13),
+                 "--backends", "fp32,int8-pt,int8-pc", "--out", str(out), "--quiet"])
+    assert code == 0
+    return out
+
+
+def test_outputs_exist_with_contract_columns(run_dir: Path):
+    for name in ("sweep.csv", "cliff.csv", "results.csv", "probes.csv", "comparisons.csv.gz", "run.json",
+                 "tar_vs_distance.png", "match_vs_prenorm.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    sweep = pd.read_csv(run_dir / "sweep.csv")
+    cliff = pd.read_csv(run_dir / "cliff.csv")
+    assert list(sweep.columns[: len(SWEEP_COLUMNS)]) == SWEEP_COLUMNS
+    assert list(cliff.columns[: len(CLIFF_COLUMNS)]) == CLIFF_COLUMNS
+    assert list(sweep.backend.unique()) == ["fp32", "int8-pt", "int8-pc"]
+    assert len(sweep) == 3 * 12
+    assert (run_dir / "tar_vs_distance.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fp32_matches_close_and_falls_with_distance(run_dir: Path):
+    sweep = pd.read_csv(run_dir / "sweep.csv")
+    fp32 = sweep[sweep.backend == "fp32"].sort_values("distance_m")
+    close, far = fp32.iloc[0], fp32.iloc[-1]
+    assert close.tar >= 0.9
+    assert close.far <= 0.01
+    assert far.tar < close.tar - 0.5
+    # falling overall: strongly negative rank correlation of TAR with distance
+    assert fp32.tar.corr(fp32.distance_m, method="spearman") < -0.8
+    assert fp32.face_px.is_monotonic_decreasing
+
+
+def test_int8_drifts_from_fp32_with_distance(run_dir: Path):
+    sweep = pd.read_csv(run_dir / "sweep.csv")
+    pt = sweep[sweep.backend == "int8-pt"].sort_values("distance_m")
+    assert pt.cos_to_fp32_mean.iloc[-1] < pt.cos_to_fp32_mean.iloc[0]
+    pc = sweep[sweep.backend == "int8-pc"].sort_values("distance_m")
+    # per-channel weights stay closer to the float model than per-tensor at every distance
+    assert np.all(pc.cos_to_fp32_mean.to_numpy() > pt.cos_to_fp32_mean.to_numpy())
+
+
+def test_cliff_report_is_consistent_with_sweep(run_dir: Path):
+    sweep = pd.read_csv(run_dir / "sweep.csv")
+    cliff = pd.read_csv(run_dir / "cliff.csv").set_index("backend")
+    fp32 = sweep[sweep.backend == "fp32"].sort_values("distance_m")
+    assert cliff.loc["fp32", "tar_close"] == pytest.approx(fp32.tar.iloc[0])
+    d = cliff.loc["fp32", "cliff_distance_m"]
+    half = cliff.loc["fp32", "tar_close"] / 2
+    # TAR is above half before the cliff and below it at the next sweep distance past it
+    assert (fp32[fp32.distance_m < d].tar >= half).all()
+    assert fp32[fp32.distance_m > d].tar.iloc[0] < half
+    assert cliff.loc["fp32", "reliable_distance_m"] < d
+    assert cliff.loc["fp32", "distance_cost_m"] == 0
+    assert 0 < cliff.loc["fp32", "cliff_prenorm"] < sweep.prenorm_p95.max()
+
+
+def test_run_json_records_config_versions_calibration(run_dir: Path):
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["config"]["seed"] == 0
+    assert run["config"]["backends"] == ["fp32", "int8-pt", "int8-pc"]
+    assert run["versions"]["onnxruntime"]
+    assert len(run["calibration"]["images"]) == 32
+    assert run["model"]["spec"]["opset"] == 9 and run["model"]["sha256"]
+    assert run["dataset"]["usable"] + len(run["skipped_images"]) == 61
+    assert run["threshold"]["value"] == pytest.approx(pd.read_csv(run_dir / "sweep.csv").threshold.iloc[0])
+    assert run["timings"]["embeddings_per_s"] > 0
+
+
+def test_existing_results_are_never_overwritten(run_dir: Path, capsys: pytest.CaptureFixture[str]):
+    before = (run_dir / "sweep.csv").read_bytes()
+    code = main(["sweep", "--out", str(run_dir), "--distances", "1", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert str(run_dir) in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert (run_dir / "sweep.csv").read_bytes() == before
+
+
+def test_sweep_is_reproducible(model_path: Path, celebs13: Path):
+    from facequant.distance import Degradation
+
+    config = SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", "int8-pt"),
+                         distances_m=(1.0, 6.0), degradation=Degradation(0.6, 3.0, 70), seed=3)
+    a, b = run_sweep(config), run_sweep(config)
+    pd.testing.assert_frame_equal(a.sweep, b.sweep)
+    pd.testing.assert_frame_equal(a.probes, b.probes)
+
+
+def test_bad_photos_are_recorded_not_dropped(tmp_path: Path, model_path: Path, celebs13: Path, multi_face: Path):
+    data = tmp_path / "data"
+    for person in ("person01", "person02"):
+        (data / person).mkdir(parents=True)
+        for photo in sorted((celebs13 / person).iterdir())[:3]:
+            shutil.copy(photo, data / person / photo.name)
+    (data / "person01" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" * 20)
+    import cv2
+
+    cv2.imwrite(str(data / "person02" / "blank.png"), np.full((480, 640, 3), 128, np.uint8))
+    (data / "person03").mkdir()
+    shutil.copy(multi_face / "couple.jpg", data / "person03" / "couple.jpg")
+    out = tmp_path / "run"
+    code = main(["sweep", "--model", str(model_path), "--data", str(data), "--backends", "fp32",
+                 "--distances", "1,4", "--out", str(out), "--quiet"])
+    assert code == 0
+    run = json.loads((out / "run.json").read_text())
+    reasons = {s["image"]: s["reason"] for s in run["skipped_images"]}
+    assert "corrupt" in reasons["person01/corrupt.jpg"] or "decode" in reasons["person01/corrupt.jpg"]
+    assert reasons["person02/blank.png"] == "no face found"
+    assert any(m["image"] == "person03/couple.jpg" and m["faces"] > 1 for m in run["multi_face_images"])
+    assert run["dataset"]["usable"] == 7
+
+
+def test_missing_model_and_data_give_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], celebs13: Path):
+    code = main(["sweep", "--model", str(tmp_path / "nope.onnx"), "--data", str(celebs13), "--out",
+                 str(tmp_path / "r"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "nope" in err and len(err.splitlines()) == 1
+    code = main(["sweep", "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "r2"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "nodata" in err and "not found" in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
