@@ -160,13 +160,15 @@ def cmd_cameras(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_sim(args: argparse.Namespace) -> int:
+    from facequant.distance import Degradation
     from facequant.validate import print_fidelity, validate_simulation
 
     out = Path(args.out)
     if out.exists() and not args.force:
         raise FacequantError(f"{out}: exists (use --force to replace it)")
     table = validate_simulation(args.model or str(settings.default_model_path()), Path(args.reference),
-                                Path(args.captures), backends=str(args.backends), seed=args.seed)
+                                Path(args.captures), backends=str(args.backends), seed=args.seed,
+                                degradation=Degradation(args.blur, args.noise, args.jpeg))
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     print_fidelity(table, out)
@@ -214,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backends", default="fp32,int8-pt", help="backends to compare (default fp32,int8-pt)")
     p.add_argument("--out", default="fidelity.csv", help="output CSV (default fidelity.csv)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--blur", type=float, default=0.0, help="optics blur sigma to simulate, camera pixels")
+    p.add_argument("--noise", type=float, default=0.0, help="sensor noise sigma to simulate, 8-bit levels")
+    p.add_argument("--jpeg", type=int, default=0, help="JPEG quality to simulate (match your camera's encoder)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_validate_sim)
     return parser
@@ -227,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FacequantError as exc:
         print(f"facequant: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and friends
+        return 0
     except KeyboardInterrupt:
         print("facequant: interrupted; nothing was written", file=sys.stderr)
         return 130

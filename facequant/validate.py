@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
-from insightface.utils.face_align import norm_crop
 
+from facequant.alignment import similarity_matrix
 from facequant.backends import BackendFactory, parse_backends, preprocess
 from facequant.datasets import IMAGE_SUFFIXES
-from facequant.distance import simulate
+from facequant.distance import Degradation, simulate
 from facequant.errors import BadImageError, FacequantError
 from facequant.faces import FacePipeline, read_image
 from facequant.models import file_sha256, inspect_model, normalize_model, resolve_model
@@ -30,6 +31,7 @@ def validate_simulation(
     backends: str = "fp32,int8-pt",
     seed: int = 0,
     pipeline: FacePipeline | None = None,
+    degradation: Degradation = Degradation(),
 ) -> pd.DataFrame:
     """fidelity table: one row per capture x backend (columns FIDELITY_COLUMNS + skipped reason)."""
     model_path = resolve_model(model)
@@ -52,9 +54,11 @@ def validate_simulation(
         except BadImageError as exc:
             rows.append({"capture": path.name, "skipped": exc.reason})
             continue
-        # The real path: the capture aligned straight to the model input, as a deployed aligner does.
-        real_crops.append(norm_crop(image, face.landmarks5.astype(np.float32), image_size=model_px))
-        sim_crops.append(simulate(ref.crop, face.native_face_px, model_px, rng=np.random.default_rng(seed)))
+        # The real path: the capture warped straight to the model input, bilinear, exactly as
+        # insightface's norm_crop does in a deployed pipeline.
+        matrix = similarity_matrix(face.landmarks5, model_px)
+        real_crops.append(cv2.warpAffine(image, matrix, (model_px, model_px), flags=cv2.INTER_LINEAR))
+        sim_crops.append(simulate(ref.crop, face.native_face_px, model_px, degradation, np.random.default_rng(seed)))
         rows.append({"capture": path.name, "face_px": face.native_face_px})
     if not real_crops:
         raise FacequantError(f"{captures}: no capture holds a usable face")
@@ -76,8 +80,11 @@ def validate_simulation(
             out.append({**row, "backend": name, "real_cos": real_cos[i], "sim_cos": sim_cos[i],
                         "delta_cos": sim_cos[i] - real_cos[i], "real_prenorm": float(np.linalg.norm(real_emb[i])),
                         "sim_prenorm": float(np.linalg.norm(sim_emb[i]))})
-    out += [r for r in rows if "skipped" in r]
-    return pd.DataFrame(out, columns=[*FIDELITY_COLUMNS, "skipped"])
+    table = pd.DataFrame(out, columns=[*FIDELITY_COLUMNS, "skipped"])
+    order = {name: i for i, name in enumerate(parse_backends(backends))}
+    table = table.sort_values(["backend", "face_px"], key=lambda c: c.map(order) if c.name == "backend" else -c)
+    skipped = pd.DataFrame([r for r in rows if "skipped" in r], columns=[*FIDELITY_COLUMNS, "skipped"])
+    return pd.concat([table, skipped], ignore_index=True) if len(skipped) else table.reset_index(drop=True)
 
 
 def print_fidelity(table: pd.DataFrame, out: Path | None = None) -> None:
