@@ -110,9 +110,11 @@ def _probe_seed(seed: int, image_index: int, distance_index: int) -> np.random.G
 class _Embeddings:
     """L2-normalised embeddings, with the raw norm kept: the pre-norm is what we study."""
 
-    def __init__(self, raw: np.ndarray) -> None:
-        if not np.all(np.isfinite(raw)):
-            raise FacequantError("backend produced NaN or infinite embeddings")
+    def __init__(self, raw: np.ndarray, backend: str = "") -> None:
+        bad = ~np.all(np.isfinite(raw), axis=1)
+        if bad.any():
+            raise FacequantError(f"backend {backend}: {int(bad.sum())} of {len(raw)} embeddings are NaN or infinite "
+                                 "(a broken quantization or model); no results were written")
         self.prenorm = np.linalg.norm(raw, axis=1)
         self.unit = raw / np.maximum(self.prenorm[:, None], 1e-12)
 
@@ -183,7 +185,7 @@ def run_sweep(
     timings["backends_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    galleries = {name: _Embeddings(b.embed(gallery_crops)) for name, b in backends.items()}
+    galleries = {name: _Embeddings(b.embed(gallery_crops), name) for name, b in backends.items()}
     if config.gallery == "fp32":
         galleries = {name: galleries["fp32"] for name in backends}
     elif config.gallery != "same-backend":
@@ -198,7 +200,7 @@ def run_sweep(
         fp32 = None
         keep = ok[probe_idx]  # a probe that cannot be simulated at this distance is not compared
         for name, backend in backends.items():
-            emb = _Embeddings(backend.embed(crops))
+            emb = _Embeddings(backend.embed(crops), name)
             fp32 = emb if name == "fp32" else fp32
             assert fp32 is not None  # parse_backends puts fp32 first
             probe_frames.append(pd.DataFrame({

@@ -142,3 +142,14 @@ def test_missing_model_and_data_give_one_line_errors(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err.strip()
     assert code == 2 and "nodata" in err and "not found" in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
+
+
+def test_nan_embeddings_are_refused_naming_the_backend():
+    from facequant.errors import FacequantError
+    from facequant.sweep import _Embeddings
+
+    raw = np.ones((3, 4), np.float32)
+    assert np.allclose(_Embeddings(raw, "fp32").prenorm, 2.0)
+    raw[1, 2] = np.nan
+    with pytest.raises(FacequantError, match="int8-pt: 1 of 3 embeddings are NaN"):
+        _Embeddings(raw, "int8-pt")
