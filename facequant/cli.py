@@ -59,6 +59,8 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("quantization")
     g.add_argument("--calib-size", type=int, default=32, help="calibration photos, a seeded subset at close range (default 32)")
+    g.add_argument("--calib-data", default=None,
+                   help="folder of photos to calibrate on (default: the evaluation photos)")
     g.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default=None,
                    help="calibration method for every quantized backend (default: minmax)")
 
@@ -86,12 +88,19 @@ def _config_from_args(args: argparse.Namespace) -> tuple[object, Path]:
                 raise FacequantError(f"{args.config}: unknown option '{key}'")
             if getattr(args, attr) == _DEFAULTS.get(attr):  # the command line wins over the file
                 setattr(args, attr, value)
-    model = args.model or str(settings.default_model_path())
+    model = args.model or "faceplugin"
     data = args.data or str(settings.default_dataset_path())
+    if not args.data and not Path(data).is_dir():
+        raise FacequantError(f"{data}: no default photos here (set {settings.SHARED_ENV}); pass --data DIR or --data lfw")
     overrides: dict[str, object] = {}
-    for item in args.model_override:
-        key, _, value = item.partition("=")
-        overrides[key] = yaml.safe_load(value)
+    if isinstance(args.model_override, dict):  # from a config file: a mapping
+        overrides.update(args.model_override)
+    else:
+        for item in args.model_override:
+            key, sep, value = str(item).partition("=")
+            if not sep:
+                raise FacequantError(f"--model-override '{item}': expected KEY=VALUE")
+            overrides[key] = yaml.safe_load(value)
     face_px = tuple(float(v) for v in str(args.face_px).split(",")) if args.face_px else None
     config = SweepConfig(
         model=model, data=data, backends=tuple(parse_backends(str(args.backends))), camera=str(args.camera),
@@ -99,6 +108,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[object, Path]:
         iod_mm=float(args.iod_mm), degradation=Degradation(float(args.blur), float(args.noise), int(args.jpeg)),
         genuine_mode=args.genuine, gallery=args.gallery, pairs=args.pairs, target_far=float(args.far),
         threshold=args.threshold, calibration_size=int(args.calib_size), calibration_method=args.calib_method,
+        calibration_data=args.calib_data,
         multi_face=args.multi_face, seed=int(args.seed), batch_size=int(args.batch_size), model_overrides=overrides)
     out = args.out or Path("runs") / f"{Path(model).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     return config, Path(out)
@@ -166,7 +176,7 @@ def cmd_validate_sim(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise FacequantError(f"{out}: exists (use --force to replace it)")
-    table = validate_simulation(args.model or str(settings.default_model_path()), Path(args.reference),
+    table = validate_simulation(args.model or "faceplugin", Path(args.reference),
                                 Path(args.captures), backends=str(args.backends), seed=args.seed,
                                 degradation=Degradation(args.blur, args.noise, args.jpeg))
     out.parent.mkdir(parents=True, exist_ok=True)

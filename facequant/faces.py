@@ -446,10 +446,12 @@ class FacePipeline:
         cache_dir: Path | None = None,
         threads: int | None = None,
     ) -> FacePipeline:
-        """RFB detector + 68-point landmarks from the shared models (see settings)."""
+        """RFB detector + 68-point landmarks: the faceplugin models (shared folder, or pulled)."""
+        from facequant.models import faceplugin_file
+
         return cls(
-            _shared_rfb(str(settings.default_detector_path()), threads),
-            _shared_landmarks(str(settings.default_landmark_path()), threads),
+            _shared_rfb(str(faceplugin_file("fr_detect.onnx")), threads),
+            _shared_landmarks(str(faceplugin_file("fr_landmark.onnx")), threads),
             crop_size=crop_size,
             multi_face=multi_face,
             cache_dir=cache_dir,
@@ -602,3 +604,17 @@ class FacePipeline:
             n_faces=len(detections),
             prealigned=False,
         )
+
+
+#: File names of insightface's SCRFD detectors inside its model packs.
+SCRFD_PATTERNS = ("det_*.onnx", "scrfd_*.onnx")
+
+
+def pipeline_for_model(model_path: Path, multi_face: str = "primary") -> FacePipeline:
+    """insightface's SCRFD (with its own 5 landmarks) when the model sits in a pack folder that
+    has one, else the default faceplugin detector and landmarks."""
+    for pattern in SCRFD_PATTERNS:
+        found = sorted(Path(model_path).parent.glob(pattern))
+        if found:
+            return FacePipeline(SCRFDDetector(found[0]), None, multi_face=multi_face)
+    return FacePipeline.default(multi_face=multi_face)

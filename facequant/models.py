@@ -536,14 +536,7 @@ def resolve_model(name_or_path: str, insightface_root: str | Path = "~/.insightf
 
     name = name_or_path.strip().lower()
     if name == "faceplugin":
-        shared = settings.default_model_path()
-        if shared.is_file():
-            return shared
-        dest = settings.cache_dir() / "faceplugin"
-        cached = dest / "fr_feature.onnx"
-        if cached.is_file() and file_sha256(cached) == FACEPLUGIN_SHA256["fr_feature.onnx"]:
-            return cached
-        return pull_faceplugin(dest)
+        return faceplugin_file("fr_feature.onnx")
     if name in INSIGHTFACE_PACKS:
         return _insightface_pack(name, Path(insightface_root).expanduser())
 
@@ -604,6 +597,21 @@ def _recognition_model(folder: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- faceplugin
+
+
+def faceplugin_file(name: str) -> Path:
+    """One of the faceplugin models: from the shared folder when present, else the verified
+    copy in the cache, else pulled with npm now."""
+    if name not in FACEPLUGIN_SHA256:
+        raise FacequantError(f"'{name}' is not a faceplugin model ({', '.join(FACEPLUGIN_SHA256)})")
+    shared = settings.default_model_path().parent / name
+    if shared.is_file():
+        return shared
+    dest = settings.cache_dir() / "faceplugin"
+    cached = dest / name
+    if not (cached.is_file() and file_sha256(cached) == FACEPLUGIN_SHA256[name]):
+        pull_faceplugin(dest)
+    return cached
 
 
 def pull_faceplugin(dest: Path) -> Path:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from facequant import __version__, cliff, metrics
 from facequant.backends import BackendFactory, preprocess
-from facequant.datasets import Dataset, FaceImage, comparisons, load_dataset
+from facequant.datasets import IMAGE_SUFFIXES, Dataset, FaceImage, comparisons, load_dataset
 from facequant.distance import (
     DEFAULT_DISTANCES_M,
     DEFAULT_IOD_MM,
@@ -26,7 +26,7 @@ from facequant.distance import (
     simulate,
 )
 from facequant.errors import BadImageError, FacequantError
-from facequant.faces import AlignedFace, FacePipeline
+from facequant.faces import AlignedFace, FacePipeline, pipeline_for_model
 from facequant.models import ModelSpec, file_sha256, inspect_model, normalize_model, resolve_model
 
 #: progress(stage, done, total): stages are "faces", "calibration", "distances".
@@ -51,6 +51,7 @@ class SweepConfig:
     target_far: float = 1e-3
     threshold: float | None = None  # given: used as is; None: set on fp32 close-range impostors
     calibration_size: int = 32
+    calibration_data: str | None = None  # a folder of photos to calibrate on; None: the evaluation photos
     calibration_method: str | None = None  # None: each recipe's own (minmax)
     multi_face: str = "primary"
     seed: int = 0
@@ -103,6 +104,25 @@ def extract_faces(dataset: Dataset, pipeline: FacePipeline, progress: Progress |
     return faces, skipped
 
 
+def _calibration_faces(folder: Path, pipeline: FacePipeline, size: int, seed: int) -> dict[str, AlignedFace]:
+    """Aligned faces of a seeded subset of a calibration folder (any tree of photos)."""
+    if not folder.is_dir():
+        raise FacequantError(f"{folder}: calibration folder not found")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    order = np.random.default_rng(seed).permutation(len(files))
+    out: dict[str, AlignedFace] = {}
+    for i in order:  # photos without a usable face are passed over, not fatal
+        if len(out) >= size:
+            break
+        try:
+            out[files[i].relative_to(folder).as_posix()] = pipeline.extract(files[i])
+        except BadImageError:
+            continue
+    if not out:
+        raise FacequantError(f"{folder}: no usable face to calibrate on")
+    return out
+
+
 def _probe_seed(seed: int, image_index: int, distance_index: int) -> np.random.Generator:
     return np.random.default_rng([seed, image_index, distance_index])
 
@@ -140,7 +160,7 @@ def run_sweep(
 
     t0 = time.perf_counter()
     dataset = load_dataset(config.data, Path(config.pairs) if config.pairs else None)
-    pipeline = pipeline or FacePipeline.default(multi_face=config.multi_face)
+    pipeline = pipeline or pipeline_for_model(model_path, config.multi_face)
     faces, skipped = extract_faces(dataset, pipeline, progress)
     if len(faces) < 2:
         raise FacequantError(f"{dataset.root}: only {len(faces)} usable face(s); need at least 2")
@@ -166,15 +186,23 @@ def run_sweep(
                           for i, img in enumerate(images)])
         return crops, ok, px
 
-    # Calibration: close-range crops of a seeded subset (what a deployment would calibrate on).
-    calib_images = sorted(np.random.default_rng(config.seed).permutation(len(images))[: config.calibration_size].tolist())
+    # Calibration: close-range crops of a seeded subset (what a deployment would calibrate on),
+    # of the evaluation photos or of a separate folder.
+    if config.calibration_data:
+        calib_faces = _calibration_faces(Path(config.calibration_data), pipeline, config.calibration_size, config.seed)
+        calib_names = list(calib_faces)
+    else:
+        chosen = np.random.default_rng(config.seed).permutation(len(images))[: config.calibration_size]
+        calib_names = [images[i].key for i in sorted(chosen.tolist())]
+        calib_faces = {key: faces[key] for key in calib_names}
     calibration_cache: dict[str, np.ndarray] = {}
 
     def calibration() -> np.ndarray:
         if "x" not in calibration_cache:
-            crops, ok, _ = probe_crops(0, distances[0])
-            chosen = [i for i in calib_images if ok[i]] or calib_images
-            calibration_cache["x"] = preprocess(crops[chosen], spec)
+            px = camera.face_px(distances[0], config.iod_mm)
+            crops = np.stack([simulate(f.crop, px, model_px, config.degradation, _probe_seed(config.seed, i, 0))
+                              for i, f in enumerate(calib_faces.values())])
+            calibration_cache["x"] = preprocess(crops, spec)
         return calibration_cache["x"]
 
     t0 = time.perf_counter()
@@ -247,7 +275,8 @@ def run_sweep(
                     "genuine": int(genuine.sum()), "impostor": int((~genuine).sum()), "notes": dataset.notes},
         "skipped_images": skipped,
         "multi_face_images": multi,
-        "calibration": {"images": [images[i].key for i in calib_images], "distance_m": distances[0],
+        "calibration": {"images": calib_names, "source": config.calibration_data or "evaluation photos",
+                        "distance_m": distances[0],
                         "method": config.calibration_method or "per recipe"},
         "backends": {name: b.describe() for name, b in backends.items()},
         "versions": versions(),

@@ -14,7 +14,7 @@ from facequant.backends import BackendFactory, parse_backends, preprocess
 from facequant.datasets import IMAGE_SUFFIXES
 from facequant.distance import Degradation, simulate
 from facequant.errors import BadImageError, FacequantError
-from facequant.faces import FacePipeline, read_image
+from facequant.faces import FacePipeline, pipeline_for_model, read_image
 from facequant.models import file_sha256, inspect_model, normalize_model, resolve_model
 
 FIDELITY_COLUMNS = ["capture", "face_px", "backend", "real_cos", "sim_cos", "delta_cos", "real_prenorm", "sim_prenorm"]
@@ -38,7 +38,7 @@ def validate_simulation(
     spec = inspect_model(model_path)
     normalized = normalize_model(model_path)
     model_px = spec.input_size[0]
-    pipeline = pipeline or FacePipeline.default()
+    pipeline = pipeline or pipeline_for_model(model_path)
     ref = pipeline.extract(reference)
     if not captures.is_dir():
         raise FacequantError(f"{captures}: captures folder not found")

@@ -56,3 +56,14 @@ def test_bad_inputs(tmp_path: Path, celebs13: Path):
     wrong.write_text(f"image_a,image_b,same_identity\nperson01/{first[0].name},person01/{first[1].name},0\n")
     with pytest.raises(FacequantError, match="contradicts"):
         load_identity_folders(celebs13, wrong)
+
+
+def test_lfw_without_network_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from facequant.datasets import load_lfw
+
+    # a dead local proxy: fails at once, downloads nothing even where a network exists
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    with pytest.raises(FacequantError, match="could not download LFW"):
+        load_lfw(tmp_path)
+    assert not (tmp_path / "lfw-min20").exists()

@@ -395,3 +395,21 @@ def test_wrong_models_are_rejected(detector_path, landmark_path, tmp_path):
     junk.write_bytes(b"junk")
     with pytest.raises(BadModelError, match="cannot load"):
         LandmarkModel68(junk)
+
+
+def test_pipeline_for_model_picks_pack_detector(tmp_path, model_path, detector_path):
+    import shutil
+
+    from facequant.errors import BadModelError
+    from facequant.faces import RFBDetector, pipeline_for_model
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    shutil.copy(model_path, plain / "w600k.onnx")
+    assert isinstance(pipeline_for_model(plain / "w600k.onnx").detector, RFBDetector)
+    pack = tmp_path / "pack"
+    pack.mkdir()
+    shutil.copy(model_path, pack / "w600k.onnx")
+    shutil.copy(detector_path, pack / "det_10g.onnx")  # a det_ file that is not SCRFD
+    with pytest.raises(BadModelError, match="det_10g.onnx"):
+        pipeline_for_model(pack / "w600k.onnx")

@@ -153,3 +153,17 @@ def test_nan_embeddings_are_refused_naming_the_backend():
     raw[1, 2] = np.nan
     with pytest.raises(FacequantError, match="int8-pt: 1 of 3 embeddings are NaN"):
         _Embeddings(raw, "int8-pt")
+
+
+def test_calibration_folder_is_used_and_recorded(model_path: Path, celebs13: Path, multi_face: Path):
+    base = SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", "int8-pt"), distances_m=(2.0,))
+    own = run_sweep(base)
+    other = run_sweep(SweepConfig(**{**base.to_dict(), "degradation": base.degradation,
+                                     "calibration_data": str(multi_face), "calibration_size": 2}))
+    cal = other.run["calibration"]
+    assert cal["source"] == str(multi_face) and len(cal["images"]) == 2
+    assert all((multi_face / name).is_file() for name in cal["images"])
+    assert own.run["backends"]["int8-pt"]["model"] != other.run["backends"]["int8-pt"]["model"]
+    a = own.probes[own.probes.backend == "int8-pt"].cos_to_fp32.to_numpy()
+    b = other.probes[other.probes.backend == "int8-pt"].cos_to_fp32.to_numpy()
+    assert not np.allclose(a, b)
