@@ -27,6 +27,7 @@ from facequant.alignment import (
     inter_ocular_px,
 )
 from facequant.errors import BadImageError, BadModelError
+from facequant.models import file_sha256
 
 #: Bump when the crop recipe changes, so old cache entries are never reused.
 CACHE_VERSION = 1
@@ -84,21 +85,6 @@ class FaceDetector(Protocol):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@lru_cache(maxsize=32)
-def _file_sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's content (memoised on path, size and mtime: models are hashed once)."""
-    st = os.stat(path)
-    return _file_sha256_cached(os.fspath(path), st.st_size, st.st_mtime_ns)
 
 
 def _session(path: Path, threads: int | None) -> ort.InferenceSession:

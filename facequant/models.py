@@ -21,6 +21,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -90,13 +91,19 @@ class ModelSpec:
 _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelSpec))
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks (models can be hundreds of MB)."""
+@lru_cache(maxsize=64)
+def _file_sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        for chunk in iter(lambda: f.read(1 << 20), b""):  # models can be hundreds of MB
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's content, memoised on (path, size, mtime): models are hashed once."""
+    st = os.stat(path)
+    return _file_sha256_cached(os.fspath(path), st.st_size, st.st_mtime_ns)
 
 
 # --------------------------------------------------------------------------- inspect
