@@ -61,6 +61,8 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calib-size", type=int, default=32, help="calibration photos, a seeded subset at close range (default 32)")
     g.add_argument("--calib-data", default=None,
                    help="folder of photos to calibrate on (default: the evaluation photos)")
+    g.add_argument("--calib-distances", default=None,
+                   help="metres to calibrate at, e.g. '0.5,3,6' (distance-aware calibration; default: the closest only)")
     g.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default=None,
                    help="calibration method for every quantized backend (default: minmax)")
 
@@ -109,6 +111,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[object, Path]:
         genuine_mode=args.genuine, gallery=args.gallery, pairs=args.pairs, target_far=float(args.far),
         threshold=args.threshold, calibration_size=int(args.calib_size), calibration_method=args.calib_method,
         calibration_data=args.calib_data,
+        calibration_distances_m=parse_distances(str(args.calib_distances)) if args.calib_distances else None,
         multi_face=args.multi_face, seed=int(args.seed), batch_size=int(args.batch_size), model_overrides=overrides)
     out = args.out or Path("runs") / f"{Path(model).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     return config, Path(out)

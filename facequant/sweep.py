@@ -52,6 +52,7 @@ class SweepConfig:
     threshold: float | None = None  # given: used as is; None: set on fp32 close-range impostors
     calibration_size: int = 32
     calibration_data: str | None = None  # a folder of photos to calibrate on; None: the evaluation photos
+    calibration_distances_m: tuple[float, ...] | None = None  # None: the closest sweep distance only
     calibration_method: str | None = None  # None: each recipe's own (minmax)
     multi_face: str = "primary"
     seed: int = 0
@@ -139,20 +140,81 @@ class _Embeddings:
         self.unit = raw / np.maximum(self.prenorm[:, None], 1e-12)
 
 
-def run_sweep(
-    config: SweepConfig,
-    progress: Progress | None = None,
-    on_distance: Callable[[float, pd.DataFrame], None] | None = None,
-    pipeline: FacePipeline | None = None,
-) -> SweepResult:
-    """Run the whole sweep. on_distance(distance, sweep_rows_so_far) fires as each distance finishes."""
+def probe_id(image_key: str, distance_m: float | None) -> str:
+    """Stable id of one probe crop: what export-probes writes and external backends key on."""
+    return f"{image_key}@enrol" if distance_m is None else f"{image_key}@{distance_m:g}m"
+
+
+@dataclass
+class ProbeSet:
+    """The exact crops a sweep feeds the backends: gallery enrolment, probes per distance,
+    calibration. Built once; the sweep and export-probes both read it."""
+
+    config: SweepConfig
+    model_path: Path
+    normalized: Path
+    model_sha: str
+    spec: ModelSpec
+    camera: CameraProfile
+    distances: tuple[float, ...]
+    dataset: Dataset
+    images: list[FaceImage]
+    faces: dict[str, AlignedFace]
+    skipped: list[dict[str, object]]
+    probe_idx: np.ndarray  # per comparison: index into images of the probe photo
+    gallery_idx: np.ndarray  # ... of the enrolled photo
+    genuine: np.ndarray
+    calibration_faces: dict[str, AlignedFace]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def model_px(self) -> int:
+        return self.spec.input_size[0]
+
+    def face_px(self, distance: float) -> float:
+        return self.camera.face_px(distance, self.config.iod_mm)
+
+    def gallery_crops(self) -> np.ndarray:
+        """Enrolment: each photo at its own resolution, aligned to the model input."""
+        return np.stack([simulate(self.faces[img.key].crop, self.faces[img.key].native_face_px, self.model_px)
+                         for img in self.images])
+
+    def gallery_ids(self) -> list[str]:
+        return [probe_id(img.key, None) for img in self.images]
+
+    def probe_ids(self, distance: float) -> list[str]:
+        return [probe_id(img.key, distance) for img in self.images]
+
+    def probe_crops(self, d_index: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(crops, simulable mask, face px) at distances[d_index]; seeded per photo and distance."""
+        px = self.face_px(self.distances[d_index])
+        ok = np.array([is_simulable(self.faces[img.key].native_face_px, px, self.model_px) for img in self.images])
+        crops = np.stack([simulate(self.faces[img.key].crop, px, self.model_px, self.config.degradation,
+                                   _probe_seed(self.config.seed, i, d_index))
+                          for i, img in enumerate(self.images)])
+        return crops, ok, px
+
+    def calibration_distances(self) -> tuple[float, ...]:
+        return self.config.calibration_distances_m or (self.distances[0],)
+
+    def calibration_tensors(self) -> np.ndarray:
+        """Preprocessed calibration crops: each calibration photo at each calibration distance."""
+        crops = [simulate(face.crop, self.face_px(d), self.model_px, self.config.degradation,
+                          _probe_seed(self.config.seed, i, 1000 + j))
+                 for j, d in enumerate(self.calibration_distances())
+                 for i, face in enumerate(self.calibration_faces.values())]
+        return preprocess(np.stack(crops), self.spec)
+
+
+def prepare_probes(config: SweepConfig, progress: Progress | None = None,
+                   pipeline: FacePipeline | None = None) -> ProbeSet:
+    """Model, faces, comparisons and calibration photos for a sweep: everything before inference."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     model_path = resolve_model(config.model)
     spec = inspect_model(model_path, config.model_overrides or None)
     normalized = normalize_model(model_path)
     model_sha = file_sha256(model_path)
-    model_px = spec.input_size[0]
     camera = camera_from_spec(config.camera)
     distances = (distances_for_face_px(camera, config.face_px, config.iod_mm) if config.face_px
                  else tuple(sorted(config.distances_m)))
@@ -169,40 +231,40 @@ def run_sweep(
     triples = list(comparisons(dataset, config.genuine_mode, usable=set(index)))
     if not any(g for _, _, g in triples):
         raise FacequantError(f"{dataset.root}: no genuine comparisons (every identity has one usable photo)")
-    probe_idx = np.array([index[p] for p, _, _ in triples])
-    gallery_idx = np.array([index[g] for _, g, _ in triples])
-    genuine = np.array([g for _, _, g in triples])
-    timings["faces_s"] = time.perf_counter() - t0
 
-    native = np.array([faces[img.key].native_face_px for img in images])
-    # Enrolment: each photo at its own resolution, aligned to the model input.
-    gallery_crops = np.stack([simulate(faces[img.key].crop, faces[img.key].native_face_px, model_px)
-                              for img in images])
-
-    def probe_crops(d_index: int, distance: float) -> tuple[np.ndarray, np.ndarray, float]:
-        px = camera.face_px(distance, config.iod_mm)
-        ok = np.array([is_simulable(n, px, model_px) for n in native])
-        crops = np.stack([simulate(faces[img.key].crop, px, model_px, config.degradation, _probe_seed(config.seed, i, d_index))
-                          for i, img in enumerate(images)])
-        return crops, ok, px
-
-    # Calibration: close-range crops of a seeded subset (what a deployment would calibrate on),
-    # of the evaluation photos or of a separate folder.
+    # Calibration: a seeded subset (what a deployment would calibrate on), of the evaluation
+    # photos or of a separate folder.
     if config.calibration_data:
         calib_faces = _calibration_faces(Path(config.calibration_data), pipeline, config.calibration_size, config.seed)
-        calib_names = list(calib_faces)
     else:
         chosen = np.random.default_rng(config.seed).permutation(len(images))[: config.calibration_size]
-        calib_names = [images[i].key for i in sorted(chosen.tolist())]
-        calib_faces = {key: faces[key] for key in calib_names}
+        calib_faces = {images[i].key: faces[images[i].key] for i in sorted(chosen.tolist())}
+    timings["faces_s"] = time.perf_counter() - t0
+    return ProbeSet(
+        config=config, model_path=Path(model_path), normalized=normalized, model_sha=model_sha, spec=spec,
+        camera=camera, distances=distances, dataset=dataset, images=images, faces=faces, skipped=skipped,
+        probe_idx=np.array([index[p] for p, _, _ in triples]), gallery_idx=np.array([index[g] for _, g, _ in triples]),
+        genuine=np.array([g for _, _, g in triples]), calibration_faces=calib_faces, timings=timings)
+
+
+def run_sweep(
+    config: SweepConfig,
+    progress: Progress | None = None,
+    on_distance: Callable[[float, pd.DataFrame], None] | None = None,
+    pipeline: FacePipeline | None = None,
+) -> SweepResult:
+    """Run the whole sweep. on_distance(distance, sweep_rows_so_far) fires as each distance finishes."""
+    ps = prepare_probes(config, progress, pipeline)
+    timings = ps.timings
+    spec, camera, distances, images = ps.spec, ps.camera, ps.distances, ps.images
+    model_path, normalized, model_sha = ps.model_path, ps.normalized, ps.model_sha
+    probe_idx, gallery_idx, genuine = ps.probe_idx, ps.gallery_idx, ps.genuine
+    triples = genuine  # counted in run.json
     calibration_cache: dict[str, np.ndarray] = {}
 
     def calibration() -> np.ndarray:
         if "x" not in calibration_cache:
-            px = camera.face_px(distances[0], config.iod_mm)
-            crops = np.stack([simulate(f.crop, px, model_px, config.degradation, _probe_seed(config.seed, i, 0))
-                              for i, f in enumerate(calib_faces.values())])
-            calibration_cache["x"] = preprocess(crops, spec)
+            calibration_cache["x"] = ps.calibration_tensors()
         return calibration_cache["x"]
 
     t0 = time.perf_counter()
@@ -213,6 +275,7 @@ def run_sweep(
     timings["backends_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    gallery_crops = ps.gallery_crops()
     galleries = {name: _Embeddings(b.embed(gallery_crops), name) for name, b in backends.items()}
     if config.gallery == "fp32":
         galleries = {name: galleries["fp32"] for name in backends}
@@ -224,7 +287,7 @@ def run_sweep(
     comparison_frames: list[pd.DataFrame] = []
     threshold = config.threshold
     for d_index, distance in enumerate(distances):
-        crops, ok, px = probe_crops(d_index, distance)
+        crops, ok, px = ps.probe_crops(d_index)
         fp32 = None
         keep = ok[probe_idx]  # a probe that cannot be simulated at this distance is not compared
         for name, backend in backends.items():
@@ -261,8 +324,8 @@ def run_sweep(
     cliffs = cliff.cliff_table(sweep, comps, model_name, probes=probes)
     n_embeddings = len(images) * (len(distances) + 1) * len(backends)
     timings["embeddings_per_s"] = n_embeddings / max(timings["sweep_s"], 1e-9)
-    multi = [{"image": img.key, "faces": faces[img.key].n_faces, "used": "most confident face"}
-             for img in images if faces[img.key].n_faces > 1]
+    multi = [{"image": img.key, "faces": ps.faces[img.key].n_faces, "used": "most confident face"}
+             for img in images if ps.faces[img.key].n_faces > 1]
     run = {
         "config": config.to_dict(),
         "model": {"path": str(model_path), "sha256": model_sha, "normalized": str(normalized), "spec": spec.to_dict()},
@@ -270,13 +333,13 @@ def run_sweep(
         "distances_m": list(distances),
         "threshold": {"value": threshold, "set_on": "given" if config.threshold is not None else
                       f"fp32 impostors at {distances[0]} m, target FAR {config.target_far}"},
-        "dataset": {"root": str(dataset.root), "images": len(dataset.images), "usable": len(images),
-                    "identities": len(dataset.identities), "comparisons": len(triples),
-                    "genuine": int(genuine.sum()), "impostor": int((~genuine).sum()), "notes": dataset.notes},
-        "skipped_images": skipped,
+        "dataset": {"root": str(ps.dataset.root), "images": len(ps.dataset.images), "usable": len(images),
+                    "identities": len(ps.dataset.identities), "comparisons": len(triples),
+                    "genuine": int(genuine.sum()), "impostor": int((~genuine).sum()), "notes": ps.dataset.notes},
+        "skipped_images": ps.skipped,
         "multi_face_images": multi,
-        "calibration": {"images": calib_names, "source": config.calibration_data or "evaluation photos",
-                        "distance_m": distances[0],
+        "calibration": {"images": list(ps.calibration_faces), "source": config.calibration_data or "evaluation photos",
+                        "distances_m": list(ps.calibration_distances()),
                         "method": config.calibration_method or "per recipe"},
         "backends": {name: b.describe() for name, b in backends.items()},
         "versions": versions(),
