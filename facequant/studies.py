@@ -1,0 +1,155 @@
+"""Calibration studies: the same recipe calibrated differently, and the distance each choice
+buys. Each variant is a full sweep; the study table keeps one row per variant."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facequant.datasets import IMAGE_SUFFIXES
+from facequant.errors import FacequantError
+from facequant.sweep import SweepConfig, SweepResult, run_sweep, versions
+
+STUDIES = ("calibration-size", "calibration-distance", "calibration-method")
+STUDY_COLUMNS = ["study", "variant", "backend", "n_calibration_crops", "tar_close", "reliable_distance_m",
+                 "cliff_distance_m", "distance_cost_m", "cos_to_fp32_far", "prenorm_far"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    config: SweepConfig
+
+
+@dataclass
+class StudyResult:
+    study: str
+    recipe: str
+    table: pd.DataFrame
+    runs: dict[str, dict[str, object]]  # variant label -> its run.json content
+
+
+def available_calibration_photos(config: SweepConfig) -> int:
+    """How many photos the calibration could draw from (the folder given, else the dataset)."""
+    root = Path(config.calibration_data or config.data)
+    if not root.is_dir():
+        raise FacequantError(f"{root}: folder not found")
+    return sum(1 for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def size_variants(base: SweepConfig, sizes: Sequence[int] | None = None) -> list[Variant]:
+    """N = 16, 64, 256, ... up to what the calibration source holds (and that count itself)."""
+    available = available_calibration_photos(base)
+    if sizes is None:
+        sizes = [n for n in (16, 64, 256, 1024, 4096) if n < available] + [available]
+    bad = [n for n in sizes if n < 1]
+    if bad:
+        raise FacequantError(f"calibration sizes must be positive, got {bad}")
+    return [Variant(f"N={n}", dataclasses.replace(base, calibration_size=int(n))) for n in sorted(set(sizes))]
+
+
+def distance_variants(base: SweepConfig, mixes: Sequence[Sequence[float]] | None = None) -> list[Variant]:
+    """Close-only calibration (what every field report did) against mixes of close and far crops."""
+    closest = min(base.distances_m)
+    if mixes is None:
+        mixes = [(closest,), (closest, 3.0), (closest, 3.0, 6.0), (closest, 3.0, 6.0, 10.0)]
+    return [Variant("+".join(f"{d:g}m" for d in mix), dataclasses.replace(base, calibration_distances_m=tuple(mix)))
+            for mix in mixes]
+
+
+def method_variants(base: SweepConfig, methods: Sequence[str] = ("minmax", "entropy", "percentile")) -> list[Variant]:
+    return [Variant(m, dataclasses.replace(base, calibration_method=m)) for m in methods]
+
+
+def run_study(
+    study: str,
+    base: SweepConfig,
+    recipe: str,
+    variants: list[Variant],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> StudyResult:
+    """Run every variant as a sweep of fp32 and `recipe`; one table row per variant."""
+    if study not in STUDIES:
+        raise FacequantError(f"study '{study}': choose one of {', '.join(STUDIES)}")
+    rows, runs = [], {}
+    for i, variant in enumerate(variants):
+        config = dataclasses.replace(variant.config, backends=("fp32", recipe))
+        result = run_sweep(config)
+        rows.append(_row(study, variant.label, recipe, result))
+        runs[variant.label] = result.run
+        if progress:
+            progress(study, i + 1, len(variants))
+    table = pd.DataFrame(rows, columns=STUDY_COLUMNS)
+    return StudyResult(study, recipe, table, runs)
+
+
+def _row(study: str, label: str, recipe: str, result: SweepResult) -> dict[str, object]:
+    cliff = result.cliff.set_index("backend").loc[recipe]
+    sweep = result.sweep[result.sweep.backend == recipe].sort_values("distance_m")
+    calib = result.run["calibration"]
+    assert isinstance(calib, dict)
+    return {"study": study, "variant": label, "backend": recipe,
+            "n_calibration_crops": len(calib["images"]) * len(calib["distances_m"]),
+            "tar_close": cliff.tar_close, "reliable_distance_m": cliff.reliable_distance_m,
+            "cliff_distance_m": cliff.cliff_distance_m, "distance_cost_m": cliff.distance_cost_m,
+            "cos_to_fp32_far": sweep.cos_to_fp32_mean.iloc[-1], "prenorm_far": sweep.prenorm_mean.iloc[-1]}
+
+
+def write_study(result: StudyResult, out: Path, force: bool = False) -> Path:
+    from facequant.reports import check_output_dir
+
+    check_output_dir(out, force)
+    out.mkdir(parents=True, exist_ok=True)
+    result.table.to_csv(out / "study.csv", index=False)
+    (out / "run.json").write_text(json.dumps({"study": result.study, "recipe": result.recipe, "versions": versions(),
+                                              "variants": result.runs}, indent=2, default=str))
+    plot_study(result, out / "study.png")
+    return out
+
+
+def plot_study(result: StudyResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = result.table
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.8), dpi=120)
+    x = np.arange(len(t))
+    cliff = t.cliff_distance_m.replace(np.inf, np.nan)
+    ax1.plot(x, cliff, marker="o", label="cliff distance")
+    ax1.plot(x, t.reliable_distance_m, marker="s", label="reliable distance")
+    ax1.set(xticks=x, xticklabels=t.variant, ylabel="metres", title=f"{result.recipe}: distance held")
+    ax1.legend()
+    ax2.plot(x, t.tar_close, marker="o", label="close-range TAR")
+    ax2.plot(x, t.cos_to_fp32_far, marker="s", label="cos to fp32, far end")
+    ax2.set(xticks=x, xticklabels=t.variant, ylim=(0, 1.02), title=result.study)
+    ax2.legend()
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def print_study(result: StudyResult, out: Path | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result.study}: {result.recipe}")
+    for col in ("variant", "calib crops", "close TAR", "reliable to", "cliff at", "cost vs fp32", "cos to fp32 (far)"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for r in result.table.itertuples():
+        table.add_row(str(r.variant), str(r.n_calibration_crops), f"{r.tar_close:.3f}", f"{r.reliable_distance_m:.2f} m",
+                      f"{r.cliff_distance_m:.2f} m", f"{r.distance_cost_m:+.2f} m", f"{r.cos_to_fp32_far:.3f}")
+    console = Console()
+    console.print(table)
+    if out is not None:
+        console.print(f"results in {out}")
