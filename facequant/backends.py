@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,16 @@ import onnxruntime as ort
 from facequant import settings
 from facequant.errors import FacequantError
 from facequant.models import ModelSpec
-from facequant.quantization import RECIPES, QuantRecipe, build_quantized
+from facequant.quantization import (
+    RECIPES,
+    SELECTOR_HELP,
+    QuantRecipe,
+    build_quantized,
+    is_recipe_name,
+    pow2_moves_path,
+    pow2_summary,
+    resolve_recipe,
+)
 
 
 class Backend(Protocol):
@@ -106,14 +116,45 @@ class InsightFaceBackend:
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "kind": "insightface.ArcFaceONNX", "model": str(self.model_path),
                 "input_mean": self._model.input_mean, "input_std": self._model.input_std,
-                "file_bytes": self.model_path.stat().st_size}
+                "file_bytes": self.model_path.stat().st_size, "precision": "fp32",
+                "layers_16bit": [], "layers_float": []}
 
 
 FLOAT_BACKENDS = ("fp32", "insightface")
+EXTERNAL_PREFIX = "external:"
+NAME_HELP = (f"BASE+16bit:SEL or BASE+float:SEL (BASE a static recipe; SEL {SELECTOR_HELP}; chainable), "
+             f"{EXTERNAL_PREFIX}NAME=PATH")
 
 
 def available_backends() -> list[str]:
+    """The preset names; mixed-precision and external names are built from them (NAME_HELP)."""
     return [*FLOAT_BACKENDS, *RECIPES]
+
+
+def check_backend_name(name: str) -> None:
+    """Raise a one-line FacequantError naming the bad part unless `name` is a backend name.
+    Node names and external paths are not checked here (the model and the external backend do)."""
+    if name in FLOAT_BACKENDS:
+        return
+    if name.startswith(EXTERNAL_PREFIX):
+        label, eq, path = name[len(EXTERNAL_PREFIX):].partition("=")
+        if not (label.strip() and eq and path.strip()):
+            raise FacequantError(f"backend '{name}': expected {EXTERNAL_PREFIX}NAME=PATH")
+        return
+    if not is_recipe_name(name):
+        raise FacequantError(f"backend '{name}': unknown; available: {', '.join(available_backends())}, "
+                             f"or {NAME_HELP}")
+
+
+def _backend_info(recipe: QuantRecipe, model: Path) -> dict[str, object]:
+    """What run.json and a cost report need to know about a built recipe."""
+    info: dict[str, object] = {"recipe": recipe.to_dict(), "precision": recipe.precision,
+                               "layers_16bit": list(recipe.layers_16bit), "layers_float": list(recipe.layers_float)}
+    if recipe.pow2_scales:
+        moves_file = pow2_moves_path(model)
+        moves = json.loads(moves_file.read_text())["moves"]
+        info["pow2_scales"] = {**pow2_summary(moves), "moves_file": str(moves_file)}
+    return info
 
 
 @dataclass
@@ -129,27 +170,36 @@ class BackendFactory:
     threads: int | None = None
 
     def recipe(self, name: str) -> QuantRecipe:
-        recipe = RECIPES[name]
+        """The recipe behind a backend name, selectors resolved to this model's node names."""
+        recipe = resolve_recipe(name, self.model_path)
         return recipe.with_calibration(self.calibration_method) if self.calibration_method else recipe
 
     def make(self, name: str) -> Backend:
         if name == "fp32":
             return OrtBackend("fp32", self.model_path, self.spec, self.batch_size, self.threads,
-                              info={"precision": "float32"})
+                              info={"precision": "fp32", "layers_16bit": [], "layers_float": []})
         if name == "insightface":
             return InsightFaceBackend(self.model_path, self.batch_size, self.threads)
-        if name in RECIPES:
-            recipe = self.recipe(name)
-            path = build_quantized(self.model_path, self.model_sha, self.spec.input_name, recipe, self.calibration())
-            return OrtBackend(name, path, self.spec, self.batch_size, self.threads, info={"recipe": recipe.to_dict()})
-        raise FacequantError(f"backend '{name}': unknown; available: {', '.join(available_backends())}")
+        if name.startswith(EXTERNAL_PREFIX):
+            check_backend_name(name)
+            try:  # its own module, loaded only when asked for
+                from facequant.external import ExternalBackend
+            except ModuleNotFoundError as exc:
+                if exc.name != "facequant.external":
+                    raise
+                raise FacequantError(f"backend '{name}': external backends are not available in this version") from exc
+            return ExternalBackend.from_spec(name, self.spec)
+        check_backend_name(name)
+        recipe = self.recipe(name)
+        calibration = self.calibration() if recipe.needs_calibration else None
+        path = build_quantized(self.model_path, self.model_sha, self.spec.input_name, recipe, calibration)
+        return OrtBackend(name, path, self.spec, self.batch_size, self.threads, info=_backend_info(recipe, path))
 
 
 def parse_backends(text: str) -> list[str]:
+    """Comma-separated backend names -> the list to run, fp32 (the reference) first."""
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in available_backends()]
-    if unknown:
-        raise FacequantError(f"backend(s) {', '.join(unknown)}: unknown; available: {', '.join(available_backends())}")
-    if "fp32" not in names:
-        names.insert(0, "fp32")  # the reference every other backend is compared to
-    return list(dict.fromkeys(names))
+    for name in names:
+        check_backend_name(name)
+    # fp32 is the reference every other backend is compared to: always there, always first.
+    return list(dict.fromkeys(["fp32", *names]))

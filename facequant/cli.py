@@ -66,6 +66,10 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default=None,
                    help="calibration method for every quantized backend (default: minmax)")
 
+    g.add_argument("--device-profile", default=None,
+                   help="YAML with a device's measured latency per backend (see configs/devices/); default: CPU timing only")
+    g.add_argument("--no-latency", action="store_true", help="skip timing each backend at batch 1 after the sweep")
+
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=None, help="results directory (default runs/<model>-<time>)")
     g.add_argument("--force", action="store_true", help="replace an existing results directory")
@@ -110,7 +114,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[object, Path]:
         iod_mm=float(args.iod_mm), degradation=Degradation(float(args.blur), float(args.noise), int(args.jpeg)),
         genuine_mode=args.genuine, gallery=args.gallery, pairs=args.pairs, target_far=float(args.far),
         threshold=args.threshold, calibration_size=int(args.calib_size), calibration_method=args.calib_method,
-        calibration_data=args.calib_data,
+        calibration_data=args.calib_data, device_profile=args.device_profile, measure_cost=not args.no_latency,
         calibration_distances_m=parse_distances(str(args.calib_distances)) if args.calib_distances else None,
         multi_face=args.multi_face, seed=int(args.seed), batch_size=int(args.batch_size), model_overrides=overrides)
     out = args.out or Path("runs") / f"{Path(model).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -144,6 +148,38 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from facequant import studies
+    from facequant.backends import parse_backends
+
+    args.backends = "fp32"  # each variant sweeps fp32 and the recipe
+    base, _ = _config_from_args(args)
+    parse_backends(args.recipe)  # a clear error for an unknown recipe before any work
+    out = args.out or Path("runs") / f"study-{args.kind}-{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from facequant.reports import check_output_dir
+
+    check_output_dir(out, args.force)
+    if args.kind == "calibration-size":
+        sizes = [int(v) for v in str(args.sizes).split(",")] if args.sizes else None
+        variants = studies.size_variants(base, sizes)
+    elif args.kind == "calibration-distance":
+        from facequant.distance import parse_distances
+
+        mixes = [parse_distances(m) for m in str(args.mixes).split(";")] if args.mixes else None
+        variants = studies.distance_variants(base, mixes)
+    else:
+        variants = studies.method_variants(base, [m.strip() for m in str(args.methods).split(",")])
+    from rich.progress import Progress
+
+    with Progress(disable=args.quiet) as bar:
+        task = bar.add_task(f"{args.kind}: {len(variants)} sweeps", total=len(variants))
+        result = studies.run_study(args.kind, base, args.recipe, variants,
+                                   progress=lambda _s, done, _t: bar.update(task, completed=done))
+    studies.write_study(result, out, force=args.force)
+    studies.print_study(result, out)
+    return 0
+
+
 def cmd_models_inspect(args: argparse.Namespace) -> int:
     from facequant.models import describe, inspect_model, resolve_model
 
@@ -169,6 +205,30 @@ def cmd_cameras(args: argparse.Namespace) -> int:
     for name, cam in load_cameras().items():
         at = ", ".join(f"{d:g} m: {cam.face_px(d):.0f} px" for d in (0.5, 1, 3, 5, 10))
         print(f"{name:10s} {cam.description}\n{'':10s} focal {cam.focal:.0f} px; aligned face {at}")
+    return 0
+
+
+def cmd_export_probes(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from facequant.external import export_probes
+    from facequant.reports import check_output_dir
+    from facequant.sweep import prepare_probes
+
+    config, out = _config_from_args(args)
+    check_output_dir(out, args.force)  # before any work, as for a sweep
+    labels = {"faces": "detecting and aligning faces", "export": "writing tensors and crops"}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=args.quiet, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done)
+
+        summary = export_probes(prepare_probes(config, progress), out, args.force, progress)  # type: ignore[arg-type]
+    print(summary.line())
     return 0
 
 
@@ -216,8 +276,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", help="folder for faceplugin (default: the cache)")
     p.set_defaults(func=cmd_models_pull)
 
+    p = sub.add_parser("study", help="calibration studies: size, distance mix, method; the distance each buys",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Run the same recipe calibrated several ways (each a full sweep against fp32) and "
+                                   "tabulate close-range TAR, reliable and cliff distance per variant: study.csv, "
+                                   "study.png, run.json.",
+                       epilog="examples:\n  facequant study calibration-size --recipe int8-pt --sizes 16,32,61\n"
+                              "  facequant study calibration-distance --recipe int8-pt --mixes '0.5;0.5,3,6'\n"
+                              "  facequant study calibration-method --recipe int8-pc\n")
+    p.add_argument("kind", choices=["calibration-size", "calibration-distance", "calibration-method"])
+    p.add_argument("--recipe", default="int8-pt", help="the quantized backend to study (default int8-pt)")
+    p.add_argument("--sizes", default=None, help="calibration sizes, e.g. 16,64,256 (default: 16, 64, ... up to the photos available)")
+    p.add_argument("--mixes", default=None, help="calibration distance mixes, ';' between mixes, e.g. '0.5;0.5,3,6;3,6'")
+    p.add_argument("--methods", default="minmax,entropy,percentile", help="calibration methods to compare")
+    _add_sweep_args(p)
+    p.set_defaults(func=cmd_study)
+    _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest not in _DEFAULTS})
+
     p = sub.add_parser("cameras", help="list camera presets and the face size each gives by distance")
     p.set_defaults(func=cmd_cameras)
+
+    from facequant.external import LAYOUTS_HELP
+
+    p = sub.add_parser("export-probes", help="write the sweep's exact model inputs (NPY, PNG, manifest) to run on a device",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Write, for the enrolment set and each distance, the aligned degraded crops exactly "
+                                   "as a sweep feeds the model: PNGs (RGB uint8, model input size), one NCHW float32 "
+                                   "tensor per set (.npy), manifest.csv and manifest.json. Run the tensors on the "
+                                   "device, then sweep with --backends fp32,external:NAME=PATH and the same options.",
+                       epilog=f"{LAYOUTS_HELP}\n\nexamples:\n  facequant export-probes --distances 1,3,6 --out probes/\n"
+                              "  facequant sweep --distances 1,3,6 --backends fp32,int8-pt,external:hailo=probes/\n")
+    _add_sweep_args(p)
+    for action in p._actions:  # the sweep's --out has a default; an export goes where the user says
+        if action.dest == "out":
+            action.required, action.help = True, "export folder (refused if it exists and is not empty, unless --force)"
+    p.set_defaults(func=cmd_export_probes)
 
     p = sub.add_parser("validate-sim", help="check the distance simulation against real lower-resolution captures",
                        description="For each capture of the reference person, measure its face size, simulate that size "

@@ -17,6 +17,7 @@ from facequant.errors import FacequantError
 from facequant.sweep import SweepResult
 
 SWEEP_CSV = "sweep.csv"
+COST_CSV = "cost.csv"
 CLIFF_CSV = "cliff.csv"
 RESULTS_CSV = "results.csv"  # the tidy table: backend x distance x metric
 PROBES_CSV = "probes.csv"
@@ -61,6 +62,8 @@ def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
     try:
         result.sweep.to_csv(staging / SWEEP_CSV, index=False)
         result.cliff.to_csv(staging / CLIFF_CSV, index=False)
+        if result.cost is not None:
+            result.cost.to_csv(staging / COST_CSV, index=False)
         metrics.to_long(result.sweep).to_csv(staging / RESULTS_CSV, index=False)
         result.probes.to_csv(staging / PROBES_CSV, index=False)
         result.comparisons.to_csv(staging / COMPARISONS_CSV, index=False)
@@ -83,7 +86,11 @@ def load_results(out: Path) -> dict[str, object]:
     for name in (SWEEP_CSV, CLIFF_CSV, RUN_JSON):
         if not (out / name).is_file():
             raise FacequantError(f"{out}: not a facequant results directory (missing {name})")
-    return {"sweep": pd.read_csv(out / SWEEP_CSV), "cliff": pd.read_csv(out / CLIFF_CSV),
+    cliff = pd.read_csv(out / CLIFF_CSV)
+    if "degenerate" in cliff:
+        cliff["degenerate"] = cliff["degenerate"].fillna("")  # CSV turns "" (healthy) into NaN
+    return {"sweep": pd.read_csv(out / SWEEP_CSV), "cliff": cliff,
+            "cost": pd.read_csv(out / COST_CSV) if (out / COST_CSV).is_file() else None,
             "run": json.loads((out / RUN_JSON).read_text())}
 
 
@@ -145,12 +152,27 @@ def _metres(value: float) -> str:
     return f"{value:.2f} m"
 
 
-def summary_rows(cliff: pd.DataFrame) -> list[tuple[str, str, str, str, str]]:
-    """(backend, close-range TAR, reliable distance, cliff distance, pre-norm at cliff)."""
+def summary_rows(cliff: pd.DataFrame, sweep: pd.DataFrame | None = None,
+                 cost: pd.DataFrame | None = None) -> list[tuple[str, ...]]:
+    """(backend, close-range TAR, FAR at close range, reliable distance, cliff distance,
+    pre-norm at cliff, CPU latency vs fp32). A degenerate backend's distances are not shown:
+    its match rate is not a success."""
     rows = []
     for r in cliff.itertuples():
+        degenerate = bool(getattr(r, "degenerate", "") or "")
         pn = "-" if not np.isfinite(r.cliff_prenorm) else f"{r.cliff_prenorm:.2f} (width {r.cliff_prenorm_width:.2f})"
-        rows.append((str(r.backend), f"{r.tar_close:.3f}", _metres(r.reliable_distance_m), _metres(r.cliff_distance_m), pn))
+        far = "-"
+        if sweep is not None:
+            rows_b = sweep[sweep.backend == r.backend].sort_values("distance_m")
+            far = f"{rows_b.far.iloc[0]:.4f}" if len(rows_b) else "-"
+        latency = "-"
+        if cost is not None and "latency_vs_fp32" in cost:
+            c = cost[cost.backend == r.backend]
+            if len(c) and np.isfinite(c.latency_vs_fp32.iloc[0]):
+                latency = f"{c.latency_vs_fp32.iloc[0]:.2f}x"
+        reliable = "DEGENERATE" if degenerate else _metres(r.reliable_distance_m)
+        cliff_at = "DEGENERATE" if degenerate else _metres(r.cliff_distance_m)
+        rows.append((str(r.backend), f"{r.tar_close:.3f}", far, reliable, cliff_at, pn, latency))
     return rows
 
 
@@ -160,12 +182,21 @@ def print_summary(result: SweepResult, out: Path | None = None) -> None:
 
     table = Table(title=f"{result.model_name}: threshold {result.threshold:.3f} "
                         f"(FAR target {result.config.target_far:g}), camera {result.camera.name}")
-    for col in ("backend", "close-range TAR", "reliable to", "cliff at", "pre-norm at cliff"):
+    for col in ("backend", "close-range TAR", "FAR", "reliable to", "cliff at", "pre-norm at cliff", "CPU latency"):
         table.add_column(col, justify="left" if col == "backend" else "right")
-    for row in summary_rows(result.cliff):
+    for row in summary_rows(result.cliff, result.sweep, result.cost):
         table.add_row(*row)
     console = Console()
     console.print(table)
+    console.print("CPU latency: batch 1 on this machine, relative to fp32 (a proxy; see cost.csv)", style="dim")
+    for r in result.cliff.itertuples():
+        if getattr(r, "degenerate", ""):
+            console.print(f"{r.backend} is degenerate: {r.degenerate}", style="bold red")
+    target = result.config.target_far
+    over = result.sweep[result.sweep.far > 3 * target].backend.unique()
+    for backend in over:
+        console.print(f"{backend}: FAR above 3x the target {target:g} at some distance (see sweep.csv): "
+                      "its longer reach is bought with false accepts", style="yellow")
     skipped = result.run.get("skipped_images") or []
     if skipped:
         console.print(f"{len(skipped)} photo(s) skipped (reasons in run.json)")

@@ -18,7 +18,7 @@ from facequant.sweep import SweepConfig, SweepResult, run_sweep, versions
 
 STUDIES = ("calibration-size", "calibration-distance", "calibration-method")
 STUDY_COLUMNS = ["study", "variant", "backend", "n_calibration_crops", "tar_close", "reliable_distance_m",
-                 "cliff_distance_m", "distance_cost_m", "cos_to_fp32_far", "prenorm_far"]
+                 "cliff_distance_m", "distance_cost_m", "cos_to_fp32_far", "prenorm_far", "far_max", "degenerate"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,9 @@ def _row(study: str, label: str, recipe: str, result: SweepResult) -> dict[str, 
             "n_calibration_crops": len(calib["images"]) * len(calib["distances_m"]),
             "tar_close": cliff.tar_close, "reliable_distance_m": cliff.reliable_distance_m,
             "cliff_distance_m": cliff.cliff_distance_m, "distance_cost_m": cliff.distance_cost_m,
-            "cos_to_fp32_far": sweep.cos_to_fp32_mean.iloc[-1], "prenorm_far": sweep.prenorm_mean.iloc[-1]}
+            "cos_to_fp32_far": sweep.cos_to_fp32_mean.iloc[-1], "prenorm_far": sweep.prenorm_mean.iloc[-1],
+            # a longer reach bought with false accepts is no gain: keep FAR beside it
+            "far_max": sweep.far.max(), "degenerate": getattr(cliff, "degenerate", "") or ""}
 
 
 def write_study(result: StudyResult, out: Path, force: bool = False) -> Path:
@@ -144,10 +146,11 @@ def print_study(result: StudyResult, out: Path | None = None) -> None:
     from rich.table import Table
 
     table = Table(title=f"{result.study}: {result.recipe}")
-    for col in ("variant", "calib crops", "close TAR", "reliable to", "cliff at", "cost vs fp32", "cos to fp32 (far)"):
+    for col in ("variant", "calib crops", "close TAR", "max FAR", "reliable to", "cliff at", "cost vs fp32", "cos to fp32 (far)"):
         table.add_column(col, justify="left" if col == "variant" else "right")
     for r in result.table.itertuples():
-        table.add_row(str(r.variant), str(r.n_calibration_crops), f"{r.tar_close:.3f}", f"{r.reliable_distance_m:.2f} m",
+        table.add_row(str(r.variant), str(r.n_calibration_crops), f"{r.tar_close:.3f}", f"{r.far_max:.4f}",
+                      f"{r.reliable_distance_m:.2f} m",
                       f"{r.cliff_distance_m:.2f} m", f"{r.distance_cost_m:+.2f} m", f"{r.cos_to_fp32_far:.3f}")
     console = Console()
     console.print(table)

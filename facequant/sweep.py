@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facequant import __version__, cliff, metrics
-from facequant.backends import BackendFactory, preprocess
+from facequant import __version__, cliff, cost, metrics
+from facequant.backends import Backend, BackendFactory, preprocess
 from facequant.datasets import IMAGE_SUFFIXES, Dataset, FaceImage, comparisons, load_dataset
 from facequant.distance import (
     DEFAULT_DISTANCES_M,
@@ -53,6 +53,8 @@ class SweepConfig:
     calibration_size: int = 32
     calibration_data: str | None = None  # a folder of photos to calibrate on; None: the evaluation photos
     calibration_distances_m: tuple[float, ...] | None = None  # None: the closest sweep distance only
+    device_profile: str | None = None  # YAML with a device's measured latencies (configs/devices/)
+    measure_cost: bool = True  # time each backend at batch 1 on this CPU after the sweep
     calibration_method: str | None = None  # None: each recipe's own (minmax)
     multi_face: str = "primary"
     seed: int = 0
@@ -76,6 +78,7 @@ class SweepResult:
     sweep: pd.DataFrame
     cliff: pd.DataFrame
     run: dict[str, object]
+    cost: pd.DataFrame | None = None
 
 
 def versions() -> dict[str, str]:
@@ -247,6 +250,14 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
         genuine=np.array([g for _, _, g in triples]), calibration_faces=calib_faces, timings=timings)
 
 
+def _embed(backend: Backend, crops: np.ndarray, ids: list[str]) -> np.ndarray:
+    """Raw embeddings of one probe set. An external backend (a device run of export-probes)
+    has no model here: it looks up the embeddings of these exact crops by probe id."""
+    if hasattr(backend, "embed_ids"):
+        return backend.embed_ids(ids)
+    return backend.embed(crops)
+
+
 def run_sweep(
     config: SweepConfig,
     progress: Progress | None = None,
@@ -254,6 +265,7 @@ def run_sweep(
     pipeline: FacePipeline | None = None,
 ) -> SweepResult:
     """Run the whole sweep. on_distance(distance, sweep_rows_so_far) fires as each distance finishes."""
+    profile = cost.load_device_profile(config.device_profile) if config.device_profile else None  # fail early
     ps = prepare_probes(config, progress, pipeline)
     timings = ps.timings
     spec, camera, distances, images = ps.spec, ps.camera, ps.distances, ps.images
@@ -276,7 +288,9 @@ def run_sweep(
 
     t0 = time.perf_counter()
     gallery_crops = ps.gallery_crops()
-    galleries = {name: _Embeddings(b.embed(gallery_crops), name) for name, b in backends.items()}
+    # With --gallery fp32 only fp32 enrols: a device run need not bring back enrolment embeddings.
+    galleries = {name: _Embeddings(_embed(b, gallery_crops, ps.gallery_ids()), name) for name, b in backends.items()
+                 if config.gallery != "fp32" or name == "fp32"}
     if config.gallery == "fp32":
         galleries = {name: galleries["fp32"] for name in backends}
     elif config.gallery != "same-backend":
@@ -291,7 +305,7 @@ def run_sweep(
         fp32 = None
         keep = ok[probe_idx]  # a probe that cannot be simulated at this distance is not compared
         for name, backend in backends.items():
-            emb = _Embeddings(backend.embed(crops), name)
+            emb = _Embeddings(_embed(backend, crops, ps.probe_ids(distance)), name)
             fp32 = emb if name == "fp32" else fp32
             assert fp32 is not None  # parse_backends puts fp32 first
             probe_frames.append(pd.DataFrame({
@@ -316,6 +330,10 @@ def run_sweep(
         if progress:
             progress("distances", d_index + 1, len(distances))
     timings["sweep_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()  # after the sweep, so timing does not compete with it
+    costs = cost.cost_table([cost.backend_cost(name, b.model_path, spec, profile, measure=config.measure_cost)
+                             for name, b in backends.items() if hasattr(b, "model_path")])
+    timings["cost_s"] = time.perf_counter() - t0
     assert threshold is not None
 
     probes = pd.concat(probe_frames, ignore_index=True)
@@ -344,5 +362,8 @@ def run_sweep(
         "backends": {name: b.describe() for name, b in backends.items()},
         "versions": versions(),
         "timings": timings,
+        "degenerate": {r.backend: r.degenerate for r in cliffs.itertuples() if r.degenerate},
+        "cost": {"device_profile": profile and {k: profile[k] for k in ("path", "device", "source")},
+                 "cpu_latency": cost.CPU_LATENCY_SOURCE},
     }
-    return SweepResult(config, model_name, spec, camera, distances, threshold, probes, comps, sweep, cliffs, run)
+    return SweepResult(config, model_name, spec, camera, distances, threshold, probes, comps, sweep, cliffs, run, costs)

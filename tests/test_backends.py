@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facequant.backends import BackendFactory, parse_backends, preprocess
+from facequant.backends import BackendFactory, available_backends, parse_backends, preprocess
 from facequant.errors import FacequantError
 from facequant.models import file_sha256, inspect_model, normalize_model
 from facequant.quantization import RECIPES, build_quantized, quantized_model_path
@@ -81,7 +81,40 @@ def test_quantized_model_is_cached(factory: BackendFactory):
 
 def test_backend_names():
     assert parse_backends("int8-pt") == ["fp32", "int8-pt"]
+    assert parse_backends("int8-pc, fp32 ,int8-pc,fp16") == ["fp32", "int8-pc", "fp16"]  # fp32 first, no repeats
+    assert {"fp16", "int8-dyn", "a16w16", "int8-sym", "int8-npu"} <= set(available_backends())
     with pytest.raises(FacequantError, match="unknown"):
         parse_backends("fp32,int9")
+    with pytest.raises(FacequantError, match="'int9'"):
+        parse_backends("int8-pt,int9+16bit:last3")
     with pytest.raises(FacequantError, match="calibration method"):
         RECIPES["int8-pt"].with_calibration("vibes")
+
+
+def test_describe_has_cost_keys(factory: BackendFactory):
+    for name in ("fp32", "int8-pt", "fp16"):
+        d = factory.make(name).describe()
+        assert d["file_bytes"] == Path(str(d["model"])).stat().st_size > 0
+        assert d["precision"] and d["layers_16bit"] == [] and d["layers_float"] == []
+    assert factory.make("int8-pt").describe()["recipe"]["name"] == "int8-pt"
+
+
+def test_entropy_calibration_is_not_minmax_in_disguise(factory: BackendFactory):
+    # quantize_static's own Entropy calibrator (128 bins -> 128 bins) returns MinMax's ranges;
+    # facequant runs the KL search over 2048 bins, so the activation scales must differ.
+    import onnx
+    from onnx import numpy_helper
+
+    calib = factory.calibration()
+
+    def scales(method: str) -> dict[str, np.ndarray]:
+        recipe = RECIPES["int8-pt"].with_calibration(method)
+        path = build_quantized(factory.model_path, factory.model_sha, factory.spec.input_name, recipe, calib)
+        return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer
+                if i.name.endswith("_scale")}
+
+    minmax, entropy = scales("minmax"), scales("entropy")
+    changed = [k for k in minmax if k in entropy and not np.array_equal(minmax[k], entropy[k])]
+    assert len(changed) >= 10
+    # KL clipping only ever narrows a range
+    assert all(float(np.max(entropy[k])) <= float(np.max(minmax[k])) * 1.0001 for k in changed)

@@ -335,3 +335,49 @@ def test_cliff_table_drops_unsimulated_probes_when_given() -> None:
     assert clean.loc["int8", "n_genuine_fit"] == 600
     assert blurred.loc["int8", "n_genuine_fit"] == 900
     assert blurred.loc["int8", "cliff_prenorm_width"] > 3 * clean.loc["int8", "cliff_prenorm_width"]
+
+
+# ---------------------------------------------------------------- degenerate column
+
+
+def test_cliff_table_degenerate_column_right_after_contract() -> None:
+    table = cliff_table(_sweep(CURVES), _comparisons({"fp32": 5.0, "int8": 10.0}), "m")
+    assert table.columns[len(CLIFF_COLUMNS)] == "degenerate"
+    # A minimal sweep without cosine / FAR columns has nothing to judge: "" (not NaN).
+    assert table["degenerate"].tolist() == ["", ""]
+
+
+def test_cliff_table_flags_collapsed_backend() -> None:
+    sweep = _sweep({"fp32": CURVES["fp32"], "int16": [1.0] * 5})
+    healthy = sweep["backend"] == "fp32"
+    # fp32 as measured on celebs13; int16 as the collapsed Hailo model: everything matches.
+    sweep["genuine_cos_mean"] = np.where(healthy, 0.72, 0.99)
+    sweep["impostor_cos_mean"] = np.where(healthy, 0.01, 0.99)
+    sweep["far"] = np.where(healthy, 0.001, 1.0)
+    rng = np.random.default_rng(0)
+    probes = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "backend": backend,
+                    "distance_m": 1.0,
+                    "image": [f"p{i}.jpg" for i in range(40)],
+                    "prenorm": prenorm,
+                    "simulated": True,
+                }
+            )
+            for backend, prenorm in (
+                ("fp32", rng.normal(3.9, 0.35, 40)),
+                ("int16", 2.0 + rng.normal(0.0, 0.002, 40)),
+            )
+        ],
+        ignore_index=True,
+    )
+    comps = _comparisons({"fp32": 5.0, "int16": 10.0})
+    table = cliff_table(sweep, comps, "m", probes=probes).set_index("backend")
+    assert table.loc["fp32", "degenerate"] == ""
+    reason = table.loc["int16", "degenerate"]
+    assert reason.startswith("impostor cosine 0.99 ~ genuine 0.99; pre-norm CV 0.001")
+    assert reason.endswith("FAR 1.00 at threshold 0.300")
+    # Its numbers are kept as measured; the flag says they are not success.
+    assert table.loc["int16", "cliff_distance_m"] == math.inf

@@ -167,3 +167,28 @@ def test_calibration_folder_is_used_and_recorded(model_path: Path, celebs13: Pat
     a = own.probes[own.probes.backend == "int8-pt"].cos_to_fp32.to_numpy()
     b = other.probes[other.probes.backend == "int8-pt"].cos_to_fp32.to_numpy()
     assert not np.allclose(a, b)
+
+
+def test_cost_table_written_with_layer_counts(run_dir: Path):
+    from facequant.reports import load_results
+
+    cost = pd.read_csv(run_dir / "cost.csv").set_index("backend")
+    assert cost.loc["fp32", "layers_float"] == 50 and cost.loc["fp32", "layers_8bit"] == 0
+    assert cost.loc["int8-pt", "layers_8bit"] == 50
+    assert cost.loc["int8-pt", "file_bytes"] < cost.loc["fp32", "file_bytes"] / 3
+    assert cost.loc["fp32", "latency_vs_fp32"] == pytest.approx(1.0)
+    assert (cost.cpu_latency_p50_ms > 0).all() and (cost.cpu_latency_p95_ms >= cost.cpu_latency_p50_ms).all()
+    loaded = load_results(run_dir)
+    assert (loaded["cliff"].degenerate == "").all()  # healthy backends, read back as empty, not NaN
+    assert "cpu_latency" in json.loads((run_dir / "run.json").read_text())["cost"]
+
+
+def test_summary_hides_distances_of_a_degenerate_backend():
+    from facequant.reports import summary_rows
+
+    cliff = pd.DataFrame({"backend": ["fp32", "broken"], "tar_close": [0.99, 1.0], "reliable_distance_m": [5.0, 12.0],
+                          "cliff_distance_m": [7.0, float("inf")], "cliff_prenorm": [3.1, float("nan")],
+                          "cliff_prenorm_width": [0.7, float("nan")], "degenerate": ["", "pre-norm CV 0.001 (constant)"]})
+    rows = {r[0]: r for r in summary_rows(cliff)}
+    assert rows["fp32"][3] == "5.00 m"
+    assert rows["broken"][3] == "DEGENERATE" and rows["broken"][4] == "DEGENERATE"

@@ -1,0 +1,478 @@
+"""What a backend costs: file size, how many layers run at 8 / 16 bit / float, and latency.
+
+Accuracy alone does not choose a backend: a16w8 holds the float model's accuracy but its
+16-bit activations cost memory bandwidth and, on most NPUs, speed. This module puts the cost
+side next to the sweep's accuracy side, one row per backend (cost_table).
+
+Latency comes from one of two places and the table says which (latency_source):
+
+* ONNX Runtime on this machine's CPU, batch 1 (measure_latency). A *relative proxy* only:
+  ORT's CPU INT8 kernels are not faster than fp32 on every CPU (without VNNI / dot-product
+  instructions the QDQ graph can even be slower), and an NPU behaves differently again.
+* A device profile (configs/devices/*.yaml, load_device_profile): figures measured on the
+  target by the user, preferred when present.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pandas as pd
+import yaml
+
+from facequant.backends import session_options
+from facequant.errors import FacequantError
+from facequant.models import ModelSpec
+
+#: What cpu latency is and is not; used as latency_source when no device figure applies.
+CPU_LATENCY_SOURCE = (
+    "CPU onnxruntime, batch 1, this machine — a relative proxy: INT8 is not faster than fp32 "
+    "on every CPU"
+)
+#: latency_source when measure=False and no device figure applies.
+NOT_MEASURED = "not measured"
+
+#: Columns of cost_table, in order (backend_cost's keys, then latency_vs_fp32 and extras).
+COST_COLUMNS: tuple[str, ...] = (
+    "backend",
+    "file_bytes",
+    "layers_8bit",
+    "layers_16bit",
+    "layers_float",
+    "cpu_latency_p50_ms",
+    "cpu_latency_p95_ms",
+    "latency_source",
+    "device_latency_ms",
+    "latency_vs_fp32",
+)
+#: Extra columns after COST_COLUMNS: which latency the ratio used ("device", "cpu" or ""),
+#: and the device's power draw when the profile gives one.
+COST_EXTRA_COLUMNS: tuple[str, ...] = ("latency_vs_fp32_basis", "device_power_w")
+
+#: The reference backend latency_vs_fp32 divides by.
+REFERENCE_BACKEND = "fp32"
+
+# Weighted layers: the ones a quantizer gives weights to and whose arithmetic dominates cost.
+_FLOAT_WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+# Dynamic (ConvInteger, MatMulInteger) and QOperator-format (QLinear*) layers are integer by
+# op definition: ONNX only allows 8-bit inputs for them.
+_INTEGER_OPS = frozenset({"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul"})
+# Ops that only move or reshape a tensor: walking back through them from a layer's input
+# reaches the DequantizeLinear / initializer that decides its precision.
+_PASS_THROUGH_OPS = frozenset(
+    {"Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"}
+)
+_DEQUANTIZE_OPS = frozenset({"DequantizeLinear"})  # any domain: com.microsoft's for 16 bit too
+_QUANTIZE_OPS = frozenset({"QuantizeLinear"})
+
+_T = onnx.TensorProto
+_INT_BITS = {_T.INT8: 8, _T.UINT8: 8, _T.INT4: 4, _T.UINT4: 4, _T.INT16: 16, _T.UINT16: 16}
+_FLOAT_BITS = {_T.FLOAT: 32, _T.DOUBLE: 64, _T.FLOAT16: 16, _T.BFLOAT16: 16}
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception as one short line (errors here are printed as one line by the CLI)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------- latency
+
+
+def measure_latency(
+    model_path: str | Path,
+    spec: ModelSpec,
+    runs: int = 50,
+    warmup: int = 5,
+    threads: int | None = None,
+) -> dict[str, float | int]:
+    """p50 / p95 latency in ms of one batch-1 inference with ONNX Runtime on this CPU.
+
+    The session is set up exactly as the sweep's backends are (facequant.backends.
+    session_options: same threads and graph optimisations), so the numbers describe what the
+    sweep ran. The input is a fixed seeded tensor in the preprocessed range: QDQ kernels do
+    not branch on data, and a fixed input keeps runs comparable. ``warmup`` runs are
+    discarded first (allocation, kernel selection and caches settle in the first calls).
+
+    Keys: p50_ms, p95_ms, mean_ms, min_ms, runs, warmup, threads, batch. A relative proxy
+    only; see CPU_LATENCY_SOURCE.
+    """
+    if runs < 1 or warmup < 0:
+        raise FacequantError(
+            f"measure_latency: need runs >= 1 and warmup >= 0, got {runs}, {warmup}"
+        )
+    path = Path(model_path)
+    if not path.is_file():
+        raise FacequantError(f"{path}: model not found")
+    opts = session_options(threads)
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise FacequantError(f"{path}: ONNX Runtime cannot load it ({_one_line(exc)})") from exc
+    h, w = spec.input_size
+    x = np.random.default_rng(0).uniform(-1.0, 1.0, size=(1, 3, h, w)).astype(np.float32)
+    feed = {spec.input_name: x}
+    outputs = [spec.output_name]
+    for _ in range(warmup):
+        session.run(outputs, feed)
+    times = np.empty(runs, dtype=np.float64)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        session.run(outputs, feed)
+        times[i] = (time.perf_counter() - t0) * 1e3
+    return {
+        "p50_ms": float(np.percentile(times, 50)),
+        "p95_ms": float(np.percentile(times, 95)),
+        "mean_ms": float(times.mean()),
+        "min_ms": float(times.min()),
+        "runs": int(runs),
+        "warmup": int(warmup),
+        "threads": int(opts.intra_op_num_threads),
+        "batch": 1,
+    }
+
+
+# ---------------------------------------------------------------- layer precision
+
+
+class _Graph:
+    """Producer / initializer / dtype lookups over one ONNX graph."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        graph = model.graph
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.producers = {out: node for node in graph.node for out in node.output}
+        self.elem_types: dict[str, int] = {}
+        try:
+            # Shape inference gives activation dtypes (float16 vs float32) in a float model;
+            # where it cannot (custom ops), the walk below falls back to Q/DQ and weights.
+            inferred = onnx.shape_inference.infer_shapes(model).graph
+        except Exception:
+            inferred = graph
+        for vi in [*inferred.input, *inferred.value_info, *inferred.output]:
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+                self.elem_types[vi.name] = vi.type.tensor_type.elem_type
+        for name, t in self.initializers.items():
+            self.elem_types[name] = t.data_type
+
+    def source(self, name: str) -> tuple[str, onnx.NodeProto | None]:
+        """Walk back through reshaping ops to the tensor that decides the precision."""
+        seen: set[str] = set()
+        while name not in seen:
+            seen.add(name)
+            node = self.producers.get(name)
+            if node is None or node.op_type not in _PASS_THROUGH_OPS or not node.input:
+                return name, node
+            name = node.input[0]
+        return name, self.producers.get(name)
+
+    def is_constant(self, name: str) -> bool:
+        """A weight: an initializer or a Constant, possibly behind DequantizeLinear/reshapes."""
+        src, node = self.source(name)
+        if src in self.initializers:
+            return True
+        if node is None:
+            return False
+        if node.op_type == "Constant":
+            return True
+        if node.op_type in _DEQUANTIZE_OPS | _QUANTIZE_OPS | {"Cast"} and node.input:
+            return self.is_constant(node.input[0])
+        return False
+
+    def quantized_type(self, name: str) -> int | None:
+        """The integer dtype a DequantizeLinear input (or QuantizeLinear output) holds."""
+        src, node = self.source(name)
+        if src in self.initializers:
+            return self.initializers[src].data_type
+        if node is not None and node.op_type in _QUANTIZE_OPS:
+            # QuantizeLinear's output type: its zero point's, or output_dtype (opset 21),
+            # else the spec's default uint8.
+            if len(node.input) > 2 and node.input[2] in self.elem_types:
+                return self.elem_types[node.input[2]]
+            for attr in node.attribute:
+                if attr.name == "output_dtype" and attr.i:
+                    return int(attr.i)
+            return _T.UINT8
+        return self.elem_types.get(src)
+
+    def precision(self, name: str) -> tuple[str, int] | None:
+        """("int", bits) when the tensor arrives through DequantizeLinear, ("float", bits) for
+        a float tensor, None when unknown."""
+        src, node = self.source(name)
+        if node is not None and node.op_type in _DEQUANTIZE_OPS and node.input:
+            qtype = self.quantized_type(node.input[0])
+            if qtype in _INT_BITS:
+                return ("int", _INT_BITS[qtype])
+            if qtype in _FLOAT_BITS:  # a float "quantization" (e.g. fp16 -> fp32 weights)
+                return ("float", _FLOAT_BITS[qtype])
+            return None
+        if node is not None and node.op_type == "Cast":
+            to = next((int(a.i) for a in node.attribute if a.name == "to"), 0)
+            # Cast up from a float16 initializer: stored (and on fp16 hardware run) at 16 bit.
+            if to == _T.FLOAT and node.input and self.elem_types.get(node.input[0]) == _T.FLOAT16:
+                return ("float", 16)
+        etype = self.elem_types.get(src)
+        if etype in _FLOAT_BITS:
+            return ("float", _FLOAT_BITS[etype])
+        if etype in _INT_BITS:
+            return ("int", _INT_BITS[etype])
+        return None
+
+
+def _layer_bits(g: _Graph, node: onnx.NodeProto) -> str | None:
+    """'8bit', '16bit', 'float' for one weighted layer, None when it has no constant weight."""
+    if node.op_type in _INTEGER_OPS:
+        return "8bit"
+    if node.op_type in ("MatMul",):
+        # MatMul's weight may be either operand; a MatMul of two activations (attention) has
+        # no weights to quantize and is not a weighted layer.
+        consts = [i for i in node.input[:2] if g.is_constant(i)]
+        if not consts:
+            return None
+        weight = consts[-1]
+        activation = next((i for i in node.input[:2] if i != weight), node.input[0])
+    else:
+        if len(node.input) < 2 or not g.is_constant(node.input[1]):
+            return None
+        weight, activation = node.input[1], node.input[0]
+    w = g.precision(weight)
+    a = g.precision(activation)
+    if a is None:
+        a = w  # activation dtype unknown (no shape inference): assume it runs like the weight
+    if w is None:
+        return None
+    # A layer runs at the wider of its weight and input-activation precisions: W8A16 is a
+    # 16-bit layer (16-bit activations cost bandwidth and NPU throughput like 16-bit
+    # weights); int8 weights with float activations (weight-only quantization) compute in
+    # float; fp16 is a 16-bit float layer.
+    if (w[0] == "float" and w[1] > 16) or (a[0] == "float" and a[1] > 16):
+        return "float"
+    return "16bit" if max(w[1], a[1]) > 8 else "8bit"
+
+
+def count_layers(model_path: str | Path) -> dict[str, int]:
+    """How many weighted layers (Conv, ConvTranspose, Gemm, MatMul with a constant weight,
+    and the integer ConvInteger / MatMulInteger / QLinearConv / QLinearMatMul) run at 8 bit,
+    16 bit and float.
+
+    Precision of a layer = the wider of its weight's and its input activation's:
+
+    * weight / activation arriving through DequantizeLinear: the dtype of the
+      DequantizeLinear's input (an initializer's, or the zero point's of the QuantizeLinear
+      feeding it): int8/uint8 = 8 bit (int4 counts here too: "8 bit or narrower"),
+      int16/uint16 = 16 bit;
+    * ConvInteger / MatMulInteger / QLinear*: 8 bit (ONNX allows only 8-bit inputs);
+    * a float16 / bfloat16 initializer or activation: 16 bit (a 16-bit float layer);
+    * float32 (or wider): float.
+
+    So "16-bit layer" means a layer whose activations OR weights are 16 bit and neither is
+    float32: a16w8 (16-bit activations, 8-bit weights) counts every quantized layer as 16
+    bit. Keys: layers_8bit, layers_16bit, layers_float, layers_total.
+    """
+    path = Path(model_path)
+    if not path.is_file():
+        raise FacequantError(f"{path}: model not found")
+    try:
+        # Weights are not needed to read dtypes; leaving external data unloaded keeps big
+        # models cheap.
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise FacequantError(f"{path}: not a readable ONNX model ({_one_line(exc)})") from exc
+    if not model.HasField("graph") or len(model.graph.node) == 0:
+        # Arbitrary bytes can decode as an empty ModelProto; counting zero layers would hide it.
+        raise FacequantError(f"{path}: not a readable ONNX model (no graph)")
+    g = _Graph(model)
+    counts = {"8bit": 0, "16bit": 0, "float": 0}
+    for node in model.graph.node:
+        if node.op_type not in _FLOAT_WEIGHTED_OPS | _INTEGER_OPS:
+            continue
+        bits = _layer_bits(g, node)
+        if bits is not None:
+            counts[bits] += 1
+    return {
+        "layers_8bit": counts["8bit"],
+        "layers_16bit": counts["16bit"],
+        "layers_float": counts["float"],
+        "layers_total": sum(counts.values()),
+    }
+
+
+def model_bytes(model_path: str | Path) -> int:
+    """Bytes on disk: the .onnx file plus any external-data files it references."""
+    path = Path(model_path)
+    total = path.stat().st_size
+    model = onnx.load(str(path), load_external_data=False)
+    locations: set[str] = set()
+    for t in model.graph.initializer:
+        if t.data_location == _T.EXTERNAL:
+            locations.update(e.value for e in t.external_data if e.key == "location")
+    for loc in locations:
+        ext = path.parent / loc
+        if ext.is_file():
+            total += ext.stat().st_size
+    return int(total)
+
+
+# ---------------------------------------------------------------- device profiles
+
+
+def load_device_profile(path: str | Path) -> dict[str, object]:
+    """A device profile (configs/devices/*.yaml): measured latency per backend on a target.
+
+    Keys: device (str), source (str: where the numbers came from), latency_ms (mapping of
+    backend name -> positive ms), optional power_w (a positive number, or a mapping of backend
+    name -> positive W). Returns them with numbers as floats and path added. Every problem is a
+    one-line FacequantError naming the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FacequantError(f"{p}: device profile not found")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or _one_line(exc)
+        raise FacequantError(f"{p}: device profile is not valid YAML{where} ({problem})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FacequantError(f"{p}: cannot read device profile ({_one_line(exc)})") from exc
+    if not isinstance(raw, dict):
+        raise FacequantError(
+            f"{p}: device profile must be a mapping with keys device, source, latency_ms"
+        )
+    missing = [
+        k for k in ("device", "source", "latency_ms") if k not in raw or raw[k] in (None, "")
+    ]
+    if missing:
+        raise FacequantError(f"{p}: device profile is missing key(s): {', '.join(missing)}")
+    latency = _positive_mapping(p, "latency_ms", raw["latency_ms"])
+    if not latency:
+        raise FacequantError(f"{p}: latency_ms lists no backend")
+    power: float | dict[str, float] | None = None
+    if raw.get("power_w") is not None:
+        if isinstance(raw["power_w"], dict):
+            power = _positive_mapping(p, "power_w", raw["power_w"])
+        else:
+            power = _positive(p, "power_w", raw["power_w"])
+    return {
+        "device": str(raw["device"]),
+        "source": str(raw["source"]).strip(),
+        "latency_ms": latency,
+        "power_w": power,
+        "path": str(p),
+    }
+
+
+def _positive(p: Path, key: str, value: object) -> float:
+    # bool is an int subclass; "true" as a latency is a typo, not 1 ms.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FacequantError(f"{p}: {key} must be a positive number, got {value!r}")
+    f = float(value)
+    if not (math.isfinite(f) and f > 0.0):
+        raise FacequantError(f"{p}: {key} must be a positive number, got {value!r}")
+    return f
+
+
+def _positive_mapping(p: Path, key: str, value: object) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise FacequantError(
+            f"{p}: {key} must map backend names to numbers, got {type(value).__name__}"
+        )
+    return {str(name): _positive(p, f"{key}.{name}", v) for name, v in value.items()}
+
+
+# ---------------------------------------------------------------- per backend and table
+
+
+def backend_cost(
+    name: str,
+    model_path: str | Path,
+    spec: ModelSpec,
+    device_profile: Mapping[str, object] | None = None,
+    measure: bool = True,
+) -> dict[str, object]:
+    """One cost row for backend ``name`` run from ``model_path``.
+
+    Keys: backend, file_bytes, layers_8bit, layers_16bit, layers_float, cpu_latency_p50_ms,
+    cpu_latency_p95_ms, latency_source, device_latency_ms, latency_vs_fp32 (NaN here; filled
+    by cost_table, which needs the fp32 row), device_power_w. ``device_profile`` is
+    load_device_profile's dict; when it lists ``name``, device_latency_ms is its figure and
+    latency_source the device name. ``measure=False`` skips the CPU timing (NaN).
+    """
+    layers = count_layers(model_path)
+    cpu = measure_latency(model_path, spec) if measure else None
+    device_ms, power, source = math.nan, math.nan, CPU_LATENCY_SOURCE if measure else NOT_MEASURED
+    if device_profile is not None:
+        latency = device_profile.get("latency_ms") or {}
+        if isinstance(latency, Mapping) and name in latency:
+            device_ms = float(latency[name])
+            source = str(device_profile.get("device", "device profile"))
+        pw = device_profile.get("power_w")
+        if isinstance(pw, Mapping):
+            power = float(pw[name]) if name in pw else math.nan
+        elif pw is not None:
+            power = float(pw)  # type: ignore[arg-type]
+    return {
+        "backend": name,
+        "file_bytes": model_bytes(model_path),
+        "layers_8bit": layers["layers_8bit"],
+        "layers_16bit": layers["layers_16bit"],
+        "layers_float": layers["layers_float"],
+        "cpu_latency_p50_ms": cpu["p50_ms"] if cpu else math.nan,
+        "cpu_latency_p95_ms": cpu["p95_ms"] if cpu else math.nan,
+        "latency_source": source,
+        "device_latency_ms": device_ms,
+        "latency_vs_fp32": math.nan,
+        "device_power_w": power,
+    }
+
+
+def _ratio(value: float, reference: float) -> float:
+    if math.isfinite(value) and math.isfinite(reference) and reference > 0.0:
+        return value / reference
+    return math.nan
+
+
+def cost_table(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
+    """backend_cost rows as one table, with latency_vs_fp32 filled in.
+
+    latency_vs_fp32 = this backend's latency / fp32's (< 1: faster). Like is compared with
+    like: device figures when both this backend and fp32 have one (a device profile is
+    measured on the target, so it wins), else CPU p50 when both were measured, else NaN (a
+    device ms over a CPU ms means nothing). latency_vs_fp32_basis says which: "device", "cpu"
+    or "". NaN for every row when there is no fp32 row.
+    """
+    table = pd.DataFrame([dict(r) for r in rows])
+    for col in (*COST_COLUMNS, *COST_EXTRA_COLUMNS):
+        if col not in table:
+            table[col] = math.nan
+    table = table[[*COST_COLUMNS, *COST_EXTRA_COLUMNS]].copy()
+    ref = table.loc[table["backend"] == REFERENCE_BACKEND]
+    ref_device = float(ref["device_latency_ms"].iloc[0]) if len(ref) else math.nan
+    ref_cpu = float(ref["cpu_latency_p50_ms"].iloc[0]) if len(ref) else math.nan
+    ratios: list[float] = []
+    basis: list[str] = []
+    for dev, cpu in zip(table["device_latency_ms"], table["cpu_latency_p50_ms"], strict=True):
+        by_device = _ratio(float(dev), ref_device)
+        by_cpu = _ratio(float(cpu), ref_cpu)
+        if math.isfinite(by_device):
+            ratios.append(by_device)
+            basis.append("device")
+        elif math.isfinite(by_cpu):
+            ratios.append(by_cpu)
+            basis.append("cpu")
+        else:
+            ratios.append(math.nan)
+            basis.append("")
+    table["latency_vs_fp32"] = np.asarray(ratios, dtype=np.float64)
+    table["latency_vs_fp32_basis"] = basis
+    for col in ("file_bytes", "layers_8bit", "layers_16bit", "layers_float"):
+        if not table[col].isna().any():
+            table[col] = table[col].astype(np.int64)
+    return table
