@@ -23,7 +23,7 @@ EPILOG = """examples:
 
 
 def _add_sweep_args(p: argparse.ArgumentParser) -> None:
-    from facequant.backends import available_backends
+    from facequant.backends import NAME_HELP, available_backends
     from facequant.distance import load_cameras
 
     g = p.add_argument_group("what to evaluate")
@@ -33,7 +33,8 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
                    "Default: celebs13 in the shared folder.")
     g.add_argument("--pairs", default=None, help="pairs CSV (image_a,image_b,same_identity) to compare instead of every photo pair")
     g.add_argument("--backends", default="fp32,int8-pt,int8-pc",
-                   help=f"comma-separated, from: {', '.join(available_backends())} (fp32 is always added as the reference)")
+                   help=f"comma-separated, from: {', '.join(available_backends())} (fp32 is always added as the "
+                        f"reference). {NAME_HELP}")
     g.add_argument("--config", type=Path, help="YAML file with any of these options (keys as the long option names, '-' or '_')")
     g.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE",
                    help="override the inferred model spec, e.g. mean=127.5 std=127.5 channel_order=BGR")

@@ -160,7 +160,7 @@ def summary_rows(cliff: pd.DataFrame, sweep: pd.DataFrame | None = None,
     rows = []
     for r in cliff.itertuples():
         degenerate = bool(getattr(r, "degenerate", "") or "")
-        pn = "-" if not np.isfinite(r.cliff_prenorm) else f"{r.cliff_prenorm:.2f} (width {r.cliff_prenorm_width:.2f})"
+        pn = "-" if not np.isfinite(r.cliff_prenorm) else f"{r.cliff_prenorm:.2f} w{r.cliff_prenorm_width:.2f}"
         far = "-"
         if sweep is not None:
             rows_b = sweep[sweep.backend == r.backend].sort_values("distance_m")
@@ -182,13 +182,17 @@ def print_summary(result: SweepResult, out: Path | None = None) -> None:
 
     table = Table(title=f"{result.model_name}: threshold {result.threshold:.3f} "
                         f"(FAR target {result.config.target_far:g}), camera {result.camera.name}")
-    for col in ("backend", "close-range TAR", "FAR", "reliable to", "cliff at", "pre-norm at cliff", "CPU latency"):
-        table.add_column(col, justify="left" if col == "backend" else "right")
+    for col in ("backend", "TAR close", "FAR close", "reliable to", "cliff at", "pre-norm cliff", "CPU vs fp32"):
+        if col == "backend":
+            table.add_column(col, no_wrap=True)
+        else:
+            table.add_column(col, justify="right")
     for row in summary_rows(result.cliff, result.sweep, result.cost):
         table.add_row(*row)
     console = Console()
     console.print(table)
-    console.print("CPU latency: batch 1 on this machine, relative to fp32 (a proxy; see cost.csv)", style="dim")
+    console.print("pre-norm cliff: pre-norm at 50 % match probability, w = 10-90 % width (small = cliff, large = slope); "
+                  "CPU vs fp32: batch-1 latency on this machine, a proxy (cost.csv)", style="dim")
     for r in result.cliff.itertuples():
         if getattr(r, "degenerate", ""):
             console.print(f"{r.backend} is degenerate: {r.degenerate}", style="bold red")
