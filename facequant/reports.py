@@ -67,6 +67,7 @@ def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
         metrics.to_long(result.sweep).to_csv(staging / RESULTS_CSV, index=False)
         result.probes.to_csv(staging / PROBES_CSV, index=False)
         result.comparisons.to_csv(staging / COMPARISONS_CSV, index=False)
+        _copy_pow2_moves(result.run, staging)
         run = _finite_or_none(result.run)
         (staging / RUN_JSON).write_text(json.dumps(run, indent=2, default=_json_default))
         plot_tar_vs_distance(result.sweep, staging / TAR_PLOT)
@@ -78,6 +79,18 @@ def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+def _copy_pow2_moves(run: dict[str, object], staging: Path) -> None:
+    """Keep each power-of-two backend's per-scale moves with the results, not only in the cache."""
+    backends = run.get("backends") or {}
+    assert isinstance(backends, dict)
+    for name, info in backends.items():
+        moves = info.get("pow2_scales", {}).get("moves_file") if isinstance(info, dict) else None
+        if moves and Path(moves).is_file():
+            target = staging / f"pow2_moves_{name.replace(':', '_').replace('/', '_')}.json"
+            shutil.copyfile(moves, target)
+            info["pow2_scales"]["moves_file"] = target.name
 
 
 def load_results(out: Path) -> dict[str, object]:

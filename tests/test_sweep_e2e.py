@@ -192,3 +192,16 @@ def test_summary_hides_distances_of_a_degenerate_backend():
     rows = {r[0]: r for r in summary_rows(cliff)}
     assert rows["fp32"][3] == "5.00 m"
     assert rows["broken"][3] == "DEGENERATE" and rows["broken"][4] == "DEGENERATE"
+
+
+def test_pow2_moves_travel_with_the_results(tmp_path: Path, model_path: Path, celebs13: Path):
+    from facequant.reports import write_results
+
+    result = run_sweep(SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", "int8-npu"),
+                                   distances_m=(1.0,), measure_cost=False))
+    out = write_results(result, tmp_path / "npu")
+    moves = json.loads((out / "pow2_moves_int8-npu.json").read_text())["moves"]
+    assert len(moves) > 50
+    assert all(abs(m["log2_ratio"]) <= 0.5 + 1e-9 for m in moves if m["kind"] != "bias")
+    run = json.loads((out / "run.json").read_text())
+    assert run["backends"]["int8-npu"]["pow2_scales"]["moves_file"] == "pow2_moves_int8-npu.json"
