@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -433,21 +434,30 @@ def entropy_ranges(model: Path, input_name: str, calibration: np.ndarray, symmet
     return ranges
 
 
-def _build_static(model: Path, out: Path, input_name: str, recipe: QuantRecipe, calibration: np.ndarray, tmp: Path) -> None:
+def prepare_for_quantization(model: Path, recipe: QuantRecipe, tmp: Path) -> Path:
+    """onnxruntime's quant_pre_process (shape inference, graph optimisation), unless it fails
+    or renames a layer the recipe chose by name: then the model as it is."""
     prepped = tmp / "prepped.onnx"
     try:
         quant_pre_process(str(model), str(prepped), skip_symbolic_shape=True)
     except Exception as exc:  # pre-processing is an optimisation; quantize the model as is
         logging.getLogger(__name__).warning("quant_pre_process failed (%s); quantizing without it", exc)
-        prepped = model
+        return model
     chosen = set(recipe.layers_16bit) | set(recipe.layers_float)
-    if chosen and prepped != model:
+    if chosen:
         try:
             renamed = not chosen <= set(graph_layers(prepped).nodes)
         except FacequantError:  # pre-processing left a weighted node without a name
             renamed = True
         if renamed:  # pre-processing renamed or fused a chosen node: quantize the model as named
-            prepped = model
+            return model
+    return prepped
+
+
+def static_quant_options(prepped: Path, input_name: str, recipe: QuantRecipe, calibration: np.ndarray,
+                         tmp: Path) -> dict[str, Any]:
+    """Every quantize_static argument but the model paths and the data reader: the one place
+    a static recipe becomes ORT options, so the exported JSON is exactly what was built."""
     extra: dict[str, object] = {"ActivationSymmetric": recipe.symmetric_activations}
     overrides = tensor_overrides(recipe, graph_layers(prepped)) if recipe.layers_16bit else {}
     if recipe.calibration_method == "entropy":
@@ -456,17 +466,21 @@ def _build_static(model: Path, out: Path, input_name: str, recipe: QuantRecipe, 
             overrides.setdefault(tensor, [{"rmin": lo, "rmax": hi}])  # 16-bit layers keep their own
     if overrides:
         extra["TensorQuantOverrides"] = overrides
-    quantize_static(
-        str(prepped), str(out),
-        _ArrayReader(input_name, calibration),
-        quant_format=QuantFormat.QDQ,
-        activation_type=_QUANT_TYPES[recipe.activation_type],
-        weight_type=_QUANT_TYPES[recipe.weight_type],
-        per_channel=recipe.per_channel,
-        calibrate_method=CALIBRATION_METHODS[recipe.calibration_method],
-        nodes_to_exclude=list(recipe.layers_float) or None,
-        extra_options=extra,
-    )
+    return {
+        "quant_format": QuantFormat.QDQ,
+        "activation_type": _QUANT_TYPES[recipe.activation_type],
+        "weight_type": _QUANT_TYPES[recipe.weight_type],
+        "per_channel": recipe.per_channel,
+        "calibrate_method": CALIBRATION_METHODS[recipe.calibration_method],
+        "nodes_to_exclude": list(recipe.layers_float) or None,
+        "extra_options": extra,
+    }
+
+
+def _build_static(model: Path, out: Path, input_name: str, recipe: QuantRecipe, calibration: np.ndarray, tmp: Path) -> None:
+    prepped = prepare_for_quantization(model, recipe, tmp)
+    options = static_quant_options(prepped, input_name, recipe, calibration, tmp)
+    quantize_static(str(prepped), str(out), _ArrayReader(input_name, calibration), **options)
 
 
 def build_quantized(

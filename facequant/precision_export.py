@@ -1,0 +1,146 @@
+"""A mixed-precision recipe, exported for the toolchains that deploy it: ORT's quantize_static
+options (TensorQuantOverrides) as JSON, a per-layer precision JSON, and Hailo model-script lines."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+from facequant.errors import FacequantError
+from facequant.quantization import (
+    QuantRecipe,
+    graph_layers,
+    prepare_for_quantization,
+    resolve_recipe,
+    static_quant_options,
+)
+
+ORT_JSON = "ort_quantization.json"
+PRECISION_JSON = "layer_precision.json"
+HAILO_ALLS = "hailo_precision.alls"
+_ENUMS = {"quant_format": QuantFormat, "activation_type": QuantType, "weight_type": QuantType,
+          "calibrate_method": CalibrationMethod}
+
+
+def _plain(value: Any) -> Any:
+    """ORT enums and numpy scalars to JSON: enums by name, so the file reads as ORT's API does."""
+    if isinstance(value, QuantType | QuantFormat | CalibrationMethod):
+        return value.name
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def ort_options_to_json(options: dict[str, Any]) -> dict[str, Any]:
+    return _plain(options)
+
+
+def ort_options_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    """The inverse: keyword arguments for onnxruntime.quantization.quantize_static."""
+    try:
+        options = {k: (_ENUMS[k][v] if k in _ENUMS else v) for k, v in data.items()}
+        extra = dict(options.get("extra_options") or {})
+        overrides = extra.get("TensorQuantOverrides")
+        if overrides:
+            extra["TensorQuantOverrides"] = {
+                tensor: [{k: (QuantType[v] if k == "quant_type" else
+                              np.float32(v) if k in ("rmin", "rmax", "scale") else v) for k, v in item.items()}
+                         for item in items]
+                for tensor, items in overrides.items()}
+        options["extra_options"] = extra
+    except KeyError as exc:
+        raise FacequantError(f"ORT quantization JSON: unknown value {exc}") from exc
+    return options
+
+
+def layer_precisions(recipe: QuantRecipe, model: Path) -> dict[str, str]:
+    """Every weighted layer's precision, e.g. {'Conv_0': 'a8_w8', 'Conv_94': 'a16_w16'}."""
+    layers = graph_layers(model)
+    base = {"uint8": "a8", "int8": "a8", "uint16": "a16", "int16": "a16"}.get(recipe.activation_type, recipe.activation_type)
+    weight = {"int8": "w8", "uint8": "w8", "int16": "w16", "uint16": "w16"}.get(recipe.weight_type, recipe.weight_type)
+    out = {}
+    for node in layers.weighted:
+        if node in recipe.layers_float:
+            out[node] = "float"
+        elif node in recipe.layers_16bit:
+            out[node] = "a16_w16"
+        else:
+            out[node] = f"{base}_{weight}"
+    return out
+
+
+def load_name_map(path: Path) -> dict[str, str]:
+    """ONNX node name -> compiler layer name, from YAML/JSON (a mapping) or CSV (onnx,hailo)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise FacequantError(f"{path}: cannot read the layer name map ({exc.strerror})") from exc
+    try:
+        if path.suffix.lower() == ".csv":
+            rows = [r for r in csv.reader(text.splitlines()) if r and not r[0].startswith("#")]
+            if rows and rows[0][:2] == ["onnx", "hailo"]:
+                rows = rows[1:]
+            data = {r[0].strip(): r[1].strip() for r in rows if len(r) >= 2}
+        else:
+            data = yaml.safe_load(text)  # JSON is YAML
+    except (yaml.YAMLError, IndexError) as exc:
+        raise FacequantError(f"{path}: not a name map (YAML/JSON mapping or CSV onnx,hailo): {exc}") from exc
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise FacequantError(f"{path}: the name map must map ONNX node names to compiler layer names (strings)")
+    return data
+
+
+def hailo_script(precisions: dict[str, str], name_map: dict[str, str] | None) -> tuple[list[str], list[str]]:
+    """Model-script lines for the 16-bit layers, and a warning per layer the map does not name
+    (Hailo's parser renames layers: ONNX names would be silently ignored by the compiler)."""
+    name_map = name_map or {}
+    lines = ["# facequant: layers kept at 16 bit (Hailo model script, .alls)"]
+    warnings = []
+    for node, precision in precisions.items():
+        if precision == "float":
+            lines.append(f"# {node}: float in this recipe; Hailo has no float layers, nearest is a16_w16")
+            precision = "a16_w16"
+        if precision != "a16_w16":
+            continue
+        if node in name_map:
+            lines.append(f"quantization_param({name_map[node]}, precision_mode=a16_w16)")
+        else:
+            warnings.append(f"{node}: no compiler layer name in the name map; written with its ONNX name, "
+                            "which the Hailo compiler will not recognise")
+            lines.append(f"quantization_param({node}, precision_mode=a16_w16)  # WARNING: unmapped ONNX name")
+    return lines, warnings
+
+
+def export_precision(recipe_name: str, normalized_model: Path, input_name: str, calibration: np.ndarray, out: Path,
+                     name_map: dict[str, str] | None = None) -> dict[str, Any]:
+    """Write the three exports for a recipe into `out`; returns paths and warnings."""
+    recipe = resolve_recipe(recipe_name, normalized_model)
+    if not recipe.needs_calibration:
+        raise FacequantError(f"recipe '{recipe_name}': only static QDQ recipes have per-layer precision to export")
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepped = prepare_for_quantization(normalized_model, recipe, Path(tmp))
+        options = static_quant_options(prepped, input_name, recipe, calibration, Path(tmp))
+    precisions = layer_precisions(recipe, normalized_model)
+    ort_doc = {"recipe": recipe.to_dict(), "apply_to": "the model after onnxruntime.quantization.shape_inference."
+               "quant_pre_process (facequant runs it first)", "quantize_static": ort_options_to_json(options)}
+    (out / ORT_JSON).write_text(json.dumps(ort_doc, indent=1))
+    (out / PRECISION_JSON).write_text(json.dumps({"recipe": recipe.name, "layers": precisions}, indent=1))
+    lines, warnings = hailo_script(precisions, name_map)
+    (out / HAILO_ALLS).write_text("\n".join(lines) + "\n")
+    return {"ort": out / ORT_JSON, "precision": out / PRECISION_JSON, "hailo": out / HAILO_ALLS,
+            "warnings": warnings, "recipe": recipe}
