@@ -181,6 +181,27 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_precision(args: argparse.Namespace) -> int:
+    from facequant.precision_export import export_precision, load_name_map
+    from facequant.reports import check_output_dir
+    from facequant.sweep import prepare_probes
+
+    args.backends = "fp32"
+    config, _ = _config_from_args(args)
+    if args.out is None:
+        raise FacequantError("export-precision: give --out DIR")
+    out = Path(args.out)
+    check_output_dir(out, args.force)
+    name_map = load_name_map(args.name_map) if args.name_map else None
+    ps = prepare_probes(config)
+    result = export_precision(args.recipe, ps.normalized, ps.spec.input_name, ps.calibration_tensors(), out, name_map)
+    for warning in result["warnings"]:
+        print(f"facequant: warning: {warning}", file=sys.stderr)
+    for key in ("ort", "precision", "hailo"):
+        print(result[key])
+    return 0
+
+
 def cmd_models_inspect(args: argparse.Namespace) -> int:
     from facequant.models import describe, inspect_model, resolve_model
 
@@ -292,6 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="minmax,entropy,percentile", help="calibration methods to compare")
     _add_sweep_args(p)
     p.set_defaults(func=cmd_study)
+    _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest not in _DEFAULTS})
+
+    p = sub.add_parser("export-precision", help="export a mixed-precision recipe: ORT JSON, per-layer JSON, Hailo .alls",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Write the recipe as ORT quantize_static options (TensorQuantOverrides; reloads into "
+                                   "the same model), a per-layer precision JSON for other toolchains, and Hailo "
+                                   "model-script lines `quantization_param(<layer>, precision_mode=a16_w16)`.",
+                       epilog="example:\n  facequant export-precision int8-pt+16bit:last3 --name-map names.csv --out exports/\n"
+                              "names.csv: onnx,hailo rows (Hailo renames layers; unmapped ones are warned about)")
+    p.add_argument("recipe", help="a static recipe, e.g. int8-pt+16bit:last3 or int8-pc+16bit:nodes=Conv_91;Conv_94")
+    p.add_argument("--name-map", type=Path, default=None, help="ONNX node -> compiler layer names (YAML/JSON mapping or CSV onnx,hailo)")
+    _add_sweep_args(p)
+    p.set_defaults(func=cmd_export_precision)
     _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest not in _DEFAULTS})
 
     p = sub.add_parser("cameras", help="list camera presets and the face size each gives by distance")

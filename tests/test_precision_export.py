@@ -82,3 +82,16 @@ def test_bad_inputs(tmp_path: Path, model_path: Path, calib: np.ndarray):
     spec = inspect_model(model_path)
     with pytest.raises(FacequantError, match="static"):
         export_precision("int8-dyn", normalize_model(model_path), spec.input_name, calib, tmp_path / "x")
+
+
+def test_cli_export_precision(tmp_path: Path, model_path: Path, celebs13: Path, capsys: pytest.CaptureFixture[str]):
+    from facequant.cli import main
+
+    out = tmp_path / "exports"
+    args = ["export-precision", "int8-pt+16bit:last3", "--model", str(model_path), "--data", str(celebs13),
+            "--calib-size", "4", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert str(out / HAILO_ALLS) in captured.out
+    assert captured.err.count("warning") == 3  # three unmapped layers
+    assert main(args) == 2  # never overwritten without --force
