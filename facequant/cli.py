@@ -202,6 +202,89 @@ def cmd_export_precision(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from facequant.recommend import RECOMMEND_CSV, recommend_dir, render
+
+    names = [n.strip() for n in str(args.scenario).split(",") if n.strip()] if args.scenario else None
+    rec = recommend_dir(args.results, names, scenarios_directory=args.scenarios_dir,
+                        device_profile=args.device_profile, latency_tolerance=args.latency_tolerance)
+    console = Console()
+    for item in render(rec):
+        console.print(item)
+    console.print(f"written {Path(args.results) / RECOMMEND_CSV}", style="dim")
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from facequant import diagnostics
+    from facequant.reports import check_output_dir
+
+    if args.out is None:  # a diagnosis is not a sweep: its own default folder name
+        args.out = Path("runs") / f"diagnose-{Path(args.model or 'faceplugin').stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep, out = _config_from_args(args)
+    diagnostics.diagnose_backends(sweep.backends)  # type: ignore[attr-defined]  # refuse fp16, dynamic, external before any work
+    check_output_dir(out, args.force)
+    config = diagnostics.DiagnoseConfig(sweep, max_probes=args.max_probes, layer=args.layer,  # type: ignore[arg-type]
+                                        snr_threshold_db=float(args.snr_threshold))
+    labels = {"faces": "detecting and aligning faces", "calibration": "building backends",
+              "diagnose": "comparing tensors (distance x batch)"}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=args.quiet, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done)
+
+        result = diagnostics.run_diagnose(config, progress=progress)
+    diagnostics.write_diagnosis(result, out, force=args.force)
+    diagnostics.print_diagnosis(result, out)
+    return 0
+
+
+def cmd_search_precision(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from facequant.reports import check_output_dir
+    from facequant.search import SearchSettings, search_precision, search_summary, write_search
+
+    args.backends = "fp32"
+    config, _ = _config_from_args(args)
+    if (args.target_tar is None) != (args.target_distance is None):
+        raise FacequantError("give --target-tar and --target-distance together")
+    out = Path(args.out or Path("runs") / f"search-{args.base}-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_output_dir(out, args.force)
+    settings = SearchSettings(base=args.base, tolerance_m=args.tolerance, target_tar=args.target_tar,
+                              target_distance_m=args.target_distance, budget=args.budget, candidates=args.candidates)
+    with Progress(disable=args.quiet) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done)
+
+        result = search_precision(config, settings, progress=progress)
+    write_search(result, out, force=args.force)
+    summary = search_summary(result)
+    console = Console()
+    console.print(f"recipe: {summary['recipe']}  ({len(result.layers)} layer(s) at 16 bit; goal "
+                  f"{'met' if result.goal_met else 'not met'} in the search)")
+    for backend, r in summary["remeasured"].items():  # type: ignore[union-attr]
+        c = summary["cost"].get(backend, {})  # type: ignore[union-attr]
+        console.print(f"  {backend:40s} reliable {r['reliable_distance_m']:.2f} m, cliff {r['cliff_distance_m']:.2f} m, "
+                      f"{c.get('layers_16bit', '-')} 16-bit layers, {c.get('file_bytes', 0) / 1e6:.2f} MB, "
+                      f"CPU {c.get('latency_vs_fp32', float('nan')):.2f}x fp32")
+    console.print(f"results in {out}")
+    return 0
+
+
 def cmd_models_inspect(args: argparse.Namespace) -> int:
     from facequant.models import describe, inspect_model, resolve_model
 
@@ -270,6 +353,16 @@ def cmd_validate_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    try:  # Textual loads only for the TUI: the other commands stay as quick to start as before
+        from tui.app import run_tui
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("tui", "textual", "textual_plotext"):
+            raise
+        raise FacequantError(f"the TUI needs {exc.name}: pip install -e . (it is a dependency)") from exc
+    return run_tui(results=args.results, config=args.config, runs_dir=args.runs, diagnostics=args.diagnostics)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facequant", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -328,6 +421,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export_precision)
     _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest not in _DEFAULTS})
 
+    p = sub.add_parser("recommend", help="per deployment scenario, the cheapest backend that meets it, and why others fail",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Read a results directory and, per scenario (configs/scenarios/*.yaml: camera, "
+                                   "distance range, required TAR, FAR limit, latency budget), recommend the cheapest "
+                                   "backend meeting it at every distance in range; say why each other one was "
+                                   "rejected. Writes recommend.csv into the results directory (nothing else).",
+                       epilog="examples:\n  facequant recommend --results runs/first\n"
+                              "  facequant recommend --results runs/first --scenario far-field\n"
+                              "  facequant recommend --results runs/first --scenario my-site.yaml "
+                              "--device-profile configs/devices/hailo8-example.yaml\n")
+    p.add_argument("--results", required=True, help="results directory of a sweep")
+    p.add_argument("--scenario", default=None,
+                   help="scenario name(s), comma-separated, or a scenario YAML path (default: every scenario)")
+    p.add_argument("--scenarios-dir", default=None, help="folder of scenario YAML files (default configs/scenarios)")
+    p.add_argument("--device-profile", default=None,
+                   help="device latencies (configs/devices/*.yaml) to use instead of the sweep's CPU timing")
+    p.add_argument("--latency-tolerance", type=float, default=0.10,
+                   help="CPU latencies within this fraction of each other are a tie, broken by file size (default 0.10)")
+    p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("diagnose", help="layer diagnostics: per-layer SNR/PSNR, bins used, weight asymmetry by distance",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Compare every intermediate tensor of the float graph with its counterpart in each "
+                                   "quantized (static QDQ) graph, on the sweep's simulated probes, at each distance: "
+                                   "layers.csv, summary.csv, heartbeat / histogram / output-SNR plots, run.json.",
+                       epilog="examples:\n  facequant diagnose --backends int8-pt,int8-pc,a16w8 --out runs/diag\n"
+                              "  facequant diagnose --backends int8-pt+16bit:last3 --distances 1,4,8 --max-probes 20\n"
+                              "  facequant diagnose --backends int8-pt --layer Conv_94\n")
+    _add_sweep_args(p)
+    for action in p._actions:  # the sweep's matching and cost options mean nothing here
+        if action.dest in ("pairs", "genuine", "gallery", "far", "threshold", "device_profile", "no_latency"):
+            action.help = argparse.SUPPRESS
+        elif action.dest == "backends":
+            action.help = ("comma-separated static QDQ backends (int8-pt, int8-pc, a16w8, a16w16, int8-sym, int8-npu, "
+                           "BASE+16bit:SEL, BASE+float:SEL); fp32 is the reference and is skipped; fp16, int8-dyn "
+                           "and external backends are refused (default int8-pt,int8-pc)")
+        elif action.dest == "out":
+            action.help = "results directory (default runs/diagnose-<model>-<time>)"
+    p.add_argument("--max-probes", type=int, default=None,
+                   help="diagnose a seeded subset of this many photos (default: all)")
+    p.add_argument("--layer", default=None,
+                   help="layer for the activation histogram (default: the worst quantized layer at the farthest distance)")
+    p.add_argument("--snr-threshold", type=float, default=10.0, help="SNR line in dB for the summary (default 10)")
+    p.set_defaults(func=cmd_diagnose)
+    _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest not in _DEFAULTS})
+
+    p = sub.add_parser("search-precision", help="find the layers worth 16 bit: predicted, confirmed, greedy, re-measured",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Rank layers by the quantization damage each adds at far range (diagnose), confirm "
+                                   "the top candidates by re-running them at 16 bit, promote greedily until the reliable "
+                                   "distance is within --tolerance of fp32 (or --target-tar holds at --target-distance), "
+                                   "then re-measure the final recipe through the sweep on another seed, with its cost.",
+                       epilog="examples:\n  facequant search-precision --base int8-npu --budget 4 --out runs/search\n"
+                              "  facequant search-precision --base int8-pt --target-tar 0.9 --target-distance 5\n")
+    p.add_argument("--base", default="int8-pt", help="the INT8 recipe to improve (default int8-pt)")
+    p.add_argument("--budget", type=int, default=6, help="most layers promoted to 16 bit (default 6)")
+    p.add_argument("--candidates", type=int, default=8, help="layers confirmed by re-running (default 8)")
+    p.add_argument("--tolerance", type=float, default=0.25, help="reliable distance within this of fp32, metres (default 0.25)")
+    p.add_argument("--target-tar", type=float, default=None, help="goal instead: this TAR ...")
+    p.add_argument("--target-distance", type=float, default=None, help="... at this distance (metres)")
+    _add_sweep_args(p)
+    p.set_defaults(func=cmd_search_precision)
+    _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest not in _DEFAULTS})
+
     p = sub.add_parser("cameras", help="list camera presets and the face size each gives by distance")
     p.set_defaults(func=cmd_cameras)
 
@@ -362,6 +519,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jpeg", type=int, default=0, help="JPEG quality to simulate (match your camera's encoder)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_validate_sim)
+
+    p = sub.add_parser("tui", help="terminal UI: set up and run a sweep, watch results per distance, open old runs",
+                       description="Setup (model, dataset, camera, distances, backends; prefilled from --config or "
+                                   "the last run under --runs), a live sweep you can cancel without losing finished "
+                                   "distances, and results: table coloured by TAR, cliff summary, plots, layer "
+                                   "diagnostics, recommendation. Keys: r run, c cancel, e export CSV, ? help, q quit.")
+    p.add_argument("--results", type=Path, default=None, help="open this results directory (nothing is recomputed)")
+    p.add_argument("--config", type=Path, default=None, help="YAML prefilling the setup (same keys as facequant sweep)")
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="where runs are saved and listed (default runs/)")
+    p.add_argument("--diagnostics", type=Path, default=None,
+                   help="layer diagnostics folder (layers.csv, summary.csv); default: <results>/diagnostics")
+    p.set_defaults(func=cmd_tui)
     return parser
 
 

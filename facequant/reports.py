@@ -101,7 +101,8 @@ def load_results(out: Path) -> dict[str, object]:
             raise FacequantError(f"{out}: not a facequant results directory (missing {name})")
     cliff = pd.read_csv(out / CLIFF_CSV)
     if "degenerate" in cliff:
-        cliff["degenerate"] = cliff["degenerate"].fillna("")  # CSV turns "" (healthy) into NaN
+        # CSV turns "" (healthy) into NaN; read it back as text
+        cliff["degenerate"] = [v if isinstance(v, str) else "" for v in cliff["degenerate"]]
     return {"sweep": pd.read_csv(out / SWEEP_CSV), "cliff": cliff,
             "cost": pd.read_csv(out / COST_CSV) if (out / COST_CSV).is_file() else None,
             "run": json.loads((out / RUN_JSON).read_text())}

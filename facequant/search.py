@@ -1,0 +1,217 @@
+"""Mixed-precision search: which layers to promote to 16 bit, measured rather than guessed.
+
+1. predict: rank layers by the quantization damage each introduces (diagnostics: the SNR the
+   signal loses across that layer at far range);
+2. confirm: build BASE+16bit:<layer> for the top candidates and measure how much closer each
+   brings far-range probes to fp32;
+3. greedy: promote the confirmed layers best-first, re-running the sweep after each, until the
+   reliable distance is within a tolerance of fp32 (or a target TAR holds at a target distance),
+   under a budget of promoted layers;
+4. re-measure: the final recipe runs as a real backend through the sweep on an independent draw
+   (another seed: calibration subset and sensor noise), with its cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facequant.backends import BackendFactory
+from facequant.errors import FacequantError
+from facequant.quantization import RECIPES, graph_layers
+from facequant.sweep import ProbeSet, SweepConfig, SweepResult, prepare_probes, run_sweep, versions
+
+SEARCH_JSON = "search.json"
+CANDIDATES_CSV = "candidates.csv"
+STEPS_CSV = "steps.csv"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    base: str = "int8-pt"
+    tolerance_m: float = 0.25  # reliable distance within this of fp32's counts as recovered
+    target_tar: float | None = None  # alternative goal: this TAR ...
+    target_distance_m: float | None = None  # ... at this distance
+    budget: int = 6  # most layers promoted
+    candidates: int = 8  # layers confirmed by re-running, from the top of the damage ranking
+    confirm_distances: tuple[float, ...] | None = None  # default: the three farthest with fp32 TAR > 0
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SearchResult:
+    settings: SearchSettings
+    recipe: str
+    layers: list[str]
+    goal_met: bool
+    damage: pd.DataFrame  # layer, depth, damage_db (predicted sensitivity)
+    candidates: pd.DataFrame  # layer, damage_db, cos_far, gain (confirmed sensitivity)
+    steps: pd.DataFrame  # greedy steps: layers, reliable/cliff distance as searched
+    final: SweepResult  # fp32, base, recipe re-measured on another seed
+    run: dict[str, object] = field(default_factory=dict)
+
+
+def _cliff_row(result: SweepResult, backend: str) -> pd.Series:
+    return result.cliff.set_index("backend").loc[backend]
+
+
+def _goal(result: SweepResult, backend: str, s: SearchSettings) -> bool:
+    row, ref = _cliff_row(result, backend), _cliff_row(result, "fp32")
+    if s.target_tar is not None and s.target_distance_m is not None:
+        sweep = result.sweep[result.sweep.backend == backend]
+        tar = np.interp(s.target_distance_m, sweep.distance_m, sweep.tar)
+        return bool(tar >= s.target_tar)
+    return bool(row.reliable_distance_m >= ref.reliable_distance_m - s.tolerance_m)
+
+
+def layer_damage(layers: pd.DataFrame, distances: Sequence[float]) -> pd.DataFrame:
+    """Per weighted layer, the SNR (dB) the signal loses across it, averaged over `distances`:
+    snr(previous reported tensor) - snr(this layer's output). A layer that adds much noise to
+    a clean input scores high; one that merely carries earlier noise scores near zero."""
+    need = {"distance_m", "layer", "depth", "snr_db", "op_type"}
+    if not need <= set(layers.columns):
+        raise FacequantError(f"layer table lacks columns {sorted(need - set(layers.columns))}")
+    rows = layers[layers.distance_m.isin(distances)].sort_values(["distance_m", "depth"])
+    out = []
+    for _, per_d in rows.groupby("distance_m"):
+        snr = per_d.snr_db.to_numpy(dtype=float)
+        prev = np.concatenate([[snr[0] if len(snr) else np.nan], snr[:-1]])
+        out.append(per_d.assign(damage_db=np.minimum(prev, 80.0) - np.minimum(snr, 80.0)))
+    damage = pd.concat(out).groupby(["layer", "op_type"], as_index=False).agg(
+        depth=("depth", "first"), damage_db=("damage_db", "mean"))
+    return damage.sort_values("damage_db", ascending=False, ignore_index=True)
+
+
+def _cos_to(ref: np.ndarray, emb: np.ndarray) -> float:
+    return float(np.mean(np.sum(ref * emb, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(emb, axis=1))))
+
+
+def confirm_candidates(ps: ProbeSet, factory: BackendFactory, base: str, layers: Sequence[str],
+                       distances: Sequence[float], progress: Callable[[str, int, int], None] | None = None) -> pd.DataFrame:
+    """Measured sensitivity: far-range cosine to fp32 of BASE+16bit:nodes=<layer>, per layer."""
+    index = [ps.distances.index(d) for d in distances]
+    crops = np.concatenate([ps.probe_crops(i)[0] for i in index])
+    fp32 = factory.make("fp32").embed(crops)
+    base_cos = _cos_to(fp32, factory.make(base).embed(crops))
+    rows = []
+    for i, layer in enumerate(layers):
+        cos = _cos_to(fp32, factory.make(f"{base}+16bit:nodes={layer}").embed(crops))
+        rows.append({"layer": layer, "cos_far": cos, "gain": cos - base_cos, "base_cos_far": base_cos})
+        if progress:
+            progress("confirm", i + 1, len(layers))
+    return pd.DataFrame(rows).sort_values("gain", ascending=False, ignore_index=True)
+
+
+def search_precision(
+    config: SweepConfig,
+    settings: SearchSettings,
+    layers_table: Callable[[ProbeSet, str, Sequence[float]], pd.DataFrame] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> SearchResult:
+    """Run the four steps. `layers_table(ps, backend, distances)` gives diagnostics' per-layer
+    rows (distance_m, layer, op_type, depth, snr_db) for the base backend."""
+    if settings.base.split("+")[0] not in RECIPES or not RECIPES[settings.base.split("+")[0]].needs_calibration:
+        raise FacequantError(f"search base '{settings.base}': choose a static recipe (int8-pt, int8-pc, int8-npu, ...)")
+    if settings.budget < 1:
+        raise FacequantError("search budget must be at least one layer")
+    config = dataclasses.replace(config, backends=("fp32", settings.base), measure_cost=False)
+    start = run_sweep(config)
+    if _goal(start, settings.base, settings):
+        steps = pd.DataFrame([_step(start, settings.base, [])])
+        final = run_sweep(dataclasses.replace(config, seed=config.seed + 1, measure_cost=True))
+        return SearchResult(settings, settings.base, [], True, pd.DataFrame(), pd.DataFrame(), steps, final,
+                            {"note": f"{settings.base} already meets the goal: nothing to promote"})
+
+    ps = prepare_probes(config)
+    fp32_rows = start.sweep[start.sweep.backend == "fp32"]
+    far = settings.confirm_distances or tuple(fp32_rows[fp32_rows.tar > 0].distance_m.sort_values().iloc[-3:])
+    weighted = set(graph_layers(ps.normalized).weighted)
+    damage = layer_damage((layers_table or diagnostics_layers)(ps, settings.base, far), far)
+    damage = damage[damage.layer.isin(weighted)].reset_index(drop=True)
+    factory = BackendFactory(ps.normalized, ps.model_sha, ps.spec, ps.calibration_tensors,
+                             config.calibration_method, config.batch_size)
+    top = damage.layer.head(settings.candidates).tolist()
+    candidates = confirm_candidates(ps, factory, settings.base, top, far, progress)
+    candidates = candidates.merge(damage[["layer", "damage_db"]], on="layer")
+
+    chosen: list[str] = []
+    steps = [_step(start, settings.base, [])]
+    recipe, met = settings.base, False
+    for layer in candidates[candidates.gain > 0].layer:
+        if len(chosen) >= settings.budget:
+            break
+        chosen.append(layer)
+        recipe = f"{settings.base}+16bit:nodes={';'.join(chosen)}"
+        result = run_sweep(dataclasses.replace(config, backends=("fp32", recipe)))
+        steps.append(_step(result, recipe, chosen))
+        if progress:
+            progress("greedy", len(chosen), settings.budget)
+        if _goal(result, recipe, settings):
+            met = True
+            break
+    # Re-measure on an independent draw: another calibration subset and noise seed.
+    final = run_sweep(dataclasses.replace(config, backends=("fp32", settings.base, recipe), seed=config.seed + 1,
+                                          measure_cost=True))
+    return SearchResult(settings, recipe, chosen, met, damage, candidates, pd.DataFrame(steps), final)
+
+
+def _step(result: SweepResult, backend: str, layers: list[str]) -> dict[str, object]:
+    row = _cliff_row(result, backend)
+    return {"layers": ";".join(layers), "n_layers": len(layers), "recipe": backend,
+            "reliable_distance_m": row.reliable_distance_m, "cliff_distance_m": row.cliff_distance_m,
+            "fp32_reliable_distance_m": _cliff_row(result, "fp32").reliable_distance_m}
+
+
+def diagnostics_layers(ps: ProbeSet, backend: str, distances: Sequence[float]) -> pd.DataFrame:
+    """diagnose's layers.csv rows for one backend at `distances` (the predicted sensitivity)."""
+    from facequant.diagnostics import DiagnoseConfig, run_diagnose
+
+    sweep = dataclasses.replace(ps.config, backends=(backend,), distances_m=tuple(distances), face_px=None)
+    return run_diagnose(DiagnoseConfig(sweep=sweep)).layers
+
+
+def search_summary(result: SearchResult) -> dict[str, object]:
+    final = result.final
+    cliff = final.cliff.set_index("backend")
+    cost = final.cost.set_index("backend") if final.cost is not None else None
+    searched = result.steps.iloc[-1]
+
+    def cost_of(backend: str) -> dict[str, object]:
+        if cost is None or backend not in cost.index:
+            return {}
+        c = cost.loc[backend]
+        return {k: (c[k].item() if hasattr(c[k], "item") else c[k]) for k in
+                ("file_bytes", "layers_8bit", "layers_16bit", "layers_float", "cpu_latency_p50_ms", "latency_vs_fp32")}
+
+    return {
+        "recipe": result.recipe, "layers": result.layers, "goal_met_in_search": result.goal_met,
+        "predicted": {"reliable_distance_m": searched.reliable_distance_m, "cliff_distance_m": searched.cliff_distance_m,
+                      "seed": final.config.seed - 1},
+        "remeasured": {b: {"reliable_distance_m": cliff.loc[b, "reliable_distance_m"],
+                           "cliff_distance_m": cliff.loc[b, "cliff_distance_m"]} for b in cliff.index},
+        "remeasured_seed": final.config.seed,
+        "cost": {b: cost_of(b) for b in cliff.index},
+        "settings": result.settings.to_dict(),
+    }
+
+
+def write_search(result: SearchResult, out: Path, force: bool = False) -> Path:
+    from facequant.reports import _finite_or_none, check_output_dir, write_results
+
+    check_output_dir(out, force)
+    write_results(result.final, out / "final", force=True)
+    out.mkdir(parents=True, exist_ok=True)
+    result.damage.to_csv(out / "damage.csv", index=False)
+    result.candidates.to_csv(out / CANDIDATES_CSV, index=False)
+    result.steps.to_csv(out / STEPS_CSV, index=False)
+    summary = {**search_summary(result), **result.run, "versions": versions()}
+    (out / SEARCH_JSON).write_text(json.dumps(_finite_or_none(summary), indent=1, default=str))
+    return out

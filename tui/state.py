@@ -1,0 +1,405 @@
+"""What the TUI shows and runs, without any widget: setup values <-> SweepConfig, results
+directories, a cancellable sweep, partial saves and CSV export.
+
+Every number comes from facequant's own API (run_sweep, cliff_table, load_results,
+summary_rows); this module only moves tables between them, the disk and the screens, so it
+can be tested without a terminal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from facequant import cliff, metrics, reports
+from facequant.errors import FacequantError
+from facequant.sweep import SweepConfig, SweepResult, run_sweep
+
+#: The fields the setup screen edits; everything else in a config is carried over as is.
+SETUP_FIELDS: tuple[str, ...] = ("model", "data", "camera", "distances", "backends", "out")
+#: A distances field starting with this sweeps in face pixels (SweepConfig.face_px).
+FACE_PX_PREFIX = "px:"
+
+#: Status of the run a results screen shows.
+RUNNING, COMPLETE, PARTIAL, FAILED = "running", "complete", "partial", "failed"
+
+#: An empty comparisons table: cliff_table over the sweep rows alone (live and partial
+#: results, which have no comparisons) gives every column but the pre-norm fit.
+_NO_COMPARISONS = pd.DataFrame({"backend": pd.Series(dtype=str), "genuine": pd.Series(dtype=bool),
+                                "cosine": pd.Series(dtype=float), "probe_prenorm": pd.Series(dtype=float)})
+
+
+class SweepCancelled(Exception):
+    """Raised from run_sweep's callbacks to stop it between distances (or between photos
+    while faces are still being prepared). Never shown to a user: the runner catches it."""
+
+
+# --------------------------------------------------------------------------- setup values
+
+
+@dataclass
+class SetupValues:
+    """The setup form: the edited fields as text, and the config they are applied to."""
+
+    model: str
+    data: str
+    camera: str
+    distances: str
+    backends: str
+    out: str  # "" = runs/<model>-<time>, as the CLI does
+    base: SweepConfig
+    source: str  # where the values came from, shown under the form
+
+    def as_dict(self) -> dict[str, str]:
+        return {name: str(getattr(self, name)) for name in SETUP_FIELDS}
+
+
+def _fmt_number(value: float) -> str:
+    return f"{value:g}"
+
+
+def setup_from_config(config: SweepConfig, source: str, out: str = "") -> SetupValues:
+    distances = (FACE_PX_PREFIX + ",".join(_fmt_number(v) for v in config.face_px) if config.face_px
+                 else ",".join(_fmt_number(v) for v in config.distances_m))
+    return SetupValues(model=config.model, data=config.data, camera=config.camera, distances=distances,
+                       backends=",".join(config.backends), out=out, base=config, source=source)
+
+
+def config_from_dict(values: dict[str, object]) -> SweepConfig:
+    """A SweepConfig from run.json's "config" (SweepConfig.to_dict), keys this version does
+    not know ignored: an older or newer run still prefills the form."""
+    from facequant.distance import Degradation
+
+    known = {f.name for f in dataclasses.fields(SweepConfig)}
+    kwargs: dict[str, object] = {k: v for k, v in values.items() if k in known}
+    for key in ("backends", "distances_m", "face_px", "calibration_distances_m"):
+        if kwargs.get(key) is not None:
+            kwargs[key] = tuple(kwargs[key])  # type: ignore[arg-type]
+    if isinstance(kwargs.get("degradation"), dict):
+        kwargs["degradation"] = Degradation(**kwargs["degradation"])  # type: ignore[arg-type]
+    if "model" not in kwargs or "data" not in kwargs:
+        raise FacequantError("run.json config has no model or data")
+    return SweepConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def run_config(run: dict[str, object]) -> dict[str, object]:
+    """The sweep config in a run.json: "config" of a sweep, "config"/"sweep" of a diagnose run."""
+    config = run.get("config")
+    if isinstance(config, dict) and isinstance(config.get("sweep"), dict):
+        config = config["sweep"]
+    return config if isinstance(config, dict) else {}
+
+
+def _cli_config(argv: list[str]) -> tuple[SweepConfig, str]:
+    """A config made exactly as `facequant sweep ARGV` makes it, and the --out it names ("" if none)."""
+    from facequant.cli import _config_from_args, build_parser
+
+    args = build_parser().parse_args(["sweep", *argv])
+    config, _ = _config_from_args(args)
+    assert isinstance(config, SweepConfig)
+    return config, str(args.out) if args.out else ""
+
+
+def latest_run(runs_dir: Path) -> Path | None:
+    """The most recently written results directory under runs_dir (by run.json time)."""
+    runs = list_runs(runs_dir)
+    return runs[0] if runs else None
+
+
+def list_runs(runs_dir: Path, limit: int = 50) -> list[Path]:
+    """Results directories under runs_dir, newest first."""
+    if not runs_dir.is_dir():
+        return []
+    found = [p.parent for p in runs_dir.glob(f"*/{reports.RUN_JSON}")]
+    found.sort(key=lambda p: (p / reports.RUN_JSON).stat().st_mtime, reverse=True)
+    return found[:limit]
+
+
+def initial_setup(config_path: Path | None, runs_dir: Path) -> SetupValues:
+    """Prefill order: a --config YAML (same keys as `facequant sweep`), else the latest run's
+    config under runs_dir, else the CLI's defaults."""
+    if config_path is not None:
+        config, out = _cli_config(["--config", str(config_path)])
+        return setup_from_config(config, f"config {config_path}", out)
+    last = latest_run(runs_dir)
+    if last is not None:
+        try:
+            run = json.loads((last / reports.RUN_JSON).read_text())
+            return setup_from_config(config_from_dict(run_config(run)), f"last run {last}")
+        except (OSError, ValueError, KeyError, TypeError, FacequantError):
+            pass  # an unreadable old run must not stop the TUI from starting
+    try:
+        config, _ = _cli_config([])
+        return setup_from_config(config, "defaults of facequant sweep")
+    except FacequantError as exc:  # no ../shared: the user fills the form in
+        return setup_from_config(SweepConfig(model="faceplugin", data=""), f"defaults ({exc})")
+
+
+def config_from_setup(values: SetupValues, runs_dir: Path) -> tuple[SweepConfig, Path]:
+    """The edited fields applied to the base config, checked the way the CLI checks them.
+    Raises FacequantError with a one-line reason."""
+    from facequant.backends import parse_backends
+    from facequant.distance import camera_from_spec, parse_distances
+
+    model = values.model.strip()
+    data = values.data.strip()
+    if not model:
+        raise FacequantError("model: give an ONNX path, 'faceplugin' or an insightface pack name")
+    if not data:
+        raise FacequantError("dataset: give a folder of identity folders, or 'lfw'")
+    if data != "lfw":
+        data = str(Path(data).expanduser())
+        if not Path(data).is_dir():
+            raise FacequantError(f"{data}: dataset folder not found")
+    camera = values.camera.strip() or values.base.camera
+    camera_from_spec(camera)  # a clear error now, not after the faces are extracted
+    backends = tuple(parse_backends(values.backends))
+    text = values.distances.strip()
+    if text.startswith(FACE_PX_PREFIX):
+        try:
+            face_px: tuple[float, ...] | None = tuple(float(v) for v in text[len(FACE_PX_PREFIX):].split(","))
+        except ValueError:
+            raise FacequantError(f"distances '{text}': expected px:160,112,80") from None
+        distances = values.base.distances_m
+    else:
+        face_px, distances = None, parse_distances(text or None)
+    config = dataclasses.replace(values.base, model=model, data=data, camera=camera, backends=backends,
+                                 distances_m=distances, face_px=face_px)
+    out = Path(values.out.strip()) if values.out.strip() else default_out(runs_dir, model)
+    return config, out
+
+
+def default_out(runs_dir: Path, model: str) -> Path:
+    """runs/<model>-<time>, as `facequant sweep` names it; a suffix if that second is taken."""
+    stem = f"{Path(model).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out, n = runs_dir / stem, 2
+    while out.exists():
+        out, n = runs_dir / f"{stem}-{n}", n + 1
+    return out
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class RunData:
+    """The tables one results screen shows: the sweep rows, the cliff table, cost, run.json."""
+
+    sweep: pd.DataFrame
+    cliff: pd.DataFrame
+    cost: pd.DataFrame | None = None
+    run: dict[str, object] = field(default_factory=dict)
+    path: Path | None = None
+    status: str = COMPLETE
+    planned: int | None = None  # distances the run set out to do (live and partial runs)
+    kind: str = "sweep"  # or "diagnostics": a `facequant diagnose` directory (layers.csv, no sweep)
+
+    @property
+    def distances(self) -> list[float]:
+        return sorted(pd.unique(self.sweep["distance_m"]).tolist()) if len(self.sweep) else []
+
+    @property
+    def backends(self) -> list[str]:
+        return [str(b) for b in pd.unique(self.sweep["backend"])] if len(self.sweep) else []
+
+    @property
+    def threshold(self) -> float:
+        return float(self.sweep["threshold"].iloc[0]) if len(self.sweep) else math.nan
+
+    @property
+    def model_name(self) -> str:
+        return str(self.sweep["model"].iloc[0]) if len(self.sweep) else ""
+
+    def summary(self) -> list[tuple[str, ...]]:
+        """The CLI's summary rows (reports.summary_rows) for this run."""
+        return reports.summary_rows(self.cliff, self.sweep, self.cost) if len(self.cliff) else []
+
+
+def load_run(path: Path) -> RunData:
+    """A results directory as it is on disk: nothing recomputed. Partial runs (cancelled in
+    the TUI) carry "partial": true in run.json. A `facequant diagnose` directory (layers.csv,
+    no sweep.csv) opens too, with only its layer diagnostics."""
+    from tui.layers import is_diagnostics_dir
+
+    path = Path(path)
+    if not (path / reports.SWEEP_CSV).is_file() and is_diagnostics_dir(path):
+        try:
+            run = json.loads((path / reports.RUN_JSON).read_text())
+        except (OSError, ValueError):
+            run = {}
+        return RunData(sweep=empty_sweep(), cliff=live_cliff(empty_sweep()), run=run if isinstance(run, dict) else {},
+                       path=path, kind="diagnostics")
+    loaded = reports.load_results(path)
+    run = loaded["run"]
+    assert isinstance(run, dict)
+    sweep, cliff_df, cost = loaded["sweep"], loaded["cliff"], loaded["cost"]
+    assert isinstance(sweep, pd.DataFrame) and isinstance(cliff_df, pd.DataFrame)
+    planned = run.get("distances_planned")
+    return RunData(sweep=sweep, cliff=cliff_df, cost=cost if isinstance(cost, pd.DataFrame) else None, run=run,
+                   path=Path(path), status=PARTIAL if run.get("partial") else COMPLETE,
+                   planned=len(planned) if isinstance(planned, list) else None)
+
+
+def empty_sweep() -> pd.DataFrame:
+    """The sweep table before the first distance: its columns, no rows."""
+    return pd.DataFrame(columns=[*metrics.SWEEP_COLUMNS, *metrics.SWEEP_EXTRA_COLUMNS])
+
+
+def live_cliff(sweep: pd.DataFrame) -> pd.DataFrame:
+    """The cliff table of the rows finished so far (facequant.cliff.cliff_table without
+    comparisons: reliable and cliff distances, no pre-norm fit)."""
+    if not len(sweep):
+        return pd.DataFrame(columns=[*cliff.CLIFF_COLUMNS, *cliff.CLIFF_EXTRA_COLUMNS])
+    return cliff.cliff_table(sweep, _NO_COMPARISONS, str(sweep["model"].iloc[0]))
+
+
+def tar_band(tar: float, tar_close: float) -> str:
+    """Which side of the cliff a TAR is on, by the cliff table's own fractions of the
+    backend's close-range TAR: "reliable", "degraded" or "cliff" ("" when unmeasured)."""
+    if not math.isfinite(tar):
+        return ""
+    settings = cliff.CliffSettings()
+    reference = tar_close if math.isfinite(tar_close) and tar_close > 0 else 1.0
+    if tar >= settings.reliable_fraction * reference:
+        return "reliable"
+    if tar > settings.cliff_fraction * reference:
+        return "degraded"
+    return "cliff"
+
+
+def _json_ready(value: object) -> object:
+    """run.json as reports writes it: no NaN/inf literals, numpy scalars as numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return _json_ready(value.item())
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_partial(data: RunData, config: SweepConfig, out: Path, reason: str) -> Path:
+    """Save what a cancelled sweep finished: sweep.csv, results.csv, cliff.csv (without the
+    pre-norm fit, which needs comparisons) and a run.json marked partial, so load_results,
+    the TUI and a person all read it as a results directory, and none mistakes it for a
+    complete one."""
+    out.mkdir(parents=True, exist_ok=True)
+    data.sweep.to_csv(out / reports.SWEEP_CSV, index=False)
+    data.cliff.to_csv(out / reports.CLIFF_CSV, index=False)
+    metrics.to_long(data.sweep).to_csv(out / reports.RESULTS_CSV, index=False)
+    run = {
+        "partial": True,
+        "partial_reason": reason,
+        "config": config.to_dict(),
+        "distances_m": data.distances,
+        "distances_planned": data.run.get("distances_planned"),
+        "threshold": {"value": data.threshold, "set_on": "given" if config.threshold is not None else
+                      f"fp32 impostors at the closest distance, target FAR {config.target_far}"},
+        "written_by": "facequant tui (cancelled run: sweep.csv, cliff.csv without pre-norm fit, results.csv)",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    (out / reports.RUN_JSON).write_text(json.dumps(_json_ready(run), indent=2))
+    return out
+
+
+def export_csvs(data: RunData) -> list[Path]:
+    """`e`: the shown sweep and cliff tables as CSVs in the run's directory."""
+    if data.path is None:
+        raise FacequantError("this run has no directory yet")
+    if data.kind == "diagnostics":
+        raise FacequantError(f"{display_path(data.path)} is a diagnose directory: its layers.csv and summary.csv "
+                             "are already there")
+    if data.status == RUNNING:
+        raise FacequantError("the sweep is still running: export when it finishes, or cancel it (c) first")
+    data.path.mkdir(parents=True, exist_ok=True)
+    written = [data.path / reports.SWEEP_CSV, data.path / reports.CLIFF_CSV]
+    data.sweep.to_csv(written[0], index=False)
+    data.cliff.to_csv(written[1], index=False)
+    return written
+
+
+def display_path(path: Path) -> str:
+    """A path as short as it can be said: relative to the working directory when inside it."""
+    try:
+        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class RunOutcome:
+    status: str  # COMPLETE, PARTIAL or FAILED
+    data: RunData | None  # None: failed, or cancelled before any distance finished
+    message: str
+
+
+def run_cancellable(
+    config: SweepConfig,
+    out: Path,
+    cancel: threading.Event,
+    progress: Callable[[str, int, int], None] | None = None,
+    on_rows: Callable[[RunData], None] | None = None,
+    sweep_fn: Callable[..., SweepResult] | None = None,
+) -> RunOutcome:
+    """run_sweep with a stop between distances, then the results directory.
+
+    run_sweep has no cancel flag of its own: its callbacks raise SweepCancelled once `cancel`
+    is set. on_distance records the finished distance first, so a cancelled run keeps every
+    distance that completed and writes it (write_partial); a complete run is written by
+    reports.write_results exactly as `facequant sweep` writes it."""
+    reports.check_output_dir(out, force=False)  # before any work, as the CLI does
+    latest: dict[str, RunData] = {}
+    planned: dict[str, int] = {}
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        if stage == "distances":
+            planned["n"] = total
+        if progress:
+            progress(stage, done, total)
+        if cancel.is_set() and stage != "distances":  # faces and calibration: stop early
+            raise SweepCancelled(stage)
+
+    def on_distance(_distance: float, rows: pd.DataFrame) -> None:
+        data = RunData(sweep=rows, cliff=live_cliff(rows), path=out, status=RUNNING,
+                       run={"config": config.to_dict()})
+        latest["data"] = data
+        if on_rows:
+            on_rows(data)
+        if cancel.is_set():
+            raise SweepCancelled("distances")
+
+    try:
+        result = (sweep_fn or run_sweep)(config, progress=on_progress, on_distance=on_distance)
+    except SweepCancelled:
+        data = latest.get("data")
+        if data is None:
+            return RunOutcome(PARTIAL, None, "cancelled before any distance finished: nothing to save")
+        n_planned = planned.get("n") or len(config.face_px or config.distances_m)
+        data.run["distances_planned"] = list(config.distances_m) if not config.face_px else list(config.face_px)
+        data.planned = n_planned
+        reason = f"cancelled after {len(data.distances)} of {n_planned} distances"
+        write_partial(data, config, out, reason)
+        data.run = json.loads((out / reports.RUN_JSON).read_text())
+        data.status = PARTIAL
+        return RunOutcome(PARTIAL, data, f"{reason}; saved to {display_path(out)}")
+    except FacequantError as exc:
+        return RunOutcome(FAILED, None, str(exc))
+    reports.write_results(result, out)
+    done = load_run(out)  # what is on disk is what the screen shows and `e` exports
+    return RunOutcome(COMPLETE, done, f"complete: saved to {display_path(out)}")

@@ -1,0 +1,240 @@
+"""Widgets of the results screen. Each one takes a RunData (or a diagnostics / recommendation
+table) and shows it; none computes a metric."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from rich.console import Group
+from rich.markup import escape
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import DataTable, Static
+from textual_plotext import PlotextPlot
+
+from tui.layers import Diagnostics
+from tui.recommendation import Recommendations
+from tui.state import RunData, display_path, tar_band
+
+#: TAR cell styles by side of the cliff (tui.state.tar_band).
+TAR_STYLES: dict[str, str] = {"reliable": "bold green", "degraded": "bold yellow", "cliff": "bold red", "": "dim"}
+TAR_LEGEND = ("TAR colour: [bold green]green[/] >= 90 % of the backend's close-range TAR (reliable), "
+              "[bold yellow]yellow[/] above 50 %, [bold red]red[/] at or past the cliff (<= 50 %)")
+
+
+def _num(value: object, fmt: str) -> str:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if math.isnan(v) else format(v, fmt)
+
+
+class SweepTable(DataTable):
+    """Backend x distance: TAR (coloured), its interval, FAR, pre-norm, cosine to fp32."""
+
+    COLUMNS: tuple[tuple[str, str], ...] = (
+        ("backend", "backend"), ("dist m", "distance"), ("face px", "face_px"), ("TAR", "tar"),
+        ("95% CI", "tar_ci"), ("FAR", "far"), ("pre-norm", "prenorm"), ("cos fp32", "cos"))
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        self.fixed_columns = 1  # a long mixed-precision name scrolls the numbers, not itself
+        for label, key in self.COLUMNS:
+            self.add_column(label, key=key)
+
+    def show(self, data: RunData) -> None:
+        close = {str(r.backend): float(r.tar_close) for r in data.cliff.itertuples()} if len(data.cliff) else {}
+        degenerate = ({str(r.backend) for r in data.cliff.itertuples() if str(getattr(r, "degenerate", "") or "")}
+                      if "degenerate" in data.cliff else set())
+        cursor = self.cursor_row
+        self.clear()
+        for r in data.sweep.itertuples():
+            backend = str(r.backend)
+            tar = float(r.tar)
+            band = tar_band(tar, close.get(backend, math.nan))
+            self.add_row(
+                Text(backend + (" !" if backend in degenerate else ""), style="bold magenta" if backend in degenerate else ""),
+                Text(_num(r.distance_m, "g"), justify="right"),
+                Text(_num(r.face_px, ".0f"), justify="right"),
+                Text(_num(tar, ".3f"), style=TAR_STYLES[band], justify="right"),
+                Text(f"{_num(r.tar_ci_low, '.2f')}-{_num(r.tar_ci_high, '.2f')}", style="dim", justify="right"),
+                Text(_num(r.far, ".4f"), justify="right"),
+                Text(_num(r.prenorm_mean, ".2f"), justify="right"),
+                Text(_num(r.cos_to_fp32_mean, ".3f"), justify="right"),
+                key=f"{backend}@{float(r.distance_m):g}",
+            )
+        if self.row_count:
+            self.move_cursor(row=min(max(cursor, 0), self.row_count - 1))
+
+
+class CliffTable(DataTable):
+    """The CLI's summary (reports.summary_rows): one row per backend."""
+
+    # Two-line headers: the seven columns fit 80 columns.
+    HEADERS = ("backend", "TAR\nclose", "FAR\nclose", "reliable\nto", "cliff\nat", "pre-norm\ncliff", "CPU vs\nfp32")
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.header_height = 2
+        self.fixed_columns = 1
+        for label in self.HEADERS:
+            self.add_column(label, key=label.replace("\n", " "))
+
+    def show(self, data: RunData) -> None:
+        self.clear()
+        for row in data.summary():
+            cells = [Text(v, justify="left" if i == 0 else "right",
+                          style="bold magenta" if v == "DEGENERATE" else "") for i, v in enumerate(row)]
+            self.add_row(*cells, key=row[0])
+
+
+class CliffPane(Vertical):
+    def compose(self) -> ComposeResult:
+        yield CliffTable(id="cliff-table")
+        yield Static("", id="cliff-notes", classes="notes")
+
+    def show(self, data: RunData) -> None:
+        self.query_one(CliffTable).show(data)
+        notes = ["pre-norm cliff: pre-norm at 50 % match probability, w = 10-90 % width; "
+                 "CPU vs fp32: batch-1 latency on this machine (cost.csv)"]
+        if data.status != "complete":
+            notes.append("[yellow]pre-norm cliff and cost come with the complete run (they need every comparison)[/]")
+        if "degenerate" in data.cliff:
+            notes += [f"[bold magenta]{escape(str(r.backend))} is degenerate:[/] {escape(str(r.degenerate))}"
+                      for r in data.cliff.itertuples() if str(r.degenerate or "")]
+        self.query_one("#cliff-notes", Static).update("\n".join(notes))
+
+
+#: One colour per backend, the same in both plots (plotext colour names).
+PALETTE = ("cyan", "orange", "magenta", "green", "blue", "red", "yellow", "white")
+
+
+def _colour(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def _rate_axis(plt: object) -> None:
+    plt.ylim(0, 1.02)  # type: ignore[attr-defined]
+    plt.yticks([0, 0.25, 0.5, 0.75, 1.0])  # type: ignore[attr-defined]
+
+
+class TarPlot(PlotextPlot):
+    """TAR vs distance, one line per backend (sweep.csv's tar column)."""
+
+    def show(self, data: RunData) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        for i, (backend, rows) in enumerate(data.sweep.groupby("backend", sort=False)):
+            rows = rows.sort_values("distance_m")
+            x, y = rows["distance_m"].tolist(), rows["tar"].tolist()
+            plt.plot(x, y, marker="braille", color=_colour(i), label=str(backend))
+            plt.scatter(x, y, marker="o", color=_colour(i))
+        _rate_axis(plt)
+        plt.title(f"TAR vs distance (threshold {data.threshold:.3f})" if len(data.sweep) else "TAR vs distance")
+        plt.xlabel("distance (m)")
+        self.refresh()
+
+
+class PrenormPlot(PlotextPlot):
+    """Genuine match rate (TAR) against the median pre-norm, one point per distance, with each
+    backend's 50 % pre-norm point from cliff.csv as a vertical line."""
+
+    def show(self, data: RunData) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        cliff_at = (dict(zip(data.cliff["backend"].astype(str), data.cliff["cliff_prenorm"], strict=False))
+                    if "cliff_prenorm" in data.cliff else {})
+        for i, (backend, rows) in enumerate(data.sweep.groupby("backend", sort=False)):
+            rows = rows.sort_values("prenorm_p50")
+            x, y = rows["prenorm_p50"].tolist(), rows["tar"].tolist()
+            plt.plot(x, y, marker="braille", color=_colour(i), label=str(backend))
+            plt.scatter(x, y, marker="o", color=_colour(i))
+            value = cliff_at.get(str(backend))
+            if value is not None and pd.notna(value) and math.isfinite(float(value)):
+                plt.vline(float(value), color=_colour(i))
+        _rate_axis(plt)
+        plt.title("match rate vs pre-norm (| = 50 % point)")
+        plt.xlabel("median pre-norm")
+        self.refresh()
+
+
+#: Shorter headers for diagnostics' columns, so the worst-layers table fits 80 columns.
+SHORT_HEADERS = {"distance_m": "dist m", "op_type": "op", "snr_db": "SNR dB", "psnr_db": "PSNR dB",
+                 "act_bin_utilization": "bins used", "min_snr_db": "min SNR", "min_snr_layer": "worst layer",
+                 "first_below_layer": "first < thr", "output_snr_db": "out SNR", "face_px": "face px"}
+
+
+class LayersPane(Vertical):
+    """Worst layers and SNR vs depth, when a diagnose output directory is there."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="layers-note", classes="notes")
+        yield DataTable(id="layers-table", cursor_type="row")
+        yield PlotextPlot(id="layers-plot")
+
+    def show(self, diagnostics: Diagnostics | None, looked_in: str) -> None:
+        note = self.query_one("#layers-note", Static)
+        table = self.query_one("#layers-table", DataTable)
+        plot = self.query_one("#layers-plot", PlotextPlot)
+        table.clear(columns=True)
+        plot.plt.clear_data()
+        plot.plt.clear_figure()
+        if diagnostics is None:
+            note.update(f"No layer diagnostics (layers.csv) in {escape(looked_in)}.\n"
+                        "facequant diagnose (same options as the sweep) --out <run>/diagnostics puts them "
+                        "here; a diagnose directory also opens by itself (setup's list, --results), or "
+                        "start with --diagnostics DIR.")
+            table.display = plot.display = False
+            return
+        table.display = plot.display = True
+        snr = diagnostics.snr_column
+        worst, where = diagnostics.worst()
+        note.update(Text(f"worst layers by {snr or 'row order'}{where} ({display_path(diagnostics.path)})"))
+        for col in worst.columns:
+            table.add_column(SHORT_HEADERS.get(str(col), str(col)), key=str(col))
+        for row in worst.itertuples(index=False):
+            table.add_row(*[Text(_num(v, ".3g") if isinstance(v, float) else str(v)) for v in row])
+        for i, (name, (depth, values)) in enumerate(diagnostics.snr_by_depth().items()):
+            plot.plt.plot(depth, values, marker="braille", color=_colour(i), label=name)
+        plot.plt.title(f"{snr} vs depth" if snr else "no SNR column")
+        plot.plt.xlabel(diagnostics.depth_column or "layer order")
+        plot.refresh()
+
+
+class SummaryTable(DataTable):
+    """Any small table (diagnostics summary.csv, recommendations), shown as it comes."""
+
+    def show_frame(self, frame: pd.DataFrame) -> None:
+        self.clear(columns=True)
+        for col in frame.columns:
+            self.add_column(SHORT_HEADERS.get(str(col), str(col)), key=str(col))
+        for row in frame.itertuples(index=False):
+            self.add_row(*[Text(_num(v, ".4g") if isinstance(v, float) else str(v)) for v in row])
+
+
+class RecommendationPane(VerticalScroll):
+    """Per deployment scenario: facequant.recommend's own tables when it renders them (the
+    same the CLI prints), else its rows as a table."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="recommend-note", classes="notes")
+        yield Static("", id="recommend-rendered")
+        yield SummaryTable(id="recommend-table", cursor_type="row")
+
+    def show(self, recs: Recommendations) -> None:
+        answers = "\n".join(f"[b]{escape(line)}[/b]" for line in recs.summaries)
+        self.query_one("#recommend-note", Static).update("\n".join(filter(None, [answers, escape(recs.note)])))
+        rendered = self.query_one("#recommend-rendered", Static)
+        table = self.query_one(SummaryTable)
+        rendered.display = bool(recs.renderables)
+        table.display = recs.table is not None and not recs.renderables
+        if recs.renderables:
+            rendered.update(Group(*recs.renderables))  # type: ignore[arg-type]
+        elif recs.table is not None:
+            table.show_frame(recs.table)
