@@ -355,7 +355,25 @@ def test_setup_refuses_bad_values_before_any_work(tmp_path: Path, celebs13: Path
     assert not (tmp_path / "runs").exists()
 
 
-def test_run_from_setup_completes_and_shows_rows(tmp_path: Path, model_path: Path, small_data: Path):
+@pytest.fixture
+def slow_distances(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each distance takes at least 0.6 s more: with crops and models cached a sweep can end
+    before the UI polls it, and these tests are about what the UI shows while it runs."""
+    import time as _time
+
+    from facequant.sweep import ProbeSet
+
+    real = ProbeSet.probe_crops
+
+    def slow(self: ProbeSet, d_index: int):  # noqa: ANN202
+        _time.sleep(0.6)
+        return real(self, d_index)
+
+    monkeypatch.setattr(ProbeSet, "probe_crops", slow)
+
+
+def test_run_from_setup_completes_and_shows_rows(tmp_path: Path, model_path: Path, small_data: Path,
+                                                 slow_distances: None):
     runs = tmp_path / "runs"
     app = FacequantApp(config=write_config(tmp_path / "c.yaml", "1,6", small_data), runs_dir=runs)
     seen = {"progress": False, "partial_rows": 0}
@@ -365,6 +383,24 @@ def test_run_from_setup_completes_and_shows_rows(tmp_path: Path, model_path: Pat
         await pilot.pause()
         screen = pilot.app.screen
         assert isinstance(screen, ResultsScreen)
+        # Record every progress update the screen draws: polling alone can miss a fast sweep.
+        show_progress = screen.show_progress
+
+        def spy(stage: str, done: int, total: int) -> None:
+            show_progress(stage, done, total)
+            if total > 0 and screen.query_one(ProgressBar).total:
+                seen["progress"] = True  # the worker's progress reached the screen's bar
+
+        screen.show_progress = spy  # type: ignore[method-assign]
+        show_data = screen.show_data
+
+        def data_spy(data: state.RunData) -> None:
+            show_data(data)
+            rows = screen.query_one(SweepTable).row_count
+            if data.status == state.RUNNING and 0 < rows < 4:
+                seen["partial_rows"] = rows  # rows arrive per distance
+
+        screen.show_data = data_spy  # type: ignore[method-assign]
 
         def finished() -> bool:
             if screen.query_one("#progress-row").display and screen.query_one(ProgressBar).total:
@@ -391,7 +427,8 @@ def test_run_from_setup_completes_and_shows_rows(tmp_path: Path, model_path: Pat
     assert "partial" not in run and run["distances_m"] == [1.0, 6.0]
 
 
-def test_cancel_mid_run_keeps_finished_distances(tmp_path: Path, model_path: Path, small_data: Path):
+def test_cancel_mid_run_keeps_finished_distances(tmp_path: Path, model_path: Path, small_data: Path,
+                                                 slow_distances: None):
     runs = tmp_path / "runs"
     app = FacequantApp(config=write_config(tmp_path / "c.yaml", "1,2,3,4,6,8", small_data), runs_dir=runs)
 
