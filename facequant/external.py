@@ -120,11 +120,9 @@ def _safe(text: str) -> str:
 
 
 def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value)}")
+    from facequant.reports import _json_default as reports_default  # one JSON rule for every output
+
+    return reports_default(value)
 
 
 @dataclass(frozen=True)
