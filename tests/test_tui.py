@@ -190,10 +190,7 @@ def _write_diagnostics(folder: Path) -> Path:
 
 
 def test_diagnostics_columns_are_the_diagnose_module_s():
-    try:
-        from facequant.diagnostics import LAYER_COLUMNS, SUMMARY_COLUMNS
-    except ImportError:
-        pytest.skip("facequant.diagnostics is not in this version")
+    from facequant.diagnostics import LAYER_COLUMNS, SUMMARY_COLUMNS
     from tui.layers import LAYER_VIEW_COLUMNS, SUMMARY_VIEW_COLUMNS
 
     assert set(LAYER_VIEW_COLUMNS) <= set(LAYER_COLUMNS)
