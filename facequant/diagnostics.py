@@ -41,9 +41,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -864,14 +862,10 @@ def _json_ready(obj: object) -> object:
 def write_diagnosis(result: DiagnoseResult, out: Path, force: bool = False) -> Path:
     """Write layers.csv, summary.csv, run.json and the plots into `out`, atomically: a failure
     midway leaves any old results intact."""
-    from facequant.reports import check_output_dir
+    from facequant.reports import staged_output
 
     out = Path(out)
-    check_output_dir(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; a results folder is for sharing
-    try:
+    with staged_output(out, force) as staging:
         t0 = time.perf_counter()
         result.layers.to_csv(staging / LAYERS_CSV, index=False)
         result.summary.to_csv(staging / SUMMARY_CSV, index=False)
@@ -884,12 +878,6 @@ def write_diagnosis(result: DiagnoseResult, out: Path, force: bool = False) -> P
         run["timings"] = {**result.run["timings"], "write_s": time.perf_counter() - t0}  # type: ignore[dict-item]
         run["files"] = sorted(p.name for p in staging.iterdir()) + [RUN_JSON]
         (staging / RUN_JSON).write_text(json.dumps(_json_ready(run), indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

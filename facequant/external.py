@@ -36,10 +36,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -146,10 +143,10 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
     backend: PNG crops, one NCHW float32 tensor per set, manifest.csv and manifest.json.
     Written to a staging folder and swapped in when complete, like a results directory."""
     from facequant.backends import preprocess
-    from facequant.reports import check_output_dir
+    from facequant.reports import check_output_dir, staged_output
 
     out = Path(out)
-    check_output_dir(out, force)
+    check_output_dir(out, force)  # before any work
     spec = ps.spec
     h, w = spec.input_size
     sets: list[tuple[float | None, int | None]] = [(None, None)] + [(d, i) for i, d in enumerate(ps.distances)]
@@ -158,13 +155,10 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
         raise FacequantError(f"distances {list(ps.distances)}: two format to the same probe id; space them further apart")
     width = max(4, len(str(len(ps.images) - 1)))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; an export is meant to be copied to a device
     rows: list[dict[str, object]] = []
     tensors: list[dict[str, object]] = []
     n_not_simulated = 0
-    try:
+    with staged_output(out, force) as staging:
         for k, ((distance, d_index), name) in enumerate(zip(sets, names, strict=True)):
             if d_index is None:
                 crops = ps.gallery_crops()
@@ -222,12 +216,6 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
         }
         (staging / MANIFEST_JSON).write_text(json.dumps(manifest, indent=2, default=_json_default))
         (staging / README_TXT).write_text(readme)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ExportSummary(out, len(ps.images), tuple(f"{n}.npy" for n in names), len(rows), n_not_simulated, (3, h, w))
 
 

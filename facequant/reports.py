@@ -7,6 +7,8 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,25 @@ def check_output_dir(out: Path, force: bool) -> None:
         raise FacequantError(f"{out}: results directory exists and is not empty (use --force to replace it)")
 
 
+@contextmanager
+def staged_output(out: Path, force: bool) -> Iterator[Path]:
+    """A staging folder beside `out`, swapped in only when the block completes: a failure
+    midway leaves any old results intact. Refuses an existing `out` without force."""
+    out = Path(out)
+    check_output_dir(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; results are for sharing
+    try:
+        yield staging
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
@@ -55,11 +76,7 @@ def _finite_or_none(obj: object) -> object:
 def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
     """Write everything into `out` atomically: a failure midway leaves any old results intact."""
     out = Path(out)
-    check_output_dir(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; a results folder is for sharing
-    try:
+    with staged_output(out, force) as staging:
         result.sweep.to_csv(staging / SWEEP_CSV, index=False)
         result.cliff.to_csv(staging / CLIFF_CSV, index=False)
         if result.cost is not None:
@@ -72,12 +89,6 @@ def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
         (staging / RUN_JSON).write_text(json.dumps(run, indent=2, default=_json_default))
         plot_tar_vs_distance(result.sweep, staging / TAR_PLOT)
         plot_match_vs_prenorm(result.comparisons, result.threshold, result.cliff, staging / PRENORM_PLOT)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 
