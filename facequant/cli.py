@@ -261,7 +261,8 @@ def cmd_search_precision(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / f"search-{args.base}-{time.strftime('%Y%m%d-%H%M%S')}")
     check_output_dir(out, args.force)
     settings = SearchSettings(base=args.base, tolerance_m=args.tolerance, target_tar=args.target_tar,
-                              target_distance_m=args.target_distance, budget=args.budget, candidates=args.candidates)
+                              target_distance_m=args.target_distance, budget=args.budget, candidates=args.candidates,
+                              refine=not args.no_refine)
     with Progress(disable=args.quiet) as bar:
         tasks: dict[str, int] = {}
 
@@ -274,13 +275,23 @@ def cmd_search_precision(args: argparse.Namespace) -> int:
     write_search(result, out, force=args.force)
     summary = search_summary(result)
     console = Console()
-    console.print(f"recipe: {summary['recipe']}  ({len(result.layers)} layer(s) at 16 bit; goal "
+    console.print(f"recipe: {summary['recipe']}  ({len(result.layers)} layer(s) chosen; goal "
                   f"{'met' if result.goal_met else 'not met'} in the search)")
+    if "refined_distances_m" in result.run:
+        console.print(f"  grid refined to {len(result.run['refined_distances_m'])} distances "  # type: ignore[arg-type]
+                      f"(every {settings.tolerance_m:g} m where the reliable distances are decided)")
     for backend, r in summary["remeasured"].items():  # type: ignore[union-attr]
         c = summary["cost"].get(backend, {})  # type: ignore[union-attr]
         console.print(f"  {backend:40s} reliable {r['reliable_distance_m']:.2f} m, cliff {r['cliff_distance_m']:.2f} m, "
                       f"{c.get('layers_16bit', '-')} 16-bit layers, {c.get('file_bytes', 0) / 1e6:.2f} MB, "
                       f"CPU {c.get('latency_vs_fp32', float('nan')):.2f}x fp32")
+    for against in (args.base, "fp32"):
+        pooled = summary[f"recipe_vs_{'base' if against == args.base else 'fp32'}"]
+        if pooled.get("ci95"):  # type: ignore[union-attr]
+            d, (low, high) = pooled["distances_m"], pooled["ci95"]  # type: ignore[index]
+            console.print(f"  TAR vs {against} over {d[0]:g}-{d[-1]:g} m: {pooled['tar_gain']:+.3f} "  # type: ignore[index]
+                          f"(95% CI {low:+.3f} to {high:+.3f}; paired, bootstrap over identities)")
+    console.print("  16-bit layers counts every layer reading a 16-bit tensor: a chosen layer's neighbours too")
     console.print(f"results in {out}")
     return 0
 
@@ -473,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the top candidates by re-running them at 16 bit, promote greedily until the reliable "
                                    "distance is within --tolerance of fp32 (or --target-tar holds at --target-distance), "
                                    "then re-measure the final recipe through the sweep on another seed, with its cost.",
-                       epilog="examples:\n  facequant search-precision --base int8-npu --budget 4 --out runs/search\n"
+                       epilog="examples:\n  facequant search-precision --gallery fp32 --out runs/search\n"
+                              "  facequant search-precision --base int8-npu --budget 4 --out runs/search-npu\n"
                               "  facequant search-precision --base int8-pt --target-tar 0.9 --target-distance 5\n")
     p.add_argument("--base", default="int8-pt", help="the INT8 recipe to improve (default int8-pt)")
     p.add_argument("--budget", type=int, default=6, help="most layers promoted to 16 bit (default 6)")
@@ -481,6 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.25, help="reliable distance within this of fp32, metres (default 0.25)")
     p.add_argument("--target-tar", type=float, default=None, help="goal instead: this TAR ...")
     p.add_argument("--target-distance", type=float, default=None, help="... at this distance (metres)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="keep the distance grid as given (default: add points every --tolerance metres where the "
+                        "base's and fp32's reliable distances are decided)")
     _add_sweep_args(p)
     p.set_defaults(func=cmd_search_precision)
     _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest not in _DEFAULTS})

@@ -38,6 +38,7 @@ CLIFF_COLUMNS: tuple[str, ...] = (
 #: contract, so a collapsed backend is flagged next to the numbers it invalidates.
 CLIFF_EXTRA_COLUMNS: tuple[str, ...] = (
     "degenerate",
+    "reliable_tar",
     "close_distance_m",
     "far_distance_m",
     "tar_far_end",
@@ -408,6 +409,13 @@ def degenerate_reason(
     return "; ".join(reasons)
 
 
+def _reference_tar_close(sweep: pd.DataFrame, reference_backend: str) -> float:
+    """The reference backend's TAR at its closest measured distance; NaN when it is absent."""
+    cell = sweep.loc[sweep["backend"] == reference_backend].sort_values("distance_m", kind="stable")
+    tar = pd.to_numeric(cell["tar"], errors="coerce").dropna()
+    return float(tar.iloc[0]) if len(tar) else math.nan
+
+
 def cliff_table(
     sweep: pd.DataFrame,
     comparisons: pd.DataFrame,
@@ -428,6 +436,12 @@ def cliff_table(
       used for the reliable / cliff distances.
     * reliable_distance_m / cliff_distance_m: reliable_distance / cliff_distance with the
       settings' fractions; cliff_distance_m is +inf when TAR never falls that far.
+    * reliable_tar: the TAR a distance needs to count as reliable: reliable_fraction times the
+      reference backend's tar_close, one bar for every backend, so "reliable to 5 m" means the
+      same TAR whichever backend says it (a backend's own close TAR varies by a few matches
+      from backend to backend, and with it a per-backend bar moved the reliable distance by
+      a metre on a flat curve). Without the reference in the sweep, each backend's own.
+      The cliff stays relative to the backend's own tar_close: it is about the curve's shape.
     * cliff_face_px: face_px interpolated at the cliff distance, linearly in 1/distance since
       face px ~ 1/distance; NaN when the cliff is beyond the sweep or undefined.
     * cliff_prenorm / cliff_prenorm_width: prenorm_cliff over the backend's genuine
@@ -454,6 +468,7 @@ def cliff_table(
     genuine_comps = comps.loc[_as_bool(comps["genuine"], "comparisons.genuine")]
     genuine_by_backend = dict(list(genuine_comps.groupby("backend", sort=False)))
 
+    ref_close = _reference_tar_close(sweep, reference_backend)
     rows: list[dict[str, object]] = []
     for backend in pd.unique(sweep["backend"]):
         cell = sweep.loc[sweep["backend"] == backend].sort_values("distance_m", kind="stable")
@@ -476,7 +491,8 @@ def cliff_table(
             d_out, tar_out = d, tar
         threshold = float(thr_values[i_close]) if thr_values.size else math.nan
 
-        reliable = reliable_distance(d_out, tar_out, tar_close, settings.reliable_fraction)
+        bar_close = ref_close if math.isfinite(ref_close) and ref_close > 0 else tar_close
+        reliable = reliable_distance(d_out, tar_out, bar_close, settings.reliable_fraction)
         cliff = cliff_distance(d_out, tar_out, tar_close, settings.cliff_fraction)
 
         fit = genuine_by_backend.get(backend)
@@ -501,6 +517,7 @@ def cliff_table(
                 "cliff_prenorm": p50,
                 "cliff_prenorm_width": width,
                 "degenerate": degenerate_reason(cell, backend_probes, degenerate_settings),
+                "reliable_tar": settings.reliable_fraction * bar_close,
                 "close_distance_m": close_d,
                 "far_distance_m": float(d[-1]) if d.size else math.nan,
                 "tar_far_end": float(tar[-1]) if tar.size else math.nan,

@@ -24,12 +24,15 @@ import pandas as pd
 
 from facequant.backends import BackendFactory
 from facequant.errors import FacequantError
+from facequant.metrics import paired_tar_gain, pooled_tar_gain
 from facequant.quantization import RECIPES, graph_layers
 from facequant.sweep import ProbeSet, SweepConfig, SweepResult, prepare_probes, run_sweep, versions
 
 SEARCH_JSON = "search.json"
 CANDIDATES_CSV = "candidates.csv"
 STEPS_CSV = "steps.csv"
+PAIRED_CSV = "paired.csv"
+MAX_REFINE_POINTS = 16
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class SearchSettings:
     budget: int = 6  # most layers promoted
     candidates: int = 8  # layers confirmed by re-running, from the top of the damage ranking
     confirm_distances: tuple[float, ...] | None = None  # default: the three farthest with fp32 TAR > 0
+    refine: bool = True  # add sweep points every tolerance_m where the reliable distances are decided
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -58,6 +62,10 @@ class SearchResult:
     final: SweepResult  # fp32, base, recipe re-measured on another seed
     run: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def base(self) -> str:
+        return self.settings.base
+
 
 def _cliff_row(result: SweepResult, backend: str) -> pd.Series:
     return result.cliff.set_index("backend").loc[backend]
@@ -70,6 +78,23 @@ def _goal(result: SweepResult, backend: str, s: SearchSettings) -> bool:
         tar = np.interp(s.target_distance_m, sweep.distance_m, sweep.tar)
         return bool(tar >= s.target_tar)
     return bool(row.reliable_distance_m >= ref.reliable_distance_m - s.tolerance_m)
+
+
+def refined_distances(result: SweepResult, base: str, step: float) -> tuple[float, ...]:
+    """The sweep's distances plus points every `step` metres over the stretch where the base's
+    and fp32's reliable distances are decided: from the base's last reliable distance to the
+    grid point after fp32's. A reliable distance is a grid point, so on a coarse grid (the
+    default one is 1.3 m apart at 5 m) a tolerance of 0.25 m could not be seen at all."""
+    d = np.array(sorted(result.distances_m), dtype=float)
+    cliff = result.cliff.set_index("backend")
+    lo = float(cliff.loc[base, "reliable_distance_m"])
+    lo = d[0] if not np.isfinite(lo) else lo
+    ref = float(cliff.loc["fp32", "reliable_distance_m"])
+    after = d[d > max(lo, ref if np.isfinite(ref) else lo)]
+    hi = after[0] if after.size else lo
+    step = max(float(step), 0.05)
+    extra = [x for x in np.arange(lo + step, hi - step / 2, step) if np.min(np.abs(d - x)) > step / 2]
+    return tuple(sorted({*d.tolist(), *(round(float(x), 3) for x in extra[:MAX_REFINE_POINTS])}))
 
 
 def layer_damage(layers: pd.DataFrame, distances: Sequence[float]) -> pd.DataFrame:
@@ -124,11 +149,18 @@ def search_precision(
         raise FacequantError("search budget must be at least one layer")
     config = dataclasses.replace(config, backends=("fp32", settings.base), measure_cost=False)
     start = run_sweep(config)
+    run: dict[str, object] = {}
+    if settings.refine and settings.target_tar is None and config.face_px is None:
+        grid = refined_distances(start, settings.base, settings.tolerance_m)
+        if len(grid) > len(start.distances_m):
+            run["refined_distances_m"] = list(grid)
+            config = dataclasses.replace(config, distances_m=grid)
+            start = run_sweep(config)
     if _goal(start, settings.base, settings):
         steps = pd.DataFrame([_step(start, settings.base, [])])
         final = run_sweep(dataclasses.replace(config, seed=config.seed + 1, measure_cost=True))
         return SearchResult(settings, settings.base, [], True, pd.DataFrame(), pd.DataFrame(), steps, final,
-                            {"note": f"{settings.base} already meets the goal: nothing to promote"})
+                            {**run, "note": f"{settings.base} already meets the goal: nothing to promote"})
 
     ps = prepare_probes(config)
     fp32_rows = start.sweep[start.sweep.backend == "fp32"]
@@ -160,7 +192,7 @@ def search_precision(
     # Re-measure on an independent draw: another calibration subset and noise seed.
     final = run_sweep(dataclasses.replace(config, backends=("fp32", settings.base, recipe), seed=config.seed + 1,
                                           measure_cost=True))
-    return SearchResult(settings, recipe, chosen, met, damage, candidates, pd.DataFrame(steps), final)
+    return SearchResult(settings, recipe, chosen, met, damage, candidates, pd.DataFrame(steps), final, run)
 
 
 def _step(result: SweepResult, backend: str, layers: list[str]) -> dict[str, object]:
@@ -176,6 +208,24 @@ def diagnostics_layers(ps: ProbeSet, backend: str, distances: Sequence[float]) -
 
     sweep = dataclasses.replace(ps.config, backends=(backend,), distances_m=tuple(distances), face_px=None)
     return run_diagnose(DiagnoseConfig(sweep=sweep)).layers
+
+
+def contested_distances(result: SweepResult, base: str) -> list[float]:
+    """Where the comparison matters: from the first distance the base fails its reliable bar
+    to fp32's cliff (the farthest swept distance when fp32 never falls off)."""
+    cliff = result.cliff.set_index("backend")
+    d = np.array(sorted(result.distances_m), dtype=float)
+    start = float(cliff.loc[base, "reliable_distance_m"])
+    end = float(cliff.loc["fp32", "cliff_distance_m"])
+    start = -np.inf if not np.isfinite(start) else start
+    end = d[-1] if not np.isfinite(end) else end
+    return [float(x) for x in d if start < x <= end]
+
+
+def paired_gain(result: SearchResult) -> pd.DataFrame:
+    """Per distance, re-measured TAR of the recipe minus the base's on the same comparisons."""
+    final = result.final
+    return paired_tar_gain(final.comparisons, final.threshold, result.base, result.recipe, seed=final.config.seed)
 
 
 def search_summary(result: SearchResult) -> dict[str, object]:
@@ -198,9 +248,23 @@ def search_summary(result: SearchResult) -> dict[str, object]:
         "remeasured": {b: {"reliable_distance_m": cliff.loc[b, "reliable_distance_m"],
                            "cliff_distance_m": cliff.loc[b, "cliff_distance_m"]} for b in cliff.index},
         "remeasured_seed": final.config.seed,
+        "recipe_vs_base": _pooled(result, result.base),
+        "recipe_vs_fp32": _pooled(result, "fp32"),
         "cost": {b: cost_of(b) for b in cliff.index},
         "settings": result.settings.to_dict(),
     }
+
+
+def _pooled(result: SearchResult, against: str) -> dict[str, object]:
+    """Re-measured TAR gain of the recipe over `against`, pooled over the contested distances."""
+    final = result.final
+    distances = contested_distances(final, result.base)
+    if result.recipe == against or not distances:
+        return {"distances_m": distances, "tar_gain": 0.0 if distances else None, "ci95": None}
+    gain, low, high = pooled_tar_gain(final.comparisons, final.threshold, against, result.recipe, distances,
+                                      seed=final.config.seed)
+    return {"distances_m": distances, "tar_gain": gain, "ci95": [low, high],
+            "interval": "paired, bootstrap over identities"}
 
 
 def write_search(result: SearchResult, out: Path, force: bool = False) -> Path:
@@ -212,6 +276,8 @@ def write_search(result: SearchResult, out: Path, force: bool = False) -> Path:
     result.damage.to_csv(out / "damage.csv", index=False)
     result.candidates.to_csv(out / CANDIDATES_CSV, index=False)
     result.steps.to_csv(out / STEPS_CSV, index=False)
+    if result.recipe != result.base:
+        paired_gain(result).to_csv(out / PAIRED_CSV, index=False)
     summary = {**search_summary(result), **result.run, "versions": versions()}
     (out / SEARCH_JSON).write_text(json.dumps(_finite_or_none(summary), indent=1, default=str))
     return out

@@ -298,6 +298,23 @@ def test_cliff_table_reference_beyond_sweep() -> None:
     assert math.isnan(table.loc["fp32", "distance_cost_m"])
 
 
+def test_cliff_table_reliable_bar_is_the_reference_close_tar_for_every_backend() -> None:
+    # fp32 closes at 0.9, int8 at 1.0: one bar, 0.9 * 0.9 = 0.81, for both. int8 at 0.85 and
+    # 0.82 stays reliable to 3 m; with its own bar (0.9) it would have failed at 2 m.
+    curves = {"fp32": [0.9, 0.9, 0.85, 0.5, 0.2], "int8": [1.0, 0.85, 0.82, 0.5, 0.1]}
+    comps = _comparisons({"fp32": 5.0, "int8": 10.0})
+    table = cliff_table(_sweep(curves), comps, "m").set_index("backend")
+    assert table.loc["int8", "reliable_tar"] == pytest.approx(0.81)
+    assert table.loc["fp32", "reliable_tar"] == pytest.approx(0.81)
+    assert table.loc["int8", "reliable_distance_m"] == 3.0
+    # the cliff stays relative to the backend's own close TAR: 0.5 crossed between 3 and 4 m
+    assert table.loc["int8", "cliff_distance_m"] == pytest.approx(4.0)
+    # without the reference in the sweep each backend keeps its own bar
+    alone = cliff_table(_sweep(curves), comps, "m", reference_backend="bf16").set_index("backend")
+    assert alone.loc["int8", "reliable_tar"] == pytest.approx(0.9)
+    assert alone.loc["int8", "reliable_distance_m"] == 1.0
+
+
 def test_cliff_table_missing_reference_is_nan() -> None:
     table = cliff_table(
         _sweep(CURVES), _comparisons({"fp32": 5.0, "int8": 10.0}), "m", reference_backend="bf16"

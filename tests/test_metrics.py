@@ -13,6 +13,8 @@ from facequant.metrics import (
     SWEEP_COLUMNS,
     from_long,
     match_rates,
+    paired_tar_gain,
+    pooled_tar_gain,
     sweep_table,
     threshold_at_far,
     to_long,
@@ -298,3 +300,60 @@ def test_from_long_rejects_duplicates() -> None:
     long = to_long(sweep_table(probes, comps, THRESHOLD, "m"))
     with pytest.raises(FacequantError, match="duplicate"):
         from_long(pd.concat([long, long.iloc[[0]]], ignore_index=True))
+
+
+# ---------------------------------------------------------------- paired TAR gain
+
+
+def _paired_table(cos_base: dict[str, list[float]], cos_other: dict[str, list[float]], distance: float = 5.0
+                  ) -> pd.DataFrame:
+    """Genuine comparisons of person/i.jpg against person/g.jpg for two backends, plus one
+    impostor row that must be ignored."""
+    rows = []
+    for backend, table in (("base", cos_base), ("other", cos_other)):
+        for person, cosines in table.items():
+            for i, c in enumerate(cosines):
+                rows.append({"backend": backend, "distance_m": distance, "probe": f"{person}/{i}.jpg",
+                             "gallery": f"{person}/g.jpg", "genuine": True, "cosine": c})
+        rows.append({"backend": backend, "distance_m": distance, "probe": "a/0.jpg", "gallery": "b/g.jpg",
+                     "genuine": False, "cosine": 0.99})
+    return pd.DataFrame(rows)
+
+
+def test_paired_gain_counts_matches_on_the_same_pairs() -> None:
+    # threshold 0.5: base matches 2 of 4 (a0, b0), other matches 3 of 4 (a0, a1, b0): +0.25
+    table = _paired_table({"a": [0.9, 0.4], "b": [0.8, 0.1]}, {"a": [0.9, 0.6], "b": [0.7, 0.2]})
+    row = paired_tar_gain(table, 0.5, "base", "other").iloc[0]
+    assert (row.n_genuine, row.n_identities) == (4, 2)
+    assert (row.tar_base, row.tar_other, row.gain) == pytest.approx((0.5, 0.75, 0.25))
+    # Draws of identities: both a (gain 1/2), both b (0), one each (1/4): the interval spans them.
+    assert row.gain_ci_low == pytest.approx(0.0) and row.gain_ci_high == pytest.approx(0.5)
+
+
+def test_paired_gain_of_a_backend_with_itself_is_exactly_zero() -> None:
+    table = _paired_table({"a": [0.9, 0.4], "b": [0.8, 0.1]}, {"a": [0.9, 0.4], "b": [0.8, 0.1]})
+    row = paired_tar_gain(table, 0.5, "base", "other").iloc[0]
+    assert row.gain == 0.0 and row.gain_ci_low == 0.0 and row.gain_ci_high == 0.0
+
+
+def test_paired_gain_uses_only_pairs_both_backends_have() -> None:
+    table = _paired_table({"a": [0.9, 0.4], "b": [0.8]}, {"a": [0.9, 0.6], "b": [0.7, 0.9]})
+    row = paired_tar_gain(table, 0.5, "base", "other").iloc[0]
+    assert row.n_genuine == 3 and row.gain == pytest.approx(1 / 3)  # b/1.jpg has no base row
+
+
+def test_paired_gain_missing_backend_raises() -> None:
+    table = _paired_table({"a": [0.9]}, {"a": [0.9]})
+    with pytest.raises(FacequantError, match="no genuine comparisons for backend 'int8-pt'"):
+        paired_tar_gain(table, 0.5, "int8-pt", "other")
+
+
+def test_pooled_gain_averages_distances_and_ignores_others() -> None:
+    near = _paired_table({"a": [0.9, 0.9], "b": [0.9, 0.9]}, {"a": [0.9, 0.9], "b": [0.9, 0.9]}, distance=1.0)
+    far = _paired_table({"a": [0.4, 0.4], "b": [0.4, 0.4]}, {"a": [0.6, 0.6], "b": [0.6, 0.4]}, distance=6.0)
+    table = pd.concat([near, far])
+    gain, low, high = pooled_tar_gain(table, 0.5, "base", "other", [1.0, 6.0])
+    assert gain == pytest.approx((0.0 + 0.75) / 2)
+    assert low <= gain <= high
+    assert pooled_tar_gain(table, 0.5, "base", "other", [6.0])[0] == pytest.approx(0.75)
+    assert all(math.isnan(v) for v in pooled_tar_gain(table, 0.5, "base", "other", [3.0]))

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from facequant.errors import FacequantError
-from facequant.search import SearchSettings, layer_damage, search_precision, write_search
+from facequant.search import (
+    SearchSettings,
+    contested_distances,
+    layer_damage,
+    refined_distances,
+    search_precision,
+    search_summary,
+    write_search,
+)
 from facequant.sweep import SweepConfig
 
 
@@ -25,6 +35,29 @@ def test_layer_damage_scores_the_layer_that_loses_snr():
     assert damage.layer.iloc[0] == "Conv_2"
     assert damage.set_index("layer").damage_db["Conv_2"] == pytest.approx(18.5)
     assert damage.set_index("layer").damage_db["Conv_0"] == pytest.approx(0.0)
+
+
+def _swept(distances: list[float], base_reliable: float, fp32_reliable: float, fp32_cliff: float = math.inf
+           ) -> SimpleNamespace:
+    cliff = pd.DataFrame({"backend": ["fp32", "int8-pt"], "reliable_distance_m": [fp32_reliable, base_reliable],
+                          "cliff_distance_m": [fp32_cliff, 6.0]})
+    return SimpleNamespace(distances_m=tuple(distances), cliff=cliff)
+
+
+def test_refined_distances_fill_where_the_reliable_distances_are_decided():
+    # base reliable at 4, fp32 at 5: the crossings lie in (4, 6), filled every 0.25 m
+    grid = refined_distances(_swept([1, 2, 4, 5, 6, 8], 4.0, 5.0), "int8-pt", 0.25)
+    assert grid == (1, 2, 4, 4.25, 4.5, 4.75, 5, 5.25, 5.5, 5.75, 6, 8)
+    # a base failing at the closest distance starts the refinement there
+    assert refined_distances(_swept([1, 2], math.nan, 1.0), "int8-pt", 0.5) == (1, 1.5, 2)
+    # already fine enough: nothing added
+    assert refined_distances(_swept([4, 4.2, 4.4], 4.0, 4.2), "int8-pt", 0.25) == (4, 4.2, 4.4)
+
+
+def test_contested_distances_run_from_the_base_failure_to_the_fp32_cliff():
+    swept = _swept([1, 2, 4, 5, 6, 8], 2.0, 5.0, fp32_cliff=7.2)
+    assert contested_distances(swept, "int8-pt") == [4, 5, 6]
+    assert contested_distances(_swept([1, 2, 4], 1.0, 4.0), "int8-pt") == [2, 4]  # no fp32 cliff: to the end
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +96,20 @@ def test_bad_settings(config: SweepConfig):
         search_precision(config, SearchSettings(base="int8-dyn"))
     with pytest.raises(FacequantError, match="budget"):
         search_precision(config, SearchSettings(base="int8-pt", budget=0))
+
+
+def test_search_recovers_reliable_distance_int8_pt_loses_against_an_fp32_gallery(model_path: Path, celebs13: Path):
+    """The issue's acceptance run. Enrolled in float (a server-side gallery), probes quantized
+    per tensor lose reliable distance; the search's recipe, re-measured on another seed, must
+    beat int8-pt's reliable distance, and its paired TAR gain over the contested distances must
+    have an interval above zero (not a boundary accident of one grid point)."""
+    config = SweepConfig(model=str(model_path), data=str(celebs13), distances_m=(0.5, 3.0, 4.0, 5.0, 6.0, 7.0),
+                         gallery="fp32")
+    result = search_precision(config, SearchSettings(base="int8-pt", budget=3, candidates=3))
+    assert "refined_distances_m" in result.run and len(result.final.distances_m) > 6
+    assert result.layers and result.recipe.startswith("int8-pt+16bit:nodes=")
+    summary = search_summary(result)
+    remeasured = summary["remeasured"]
+    assert remeasured[result.recipe]["reliable_distance_m"] > remeasured["int8-pt"]["reliable_distance_m"]
+    low, high = summary["recipe_vs_base"]["ci95"]
+    assert 0 < low <= summary["recipe_vs_base"]["tar_gain"] <= high

@@ -608,3 +608,11 @@ def test_tmux_end_to_end(tmp_path: Path, model_path: Path, small_data: Path):
     (out,) = (work / "runs").iterdir()
     assert f"runs/{out.name}" in (work / "export.txt").read_text()
     assert len(pd.read_csv(out / "sweep.csv")) == 4 and (out / "cliff.csv").is_file()
+
+
+def test_tar_band_follows_the_cliff_tables_reliable_bar():
+    # own close TAR 1.0: 0.85 is below 90 % of it, but above a shared bar of 0.81 (fp32's 0.9)
+    assert state.tar_band(0.85, 1.0) == "degraded"
+    assert state.tar_band(0.85, 1.0, reliable_tar=0.81) == "reliable"
+    assert state.tar_band(0.5, 1.0, reliable_tar=0.81) == "cliff"
+    assert state.tar_band(float("nan"), 1.0, reliable_tar=0.81) == ""

@@ -360,8 +360,8 @@ HELP = """\
  [b]?[/b]        this help ([b]esc[/b] closes it)
  [b]q[/b]        quit (a running sweep is cancelled and saved first)
 
-[b]Colours[/b]  TAR [bold green]green[/]: >= 90 % of the backend's close-range TAR
-(reliable); [bold yellow]yellow[/]: above 50 %; [bold red]red[/]: at or past the cliff.
+[b]Colours[/b]  TAR [bold green]green[/]: >= 90 % of fp32's close-range TAR (reliable);
+[bold yellow]yellow[/]: above 50 % of its own; [bold red]red[/]: at or past the cliff.
 [bold magenta]![/] after a backend: degenerate (reason in the Cliff tab).
 
 Runs are saved to runs/<model>-<time>, as by facequant sweep;

@@ -262,14 +262,17 @@ def live_cliff(sweep: pd.DataFrame) -> pd.DataFrame:
     return cliff.cliff_table(sweep, _NO_COMPARISONS, str(sweep["model"].iloc[0]))
 
 
-def tar_band(tar: float, tar_close: float) -> str:
-    """Which side of the cliff a TAR is on, by the cliff table's own fractions of the
-    backend's close-range TAR: "reliable", "degraded" or "cliff" ("" when unmeasured)."""
+def tar_band(tar: float, tar_close: float, reliable_tar: float = math.nan) -> str:
+    """Which side of the cliff a TAR is on, by the cliff table's own rules: "reliable" at or
+    above its reliable bar (cliff.csv's reliable_tar; without one, 90 % of the backend's own
+    close-range TAR), "cliff" at or below 50 % of its own close-range TAR, "degraded" between
+    ("" when unmeasured)."""
     if not math.isfinite(tar):
         return ""
     settings = cliff.CliffSettings()
     reference = tar_close if math.isfinite(tar_close) and tar_close > 0 else 1.0
-    if tar >= settings.reliable_fraction * reference:
+    bar = reliable_tar if math.isfinite(reliable_tar) else settings.reliable_fraction * reference
+    if tar >= bar:
         return "reliable"
     if tar > settings.cliff_fraction * reference:
         return "degraded"

@@ -20,7 +20,7 @@ from tui.state import RunData, display_path, tar_band
 
 #: TAR cell styles by side of the cliff (tui.state.tar_band).
 TAR_STYLES: dict[str, str] = {"reliable": "bold green", "degraded": "bold yellow", "cliff": "bold red", "": "dim"}
-TAR_LEGEND = ("TAR colour: [bold green]green[/] >= 90 % of the backend's close-range TAR (reliable), "
+TAR_LEGEND = ("TAR colour: [bold green]green[/] >= 90 % of fp32's close-range TAR (reliable), "
               "[bold yellow]yellow[/] above 50 %, [bold red]red[/] at or past the cliff (<= 50 %)")
 
 
@@ -48,6 +48,8 @@ class SweepTable(DataTable):
 
     def show(self, data: RunData) -> None:
         close = {str(r.backend): float(r.tar_close) for r in data.cliff.itertuples()} if len(data.cliff) else {}
+        bars = ({str(r.backend): float(r.reliable_tar) for r in data.cliff.itertuples()}
+                if "reliable_tar" in data.cliff else {})
         degenerate = ({str(r.backend) for r in data.cliff.itertuples() if str(getattr(r, "degenerate", "") or "")}
                       if "degenerate" in data.cliff else set())
         cursor = self.cursor_row
@@ -55,7 +57,7 @@ class SweepTable(DataTable):
         for r in data.sweep.itertuples():
             backend = str(r.backend)
             tar = float(r.tar)
-            band = tar_band(tar, close.get(backend, math.nan))
+            band = tar_band(tar, close.get(backend, math.nan), bars.get(backend, math.nan))
             self.add_row(
                 Text(backend + (" !" if backend in degenerate else ""), style="bold magenta" if backend in degenerate else ""),
                 Text(_num(r.distance_m, "g"), justify="right"),
