@@ -57,7 +57,7 @@ _QUANT_TYPES = {
     "int16": QuantType.QInt16,
 }
 #: Bump when the build changes so stale cached models are not reused.
-_BUILD_VERSION = "3"
+_BUILD_VERSION = "4"
 #: Op types whose second input, when an initializer, makes them a "weighted layer" for selectors.
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 SELECTOR_HELP = "lastN, firstN, dw, nodes=A;B;C or file=PATH"
@@ -553,6 +553,43 @@ def _nearest_pow2(scale: np.ndarray) -> np.ndarray:
     return np.exp2(np.round(np.log2(s)))
 
 
+def _axis_shape(dq: onnx.NodeProto, q: np.ndarray, scale: np.ndarray) -> list[int]:
+    """The shape that broadcasts a DequantizeLinear's scale over its constant (per-axis or not)."""
+    shape = [1] * q.ndim
+    if scale.size > 1:
+        shape[next((a.i for a in dq.attribute if a.name == "axis"), 1)] = -1
+    return shape
+
+
+def _per_axis(zp: np.ndarray, dq: onnx.NodeProto, q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return zp.reshape(_axis_shape(dq, q, scale)) if zp.size > 1 else zp
+
+
+def _best_pow2_for_constant(q: np.ndarray, zp: np.ndarray, s_old: np.ndarray, axis_shape: list[int]
+                            ) -> np.ndarray:
+    """For a quantized constant, per scale element: the power of two just below or just above
+    the old scale, whichever re-quantizes the values with the smaller squared error. Nearest in
+    log2 alone can round down by up to 1/sqrt(2) and clip a tensor's largest weights (a 16-bit
+    layer's especially: its scale has no slack); weights are known, so the choice can be
+    measured, as fixed-point toolchains do when they pick a tensor's fractional bits."""
+    real = (q.astype(np.float64) - zp) * s_old.reshape(axis_shape)
+    lo, hi = _qrange(q.dtype)
+    reduce_axes = tuple(i for i, n in enumerate(axis_shape) if n == 1) if s_old.size > 1 else None
+    best, best_err = None, None
+    for cand in (np.exp2(np.floor(np.log2(s_old))), np.exp2(np.ceil(np.log2(s_old)))):
+        c = cand.reshape(axis_shape)
+        deq = (np.clip(np.round(real / c) + zp, lo, hi) - zp) * c
+        err = np.sum((deq - real) ** 2, axis=reduce_axes)
+        err = np.asarray(err).reshape(s_old.shape)
+        if best is None:
+            best, best_err = cand.copy(), err
+        else:
+            take = err < best_err
+            best = np.where(take, cand, best)
+            best_err = np.where(take, err, best_err)
+    return best  # type: ignore[return-value]
+
+
 def _qrange(dtype: np.dtype) -> tuple[int, int]:
     info = np.iinfo(dtype)
     return int(info.min), int(info.max)
@@ -563,8 +600,13 @@ def _scalar_or_list(a: np.ndarray) -> float | list[float]:
 
 
 def rewrite_pow2_scales(model: onnx.ModelProto) -> list[dict[str, object]]:
-    """Round every QuantizeLinear / DequantizeLinear scale of a QDQ model to the nearest power
-    of two (in log2), in place, keeping the quantized model consistent:
+    """Round every QuantizeLinear / DequantizeLinear scale of a QDQ model to a power of two, in
+    place, keeping the quantized model consistent:
+
+    - activation scales go to the nearest power of two in log2 (the calibrated range is itself
+      an estimate; nearest keeps its expected resolution);
+    - weight scales go to the power of two just below or above, whichever re-quantizes the
+      weights with the smaller squared error (_best_pow2_for_constant);
 
     - activation Q/DQ pairs share their scale initializer, so replacing its value moves both;
     - constant weights behind a DequantizeLinear are re-quantized with the new scale,
@@ -606,8 +648,14 @@ def rewrite_pow2_scales(model: onnx.ModelProto) -> list[dict[str, object]]:
     moves: list[dict[str, object]] = []
     new: dict[str, np.ndarray] = {}
     for s, k in kind.items():
-        if k != "bias":
+        if k == "activation":
             new[s] = _nearest_pow2(old[s])
+        elif k == "weight":
+            _nearest_pow2(old[s])  # the same check for a bad scale
+            dq = constant_of[s]
+            q = value(dq.input[0])
+            zp = value(dq.input[2]).astype(np.float64) if len(dq.input) > 2 and dq.input[2] else np.zeros(1)
+            new[s] = _best_pow2_for_constant(q, _per_axis(zp, dq, q, old[s]), old[s], _axis_shape(dq, q, old[s]))
     # Bias scales follow from the rewritten input and weight scales of the node they feed.
     dq_out_scale = {n.output[0]: n.input[1] for n in qdq if n.op_type == "DequantizeLinear"}
     bias_of = {n.output[0]: n.input[1] for n in qdq if kind.get(n.input[1]) == "bias"}
@@ -627,12 +675,9 @@ def rewrite_pow2_scales(model: onnx.ModelProto) -> list[dict[str, object]]:
             dq = constant_of[s]
             q = value(dq.input[0])
             zp = value(dq.input[2]).astype(np.float64) if len(dq.input) > 2 and dq.input[2] else np.zeros(1)
-            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
-            shape = [1] * q.ndim
-            if old[s].size > 1:
-                shape[axis] = -1
+            shape = _axis_shape(dq, q, old[s])
             s_old, s_new = old[s].reshape(shape), new[s].reshape(shape)
-            zp = zp.reshape(shape) if zp.size > 1 else zp
+            zp = _per_axis(zp, dq, q, old[s])
             real = (q.astype(np.float64) - zp) * s_old
             lo, hi = _qrange(q.dtype)
             unclipped = np.round(real / s_new) + zp
