@@ -139,6 +139,28 @@ def plot_tar_vs_distance(sweep: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_paired_gain(paired: pd.DataFrame, base: str, other: str, contested: list[float], path: Path) -> None:
+    """TAR(other) - TAR(base) per distance with its 95 % interval; the contested distances shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    if contested:
+        ax.axvspan(min(contested), max(contested), color="tab:orange", alpha=0.12, label="contested distances")
+    ax.axhline(0.0, color="grey", lw=1)
+    err = [paired.gain - paired.gain_ci_low, paired.gain_ci_high - paired.gain]
+    ax.errorbar(paired.distance_m, paired.gain, yerr=err, marker="o", capsize=3, label=f"{other} - {base}")
+    ax.set(xlabel="distance (m)", ylabel="TAR difference (same comparisons)",
+           title="Paired TAR gain, 95% identity-bootstrap intervals")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def plot_match_vs_prenorm(comparisons: pd.DataFrame, threshold: float, cliff: pd.DataFrame, path: Path) -> None:
     import matplotlib
 

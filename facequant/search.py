@@ -32,6 +32,7 @@ SEARCH_JSON = "search.json"
 CANDIDATES_CSV = "candidates.csv"
 STEPS_CSV = "steps.csv"
 PAIRED_CSV = "paired.csv"
+PAIRED_PNG = "paired_gain.png"
 MAX_REFINE_POINTS = 16
 
 
@@ -277,7 +278,12 @@ def write_search(result: SearchResult, out: Path, force: bool = False) -> Path:
     result.candidates.to_csv(out / CANDIDATES_CSV, index=False)
     result.steps.to_csv(out / STEPS_CSV, index=False)
     if result.recipe != result.base:
-        paired_gain(result).to_csv(out / PAIRED_CSV, index=False)
+        from facequant.reports import plot_paired_gain
+
+        paired = paired_gain(result)
+        paired.to_csv(out / PAIRED_CSV, index=False)
+        plot_paired_gain(paired, result.base, result.recipe, contested_distances(result.final, result.base),
+                         out / PAIRED_PNG)
     summary = {**search_summary(result), **result.run, "versions": versions()}
     (out / SEARCH_JSON).write_text(json.dumps(_finite_or_none(summary), indent=1, default=str))
     return out

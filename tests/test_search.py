@@ -98,7 +98,8 @@ def test_bad_settings(config: SweepConfig):
         search_precision(config, SearchSettings(base="int8-pt", budget=0))
 
 
-def test_search_recovers_reliable_distance_int8_pt_loses_against_an_fp32_gallery(model_path: Path, celebs13: Path):
+def test_search_recovers_reliable_distance_int8_pt_loses_against_an_fp32_gallery(model_path: Path, celebs13: Path,
+                                                                                 tmp_path: Path):
     """The issue's acceptance run. Enrolled in float (a server-side gallery), probes quantized
     per tensor lose reliable distance; the search's recipe, re-measured on another seed, must
     beat int8-pt's reliable distance, and its paired TAR gain over the contested distances must
@@ -113,3 +114,8 @@ def test_search_recovers_reliable_distance_int8_pt_loses_against_an_fp32_gallery
     assert remeasured[result.recipe]["reliable_distance_m"] > remeasured["int8-pt"]["reliable_distance_m"]
     low, high = summary["recipe_vs_base"]["ci95"]
     assert 0 < low <= summary["recipe_vs_base"]["tar_gain"] <= high
+    out = write_search(result, tmp_path / "search")
+    paired = pd.read_csv(out / "paired.csv")
+    assert list(paired.distance_m) == sorted(result.final.distances_m)
+    assert (paired.gain_ci_low <= paired.gain).all() and (paired.gain <= paired.gain_ci_high).all()
+    assert (out / "paired_gain.png").stat().st_size > 10_000
