@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -247,6 +248,11 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_number(value: object) -> bool:
+    """A finite number (cost figures are NaN or missing when not measured)."""
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def cmd_search_precision(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
@@ -282,14 +288,17 @@ def cmd_search_precision(args: argparse.Namespace) -> int:
                       f"(every {settings.tolerance_m:g} m where the reliable distances are decided)")
     for backend, r in summary["remeasured"].items():  # type: ignore[union-attr]
         c = summary["cost"].get(backend, {})  # type: ignore[union-attr]
-        console.print(f"  {backend:40s} reliable {r['reliable_distance_m']:.2f} m, cliff {r['cliff_distance_m']:.2f} m, "
+        cliff_at = r["cliff_distance_m"]
+        cliff_text = "beyond the sweep" if cliff_at == float("inf") else f"{cliff_at:.2f} m"
+        console.print(f"  {backend:40s} reliable {r['reliable_distance_m']:.2f} m, cliff {cliff_text}, "
                       f"{c.get('layers_16bit', '-')} 16-bit layers, {c.get('file_bytes', 0) / 1e6:.2f} MB, "
-                      f"CPU {c.get('latency_vs_fp32', float('nan')):.2f}x fp32")
+                      + (f"CPU {c['latency_vs_fp32']:.2f}x fp32" if _is_number(c.get("latency_vs_fp32")) else "CPU not timed"))
     for against in (args.base, "fp32"):
         pooled = summary[f"recipe_vs_{'base' if against == args.base else 'fp32'}"]
         if pooled.get("ci95"):  # type: ignore[union-attr]
             d, (low, high) = pooled["distances_m"], pooled["ci95"]  # type: ignore[index]
-            console.print(f"  TAR vs {against} over {d[0]:g}-{d[-1]:g} m: {pooled['tar_gain']:+.3f} "  # type: ignore[index]
+            where = f"at {d[0]:g} m" if len(d) == 1 else f"over {d[0]:g}-{d[-1]:g} m"  # type: ignore[arg-type]
+            console.print(f"  TAR vs {against} {where}: {pooled['tar_gain']:+.3f} "  # type: ignore[index]
                           f"(95% CI {low:+.3f} to {high:+.3f}; paired, bootstrap over identities)")
     console.print("  16-bit layers counts every layer reading a 16-bit tensor: a chosen layer's neighbours too")
     console.print(f"results in {out}")

@@ -18,6 +18,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,8 @@ from facequant.errors import FacequantError
 from facequant.metrics import paired_tar_gain, pooled_tar_gain
 from facequant.quantization import RECIPES, graph_layers
 from facequant.sweep import ProbeSet, SweepConfig, SweepResult, prepare_probes, run_sweep, versions
+
+T = TypeVar("T")
 
 SEARCH_JSON = "search.json"
 CANDIDATES_CSV = "candidates.csv"
@@ -148,18 +151,20 @@ def search_precision(
         raise FacequantError(f"search base '{settings.base}': choose a static recipe (int8-pt, int8-pc, int8-npu, ...)")
     if settings.budget < 1:
         raise FacequantError("search budget must be at least one layer")
+    time_final = config.measure_cost  # CPU latency only for the re-measured recipe (and only if asked)
     config = dataclasses.replace(config, backends=("fp32", settings.base), measure_cost=False)
-    start = run_sweep(config)
+    start = _stage(progress, "baseline sweep", lambda: run_sweep(config))
     run: dict[str, object] = {}
     if settings.refine and settings.target_tar is None and config.face_px is None:
         grid = refined_distances(start, settings.base, settings.tolerance_m)
         if len(grid) > len(start.distances_m):
             run["refined_distances_m"] = list(grid)
             config = dataclasses.replace(config, distances_m=grid)
-            start = run_sweep(config)
+            start = _stage(progress, f"refined sweep ({len(grid)} distances)", lambda: run_sweep(config))
     if _goal(start, settings.base, settings):
         steps = pd.DataFrame([_step(start, settings.base, [])])
-        final = run_sweep(dataclasses.replace(config, seed=config.seed + 1, measure_cost=True))
+        final = _stage(progress, "re-measure (seed + 1)",
+                       lambda: run_sweep(dataclasses.replace(config, seed=config.seed + 1, measure_cost=time_final)))
         return SearchResult(settings, settings.base, [], True, pd.DataFrame(), pd.DataFrame(), steps, final,
                             {**run, "note": f"{settings.base} already meets the goal: nothing to promote"})
 
@@ -167,7 +172,8 @@ def search_precision(
     fp32_rows = start.sweep[start.sweep.backend == "fp32"]
     far = settings.confirm_distances or tuple(fp32_rows[fp32_rows.tar > 0].distance_m.sort_values().iloc[-3:])
     weighted = set(graph_layers(ps.normalized).weighted)
-    damage = layer_damage((layers_table or diagnostics_layers)(ps, settings.base, far), far)
+    table = _stage(progress, "diagnose", lambda: (layers_table or diagnostics_layers)(ps, settings.base, far))
+    damage = layer_damage(table, far)
     damage = damage[damage.layer.isin(weighted)].reset_index(drop=True)
     factory = BackendFactory(ps.normalized, ps.model_sha, ps.spec, ps.calibration_tensors,
                              config.calibration_method, config.batch_size)
@@ -191,9 +197,19 @@ def search_precision(
             met = True
             break
     # Re-measure on an independent draw: another calibration subset and noise seed.
-    final = run_sweep(dataclasses.replace(config, backends=("fp32", settings.base, recipe), seed=config.seed + 1,
-                                          measure_cost=True))
+    final = _stage(progress, "re-measure (seed + 1)", lambda: run_sweep(dataclasses.replace(
+        config, backends=("fp32", settings.base, recipe), seed=config.seed + 1, measure_cost=time_final)))
     return SearchResult(settings, recipe, chosen, met, damage, candidates, pd.DataFrame(steps), final, run)
+
+
+def _stage(progress: Callable[[str, int, int], None] | None, name: str, work: Callable[[], T]) -> T:
+    """One long step reported as a task of one unit: started, then done."""
+    if progress:
+        progress(name, 0, 1)
+    out = work()
+    if progress:
+        progress(name, 1, 1)
+    return out
 
 
 def _step(result: SweepResult, backend: str, layers: list[str]) -> dict[str, object]:

@@ -59,3 +59,23 @@ def test_example_config_parses():
     args = build_parser().parse_args(["sweep", "--config", str(settings.configs_dir() / "example-sweep.yaml")])
     config, _ = _config_from_args(args)
     assert config.camera == "720p-60" and "a16w8" in config.backends and config.degradation.jpeg_quality == 90
+
+
+def test_search_precision_command_writes_and_explains(tmp_path: Path, model_path: Path, celebs13: Path,
+                                                      capsys: pytest.CaptureFixture[str]):
+    # An unreachable target (TAR 0.99 at 6 m): the whole search runs once, small (budget 1).
+    out = tmp_path / "search"
+    args = ["search-precision", "--model", str(model_path), "--data", str(celebs13), "--distances", "1,4,6",
+            "--budget", "1", "--candidates", "2", "--target-tar", "0.99", "--target-distance", "6",
+            "--calib-size", "16", "--no-latency", "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((out / "search.json").read_text())
+    assert f"recipe: {summary['recipe']}" in text and "goal not met" in text
+    assert "TAR vs fp32 at 6 m:" in text  # the contested range is one distance here
+    assert summary["settings"]["refine"] is True and "refined_distances_m" not in summary  # target mode: no refinement
+    assert (out / "steps.csv").is_file() and (out / "final" / "cliff.csv").is_file()
+    assert "CPU not timed" in text and summary["cost"]["fp32"]["file_bytes"] > 0  # --no-latency is honoured
+    # the results are kept: running again into the same folder is refused before any work
+    assert main(args) == 2
+    assert "exists" in capsys.readouterr().err
