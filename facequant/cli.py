@@ -383,6 +383,11 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return run_tui(results=args.results, config=args.config, runs_dir=args.runs, diagnostics=args.diagnostics)
 
 
+def _command(sub: argparse._SubParsersAction, name: str, **kwargs: object) -> argparse.ArgumentParser:
+    """A subcommand whose description and examples keep their own line breaks."""
+    return sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)  # type: ignore[arg-type]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facequant", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -392,14 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"facequant {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("sweep", help="distance sweep: sweep.csv, cliff.csv, plots, run.json",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-                       description="Simulate each photo at each distance, embed it with every backend, and report "
-                                   "TAR/FAR at one threshold (set on fp32 close-range impostors at --far), pre-norm "
-                                   "statistics, and per backend the reliable distance and the cliff.")
+    p = _command(sub, "sweep", help="distance sweep: sweep.csv, cliff.csv, plots, run.json", epilog=EPILOG,
+                 description="Simulate each photo at each distance, embed it with every backend, and report "
+                             "TAR/FAR at one threshold (set on fp32 close-range impostors at --far), pre-norm "
+                             "statistics, and per backend the reliable distance and the cliff.")
     _add_sweep_args(p)
     p.set_defaults(func=cmd_sweep)
-    _DEFAULTS.update({a.dest: a.default for a in p._actions})
 
     models = sub.add_parser("models", help="inspect or obtain embedding models")
     msub = models.add_subparsers(dest="models_command", required=True)
@@ -411,14 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", help="folder for faceplugin (default: the cache)")
     p.set_defaults(func=cmd_models_pull)
 
-    p = sub.add_parser("study", help="calibration studies: size, distance mix, method; the distance each buys",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Run the same recipe calibrated several ways (each a full sweep against fp32) and "
-                                   "tabulate close-range TAR, reliable and cliff distance per variant: study.csv, "
-                                   "study.png, run.json.",
-                       epilog="examples:\n  facequant study calibration-size --recipe int8-pt --sizes 16,32,61\n"
-                              "  facequant study calibration-distance --recipe int8-pt --mixes '0.5;0.5,3,6'\n"
-                              "  facequant study calibration-method --recipe int8-pc\n")
+    p = _command(sub, "study", help="calibration studies: size, distance mix, method; the distance each buys",
+                 description="Run the same recipe calibrated several ways (each a full sweep against fp32) and "
+                             "tabulate close-range TAR, reliable and cliff distance per variant: study.csv, "
+                             "study.png, run.json.",
+                 epilog="examples:\n  facequant study calibration-size --recipe int8-pt --sizes 16,32,61\n"
+                        "  facequant study calibration-distance --recipe int8-pt --mixes '0.5;0.5,3,6'\n"
+                        "  facequant study calibration-method --recipe int8-pc\n")
     p.add_argument("kind", choices=["calibration-size", "calibration-distance", "calibration-method"])
     p.add_argument("--recipe", default="int8-pt", help="the quantized backend to study (default int8-pt)")
     p.add_argument("--sizes", default=None, help="calibration sizes, e.g. 16,64,256 (default: 16, 64, ... up to the photos available)")
@@ -426,31 +428,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="minmax,entropy,percentile", help="calibration methods to compare")
     _add_sweep_args(p)
     p.set_defaults(func=cmd_study)
-    _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest not in _DEFAULTS})
 
-    p = sub.add_parser("export-precision", help="export a mixed-precision recipe: ORT JSON, per-layer JSON, Hailo .alls",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Write the recipe as ORT quantize_static options (TensorQuantOverrides; reloads into "
-                                   "the same model), a per-layer precision JSON for other toolchains, and Hailo "
-                                   "model-script lines `quantization_param(<layer>, precision_mode=a16_w16)`.",
-                       epilog="example:\n  facequant export-precision int8-pt+16bit:last3 --name-map names.csv --out exports/\n"
-                              "names.csv: onnx,hailo rows (Hailo renames layers; unmapped ones are warned about)")
+    p = _command(sub, "export-precision", help="export a mixed-precision recipe: ORT JSON, per-layer JSON, Hailo .alls",
+                 description="Write the recipe as ORT quantize_static options (TensorQuantOverrides; reloads into "
+                             "the same model), a per-layer precision JSON for other toolchains, and Hailo "
+                             "model-script lines `quantization_param(<layer>, precision_mode=a16_w16)`.",
+                 epilog="example:\n  facequant export-precision int8-pt+16bit:last3 --name-map names.csv --out exports/\n"
+                        "names.csv: onnx,hailo rows (Hailo renames layers; unmapped ones are warned about)")
     p.add_argument("recipe", help="a static recipe, e.g. int8-pt+16bit:last3 or int8-pc+16bit:nodes=Conv_91;Conv_94")
     p.add_argument("--name-map", type=Path, default=None, help="ONNX node -> compiler layer names (YAML/JSON mapping or CSV onnx,hailo)")
     _add_sweep_args(p)
     p.set_defaults(func=cmd_export_precision)
-    _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest not in _DEFAULTS})
 
-    p = sub.add_parser("recommend", help="per deployment scenario, the cheapest backend that meets it, and why others fail",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Read a results directory and, per scenario (configs/scenarios/*.yaml: camera, "
-                                   "distance range, required TAR, FAR limit, latency budget), recommend the cheapest "
-                                   "backend meeting it at every distance in range; say why each other one was "
-                                   "rejected. Writes recommend.csv into the results directory (nothing else).",
-                       epilog="examples:\n  facequant recommend --results runs/first\n"
-                              "  facequant recommend --results runs/first --scenario far-field\n"
-                              "  facequant recommend --results runs/first --scenario my-site.yaml "
-                              "--device-profile configs/devices/hailo8-example.yaml\n")
+    p = _command(sub, "recommend", help="per deployment scenario, the cheapest backend that meets it, and why others fail",
+                 description="Read a results directory and, per scenario (configs/scenarios/*.yaml: camera, "
+                             "distance range, required TAR, FAR limit, latency budget), recommend the cheapest "
+                             "backend meeting it at every distance in range; say why each other one was "
+                             "rejected. Writes recommend.csv into the results directory (nothing else).",
+                 epilog="examples:\n  facequant recommend --results runs/first\n"
+                        "  facequant recommend --results runs/first --scenario far-field\n"
+                        "  facequant recommend --results runs/first --scenario my-site.yaml "
+                        "--device-profile configs/devices/hailo8-example.yaml\n")
     p.add_argument("--results", required=True, help="results directory of a sweep")
     p.add_argument("--scenario", default=None,
                    help="scenario name(s), comma-separated, or a scenario YAML path (default: every scenario)")
@@ -461,14 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU latencies within this fraction of each other are a tie, broken by file size (default 0.10)")
     p.set_defaults(func=cmd_recommend)
 
-    p = sub.add_parser("diagnose", help="layer diagnostics: per-layer SNR/PSNR, bins used, weight asymmetry by distance",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Compare every intermediate tensor of the float graph with its counterpart in each "
-                                   "quantized (static QDQ) graph, on the sweep's simulated probes, at each distance: "
-                                   "layers.csv, summary.csv, heartbeat / histogram / output-SNR plots, run.json.",
-                       epilog="examples:\n  facequant diagnose --backends int8-pt,int8-pc,a16w8 --out runs/diag\n"
-                              "  facequant diagnose --backends int8-pt+16bit:last3 --distances 1,4,8 --max-probes 20\n"
-                              "  facequant diagnose --backends int8-pt --layer Conv_94\n")
+    p = _command(sub, "diagnose", help="layer diagnostics: per-layer SNR/PSNR, bins used, weight asymmetry by distance",
+                 description="Compare every intermediate tensor of the float graph with its counterpart in each "
+                             "quantized (static QDQ) graph, on the sweep's simulated probes, at each distance: "
+                             "layers.csv, summary.csv, heartbeat / histogram / output-SNR plots, run.json.",
+                 epilog="examples:\n  facequant diagnose --backends int8-pt,int8-pc,a16w8 --out runs/diag\n"
+                        "  facequant diagnose --backends int8-pt+16bit:last3 --distances 1,4,8 --max-probes 20\n"
+                        "  facequant diagnose --backends int8-pt --layer Conv_94\n")
     _add_sweep_args(p)
     for action in p._actions:  # the sweep's matching and cost options mean nothing here
         if action.dest in ("pairs", "genuine", "gallery", "far", "threshold", "device_profile", "no_latency"):
@@ -485,17 +482,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="layer for the activation histogram (default: the worst quantized layer at the farthest distance)")
     p.add_argument("--snr-threshold", type=float, default=10.0, help="SNR line in dB for the summary (default 10)")
     p.set_defaults(func=cmd_diagnose)
-    _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest not in _DEFAULTS})
 
-    p = sub.add_parser("search-precision", help="find the layers worth 16 bit: predicted, confirmed, greedy, re-measured",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Rank layers by the quantization damage each adds at far range (diagnose), confirm "
-                                   "the top candidates by re-running them at 16 bit, promote greedily until the reliable "
-                                   "distance is within --tolerance of fp32 (or --target-tar holds at --target-distance), "
-                                   "then re-measure the final recipe through the sweep on another seed, with its cost.",
-                       epilog="examples:\n  facequant search-precision --gallery fp32 --out runs/search\n"
-                              "  facequant search-precision --base int8-npu --budget 4 --out runs/search-npu\n"
-                              "  facequant search-precision --base int8-pt --target-tar 0.9 --target-distance 5\n")
+    p = _command(sub, "search-precision", help="find the layers worth 16 bit: predicted, confirmed, greedy, re-measured",
+                 description="Rank layers by the quantization damage each adds at far range (diagnose), confirm "
+                             "the top candidates by re-running them at 16 bit, promote greedily until the reliable "
+                             "distance is within --tolerance of fp32 (or --target-tar holds at --target-distance), "
+                             "then re-measure the final recipe through the sweep on another seed, with its cost.",
+                 epilog="examples:\n  facequant search-precision --gallery fp32 --out runs/search\n"
+                        "  facequant search-precision --base int8-npu --budget 4 --out runs/search-npu\n"
+                        "  facequant search-precision --base int8-pt --target-tar 0.9 --target-distance 5\n")
     p.add_argument("--base", default="int8-pt", help="the INT8 recipe to improve (default int8-pt)")
     p.add_argument("--budget", type=int, default=6, help="most layers promoted to 16 bit (default 6)")
     p.add_argument("--candidates", type=int, default=8, help="layers confirmed by re-running (default 8)")
@@ -507,21 +502,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "base's and fp32's reliable distances are decided)")
     _add_sweep_args(p)
     p.set_defaults(func=cmd_search_precision)
-    _DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest not in _DEFAULTS})
 
     p = sub.add_parser("cameras", help="list camera presets and the face size each gives by distance")
     p.set_defaults(func=cmd_cameras)
 
     from facequant.external import LAYOUTS_HELP
 
-    p = sub.add_parser("export-probes", help="write the sweep's exact model inputs (NPY, PNG, manifest) to run on a device",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Write, for the enrolment set and each distance, the aligned degraded crops exactly "
-                                   "as a sweep feeds the model: PNGs (RGB uint8, model input size), one NCHW float32 "
-                                   "tensor per set (.npy), manifest.csv and manifest.json. Run the tensors on the "
-                                   "device, then sweep with --backends fp32,external:NAME=PATH and the same options.",
-                       epilog=f"{LAYOUTS_HELP}\n\nexamples:\n  facequant export-probes --distances 1,3,6 --out probes/\n"
-                              "  facequant sweep --distances 1,3,6 --backends fp32,int8-pt,external:hailo=probes/\n")
+    p = _command(sub, "export-probes", help="write the sweep's exact model inputs (NPY, PNG, manifest) to run on a device",
+                 description="Write, for the enrolment set and each distance, the aligned degraded crops exactly "
+                             "as a sweep feeds the model: PNGs (RGB uint8, model input size), one NCHW float32 "
+                             "tensor per set (.npy), manifest.csv and manifest.json. Run the tensors on the "
+                             "device, then sweep with --backends fp32,external:NAME=PATH and the same options.",
+                 epilog=f"{LAYOUTS_HELP}\n\nexamples:\n  facequant export-probes --distances 1,3,6 --out probes/\n"
+                        "  facequant sweep --distances 1,3,6 --backends fp32,int8-pt,external:hailo=probes/\n")
     _add_sweep_args(p)
     for action in p._actions:  # the sweep's --out has a default; an export goes where the user says
         if action.dest == "out":
@@ -555,6 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diagnostics", type=Path, default=None,
                    help="layer diagnostics folder (layers.csv, summary.csv); default: <results>/diagnostics")
     p.set_defaults(func=cmd_tui)
+    # What "left at its default" means when a --config file fills options in: sweep's first
+    # (it is built first), then the options only other commands have.
+    for command in sub.choices.values():
+        for action in command._actions:
+            _DEFAULTS.setdefault(action.dest, action.default)
     return parser
 
 

@@ -48,7 +48,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import onnx
@@ -74,6 +73,7 @@ from facequant.backends import (
 )
 from facequant.errors import FacequantError
 from facequant.quantization import RECIPES, graph_layers, split_recipe_name
+from facequant.reports import pyplot, save_figure, staged_output
 from facequant.sweep import ProbeSet, SweepConfig, prepare_probes, versions
 
 #: progress(stage, done, total): stages "faces", "calibration" (building backends), "diagnose".
@@ -862,8 +862,6 @@ def _json_ready(obj: object) -> object:
 def write_diagnosis(result: DiagnoseResult, out: Path, force: bool = False) -> Path:
     """Write layers.csv, summary.csv, run.json and the plots into `out`, atomically: a failure
     midway leaves any old results intact."""
-    from facequant.reports import staged_output
-
     out = Path(out)
     with staged_output(out, force) as staging:
         t0 = time.perf_counter()
@@ -881,18 +879,9 @@ def write_diagnosis(result: DiagnoseResult, out: Path, force: bool = False) -> P
     return out
 
 
-def _pyplot() -> ModuleType:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_heartbeat(layers: pd.DataFrame, backend: str, threshold_db: float, path: Path) -> None:
     """SNR against depth, one line per distance (000_'s 'heartbeat'), head layers shaded."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = layers[layers.backend == backend]
     distances = sorted(rows.distance_m.unique())
     cmap = plt.get_cmap("viridis")
@@ -913,16 +902,14 @@ def plot_heartbeat(layers: pd.DataFrame, backend: str, threshold_db: float, path
            title=f"{backend}: per-layer SNR by distance")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_histogram(hist: LevelHistogram, path: Path) -> None:
     """Occupancy of one activation's quantization levels (000_'s 'wasted bits' figure). 16-bit
     levels are drawn in groups of consecutive levels, with the share of each group's levels
     occupied on a second axis: 65536 bars cannot be read."""
-    plt = _pyplot()
+    plt = pyplot()
     values, counts, scale = hist.tap.level_values(), hist.counts, hist.tap.scale
     used = int(np.count_nonzero(counts))
     fig, ax = plt.subplots(figsize=(8, 4), dpi=120)
@@ -948,14 +935,12 @@ def plot_histogram(hist: LevelHistogram, path: Path) -> None:
         handles.append(line)
         labels.append(line.get_label())
     ax.legend(handles, labels, fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_output_snr(summary: pd.DataFrame, path: Path) -> None:
     """SNR of the embedding output against distance, one line per backend."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     for backend, rows in summary.groupby("backend", sort=False):
         ax.plot(rows.distance_m, rows.output_snr_db, marker="o", label=str(backend))
@@ -963,9 +948,7 @@ def plot_output_snr(summary: pd.DataFrame, path: Path) -> None:
            title="Quantization noise on the embedding, by distance")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _db(value: object) -> str:

@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,9 @@ import pandas as pd
 from facequant import metrics
 from facequant.errors import FacequantError
 from facequant.sweep import SweepResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SWEEP_CSV = "sweep.csv"
 COST_CSV = "cost.csv"
@@ -119,11 +124,25 @@ def load_results(out: Path) -> dict[str, object]:
             "run": json.loads((out / RUN_JSON).read_text())}
 
 
-def plot_tar_vs_distance(sweep: pd.DataFrame, path: Path) -> None:
+def pyplot() -> ModuleType:
+    """matplotlib.pyplot on the headless Agg backend (servers and CI have no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """Lay out, write and free a figure (an open figure per plot would pile up in a long run)."""
+    fig.tight_layout()
+    fig.savefig(path)
+    pyplot().close(fig)
+
+
+def plot_tar_vs_distance(sweep: pd.DataFrame, path: Path) -> None:
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     for backend, rows in sweep.groupby("backend", sort=False):
@@ -134,17 +153,12 @@ def plot_tar_vs_distance(sweep: pd.DataFrame, path: Path) -> None:
            title="True accept rate vs distance (95% Wilson bands)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_paired_gain(paired: pd.DataFrame, base: str, other: str, contested: list[float], path: Path) -> None:
     """TAR(other) - TAR(base) per distance with its 95 % interval; the contested distances shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     if contested:
@@ -156,16 +170,11 @@ def plot_paired_gain(paired: pd.DataFrame, base: str, other: str, contested: lis
            title="Paired TAR gain, 95% identity-bootstrap intervals")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_match_vs_prenorm(comparisons: pd.DataFrame, threshold: float, cliff: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     genuine = comparisons[comparisons.genuine]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
@@ -186,9 +195,7 @@ def plot_match_vs_prenorm(comparisons: pd.DataFrame, threshold: float, cliff: pd
            ylim=(-0.02, 1.02), title="Match probability vs pre-norm (dashed: 50% point)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _metres(value: float) -> str:

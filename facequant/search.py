@@ -27,6 +27,7 @@ from facequant.backends import BackendFactory
 from facequant.errors import FacequantError
 from facequant.metrics import paired_tar_gain, pooled_tar_gain
 from facequant.quantization import RECIPES, graph_layers
+from facequant.reports import _finite_or_none, plot_paired_gain, staged_output, write_results
 from facequant.sweep import ProbeSet, SweepConfig, SweepResult, prepare_probes, run_sweep, versions
 
 T = TypeVar("T")
@@ -285,21 +286,18 @@ def _pooled(result: SearchResult, against: str) -> dict[str, object]:
 
 
 def write_search(result: SearchResult, out: Path, force: bool = False) -> Path:
-    from facequant.reports import _finite_or_none, check_output_dir, write_results
-
-    check_output_dir(out, force)
-    write_results(result.final, out / "final", force=True)
-    out.mkdir(parents=True, exist_ok=True)
-    result.damage.to_csv(out / "damage.csv", index=False)
-    result.candidates.to_csv(out / CANDIDATES_CSV, index=False)
-    result.steps.to_csv(out / STEPS_CSV, index=False)
-    if result.recipe != result.base:
-        from facequant.reports import plot_paired_gain
-
-        paired = paired_gain(result)
-        paired.to_csv(out / PAIRED_CSV, index=False)
-        plot_paired_gain(paired, result.base, result.recipe, contested_distances(result.final, result.base),
-                         out / PAIRED_PNG)
-    summary = {**search_summary(result), **result.run, "versions": versions()}
-    (out / SEARCH_JSON).write_text(json.dumps(_finite_or_none(summary), indent=1, default=str))
+    """Write the search into `out` atomically: a failure midway leaves any old results intact."""
+    out = Path(out)
+    with staged_output(out, force) as staging:
+        write_results(result.final, staging / "final")
+        result.damage.to_csv(staging / "damage.csv", index=False)
+        result.candidates.to_csv(staging / CANDIDATES_CSV, index=False)
+        result.steps.to_csv(staging / STEPS_CSV, index=False)
+        if result.recipe != result.base:
+            paired = paired_gain(result)
+            paired.to_csv(staging / PAIRED_CSV, index=False)
+            plot_paired_gain(paired, result.base, result.recipe, contested_distances(result.final, result.base),
+                             staging / PAIRED_PNG)
+        summary = {**search_summary(result), **result.run, "versions": versions()}
+        (staging / SEARCH_JSON).write_text(json.dumps(_finite_or_none(summary), indent=1, default=str))
     return out

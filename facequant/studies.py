@@ -14,6 +14,7 @@ import pandas as pd
 
 from facequant.datasets import IMAGE_SUFFIXES
 from facequant.errors import FacequantError
+from facequant.reports import pyplot, save_figure, staged_output
 from facequant.sweep import SweepConfig, SweepResult, run_sweep, versions
 
 STUDIES = ("calibration-size", "calibration-distance", "calibration-method")
@@ -104,22 +105,19 @@ def _row(study: str, label: str, recipe: str, result: SweepResult) -> dict[str, 
 
 
 def write_study(result: StudyResult, out: Path, force: bool = False) -> Path:
-    from facequant.reports import check_output_dir
-
-    check_output_dir(out, force)
-    out.mkdir(parents=True, exist_ok=True)
-    result.table.to_csv(out / "study.csv", index=False)
-    (out / "run.json").write_text(json.dumps({"study": result.study, "recipe": result.recipe, "versions": versions(),
-                                              "variants": result.runs}, indent=2, default=str))
-    plot_study(result, out / "study.png")
+    """Write the study into `out` atomically: a failure midway leaves any old results intact."""
+    out = Path(out)
+    with staged_output(out, force) as staging:
+        result.table.to_csv(staging / "study.csv", index=False)
+        (staging / "run.json").write_text(json.dumps({"study": result.study, "recipe": result.recipe,
+                                                      "versions": versions(), "variants": result.runs},
+                                                     indent=2, default=str))
+        plot_study(result, staging / "study.png")
     return out
 
 
 def plot_study(result: StudyResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     t = result.table
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.8), dpi=120)
@@ -136,9 +134,7 @@ def plot_study(result: StudyResult, path: Path) -> None:
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         ax.tick_params(axis="x", rotation=20)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def print_study(result: StudyResult, out: Path | None = None) -> None:
