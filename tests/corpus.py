@@ -1,0 +1,32 @@
+"""Helpers for the bad-input corpus: a snapshot of a folder's bytes, and the one-line error check."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file below root (links not followed) -> sha256 of its bytes; folders as ''."""
+    out: dict[str, str] = {}
+    for p in sorted(Path(root).rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_symlink():
+            out[rel] = "link:" + str(p.readlink())
+        elif p.is_dir():
+            out[rel] = ""
+        else:
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], *names: str) -> str:
+    """The stderr of a refused command: exactly one line, naming each of `names`, no traceback."""
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err, err
+    assert len(err.splitlines()) == 1, err
+    for name in names:
+        assert name in err, (name, err)
+    return err
