@@ -17,9 +17,9 @@ import time
 import numpy as np
 
 from facequant import settings
-from facequant.backends import BackendFactory
-from facequant.diagnostics import DiagnoseConfig, diagnose_backends, run_diagnose
-from facequant.sweep import SweepConfig, prepare_probes, run_sweep
+from facequant.analysis.diagnose import DiagnoseConfig, diagnose_backends, run_diagnose
+from facequant.backends.registry import BackendFactory
+from facequant.evaluate.engine import SweepConfig, prepare_probes, run_sweep
 
 
 def timed(fn) -> tuple[float, float, object]:  # noqa: ANN001 - any callable

@@ -13,8 +13,8 @@ import numpy as np
 import onnxruntime as ort
 
 from facequant import settings
-from facequant.models import inspect_model, normalize_model
-from facequant.sweep import SweepConfig, run_sweep
+from facequant.evaluate.engine import SweepConfig, run_sweep
+from facequant.models.spec import inspect_model, normalize_model
 
 
 def bare_ort(model: str, batch: int, n: int) -> float:

@@ -24,8 +24,8 @@ EPILOG = """examples:
 
 
 def _add_sweep_args(p: argparse.ArgumentParser) -> None:
-    from facequant.backends import NAME_HELP, available_backends
-    from facequant.distance import load_cameras
+    from facequant.backends.registry import NAME_HELP, available_backends
+    from facequant.simulate.camera import load_cameras
 
     g = p.add_argument_group("what to evaluate")
     g.add_argument("--model", default=None, help="ONNX embedding model path, 'faceplugin', or an insightface pack "
@@ -81,9 +81,9 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> tuple[object, Path]:
-    from facequant.backends import parse_backends
-    from facequant.distance import Degradation, parse_distances
-    from facequant.sweep import SweepConfig
+    from facequant.backends.registry import parse_backends
+    from facequant.evaluate.engine import SweepConfig
+    from facequant.simulate.camera import Degradation, parse_distances
 
     if args.config:
         try:
@@ -129,8 +129,8 @@ _DEFAULTS: dict[str, object] = {}
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from facequant.reports import check_output_dir, print_summary, write_results
-    from facequant.sweep import run_sweep
+    from facequant.evaluate.engine import run_sweep
+    from facequant.results.directory import check_output_dir, print_summary, write_results
 
     config, out = _config_from_args(args)
     check_output_dir(out, args.force)  # before any work: never compute what cannot be saved
@@ -151,21 +151,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from facequant import studies
-    from facequant.backends import parse_backends
+    from facequant.analysis import studies
+    from facequant.backends.registry import parse_backends
 
     args.backends = "fp32"  # each variant sweeps fp32 and the recipe
     base, _ = _config_from_args(args)
     parse_backends(args.recipe)  # a clear error for an unknown recipe before any work
     out = args.out or Path("runs") / f"study-{args.kind}-{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    from facequant.reports import check_output_dir
+    from facequant.results.directory import check_output_dir
 
     check_output_dir(out, args.force)
     if args.kind == "calibration-size":
         sizes = [int(v) for v in str(args.sizes).split(",")] if args.sizes else None
         variants = studies.size_variants(base, sizes)
     elif args.kind == "calibration-distance":
-        from facequant.distance import parse_distances
+        from facequant.simulate.camera import parse_distances
 
         mixes = [parse_distances(m) for m in str(args.mixes).split(";")] if args.mixes else None
         variants = studies.distance_variants(base, mixes)
@@ -183,9 +183,9 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_export_precision(args: argparse.Namespace) -> int:
-    from facequant.precision_export import export_precision, load_name_map
-    from facequant.reports import check_output_dir
-    from facequant.sweep import prepare_probes
+    from facequant.evaluate.engine import prepare_probes
+    from facequant.results.directory import check_output_dir
+    from facequant.results.precision_export import export_precision, load_name_map
 
     args.backends = "fp32"
     config, _ = _config_from_args(args)
@@ -206,7 +206,7 @@ def cmd_export_precision(args: argparse.Namespace) -> int:
 def cmd_recommend(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from facequant.recommend import RECOMMEND_CSV, recommend_dir, render
+    from facequant.analysis.recommend import RECOMMEND_CSV, recommend_dir, render
 
     names = [n.strip() for n in str(args.scenario).split(",") if n.strip()] if args.scenario else None
     rec = recommend_dir(args.results, names, scenarios_directory=args.scenarios_dir,
@@ -221,8 +221,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_diagnose(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from facequant import diagnostics
-    from facequant.reports import check_output_dir
+    from facequant.analysis import diagnose as diagnostics
+    from facequant.results.directory import check_output_dir
 
     if args.out is None:  # a diagnosis is not a sweep: its own default folder name
         args.out = Path("runs") / f"diagnose-{Path(args.model or 'faceplugin').stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -257,8 +257,13 @@ def cmd_search_precision(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from facequant.reports import check_output_dir
-    from facequant.search import SearchSettings, search_precision, search_summary, write_search
+    from facequant.analysis.search import (
+        SearchSettings,
+        search_precision,
+        search_summary,
+        write_search,
+    )
+    from facequant.results.directory import check_output_dir
 
     args.backends = "fp32"
     config, _ = _config_from_args(args)
@@ -306,14 +311,14 @@ def cmd_search_precision(args: argparse.Namespace) -> int:
 
 
 def cmd_models_inspect(args: argparse.Namespace) -> int:
-    from facequant.models import describe, inspect_model, resolve_model
+    from facequant.models.spec import describe, inspect_model, resolve_model
 
     print(describe(inspect_model(resolve_model(args.model))))
     return 0
 
 
 def cmd_models_pull(args: argparse.Namespace) -> int:
-    from facequant.models import pull_faceplugin, resolve_model
+    from facequant.models.spec import pull_faceplugin, resolve_model
 
     if args.name == "faceplugin":
         dest = Path(args.dest) if args.dest else settings.cache_dir() / "faceplugin"
@@ -325,7 +330,7 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_cameras(args: argparse.Namespace) -> int:
-    from facequant.distance import load_cameras
+    from facequant.simulate.camera import load_cameras
 
     for name, cam in load_cameras().items():
         at = ", ".join(f"{d:g} m: {cam.face_px(d):.0f} px" for d in (0.5, 1, 3, 5, 10))
@@ -336,9 +341,9 @@ def cmd_cameras(args: argparse.Namespace) -> int:
 def cmd_export_probes(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from facequant.external import export_probes
-    from facequant.reports import check_output_dir
-    from facequant.sweep import prepare_probes
+    from facequant.evaluate.engine import prepare_probes
+    from facequant.results.directory import check_output_dir
+    from facequant.results.probe_export import export_probes
 
     config, out = _config_from_args(args)
     check_output_dir(out, args.force)  # before any work, as for a sweep
@@ -358,8 +363,8 @@ def cmd_export_probes(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_sim(args: argparse.Namespace) -> int:
-    from facequant.distance import Degradation
-    from facequant.validate import print_fidelity, validate_simulation
+    from facequant.analysis.fidelity import print_fidelity, validate_simulation
+    from facequant.simulate.camera import Degradation
 
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -506,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cameras", help="list camera presets and the face size each gives by distance")
     p.set_defaults(func=cmd_cameras)
 
-    from facequant.external import LAYOUTS_HELP
+    from facequant.backends.external import LAYOUTS_HELP
 
     p = _command(sub, "export-probes", help="write the sweep's exact model inputs (NPY, PNG, manifest) to run on a device",
                  description="Write, for the enrolment set and each distance, the aligned degraded crops exactly "

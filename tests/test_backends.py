@@ -5,10 +5,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facequant.backends import BackendFactory, available_backends, parse_backends, preprocess
+from facequant.backends.base import preprocess
+from facequant.backends.quantize import RECIPES, build_quantized, quantized_model_path
+from facequant.backends.registry import BackendFactory, available_backends, parse_backends
 from facequant.errors import FacequantError
-from facequant.models import file_sha256, inspect_model, normalize_model
-from facequant.quantization import RECIPES, build_quantized, quantized_model_path
+from facequant.models.spec import file_sha256, inspect_model, normalize_model
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""facequant.cliff on hand-built curves and synthetic pre-norm data."""
+"""facequant.evaluate.cliff on hand-built curves and synthetic pre-norm data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from facequant.cliff import (
+from facequant.errors import FacequantError
+from facequant.evaluate.cliff import (
     CLIFF_COLUMNS,
     CliffSettings,
     cliff_distance,
@@ -17,7 +18,6 @@ from facequant.cliff import (
     prenorm_cliff,
     reliable_distance,
 )
-from facequant.errors import FacequantError
 
 # ---------------------------------------------------------------- reliable_distance
 

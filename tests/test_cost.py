@@ -1,4 +1,4 @@
-"""facequant.cost: layer precision counts, CPU latency, device profiles, the cost table.
+"""facequant.backends.cost: layer precision counts, CPU latency, device profiles, the cost table.
 
 No timing thresholds here: speed depends on the machine, and speed goals never go in unit
 tests. Latency is only checked for being a sane measurement."""
@@ -15,8 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from facequant import settings
-from facequant.backends import preprocess
-from facequant.cost import (
+from facequant.backends.base import preprocess
+from facequant.backends.cost import (
     COST_COLUMNS,
     CPU_LATENCY_SOURCE,
     backend_cost,
@@ -25,9 +25,9 @@ from facequant.cost import (
     load_device_profile,
     measure_latency,
 )
+from facequant.backends.quantize import RECIPES, build_quantized
 from facequant.errors import FacequantError
-from facequant.models import ModelSpec, file_sha256, inspect_model, normalize_model
-from facequant.quantization import RECIPES, build_quantized
+from facequant.models.spec import ModelSpec, file_sha256, inspect_model, normalize_model
 
 EXAMPLE_PROFILE = settings.configs_dir() / "devices" / "hailo8-example.yaml"
 

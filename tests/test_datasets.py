@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from facequant.datasets import comparisons, load_identity_folders
+from facequant.datasets.folders import comparisons, load_identity_folders
 from facequant.errors import FacequantError
 
 
@@ -59,7 +59,7 @@ def test_bad_inputs(tmp_path: Path, celebs13: Path):
 
 
 def test_lfw_without_network_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from facequant.datasets import load_lfw
+    from facequant.datasets.folders import load_lfw
 
     # a dead local proxy: fails at once, downloads nothing even where a network exists
     for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):

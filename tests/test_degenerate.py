@@ -19,17 +19,17 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from facequant import metrics
-from facequant.backends import OrtBackend
-from facequant.cliff import (
+from facequant.backends.quantize import RECIPES, build_quantized
+from facequant.backends.runtime import OrtBackend
+from facequant.errors import FacequantError
+from facequant.evaluate import metrics
+from facequant.evaluate.cliff import (
     CLIFF_COLUMNS,
     DegenerateSettings,
     cliff_table,
     degenerate_reason,
 )
-from facequant.errors import FacequantError
-from facequant.quantization import RECIPES, build_quantized
-from facequant.sweep import ProbeSet, SweepConfig, prepare_probes
+from facequant.evaluate.engine import ProbeSet, SweepConfig, prepare_probes
 
 # ---------------------------------------------------------------- synthetic tables
 

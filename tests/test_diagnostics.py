@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from onnxruntime.quantization.qdq_loss_debug import compute_signal_to_quantization_noice_ratio
 
-from facequant import diagnostics as dg
+from facequant.analysis import diagnose as dg
 from facequant.cli import main
 from facequant.errors import FacequantError
-from facequant.sweep import SweepConfig
+from facequant.evaluate.engine import SweepConfig
 
 DISTANCES = (1.0, 4.0, 8.0)
 BACKENDS = ("int8-pt", "int8-pc", "a16w8")
@@ -208,8 +208,8 @@ def test_diagnosed_graph_is_the_backend(result: dg.DiagnoseResult, model_path: P
 
 def test_snr_agrees_with_onnxruntime_on_the_embedding(result: dg.DiagnoseResult, model_path: Path, celebs13: Path):
     # the embedding row, recomputed from the sweep's own backends and ORT's SNR function
-    from facequant.backends import BackendFactory
-    from facequant.sweep import prepare_probes
+    from facequant.backends.registry import BackendFactory
+    from facequant.evaluate.engine import prepare_probes
 
     ps = prepare_probes(SweepConfig(model=str(model_path), data=str(celebs13), distances_m=DISTANCES))
     factory = BackendFactory(ps.normalized, ps.model_sha, ps.spec, ps.calibration_tensors)

@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from facequant.alignment import TEMPLATE_EYE_DISTANCE_112
-from facequant.distance import (
+from facequant.errors import FacequantError
+from facequant.faces.alignment import TEMPLATE_EYE_DISTANCE_112
+from facequant.simulate.camera import (
     CameraProfile,
     Degradation,
     camera_from_spec,
@@ -16,7 +17,6 @@ from facequant.distance import (
     parse_distances,
     simulate,
 )
-from facequant.errors import FacequantError
 
 
 def test_focal_from_fov_and_face_px_scale_inverse_with_distance():

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from facequant.backends.external import MANIFEST_COLUMNS, ExternalBackend
 from facequant.cli import main
 from facequant.errors import FacequantError
-from facequant.external import MANIFEST_COLUMNS, ExternalBackend
-from facequant.models import ModelSpec, inspect_model, normalize_model
-from facequant.sweep import probe_id
+from facequant.evaluate.engine import probe_id
+from facequant.models.spec import ModelSpec, inspect_model, normalize_model
 
 DISTANCES = "1,6"
 SETS = ("enrol", "probe_1m", "probe_6m")
@@ -34,7 +34,7 @@ def export_dir(tmp_path_factory: pytest.TempPathFactory, model_path: Path, celeb
 def device(tmp_path_factory: pytest.TempPathFactory, export_dir: Path, model_path: Path) -> dict[str, Path]:
     """Runs the float model on the exported tensors as a device would (it sees only the NPY files)
     and brings the embeddings back in each accepted layout."""
-    from facequant.backends import OrtBackend
+    from facequant.backends.runtime import OrtBackend
 
     root = tmp_path_factory.mktemp("device")
     runner = OrtBackend("device", normalize_model(model_path), inspect_model(model_path))
@@ -90,7 +90,7 @@ def test_export_writes_consistent_files(export_dir: Path, celebs13: Path):
 
 
 def test_npy_is_the_preprocessed_png(export_dir: Path, model_path: Path):
-    from facequant.backends import preprocess
+    from facequant.backends.base import preprocess
 
     spec = inspect_model(model_path)
     manifest = pd.read_csv(export_dir / "manifest.csv", keep_default_na=False)
@@ -147,7 +147,7 @@ def test_extra_ids_are_fine_and_counted(device: dict[str, Path], model_path: Pat
     backend = ExternalBackend.from_spec(f"external:dev={device['npz']}", inspect_model(model_path))
     manifest = pd.read_csv(device["per-set"] / "manifest.csv", keep_default_na=False)
     wanted = manifest[manifest.npy == "probe_1m.npy"].id.tolist()
-    assert backend.embed_ids(wanted[::-1]).shape == (61, 512)
+    assert backend.embed_probes(None, wanted[::-1]).shape == (61, 512)
     assert backend.describe()["extra_ids"] == 2 * 61
 
 
@@ -195,9 +195,9 @@ def test_a_tensor_not_run_on_the_device_is_named(device: dict[str, Path], tmp_pa
     (folder / "probe_6m.emb.npy").unlink()
     backend = ExternalBackend.from_spec(f"external:dev={folder}", inspect_model(model_path))
     manifest = pd.read_csv(folder / "manifest.csv", keep_default_na=False)
-    backend.embed_ids(manifest[manifest.npy == "probe_1m.npy"].id.tolist())  # what was run is served
+    backend.embed_probes(None, manifest[manifest.npy == "probe_1m.npy"].id.tolist())  # what was run is served
     with pytest.raises(FacequantError, match=r"probe_6m\.emb\.npy: missing file \(61 id\(s\)"):
-        backend.embed_ids(manifest[manifest.npy == "probe_6m.npy"].id.tolist())
+        backend.embed_probes(None, manifest[manifest.npy == "probe_6m.npy"].id.tolist())
 
 
 def test_a_folder_from_another_model_is_refused(device: dict[str, Path], tmp_path: Path, model_path: Path):
@@ -232,7 +232,7 @@ def test_layouts_parse_and_malformed_input_is_refused(tmp_path: Path):
     good.write_text("a@enrol,1,2,3,4\n\nb@enrol,0.5,0,0,0\n")  # headerless, a blank line
     backend = ExternalBackend.from_spec(f"external:npu={good}", spec)
     assert backend.name == "npu"
-    assert backend.embed_ids(["b@enrol", "a@enrol"]).tolist() == [[0.5, 0, 0, 0], [1, 2, 3, 4]]
+    assert backend.embed_probes(None, ["b@enrol", "a@enrol"]).tolist() == [[0.5, 0, 0, 0], [1, 2, 3, 4]]
 
     assert "expected external:NAME=PATH" in _refused(f"external:{good}", spec)
     assert "built-in backend" in _refused(f"external:fp32={good}", spec)
@@ -275,7 +275,7 @@ def test_folder_layouts_are_checked(tmp_path: Path):
     np.save(folder / "embeddings.npy", np.ones((3, 4), np.float32))
     assert f"{folder / 'embeddings.npy'}: shape [3, 4], expected [2, D]" in _refused(f"external:x={folder}", spec)
     np.save(folder / "embeddings.npy", np.ones((2, 4), np.float16))  # any numeric dtype is read as float32
-    assert ExternalBackend.from_spec(f"external:x={folder}", spec).embed_ids(["b@enrol"]).dtype == np.float32
+    assert ExternalBackend.from_spec(f"external:x={folder}", spec).embed_probes(None, ["b@enrol"]).dtype == np.float32
     np.save(folder / "enrol.emb.npy", np.ones((2, 4)))
     assert "keep one layout" in _refused(f"external:x={folder}", spec)
     (folder / "embeddings.npy").unlink()

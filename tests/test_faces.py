@@ -12,15 +12,15 @@ import onnxruntime as ort
 import pytest
 from insightface.utils import face_align
 
-from facequant.alignment import (
+from facequant.errors import BadImageError, BadModelError
+from facequant.faces.alignment import (
     ARCFACE_TEMPLATE_112,
     TEMPLATE_EYE_DISTANCE_112,
     align,
     inter_ocular_px,
     similarity_matrix,
 )
-from facequant.errors import BadImageError, BadModelError
-from facequant.faces import (
+from facequant.faces.pipeline import (
     AlignedFace,
     Detection,
     FacePipeline,
@@ -401,7 +401,7 @@ def test_pipeline_for_model_picks_pack_detector(tmp_path, model_path, detector_p
     import shutil
 
     from facequant.errors import BadModelError
-    from facequant.faces import RFBDetector, pipeline_for_model
+    from facequant.faces.pipeline import RFBDetector, pipeline_for_model
 
     plain = tmp_path / "plain"
     plain.mkdir()

@@ -1,4 +1,4 @@
-"""facequant.metrics on hand-built scores and tables (values worked out by hand in comments)."""
+"""facequant.evaluate.metrics on hand-built scores and tables (values worked out by hand in comments)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from facequant.errors import FacequantError
-from facequant.metrics import (
+from facequant.evaluate.metrics import (
     SWEEP_COLUMNS,
     from_long,
     match_rates,

@@ -1,4 +1,4 @@
-"""facequant.models on the real shared model and on tiny models built with onnx.helper."""
+"""facequant.models.spec on the real shared model and on tiny models built with onnx.helper."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from facequant import models
 from facequant.errors import BadModelError, FacequantError
-from facequant.models import (
+from facequant.models import spec as models
+from facequant.models.spec import (
     FACEPLUGIN_SHA256,
     ModelSpec,
     describe,

@@ -11,16 +11,16 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from facequant.backends import BackendFactory, parse_backends
-from facequant.errors import FacequantError
-from facequant.quantization import (
+from facequant.backends.quantize import (
     _best_pow2_for_constant,
     graph_layers,
     pow2_moves_path,
     resolve_recipe,
     split_recipe_name,
 )
-from facequant.sweep import ProbeSet, SweepConfig, prepare_probes
+from facequant.backends.registry import BackendFactory, parse_backends
+from facequant.errors import FacequantError
+from facequant.evaluate.engine import ProbeSet, SweepConfig, prepare_probes
 
 LAST3 = ["Conv_91", "Conv_93", "Conv_94"]  # the shared MobileFaceNet's last weighted layers
 

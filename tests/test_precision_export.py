@@ -12,9 +12,16 @@ import pytest
 from onnx import numpy_helper
 from onnxruntime.quantization import quantize_static
 
+from facequant.backends.quantize import (
+    _ArrayReader,
+    build_quantized,
+    prepare_for_quantization,
+    resolve_recipe,
+)
 from facequant.errors import FacequantError
-from facequant.models import file_sha256, inspect_model, normalize_model
-from facequant.precision_export import (
+from facequant.evaluate.engine import SweepConfig, prepare_probes
+from facequant.models.spec import file_sha256, inspect_model, normalize_model
+from facequant.results.precision_export import (
     HAILO_ALLS,
     ORT_JSON,
     PRECISION_JSON,
@@ -22,13 +29,6 @@ from facequant.precision_export import (
     load_name_map,
     ort_options_from_json,
 )
-from facequant.quantization import (
-    _ArrayReader,
-    build_quantized,
-    prepare_for_quantization,
-    resolve_recipe,
-)
-from facequant.sweep import SweepConfig, prepare_probes
 
 
 @pytest.fixture(scope="module")

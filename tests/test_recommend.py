@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facequant import recommend as rc
+from facequant.analysis import recommend as rc
 from facequant.cli import main
-from facequant.distance import camera_from_spec
 from facequant.errors import FacequantError
+from facequant.simulate.camera import camera_from_spec
 
 # ---------------------------------------------------------------- hand-built tables
 

@@ -10,8 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from facequant.errors import FacequantError
-from facequant.search import (
+from facequant.analysis.search import (
     SearchSettings,
     contested_distances,
     layer_damage,
@@ -20,7 +19,8 @@ from facequant.search import (
     search_summary,
     write_search,
 )
-from facequant.sweep import SweepConfig
+from facequant.errors import FacequantError
+from facequant.evaluate.engine import SweepConfig
 
 
 def test_layer_damage_scores_the_layer_that_loses_snr():

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from facequant import studies
+from facequant.analysis import studies
 from facequant.cli import main
 from facequant.errors import FacequantError
-from facequant.sweep import SweepConfig
+from facequant.evaluate.engine import SweepConfig
 
 
 @pytest.fixture(scope="module")

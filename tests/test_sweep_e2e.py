@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from facequant.cli import main
-from facequant.sweep import SweepConfig, run_sweep
+from facequant.evaluate.engine import SweepConfig, run_sweep
 
 SWEEP_COLUMNS = ["model", "backend", "distance_m", "face_px", "n_probes", "n_genuine", "n_impostor",
                  "prenorm_mean", "prenorm_p05", "prenorm_p50", "prenorm_p95", "cos_to_fp32_mean",
@@ -100,7 +100,7 @@ def test_existing_results_are_never_overwritten(run_dir: Path, capsys: pytest.Ca
 
 
 def test_sweep_is_reproducible(model_path: Path, celebs13: Path):
-    from facequant.distance import Degradation
+    from facequant.simulate.camera import Degradation
 
     config = SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", "int8-pt"),
                          distances_m=(1.0, 6.0), degradation=Degradation(0.6, 3.0, 70), seed=3)
@@ -146,7 +146,7 @@ def test_missing_model_and_data_give_one_line_errors(tmp_path: Path, capsys: pyt
 
 def test_nan_embeddings_are_refused_naming_the_backend():
     from facequant.errors import FacequantError
-    from facequant.sweep import _Embeddings
+    from facequant.evaluate.engine import _Embeddings
 
     raw = np.ones((3, 4), np.float32)
     assert np.allclose(_Embeddings(raw, "fp32").prenorm, 2.0)
@@ -170,7 +170,7 @@ def test_calibration_folder_is_used_and_recorded(model_path: Path, celebs13: Pat
 
 
 def test_cost_table_written_with_layer_counts(run_dir: Path):
-    from facequant.reports import load_results
+    from facequant.results.directory import load_results
 
     cost = pd.read_csv(run_dir / "cost.csv").set_index("backend")
     assert cost.loc["fp32", "layers_float"] == 50 and cost.loc["fp32", "layers_8bit"] == 0
@@ -184,7 +184,7 @@ def test_cost_table_written_with_layer_counts(run_dir: Path):
 
 
 def test_summary_hides_distances_of_a_degenerate_backend():
-    from facequant.reports import summary_rows
+    from facequant.results.directory import summary_rows
 
     cliff = pd.DataFrame({"backend": ["fp32", "broken"], "tar_close": [0.99, 1.0], "reliable_distance_m": [5.0, 12.0],
                           "cliff_distance_m": [7.0, float("inf")], "cliff_prenorm": [3.1, float("nan")],
@@ -195,7 +195,7 @@ def test_summary_hides_distances_of_a_degenerate_backend():
 
 
 def test_pow2_moves_travel_with_the_results(tmp_path: Path, model_path: Path, celebs13: Path):
-    from facequant.reports import write_results
+    from facequant.results.directory import write_results
 
     result = run_sweep(SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", "int8-npu"),
                                    distances_m=(1.0,), measure_cost=False))

@@ -22,9 +22,10 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable, ProgressBar, Static, TabbedContent
 
-from facequant import reports, settings
+from facequant import settings
 from facequant.cli import build_parser, main
 from facequant.errors import FacequantError
+from facequant.results import directory as reports
 from tui import state
 from tui.app import FacequantApp
 from tui.layers import load_diagnostics
@@ -113,7 +114,7 @@ def test_results_open_without_recomputing_rows_and_colours(results_dir: Path, mo
     def no_sweep(*_a: object, **_k: object) -> None:
         raise AssertionError("opening results must not run a sweep")
 
-    monkeypatch.setattr("facequant.sweep.run_sweep", no_sweep)
+    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", no_sweep)
     monkeypatch.setattr(state, "run_sweep", no_sweep)
     sweep = pd.read_csv(results_dir / "sweep.csv")
     started = time.monotonic()
@@ -175,7 +176,7 @@ def test_cliff_tab_is_the_cli_summary_and_plots_draw(results_dir: Path):
 
 
 def _write_diagnostics(folder: Path) -> Path:
-    """layers.csv and summary.csv with facequant.diagnostics' columns: Conv_7 loses the most at 8 m."""
+    """layers.csv and summary.csv with facequant.analysis.diagnose' columns: Conv_7 loses the most at 8 m."""
     folder.mkdir(parents=True)
     rows = [{"backend": "int8-pt", "distance_m": d, "layer": f"Conv_{i}", "op_type": "Conv", "depth": i,
              "snr_db": 40.0 - i * (3 if d == 8 else 1) - (25 if i == 7 else 0), "psnr_db": 50.0,
@@ -190,7 +191,7 @@ def _write_diagnostics(folder: Path) -> Path:
 
 
 def test_diagnostics_columns_are_the_diagnose_module_s():
-    from facequant.diagnostics import LAYER_COLUMNS, SUMMARY_COLUMNS
+    from facequant.analysis.diagnose import LAYER_COLUMNS, SUMMARY_COLUMNS
     from tui.layers import LAYER_VIEW_COLUMNS, SUMMARY_VIEW_COLUMNS
 
     assert set(LAYER_VIEW_COLUMNS) <= set(LAYER_COLUMNS)
@@ -238,7 +239,7 @@ def test_a_diagnose_directory_opens_by_itself(tmp_path: Path):
 def test_recommendation_view_through_the_adapter(results_copy: Path, monkeypatch: pytest.MonkeyPatch):
     real = load_recommendations(results_copy)
     try:
-        import facequant.recommend  # noqa: F401
+        import facequant.analysis.recommend  # noqa: F401
     except ModuleNotFoundError:
         assert real.table is None and "not in this version" in real.note
     else:  # the module has landed: its per-scenario verdicts, without writing recommend.csv
@@ -247,11 +248,11 @@ def test_recommendation_view_through_the_adapter(results_copy: Path, monkeypatch
             or real.note.startswith("no recommendation:")
 
     # The adapter's contract, whatever the module returns: a stand-in with records.
-    fake = types.ModuleType("facequant.recommend")
+    fake = types.ModuleType("facequant.analysis.recommend")
     fake.recommend_dir = lambda path, write=True: [  # type: ignore[attr-defined]
         {"scenario": "kiosk", "backend": "int8-pt", "verdict": "recommended", "written": write},
         {"scenario": "corridor", "backend": "fp32", "verdict": "closest", "written": write}]
-    monkeypatch.setitem(sys.modules, "facequant.recommend", fake)
+    monkeypatch.setitem(sys.modules, "facequant.analysis.recommend", fake)
 
     async def steps(pilot: Pilot) -> None:
         screen = pilot.app.screen
@@ -358,7 +359,7 @@ def slow_distances(monkeypatch: pytest.MonkeyPatch) -> None:
     before the UI polls it, and these tests are about what the UI shows while it runs."""
     import time as _time
 
-    from facequant.sweep import ProbeSet
+    from facequant.evaluate.engine import ProbeSet
 
     real = ProbeSet.probe_crops
 
@@ -486,7 +487,7 @@ def test_cancellation_stops_between_distances_and_saves_what_finished(tmp_path: 
             cancel.set()  # the user presses c during the second distance
         raise AssertionError("the sweep went on after cancellation")
 
-    from facequant.sweep import SweepConfig
+    from facequant.evaluate.engine import SweepConfig
 
     config = SweepConfig(model="m.onnx", data="d", backends=("fp32", "int8-pt"), distances_m=(1.0, 2.0, 4.0))
     outcome = state.run_cancellable(config, tmp_path / "run", cancel, sweep_fn=fake_sweep)

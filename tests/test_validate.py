@@ -8,9 +8,9 @@ import cv2
 import pandas as pd
 import pytest
 
+from facequant.analysis.fidelity import FIDELITY_COLUMNS, validate_simulation
 from facequant.cli import main
-from facequant.distance import Degradation
-from facequant.validate import FIDELITY_COLUMNS, validate_simulation
+from facequant.simulate.camera import Degradation
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
 """facequant's terminal UI: `facequant tui [--results DIR] [--config YAML] [--runs DIR]`.
 
 A thin layer over the same API as the CLI: the setup screen makes a SweepConfig the way
-`facequant sweep` does, a thread worker runs facequant.sweep.run_sweep and streams each
+`facequant sweep` does, a thread worker runs facequant.evaluate.engine.run_sweep and streams each
 finished distance's sweep rows back as messages, and results directories are written and
-read by facequant.reports. No metric is computed here.
+read by facequant.results.directory. No metric is computed here.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from facequant.errors import FacequantError
-from facequant.sweep import SweepConfig
+from facequant.evaluate.engine import SweepConfig
 from tui import state
 from tui.screens import HelpScreen, ResultsScreen, SetupScreen
 from tui.state import RUNNING, RunData, RunOutcome, display_path
@@ -117,7 +117,7 @@ class FacequantApp(App[None]):
             return
         try:
             config, out = state.config_from_setup(self.setup_screen.read_values(), self.runs_dir)
-            from facequant.reports import check_output_dir
+            from facequant.results.directory import check_output_dir
 
             check_output_dir(out, force=False)  # before any work, as the CLI does
         except FacequantError as exc:

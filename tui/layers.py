@@ -1,7 +1,7 @@
 """Layer diagnostics for the results screen: the layers.csv / summary.csv that
-`facequant diagnose` (facequant.diagnostics) writes, read as they are.
+`facequant diagnose` (facequant.analysis.diagnose) writes, read as they are.
 
-facequant.diagnostics writes one row per backend x distance x layer (backend, distance_m,
+facequant.analysis.diagnose writes one row per backend x distance x layer (backend, distance_m,
 layer, op_type, depth, snr_db, psnr_db, ...; LAYER_COLUMNS there) and a summary per backend x
 distance. It was written alongside the TUI, so columns are found by name and a file with fewer
 or other columns is still shown: the view picks the ones it knows and keeps the rest out of an

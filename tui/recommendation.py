@@ -1,6 +1,6 @@
-"""The recommendation view's one dependency: facequant.recommend, behind a small adapter.
+"""The recommendation view's one dependency: facequant.analysis.recommend, behind a small adapter.
 
-facequant.recommend evaluates deployment scenarios over a results directory
+facequant.analysis.recommend evaluates deployment scenarios over a results directory
 (recommend_dir -> Recommendation: .table, one row per scenario x backend, and render(rec),
 the rich tables the CLI prints). The TUI was written alongside it, so the adapter keeps the
 view working if the module is absent (it says so) or returns another shape (any table-like
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-MODULE = "facequant.recommend"
+MODULE = "facequant.analysis.recommend"
 ENTRY_POINT = "recommend_dir"
 
 

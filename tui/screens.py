@@ -57,8 +57,8 @@ LABELS: dict[str, str] = {"model": "model", "data": "dataset", "camera": "camera
 
 def _hints() -> dict[str, str]:
     """One line per field, from the same lists the CLI's --help prints."""
-    from facequant.backends import available_backends
-    from facequant.distance import load_cameras
+    from facequant.backends.registry import available_backends
+    from facequant.simulate.camera import load_cameras
 
     try:
         cameras = ", ".join(load_cameras())

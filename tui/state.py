@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from facequant import cliff, metrics, reports
 from facequant.errors import FacequantError
-from facequant.sweep import SweepConfig, SweepResult, run_sweep
+from facequant.evaluate import cliff, metrics
+from facequant.evaluate.engine import SweepConfig, SweepResult, run_sweep
+from facequant.results import directory as reports
 
 #: The fields the setup screen edits; everything else in a config is carried over as is.
 SETUP_FIELDS: tuple[str, ...] = ("model", "data", "camera", "distances", "backends", "out")
@@ -77,7 +78,7 @@ def setup_from_config(config: SweepConfig, source: str, out: str = "") -> SetupV
 def config_from_dict(values: dict[str, object]) -> SweepConfig:
     """A SweepConfig from run.json's "config" (SweepConfig.to_dict), keys this version does
     not know ignored: an older or newer run still prefills the form."""
-    from facequant.distance import Degradation
+    from facequant.simulate.camera import Degradation
 
     known = {f.name for f in dataclasses.fields(SweepConfig)}
     kwargs: dict[str, object] = {k: v for k, v in values.items() if k in known}
@@ -147,8 +148,8 @@ def initial_setup(config_path: Path | None, runs_dir: Path) -> SetupValues:
 def config_from_setup(values: SetupValues, runs_dir: Path) -> tuple[SweepConfig, Path]:
     """The edited fields applied to the base config, checked the way the CLI checks them.
     Raises FacequantError with a one-line reason."""
-    from facequant.backends import parse_backends
-    from facequant.distance import camera_from_spec, parse_distances
+    from facequant.backends.registry import parse_backends
+    from facequant.simulate.camera import camera_from_spec, parse_distances
 
     model = values.model.strip()
     data = values.data.strip()
@@ -255,7 +256,7 @@ def empty_sweep() -> pd.DataFrame:
 
 
 def live_cliff(sweep: pd.DataFrame) -> pd.DataFrame:
-    """The cliff table of the rows finished so far (facequant.cliff.cliff_table without
+    """The cliff table of the rows finished so far (facequant.evaluate.cliff.cliff_table without
     comparisons: reliable and cliff distances, no pre-norm fit)."""
     if not len(sweep):
         return pd.DataFrame(columns=[*cliff.CLIFF_COLUMNS, *cliff.CLIFF_EXTRA_COLUMNS])

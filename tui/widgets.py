@@ -221,7 +221,7 @@ class SummaryTable(DataTable):
 
 
 class RecommendationPane(VerticalScroll):
-    """Per deployment scenario: facequant.recommend's own tables when it renders them (the
+    """Per deployment scenario: facequant.analysis.recommend's own tables when it renders them (the
     same the CLI prints), else its rows as a table."""
 
     def compose(self) -> ComposeResult:

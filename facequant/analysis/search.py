@@ -23,12 +23,24 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from facequant.backends import BackendFactory
+from facequant.backends.quantize import RECIPES, graph_layers
+from facequant.backends.registry import BackendFactory
 from facequant.errors import FacequantError
-from facequant.metrics import paired_tar_gain, pooled_tar_gain
-from facequant.quantization import RECIPES, graph_layers
-from facequant.reports import _finite_or_none, plot_paired_gain, staged_output, write_results
-from facequant.sweep import ProbeSet, SweepConfig, SweepResult, prepare_probes, run_sweep, versions
+from facequant.evaluate.engine import (
+    ProbeSet,
+    SweepConfig,
+    SweepResult,
+    prepare_probes,
+    run_sweep,
+    versions,
+)
+from facequant.evaluate.metrics import paired_tar_gain, pooled_tar_gain
+from facequant.results.directory import (
+    _finite_or_none,
+    plot_paired_gain,
+    staged_output,
+    write_results,
+)
 
 T = TypeVar("T")
 
@@ -222,7 +234,7 @@ def _step(result: SweepResult, backend: str, layers: list[str]) -> dict[str, obj
 
 def diagnostics_layers(ps: ProbeSet, backend: str, distances: Sequence[float]) -> pd.DataFrame:
     """diagnose's layers.csv rows for one backend at `distances` (the predicted sensitivity)."""
-    from facequant.diagnostics import DiagnoseConfig, run_diagnose
+    from facequant.analysis.diagnose import DiagnoseConfig, run_diagnose
 
     sweep = dataclasses.replace(ps.config, backends=(backend,), distances_m=tuple(distances), face_px=None)
     return run_diagnose(DiagnoseConfig(sweep=sweep)).layers

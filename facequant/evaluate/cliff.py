@@ -2,7 +2,7 @@
 
 A quantized backend tends not to degrade gently: its match rate holds, then collapses once the
 embedding pre-norm (L2 norm before normalisation) drops below some level. These functions put
-numbers on that from a sweep table (see facequant.metrics.sweep_table) and its comparisons.
+numbers on that from a sweep table (see facequant.evaluate.metrics.sweep_table) and its comparisons.
 They also flag a *degenerate* backend (degenerate_reason): one whose embeddings collapsed, so
 that its high match rate is an artefact (every face matches every other) and its distances
 must not be read as success. All are pure functions of their inputs.
@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from facequant.errors import FacequantError
-from facequant.metrics import _as_bool, _require_columns, simulated_comparisons
+from facequant.evaluate.metrics import _as_bool, _require_columns, simulated_comparisons
 
 #: The contract: cliff_table's columns start exactly with these, in this order.
 CLIFF_COLUMNS: tuple[str, ...] = (
@@ -363,7 +363,7 @@ def degenerate_reason(
 ) -> str:
     """Why one backend's embeddings look collapsed, or "" when they look healthy.
 
-    ``sweep_rows``: that backend's rows of a sweep table (facequant.metrics.sweep_table);
+    ``sweep_rows``: that backend's rows of a sweep table (facequant.evaluate.metrics.sweep_table);
     ``probe_rows``: its rows of the probes table, or None. Judged at the closest distance with
     a measured genuine/impostor cosine or FAR, where a healthy backend is at its best, so a
     failure there cannot be blamed on distance:

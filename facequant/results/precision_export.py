@@ -13,14 +13,14 @@ import numpy as np
 import yaml
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
-from facequant.errors import FacequantError
-from facequant.quantization import (
+from facequant.backends.quantize import (
     QuantRecipe,
     graph_layers,
     prepare_for_quantization,
     resolve_recipe,
     static_quant_options,
 )
+from facequant.errors import FacequantError
 
 ORT_JSON = "ort_quantization.json"
 PRECISION_JSON = "layer_precision.json"

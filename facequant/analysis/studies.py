@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facequant.datasets import IMAGE_SUFFIXES
+from facequant.datasets.folders import IMAGE_SUFFIXES
 from facequant.errors import FacequantError
-from facequant.reports import pyplot, save_figure, staged_output
-from facequant.sweep import SweepConfig, SweepResult, run_sweep, versions
+from facequant.evaluate.engine import SweepConfig, SweepResult, run_sweep, versions
+from facequant.results.directory import pyplot, save_figure, staged_output
 
 STUDIES = ("calibration-size", "calibration-distance", "calibration-method")
 STUDY_COLUMNS = ["study", "variant", "backend", "n_calibration_crops", "tar_close", "reliable_distance_m",

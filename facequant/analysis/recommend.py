@@ -4,7 +4,7 @@ required match rate over the scenario's distance range, and why every other one 
 A *scenario* (configs/scenarios/<name>.yaml, one file each) is a camera, a distance range, a
 required TAR at the run's threshold, a FAR limit relative to the run's target FAR, and a cost
 budget. recommend() reads a results directory's tables (sweep.csv, cliff.csv, cost.csv,
-run.json; see facequant.reports.load_results) and, per scenario:
+run.json; see facequant.results.directory.load_results) and, per scenario:
 
 1. reads every backend's TAR and FAR at the scenario's distances: the sweep's distances inside
    the range plus the range's two ends. What matters physically is face pixels, so each
@@ -56,8 +56,8 @@ import pandas as pd
 import yaml
 
 from facequant import settings
-from facequant.distance import DEFAULT_IOD_MM, CameraProfile, camera_from_spec
 from facequant.errors import FacequantError
+from facequant.simulate.camera import DEFAULT_IOD_MM, CameraProfile, camera_from_spec
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -867,7 +867,10 @@ def load_search(out: str | Path) -> dict[str, Any] | None:
 def with_device_profile(results: Mapping[str, Any], profile_path: str | Path) -> dict[str, Any]:
     """A copy of ``results`` whose cost table takes device latencies from a device profile
     (configs/devices/*.yaml) measured after the sweep; latency_vs_fp32 is recomputed."""
-    from facequant.cost import cost_table, load_device_profile  # onnxruntime: only when asked
+    from facequant.backends.cost import (  # onnxruntime: only when asked
+        cost_table,
+        load_device_profile,
+    )
 
     profile = load_device_profile(profile_path)
     cost = results.get("cost")
@@ -904,7 +907,7 @@ def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None 
                   latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE, write: bool = True) -> Recommendation:
     """Read a results directory, evaluate the scenarios (all, or the named ones: names or
     YAML paths), and write recommend.csv into it (unless ``write`` is False)."""
-    from facequant.reports import load_results  # pulls in the sweep machinery; only here
+    from facequant.results.directory import load_results  # pulls in the sweep machinery; only here
 
     out = Path(results_dir)
     if not out.is_dir():

@@ -9,13 +9,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from facequant.alignment import similarity_matrix
-from facequant.backends import BackendFactory, parse_backends, preprocess
-from facequant.datasets import IMAGE_SUFFIXES
-from facequant.distance import Degradation, simulate
+from facequant.backends.base import preprocess
+from facequant.backends.registry import BackendFactory, parse_backends
+from facequant.datasets.folders import IMAGE_SUFFIXES
 from facequant.errors import BadImageError, FacequantError
-from facequant.faces import FacePipeline, pipeline_for_model, read_image
-from facequant.models import file_sha256, inspect_model, normalize_model, resolve_model
+from facequant.faces.alignment import similarity_matrix
+from facequant.faces.pipeline import FacePipeline, pipeline_for_model, read_image
+from facequant.models.spec import file_sha256, inspect_model, normalize_model, resolve_model
+from facequant.simulate.camera import Degradation, simulate
 
 FIDELITY_COLUMNS = ["capture", "face_px", "backend", "real_cos", "sim_cos", "delta_cos", "real_prenorm", "sim_prenorm"]
 

@@ -20,14 +20,14 @@ import numpy as np
 import onnxruntime as ort
 
 from facequant import settings
-from facequant.alignment import (
+from facequant.errors import BadImageError, BadModelError
+from facequant.faces.alignment import (
     ARCFACE_TEMPLATE_112,
     TEMPLATE_EYE_DISTANCE_112,
     align,
     inter_ocular_px,
 )
-from facequant.errors import BadImageError, BadModelError
-from facequant.models import file_sha256
+from facequant.models.spec import file_sha256
 
 #: Bump when the crop recipe changes, so old cache entries are never reused.
 CACHE_VERSION = 1
@@ -433,7 +433,7 @@ class FacePipeline:
         threads: int | None = None,
     ) -> FacePipeline:
         """RFB detector + 68-point landmarks: the faceplugin models (shared folder, or pulled)."""
-        from facequant.models import faceplugin_file
+        from facequant.models.spec import faceplugin_file
 
         return cls(
             _shared_rfb(str(faceplugin_file("fr_detect.onnx")), threads),

@@ -12,7 +12,7 @@
     DIR/png/<set>/NNNN_<image>.png   the same crops, RGB uint8 at the model input size
                                      (sorted file names follow the tensor's row order)
 
-A probe id is `<image key>@enrol` or `<image key>@<distance>m` (facequant.sweep.probe_id).
+A probe id is `<image key>@enrol` or `<image key>@<distance>m` (facequant.evaluate.engine.probe_id).
 
 The device run comes back as the backend `external:NAME=PATH` (NAME labels it in the tables).
 PATH is one of these layouts, holding *raw* embeddings (before L2 normalisation), D = the
@@ -38,21 +38,16 @@ import csv
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 import pandas as pd
 
-from facequant import __version__
+from facequant.backends.base import FLOAT_BACKENDS, Backend
+from facequant.backends.quantize import RECIPES
 from facequant.errors import FacequantError
-from facequant.models import ModelSpec, file_sha256
-
-if TYPE_CHECKING:  # sweep imports backends, which imports this module lazily: no cycle at runtime
-    from facequant.sweep import ProbeSet
+from facequant.models.spec import ModelSpec, file_sha256
 
 MANIFEST_CSV = "manifest.csv"
 MANIFEST_JSON = "manifest.json"
@@ -72,151 +67,9 @@ external:NAME=PATH brings back embeddings a device computed on `facequant export
   3. a CSV file id,e0,...,e{D-1} keyed by manifest.csv's id column (header row optional);
   4. an .npz file with arrays ids (strings) and embeddings [N, D]."""
 
-README_TEMPLATE = """\
-facequant probe export ({format}, facequant {version})
-
-These are the exact model inputs of a facequant sweep. Run them on the device, bring back the
-embeddings, and the sweep compares the device with the float model on identical inputs.
-
-Files
-  manifest.csv   one row per crop: id, image, identity, kind (enrol|probe), distance_m, face_px,
-                 simulated, npy (tensor file), row (index in it), png (the crop as an image)
-  manifest.json  model ({model}, sha256 {sha}), spec, camera, sweep config, id order per tensor
-  *.npy          model input, float32 NCHW [N, 3, {h}, {w}], already preprocessed:
-                 (pixel - {mean:g}) / {std:g}, channels in {order} order. Feed the rows as they are,
-                 {batch}, and keep the row order. Sets: {sets}.
-  png/<set>/     the same crops as RGB uint8 {h}x{w} PNGs, sorted names = row order, for
-                 toolchains that do their own preprocessing (use the mean/std/order above).
-
-Bring back raw embeddings (float, before any L2 normalisation: the pre-norm is measured; a
-quantized output must be dequantized), D = {dim}, as one of:
-  1. <set>.emb.npy [N, D] beside manifest.csv for each tensor you ran (enrol.npy ->
-     enrol.emb.npy), same row order; PATH = that folder. In Python on the device:
-       for f in glob("*.npy"): np.save(f[:-4] + ".emb.npy", run_model(np.load(f)))
-  2. embeddings.npy [{rows}, D] beside manifest.csv, in manifest.csv order; PATH = the folder.
-  3. a CSV id,e0,...,e{last} with the ids of manifest.csv; PATH = the file.
-  4. an .npz with arrays ids (strings) and embeddings [N, D]; PATH = the file.
-
-Then run the sweep with the same options as this export (model, data, camera, distances,
-degradation, seed) and add the device as a backend:
-  facequant sweep ... --backends fp32,int8-pt,external:NAME=PATH
-"""
-
-
-# --------------------------------------------------------------------------- export
-
-
 def tensor_name(distance_m: float | None) -> str:
     """File stem of one exported set: 'enrol' or 'probe_<d>m' (formatted like probe ids)."""
     return "enrol" if distance_m is None else f"probe_{distance_m:g}m"
-
-
-def _safe(text: str) -> str:
-    """A file-name-safe form of an image key (folders flattened: png/<set>/ stays one level)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "image"
-
-
-def _json_default(value: object) -> object:
-    from facequant.reports import _json_default as reports_default  # one JSON rule for every output
-
-    return reports_default(value)
-
-
-@dataclass(frozen=True)
-class ExportSummary:
-    out: Path
-    n_photos: int
-    tensors: tuple[str, ...]  # tensor file names, manifest order
-    n_crops: int
-    n_not_simulated: int  # probes a sweep leaves out of every metric (still exported: ids stay complete)
-    input_shape: tuple[int, ...]  # per crop: (3, H, W)
-
-    def line(self) -> str:
-        return (f"exported {self.n_crops} crops ({self.n_photos} photos x {len(self.tensors)} sets: "
-                f"{', '.join(self.tensors)}; float32 NCHW {list(self.input_shape)}; "
-                f"{self.n_not_simulated} probes not simulable) to {self.out}; see {self.out / README_TXT}")
-
-
-def export_probes(ps: ProbeSet, out: Path, force: bool = False,
-                  progress: Callable[[str, int, int], None] | None = None) -> ExportSummary:
-    """Write the enrolment set and each distance's probes exactly as the sweep feeds them to a
-    backend: PNG crops, one NCHW float32 tensor per set, manifest.csv and manifest.json.
-    Written to a staging folder and swapped in when complete, like a results directory."""
-    from facequant.backends import preprocess
-    from facequant.reports import check_output_dir, staged_output
-
-    out = Path(out)
-    check_output_dir(out, force)  # before any work
-    spec = ps.spec
-    h, w = spec.input_size
-    sets: list[tuple[float | None, int | None]] = [(None, None)] + [(d, i) for i, d in enumerate(ps.distances)]
-    names = [tensor_name(d) for d, _ in sets]
-    if len(set(names)) != len(names):  # two distances equal to 6 significant digits: ids would collide
-        raise FacequantError(f"distances {list(ps.distances)}: two format to the same probe id; space them further apart")
-    width = max(4, len(str(len(ps.images) - 1)))
-
-    rows: list[dict[str, object]] = []
-    tensors: list[dict[str, object]] = []
-    n_not_simulated = 0
-    with staged_output(out, force) as staging:
-        for k, ((distance, d_index), name) in enumerate(zip(sets, names, strict=True)):
-            if d_index is None:
-                crops = ps.gallery_crops()
-                ok = np.ones(len(ps.images), dtype=bool)  # enrolment is always used
-                face_px = [ps.faces[img.key].native_face_px for img in ps.images]  # each photo's own size
-                ids = ps.gallery_ids()
-            else:
-                assert distance is not None
-                crops, ok, px = ps.probe_crops(d_index)
-                face_px = [px] * len(ps.images)
-                ids = ps.probe_ids(distance)
-                n_not_simulated += int((~ok).sum())
-            if crops.shape[1:3] != (h, w):  # a non-square input: the PNG is what preprocess would resize to
-                crops = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in crops])
-            tensor = preprocess(crops, spec)
-            np.save(staging / f"{name}.npy", tensor)
-            (staging / "png" / name).mkdir(parents=True)
-            for row, (img, crop) in enumerate(zip(ps.images, crops, strict=True)):
-                png = Path("png") / name / f"{row:0{width}d}_{_safe(img.key)}.png"
-                if not cv2.imwrite(str(staging / png), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
-                    raise FacequantError(f"{out / png}: cannot write PNG")
-                rows.append({"id": ids[row], "image": img.key, "identity": img.identity,
-                             "kind": "enrol" if distance is None else "probe", "distance_m": distance,
-                             "face_px": round(float(face_px[row]), 3), "simulated": bool(ok[row]),
-                             "npy": f"{name}.npy", "row": row, "png": png.as_posix()})
-            tensors.append({"npy": f"{name}.npy", "bring_back": f"{name}{EMB_SUFFIX}",
-                            "kind": "enrol" if distance is None else "probe", "distance_m": distance,
-                            "face_px": None if d_index is None else float(face_px[0]),
-                            "shape": list(tensor.shape), "dtype": "float32", "ids": ids})
-            if progress:
-                progress("export", k + 1, len(sets))
-
-        pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(staging / MANIFEST_CSV, index=False)
-        readme = README_TEMPLATE.format(
-            format=FORMAT, version=__version__, model=ps.model_path.name, sha=ps.model_sha[:12], h=h, w=w,
-            mean=spec.mean, std=spec.std, order=spec.channel_order, sets=", ".join(names), dim=spec.embedding_dim,
-            batch=(f"{spec.batch_dim} at a time (the model file's fixed batch)" if isinstance(spec.batch_dim, int)
-                   else "in batches of any size"),
-            rows=len(rows), last=spec.embedding_dim - 1)
-        manifest = {
-            "format": FORMAT,
-            "facequant": __version__,
-            "model": {"path": str(ps.model_path), "sha256": ps.model_sha, "spec": ps.spec.to_dict(),
-                      "normalized": str(ps.normalized)},  # facequant's dynamic-batch opset>=13 copy
-            "input": {"layout": "NCHW", "dtype": "float32", "shape": [3, h, w], "channel_order": spec.channel_order,
-                      "mean": spec.mean, "std": spec.std, "formula": "(pixel - mean) / std",
-                      "png": f"RGB uint8 {h}x{w}, before mean/std"},
-            "output": {"embedding_dim": spec.embedding_dim, "what": "raw embeddings, before L2 normalisation"},
-            "camera": ps.camera.to_dict(),
-            "distances_m": list(ps.distances),
-            "config": ps.config.to_dict(),
-            "tensors": tensors,
-            "skipped_images": ps.skipped,
-            "readme": readme,
-        }
-        (staging / MANIFEST_JSON).write_text(json.dumps(manifest, indent=2, default=_json_default))
-        (staging / README_TXT).write_text(readme)
-    return ExportSummary(out, len(ps.images), tuple(f"{n}.npy" for n in names), len(rows), n_not_simulated, (3, h, w))
 
 
 # --------------------------------------------------------------------------- external backend
@@ -327,16 +180,17 @@ def _check_manifest_model(manifest_json: Path, spec: ModelSpec) -> None:
         raise FacequantError(f"{manifest_json}: exported with other preprocessing than the sweep's ({'; '.join(differ)})")
 
 
-class ExternalBackend:
+class ExternalBackend(Backend):
     """Embeddings computed elsewhere (a device run of export-probes), looked up by probe id.
 
-    It has no embed(crops): the sweep asks for embed_ids(ids) with the ids of the crops it would
-    have fed, so the device saw exactly the sweep's inputs."""
+    It cannot embed new crops: the sweep asks embed_probes(crops, ids) and gets the rows of the
+    ids of the crops it would have fed, so the device saw exactly the sweep's inputs."""
 
     def __init__(self, name: str, path: Path, layout: str, ids: list[str], embeddings: np.ndarray,
                  files: list[Path], absent: dict[str, Path] | None = None) -> None:
         self.name = name
         self.path = path
+        self.model_path = None  # run elsewhere: no model file to cost here
         self.layout = layout
         self.files = files
         self._ids = ids
@@ -348,14 +202,12 @@ class ExternalBackend:
     @classmethod
     def from_spec(cls, spec_text: str, model_spec: ModelSpec) -> ExternalBackend:
         """`external:NAME=PATH` -> a loaded, validated backend (see the module docstring)."""
-        from facequant.backends import available_backends
-
         kind, _, rest = spec_text.partition(":")
         name, sep, path_text = rest.partition("=")
         name, path_text = name.strip(), path_text.strip()
         if kind != "external" or not sep or not path_text or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
             raise FacequantError(f"backend '{spec_text}': expected external:NAME=PATH (NAME: letters, digits, . _ -)")
-        if name in available_backends():  # the label must not pass for a built-in backend in the tables
+        if name in (*FLOAT_BACKENDS, *RECIPES):  # the label must not pass for a built-in backend in the tables
             raise FacequantError(f"backend '{spec_text}': NAME '{name}' is a built-in backend; choose another label")
         return cls.load(name, Path(path_text).expanduser(), model_spec)
 
@@ -436,7 +288,7 @@ class ExternalBackend:
         raise FacequantError(f"backend external:{self.name} ({self.path}): embeddings exist only for exported "
                              "probe ids; it can serve a sweep, not new crops")
 
-    def embed_ids(self, ids: list[str]) -> np.ndarray:
+    def embed_probes(self, crops: np.ndarray, ids: Sequence[str]) -> np.ndarray:
         """Raw (N, D) float32 embeddings in the order of ids; every id must be present."""
         missing = [i for i in ids if i not in self._index]
         if missing:

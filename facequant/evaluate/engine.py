@@ -12,10 +12,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facequant import __version__, cliff, cost, metrics
-from facequant.backends import Backend, BackendFactory, preprocess
-from facequant.datasets import IMAGE_SUFFIXES, Dataset, FaceImage, comparisons, load_dataset
-from facequant.distance import (
+from facequant import __version__
+from facequant.backends import cost
+from facequant.backends.base import preprocess
+from facequant.backends.registry import BackendFactory
+from facequant.datasets.folders import IMAGE_SUFFIXES, Dataset, FaceImage, comparisons, load_dataset
+from facequant.errors import BadImageError, FacequantError
+from facequant.evaluate import cliff, metrics
+from facequant.faces.pipeline import AlignedFace, FacePipeline, pipeline_for_model
+from facequant.models.spec import (
+    ModelSpec,
+    file_sha256,
+    inspect_model,
+    normalize_model,
+    resolve_model,
+)
+from facequant.simulate.camera import (
     DEFAULT_DISTANCES_M,
     DEFAULT_IOD_MM,
     CameraProfile,
@@ -25,9 +37,6 @@ from facequant.distance import (
     is_simulable,
     simulate,
 )
-from facequant.errors import BadImageError, FacequantError
-from facequant.faces import AlignedFace, FacePipeline, pipeline_for_model
-from facequant.models import ModelSpec, file_sha256, inspect_model, normalize_model, resolve_model
 
 #: progress(stage, done, total): stages are "faces", "calibration", "distances".
 Progress = Callable[[str, int, int], None]
@@ -250,14 +259,6 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
         genuine=np.array([g for _, _, g in triples]), calibration_faces=calib_faces, timings=timings)
 
 
-def _embed(backend: Backend, crops: np.ndarray, ids: list[str]) -> np.ndarray:
-    """Raw embeddings of one probe set. An external backend (a device run of export-probes)
-    has no model here: it looks up the embeddings of these exact crops by probe id."""
-    if hasattr(backend, "embed_ids"):
-        return backend.embed_ids(ids)
-    return backend.embed(crops)
-
-
 def run_sweep(
     config: SweepConfig,
     progress: Progress | None = None,
@@ -289,7 +290,7 @@ def run_sweep(
     t0 = time.perf_counter()
     gallery_crops = ps.gallery_crops()
     # With --gallery fp32 only fp32 enrols: a device run need not bring back enrolment embeddings.
-    galleries = {name: _Embeddings(_embed(b, gallery_crops, ps.gallery_ids()), name) for name, b in backends.items()
+    galleries = {name: _Embeddings(b.embed_probes(gallery_crops, ps.gallery_ids()), name) for name, b in backends.items()
                  if config.gallery != "fp32" or name == "fp32"}
     if config.gallery == "fp32":
         galleries = {name: galleries["fp32"] for name in backends}
@@ -305,7 +306,7 @@ def run_sweep(
         fp32 = None
         keep = ok[probe_idx]  # a probe that cannot be simulated at this distance is not compared
         for name, backend in backends.items():
-            emb = _Embeddings(_embed(backend, crops, ps.probe_ids(distance)), name)
+            emb = _Embeddings(backend.embed_probes(crops, ps.probe_ids(distance)), name)
             fp32 = emb if name == "fp32" else fp32
             assert fp32 is not None  # parse_backends puts fp32 first
             probe_frames.append(pd.DataFrame({
@@ -332,7 +333,7 @@ def run_sweep(
     timings["sweep_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()  # after the sweep, so timing does not compete with it
     costs = cost.cost_table([cost.backend_cost(name, b.model_path, spec, profile, measure=config.measure_cost)
-                             for name, b in backends.items() if hasattr(b, "model_path")])
+                             for name, b in backends.items() if b.model_path is not None])
     timings["cost_s"] = time.perf_counter() - t0
     assert threshold is not None
 

@@ -13,8 +13,8 @@ import numpy as np
 import yaml
 
 from facequant import settings
-from facequant.alignment import TEMPLATE_EYE_DISTANCE_112
 from facequant.errors import FacequantError
+from facequant.faces.alignment import TEMPLATE_EYE_DISTANCE_112
 
 #: Adult mean inter-pupillary distance; maps the aligned crop to physical size.
 DEFAULT_IOD_MM = 63.0

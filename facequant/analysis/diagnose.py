@@ -62,19 +62,13 @@ from onnxruntime.quantization.qdq_loss_debug import (
 )
 
 from facequant import settings
-from facequant.backends import (
-    EXTERNAL_PREFIX,
-    FLOAT_BACKENDS,
-    BackendFactory,
-    OrtBackend,
-    check_backend_name,
-    preprocess,
-    session_options,
-)
+from facequant.backends.base import EXTERNAL_PREFIX, FLOAT_BACKENDS, preprocess, session_options
+from facequant.backends.quantize import RECIPES, graph_layers, split_recipe_name
+from facequant.backends.registry import BackendFactory, check_backend_name
+from facequant.backends.runtime import OrtBackend
 from facequant.errors import FacequantError
-from facequant.quantization import RECIPES, graph_layers, split_recipe_name
-from facequant.reports import pyplot, save_figure, staged_output
-from facequant.sweep import ProbeSet, SweepConfig, prepare_probes, versions
+from facequant.evaluate.engine import ProbeSet, SweepConfig, prepare_probes, versions
+from facequant.results.directory import pyplot, save_figure, staged_output
 
 #: progress(stage, done, total): stages "faces", "calibration" (building backends), "diagnose".
 Progress = Callable[[str, int, int], None]

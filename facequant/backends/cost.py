@@ -26,9 +26,9 @@ import onnxruntime as ort
 import pandas as pd
 import yaml
 
-from facequant.backends import session_options
+from facequant.backends.base import session_options
 from facequant.errors import FacequantError
-from facequant.models import ModelSpec
+from facequant.models.spec import ModelSpec
 
 #: What cpu latency is and is not; used as latency_source when no device figure applies.
 CPU_LATENCY_SOURCE = (
@@ -94,7 +94,7 @@ def measure_latency(
 ) -> dict[str, float | int]:
     """p50 / p95 latency in ms of one batch-1 inference with ONNX Runtime on this CPU.
 
-    The session is set up exactly as the sweep's backends are (facequant.backends.
+    The session is set up exactly as the sweep's backends are (facequant.backends.registry.
     session_options: same threads and graph optimisations), so the numbers describe what the
     sweep ran. The input is a fixed seeded tensor in the preprocessed range: QDQ kernels do
     not branch on data, and a fixed input keeps runs comparable. ``warmup`` runs are

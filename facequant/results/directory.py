@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from facequant import metrics
 from facequant.errors import FacequantError
-from facequant.sweep import SweepResult
+from facequant.evaluate import metrics
+from facequant.evaluate.engine import SweepResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

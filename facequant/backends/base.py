@@ -1,0 +1,66 @@
+"""The backend interface: aligned crops in, raw (pre-norm) embeddings out, and the input
+preprocessing and ONNX Runtime session settings every model backend shares."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from facequant import settings
+from facequant.errors import FacequantError
+from facequant.models.spec import ModelSpec
+
+#: Float backends every sweep can run; the quantized ones are recipes (facequant.backends.quantize).
+FLOAT_BACKENDS = ("fp32", "insightface")
+EXTERNAL_PREFIX = "external:"
+
+
+class Backend(ABC):
+    """What every backend does, whether it runs a model here or reads a device's results."""
+
+    name: str
+    #: The model file this backend runs on this machine, for its cost (size, layers, latency);
+    #: None when the embeddings were computed elsewhere (an external device).
+    model_path: Path | None
+
+    @abstractmethod
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB aligned crops -> (N, D) float32 raw embeddings."""
+
+    def embed_probes(self, crops: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        """Raw embeddings of a sweep's probes: the crops and their stable probe ids
+        (facequant.evaluate.engine.probe_id). A model embeds the crops; a device backend
+        looks its results up by id, so it saw exactly these crops."""
+        return self.embed(crops)
+
+    @abstractmethod
+    def describe(self) -> dict[str, object]:
+        """What run.json records about this backend."""
+
+
+def preprocess(crops: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """RGB uint8 NHWC crops -> the model's NCHW float32 input."""
+    if crops.ndim != 4 or crops.shape[-1] != 3:
+        raise FacequantError(f"expected (N, H, W, 3) crops, got {crops.shape}")
+    h, w = spec.input_size
+    if crops.shape[1:3] != (h, w):
+        crops = np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in crops])
+    x = crops.astype(np.float32)
+    if spec.channel_order == "BGR":
+        x = x[..., ::-1]
+    x = (x - spec.mean) / spec.std
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def session_options(threads: int | None = None) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or settings.ort_threads()
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # ORT's QDQ/opset advisories are noise in a sweep
+    return opts

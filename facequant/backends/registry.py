@@ -1,0 +1,108 @@
+"""Backends by the names users type (fp32, int8-pc, int8-pc+16bit:last3, external:NAME=PATH):
+checking names, and building each from one normalized float model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facequant.backends.base import EXTERNAL_PREFIX, FLOAT_BACKENDS, Backend
+from facequant.backends.quantize import (
+    RECIPES,
+    SELECTOR_HELP,
+    QuantRecipe,
+    build_quantized,
+    is_recipe_name,
+    pow2_moves_path,
+    pow2_summary,
+    resolve_recipe,
+)
+from facequant.backends.runtime import InsightFaceBackend, OrtBackend
+from facequant.errors import FacequantError
+from facequant.models.spec import ModelSpec
+
+NAME_HELP = (f"BASE+16bit:SEL or BASE+float:SEL (BASE a static recipe; SEL {SELECTOR_HELP}; chainable), "
+             f"{EXTERNAL_PREFIX}NAME=PATH")
+
+
+def available_backends() -> list[str]:
+    """The preset names; mixed-precision and external names are built from them (NAME_HELP)."""
+    return [*FLOAT_BACKENDS, *RECIPES]
+
+
+def check_backend_name(name: str) -> None:
+    """Raise a one-line FacequantError naming the bad part unless `name` is a backend name.
+    Node names and external paths are not checked here (the model and the external backend do)."""
+    if name in FLOAT_BACKENDS:
+        return
+    if name.startswith(EXTERNAL_PREFIX):
+        label, eq, path = name[len(EXTERNAL_PREFIX):].partition("=")
+        if not (label.strip() and eq and path.strip()):
+            raise FacequantError(f"backend '{name}': expected {EXTERNAL_PREFIX}NAME=PATH")
+        return
+    if not is_recipe_name(name):
+        raise FacequantError(f"backend '{name}': unknown; available: {', '.join(available_backends())}, "
+                             f"or {NAME_HELP}")
+
+
+def _backend_info(recipe: QuantRecipe, model: Path) -> dict[str, object]:
+    """What run.json and a cost report need to know about a built recipe."""
+    info: dict[str, object] = {"recipe": recipe.to_dict(), "precision": recipe.precision,
+                               "layers_16bit": list(recipe.layers_16bit), "layers_float": list(recipe.layers_float)}
+    if recipe.pow2_scales:
+        moves_file = pow2_moves_path(model)
+        moves = json.loads(moves_file.read_text())["moves"]
+        info["pow2_scales"] = {**pow2_summary(moves), "moves_file": str(moves_file)}
+    return info
+
+
+@dataclass
+class BackendFactory:
+    """Builds backends by the names users type, from one normalized float model."""
+
+    model_path: Path  # normalized: opset >= 13, dynamic batch
+    model_sha: str
+    spec: ModelSpec
+    calibration: Callable[[], np.ndarray]  # lazily computed preprocessed calibration tensors
+    calibration_method: str | None = None  # overrides every recipe's method when given
+    batch_size: int = 64
+    threads: int | None = None
+
+    def recipe(self, name: str) -> QuantRecipe:
+        """The recipe behind a backend name, selectors resolved to this model's node names."""
+        recipe = resolve_recipe(name, self.model_path)
+        return recipe.with_calibration(self.calibration_method) if self.calibration_method else recipe
+
+    def make(self, name: str) -> Backend:
+        if name == "fp32":
+            return OrtBackend("fp32", self.model_path, self.spec, self.batch_size, self.threads,
+                              info={"precision": "fp32", "layers_16bit": [], "layers_float": []})
+        if name == "insightface":
+            return InsightFaceBackend(self.model_path, self.batch_size, self.threads)
+        if name.startswith(EXTERNAL_PREFIX):
+            check_backend_name(name)
+            try:  # its own module, loaded only when asked for
+                from facequant.backends.external import ExternalBackend
+            except ModuleNotFoundError as exc:
+                if exc.name != "facequant.backends.external":
+                    raise
+                raise FacequantError(f"backend '{name}': external backends are not available in this version") from exc
+            return ExternalBackend.from_spec(name, self.spec)
+        check_backend_name(name)
+        recipe = self.recipe(name)
+        calibration = self.calibration() if recipe.needs_calibration else None
+        path = build_quantized(self.model_path, self.model_sha, self.spec.input_name, recipe, calibration)
+        return OrtBackend(name, path, self.spec, self.batch_size, self.threads, info=_backend_info(recipe, path))
+
+
+def parse_backends(text: str) -> list[str]:
+    """Comma-separated backend names -> the list to run, fp32 (the reference) first."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        check_backend_name(name)
+    # fp32 is the reference every other backend is compared to: always there, always first.
+    return list(dict.fromkeys(["fp32", *names]))

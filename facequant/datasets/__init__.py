@@ -1,0 +1,1 @@
+"""The photos: identity folders, labelled pairs, LFW."""

@@ -1,0 +1,1 @@
+"""Stage 2, the faces: read photos, detect, pick a face, landmarks, align, cache crops."""

@@ -1,0 +1,1 @@
+"""Results directories: writing and reading them, plots, the summary, and exports."""
