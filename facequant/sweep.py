@@ -12,9 +12,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facequant import __version__, cliff, cost, metrics
+from facequant import __version__, cliff, cost, honesty, metrics
 from facequant.backends import Backend, BackendFactory, preprocess
-from facequant.datasets import IMAGE_SUFFIXES, Dataset, FaceImage, comparisons, load_dataset
+from facequant.datasets import (
+    IMAGE_SUFFIXES,
+    Dataset,
+    FaceImage,
+    comparisons,
+    load_dataset,
+    pairs_summary,
+)
 from facequant.distance import (
     DEFAULT_DISTANCES_M,
     DEFAULT_IOD_MM,
@@ -258,6 +265,59 @@ def _embed(backend: Backend, crops: np.ndarray, ids: list[str]) -> np.ndarray:
     return backend.embed(crops)
 
 
+@dataclass
+class _Findings:
+    """What the honesty checks read from a finished sweep."""
+
+    comparisons: pd.DataFrame
+    probes: pd.DataFrame
+    sweep: pd.DataFrame
+    cliff: pd.DataFrame
+    fp32_gallery: _Embeddings
+    gallery_prenorms: dict[str, np.ndarray]
+    threshold: float
+
+
+def _add_findings(run: dict[str, object], ps: ProbeSet, f: _Findings) -> None:
+    """What the data cannot support, and which photos are suspect: run.json's threshold
+    resolution, duplicates and pairs, and a sentence for each in run.json's warnings."""
+    config, close_d = ps.config, ps.distances[0]
+    close = f.comparisons.loc[(f.comparisons.backend == "fp32") & (f.comparisons.distance_m == close_d)]
+    n_imp = int((~close.genuine.astype(bool)).sum())
+    set_by_far = config.threshold is None
+    threshold = run["threshold"]
+    assert isinstance(threshold, dict)
+    threshold.update(honesty.far_resolution(n_imp, config.target_far, set_by_far))
+    degenerate = {str(r.backend): str(r.degenerate) for r in f.cliff.itertuples() if r.degenerate}
+    for backend, reason in degenerate.items():
+        honesty.add_warning(run, f"{backend} is degenerate: {reason}")
+    if set_by_far:
+        honesty.add_warning(run, honesty.far_resolution_warning(f.threshold, config.target_far, n_imp, close_d))
+    run["duplicates"] = _duplicates(ps, f, degenerate)
+    effect = (honesty.duplicate_threshold_effect(close, run["duplicates"], f.threshold, config.target_far)
+              if set_by_far else "")
+    for message in honesty.duplicate_warnings(run["duplicates"], effect):
+        honesty.add_warning(run, message)
+    honesty.add_warning(run, honesty.thin_tar_warning(f.sweep))
+    for backend in pd.unique(f.sweep.backend):
+        honesty.add_warning(run, honesty.far_excess_warning(f.sweep, str(backend), config.target_far))
+    pairs = pairs_summary(ps.dataset, {img.key for img in ps.images})
+    if pairs is not None:
+        run["pairs"] = pairs[0]
+        for message in pairs[1]:
+            honesty.add_warning(run, message)
+    for message in honesty.zero_embedding_warnings(f.probes, f.gallery_prenorms, cliff.DEFAULT_DEGENERATE.zero_prenorm):
+        honesty.add_warning(run, message)
+
+
+def _duplicates(ps: ProbeSet, f: _Findings, degenerate: dict[str, str]) -> list[dict[str, object]]:
+    """Photo pairs that are the same image (honesty.find_duplicates). The embedding test needs
+    a healthy fp32: a collapsed one makes every pair look identical, so only bytes count then."""
+    unit = None if "fp32" in degenerate else f.fp32_gallery.unit
+    return honesty.find_duplicates([img.key for img in ps.images], [img.identity for img in ps.images],
+                                   [file_sha256(img.path) for img in ps.images], unit)
+
+
 def run_sweep(
     config: SweepConfig,
     progress: Progress | None = None,
@@ -297,6 +357,7 @@ def run_sweep(
         raise FacequantError(f"gallery '{config.gallery}': choose same-backend or fp32")
 
     model_name = Path(model_path).name
+    dims = {name: int(g.unit.shape[1]) for name, g in galleries.items()}
     probe_frames: list[pd.DataFrame] = []
     comparison_frames: list[pd.DataFrame] = []
     threshold = config.threshold
@@ -339,7 +400,7 @@ def run_sweep(
     probes = pd.concat(probe_frames, ignore_index=True)
     comps = pd.concat(comparison_frames, ignore_index=True)
     sweep = metrics.sweep_table(probes, comps, threshold, model_name)
-    cliffs = cliff.cliff_table(sweep, comps, model_name, probes=probes)
+    cliffs = cliff.cliff_table(sweep, comps, model_name, probes=probes, embedding_dims=dims)
     n_embeddings = len(images) * (len(distances) + 1) * len(backends)
     timings["embeddings_per_s"] = n_embeddings / max(timings["sweep_s"], 1e-9)
     multi = [{"image": img.key, "faces": ps.faces[img.key].n_faces, "used": "most confident face"}
@@ -365,5 +426,8 @@ def run_sweep(
         "degenerate": {r.backend: r.degenerate for r in cliffs.itertuples() if r.degenerate},
         "cost": {"device_profile": profile and {k: profile[k] for k in ("path", "device", "source")},
                  "cpu_latency": cost.CPU_LATENCY_SOURCE},
+        "warnings": [],
     }
+    _add_findings(run, ps, _Findings(comps, probes, sweep, cliffs, galleries["fp32"],
+                                      {n: g.prenorm for n, g in galleries.items()}, threshold))
     return SweepResult(config, model_name, spec, camera, distances, threshold, probes, comps, sweep, cliffs, run, costs)
