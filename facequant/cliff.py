@@ -356,10 +356,10 @@ def _zero_embeddings(close: pd.Series, prenorms: np.ndarray | None, s: Degenerat
         if k == 0:
             return ""
         return (f"{k} of {prenorms.size} embeddings zero or near zero (pre-norm < {s.zero_prenorm:g}): "
-                "cosine undefined, counted as non-matches")
+                "no direction to compare")
     p05 = _finite(close.get("prenorm_p05"))
     if math.isfinite(p05) and p05 < s.zero_prenorm:
-        return f"pre-norm p05 {p05:.2g} (< {s.zero_prenorm:g}): embeddings zero or near zero, cosine undefined"
+        return f"pre-norm p05 {p05:.2g} (< {s.zero_prenorm:g}): embeddings zero or near zero, no direction to compare"
     return ""
 
 

@@ -105,14 +105,14 @@ class PairsReport:
         """One sentence per kind of row left out (none when every row was used)."""
         out = []
         if self.duplicate_lines:
-            out.append(f"{self.path}: {len(self.duplicate_lines)} duplicate pair(s) counted once (lines "
+            out.append(f"{self.path}: {len(self.duplicate_lines)} duplicate pair(s) counted once ("
                        f"{_lines(self.duplicate_lines)}; (b, a) repeats (a, b): each pair is compared both ways)")
         if self.self_pair_lines:
             out.append(f"{self.path}: {len(self.self_pair_lines)} pair(s) compare a photo with itself, dropped "
-                       f"(not a genuine comparison of two photos; lines {_lines(self.self_pair_lines)})")
+                       f"(not a genuine comparison of two photos; {_lines(self.self_pair_lines)})")
         if self.unknown_lines:
             out.append(f"{self.path}: {len(self.unknown_lines)} pair(s) name a photo not in the dataset, dropped "
-                       f"(lines {_lines(self.unknown_lines)}; e.g. {', '.join(self.unknown_photos[:3])})")
+                       f"({_lines(self.unknown_lines)}; e.g. {', '.join(self.unknown_photos[:3])})")
         if no_face_pairs:
             out.append(f"{self.path}: {no_face_pairs} pair(s) name a photo without a usable face, not compared "
                        f"({', '.join(no_face[:3])}{' ...' if len(no_face) > 3 else ''}; reasons in skipped_images)")
@@ -120,7 +120,9 @@ class PairsReport:
 
 
 def _lines(numbers: list[int], n: int = 5) -> str:
-    return ", ".join(str(x) for x in numbers[:n]) + (" ..." if len(numbers) > n else "")
+    """'line 4' or 'lines 3, 6, ...' (the first n)."""
+    listed = ", ".join(str(x) for x in numbers[:n]) + (" ..." if len(numbers) > n else "")
+    return f"line{'s' if len(numbers) > 1 else ''} {listed}"
 
 
 def _label(value: str, path: Path, line: int) -> bool:

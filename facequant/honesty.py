@@ -33,6 +33,10 @@ MIN_GENUINE = math.ceil(metrics.Z_95**2 / (4 * TAR_HALF_WIDTH**2))  # 97
 #: its original. 0.98 sits 0.08 above any two different photos and below every copy measured.
 DUPLICATE_COSINE = 0.98
 
+#: Below this pre-norm an embedding is all zero: it has no direction (sweep._Embeddings
+#: gives it a zero unit vector, so its cosine is 0 and it matches nothing).
+ZERO_NORM = 1e-12
+
 #: At most this many duplicate pairs are spelled out in the warnings (run.json lists all).
 MAX_LISTED = 5
 
@@ -144,11 +148,12 @@ def duplicate_warnings(duplicates: list[dict[str, object]], threshold_effect: st
     for d in duplicates[:MAX_LISTED]:
         how = str(d["how"]) if d["cosine"] is None else f"{d['how']}, cosine {d['cosine']:.3f}"
         if d["same_identity"]:
-            out.append(f"photos {d['a']} and {d['b']} (person {d['identity_a']}) are the same image ({how}): "
+            out.append(f"photos {d['a']} and {d['b']} (both under '{d['identity_a']}') are the same image ({how}): "
                        "their genuine comparisons match trivially and inflate TAR")
         else:
-            out.append(f"photo {d['a']} under person {d['identity_a']} and {d['b']} under person {d['identity_b']} "
-                       f"are the same image ({how}): impostor scores include it")
+            out.append(f"photo {d['a']} under '{d['identity_a']}' and {d['b']} under '{d['identity_b']}' are the same "
+                       f"image ({how}): impostor scores include it, and the copy's comparisons with its person's "
+                       "other photos")
     if len(duplicates) > MAX_LISTED:
         out.append(f"{len(duplicates) - MAX_LISTED} more duplicate photo pairs (run.json: duplicates)")
     if threshold_effect:
@@ -157,36 +162,42 @@ def duplicate_warnings(duplicates: list[dict[str, object]], threshold_effect: st
 
 
 def duplicate_threshold_effect(close: pd.DataFrame, duplicates: list[dict[str, object]], threshold: float,
-                               target_far: float) -> str:
+                               target_far: float) -> tuple[str, float | None]:
     """How far duplicate pairs across identities pushed a FAR-set threshold, from the fp32
-    close-range comparisons ("" when none of them is an impostor comparison here)."""
+    close-range comparisons: (warning, threshold without them); ("", None) when none of them
+    is an impostor comparison here."""
     pairs = {frozenset((str(d["a"]), str(d["b"]))) for d in duplicates if not d["same_identity"]}
     impostors = close.loc[~close["genuine"].astype(bool)]
     is_dup = np.array([frozenset((p, g)) in pairs for p, g in zip(impostors["probe"], impostors["gallery"],
                                                                     strict=True)], dtype=bool)
     if not is_dup.any() or is_dup.all():
-        return ""
+        return "", None
     without = metrics.threshold_at_far(impostors["cosine"].to_numpy()[~is_dup], np.array([]), target_far)
     return (f"the threshold at FAR {target_far:g} is pushed to {threshold:.3f} by {int(is_dup.sum())} impostor "
             f"comparison(s) of duplicate photos ({without:.3f} without them); the pairs stay in (label noise is "
-            "the data's to fix): move or remove the copies, or give --threshold")
+            "the data's to fix): move or remove the copies, or give --threshold"), without
 
 
 def zero_embedding_warnings(probes: pd.DataFrame, gallery_prenorms: dict[str, np.ndarray], floor: float) -> list[str]:
-    """Per backend, the embeddings at any distance (and in its gallery) whose pre-norm is below
-    floor: their cosine is undefined; they are written as cosine 0, never as NaN, and so count
-    as non-matches. Said here for every distance, since the degenerate flag looks at the closest."""
+    """Per backend, the embeddings at any distance (and in its gallery) that are all zero
+    (cosine undefined: written as 0, never NaN, so a non-match) or whose pre-norm is below
+    floor (a direction no float16 or fixed-point output keeps). Said for every distance: the
+    degenerate flag looks at the closest only."""
     out = []
     sim = probes.loc[probes["simulated"].astype(bool)]
     for backend, rows in sim.groupby("backend", sort=False):
-        zero = rows.loc[rows["prenorm"] < floor]
-        n_gallery = int(np.sum(gallery_prenorms.get(str(backend), np.array([])) < floor))
-        if zero.empty and not n_gallery:
-            continue
-        at = ", ".join(f"{d:g}" for d in sorted(zero["distance_m"].unique()))
-        parts = [f"{len(zero)} of {len(rows)} probes" + (f" (at {at} m)" if at else "")]
-        if n_gallery:
-            parts.append(f"{n_gallery} of {len(gallery_prenorms[str(backend)])} enrolled photos")
-        out.append(f"{backend}: {' and '.join(parts)} have a zero or near-zero embedding (pre-norm < {floor:g}): "
-                   "cosine is undefined for them, written as 0 and counted as non-matches")
+        gallery = gallery_prenorms.get(str(backend), np.zeros(0))
+        for low, high, what in ((-1.0, ZERO_NORM, "are all-zero embeddings: cosine is undefined, written as 0 and "
+                                 "counted as non-matches"),
+                                (ZERO_NORM, floor, f"have a near-zero pre-norm (< {floor:g}): a direction no float16 "
+                                 "or fixed-point output would keep")):
+            hit = rows.loc[(rows["prenorm"] >= low) & (rows["prenorm"] < high)]
+            n_gallery = int(np.sum((gallery >= low) & (gallery < high)))
+            if hit.empty and not n_gallery:
+                continue
+            at = ", ".join(f"{d:g}" for d in sorted(hit["distance_m"].unique()))
+            parts = [f"{len(hit)} of {len(rows)} probes" + (f" (at {at} m)" if at else "")]
+            if n_gallery:
+                parts.append(f"{n_gallery} of {gallery.size} enrolled photos")
+            out.append(f"{backend}: {' and '.join(parts)} {what}")
     return out

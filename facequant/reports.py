@@ -194,7 +194,8 @@ def plot_match_vs_prenorm(comparisons: pd.DataFrame, threshold: float, cliff: pd
     ax.set(xlabel="embedding pre-norm (L2 norm before normalisation)", ylabel="genuine match rate",
            ylim=(-0.02, 1.02), title="Match probability vs pre-norm (dashed: 50% point)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # constant pre-norms (a collapsed model) give no line
+        ax.legend()
     save_figure(fig, path)
 
 

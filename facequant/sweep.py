@@ -147,7 +147,10 @@ class _Embeddings:
             raise FacequantError(f"backend {backend}: {int(bad.sum())} of {len(raw)} embeddings are NaN or infinite "
                                  "(a broken quantization or model); no results were written")
         self.prenorm = np.linalg.norm(raw, axis=1)
-        self.unit = raw / np.maximum(self.prenorm[:, None], 1e-12)
+        # An all-zero embedding has no direction: a zero unit vector, cosine 0 with anything
+        # (a non-match), never NaN; the degenerate check and run.json's warnings say so.
+        self.unit = np.where(self.prenorm[:, None] < honesty.ZERO_NORM, 0.0,
+                             raw / np.maximum(self.prenorm[:, None], honesty.ZERO_NORM))
 
 
 def probe_id(image_key: str, distance_m: float | None) -> str:
@@ -294,8 +297,10 @@ def _add_findings(run: dict[str, object], ps: ProbeSet, f: _Findings) -> None:
     if set_by_far:
         honesty.add_warning(run, honesty.far_resolution_warning(f.threshold, config.target_far, n_imp, close_d))
     run["duplicates"] = _duplicates(ps, f, degenerate)
-    effect = (honesty.duplicate_threshold_effect(close, run["duplicates"], f.threshold, config.target_far)
-              if set_by_far else "")
+    effect, without = (honesty.duplicate_threshold_effect(close, run["duplicates"], f.threshold, config.target_far)
+                       if set_by_far else ("", None))
+    if without is not None:
+        threshold["without_duplicates"] = without
     for message in honesty.duplicate_warnings(run["duplicates"], effect):
         honesty.add_warning(run, message)
     honesty.add_warning(run, honesty.thin_tar_warning(f.sweep))
