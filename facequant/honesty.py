@@ -55,19 +55,25 @@ def min_resolvable_far(n_impostor: int) -> float:
     return RULE_OF_THREE / n_impostor if n_impostor > 0 else math.inf
 
 
-def far_resolution(n_impostor: int, target_far: float, set_by_far: bool) -> dict[str, object]:
-    """run.json's threshold fields: the impostor count and the FAR it resolves; far_resolved is
-    None for a given threshold (no FAR was targeted)."""
+def far_resolution(n_impostor: int, target_far: float) -> dict[str, object]:
+    """run.json's threshold fields: the impostor count, the FAR it resolves, and whether that
+    reaches the target FAR."""
     floor = min_resolvable_far(n_impostor)
-    return {"n_impostor": int(n_impostor), "min_resolvable_far": floor,
-            "far_resolved": bool(target_far >= floor) if set_by_far else None}
+    return {"n_impostor": int(n_impostor), "min_resolvable_far": floor, "far_resolved": bool(target_far >= floor)}
 
 
-def far_resolution_warning(threshold: float, target_far: float, n_impostor: int, distance_m: float) -> str:
-    """Why a threshold set at target_far is not what it claims ("" when it is)."""
+def far_resolution_warning(threshold: float, target_far: float, n_impostor: int, distance_m: float,
+                           given: bool = False) -> str:
+    """Why a threshold set at target_far is not what it claims, or (given threshold) why the
+    FAR columns cannot show it meets target_far ("" when the impostors resolve target_far)."""
     floor = min_resolvable_far(n_impostor)
     if target_far >= floor:
         return ""
+    if given:
+        return (f"FAR is measured on {n_impostor} fp32 impostor comparisons at {distance_m:g} m, which resolve FAR "
+                f"only down to ~{floor:.2g} (rule of three, 95 %): the FAR columns cannot show whether threshold "
+                f"{threshold:.3f} meets FAR {target_far:g} (a FAR of 0 means below ~{floor:.2g}); use a set with "
+                f">= {math.ceil(RULE_OF_THREE / target_far)} impostor comparisons")
     k = math.floor(target_far * n_impostor + 1e-9)  # impostors the target lets through
     where = ("just above the largest impostor score" if k == 0
              else f"on the {k + 1} largest impostor scores")

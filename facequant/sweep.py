@@ -290,12 +290,12 @@ def _add_findings(run: dict[str, object], ps: ProbeSet, f: _Findings) -> None:
     set_by_far = config.threshold is None
     threshold = run["threshold"]
     assert isinstance(threshold, dict)
-    threshold.update(honesty.far_resolution(n_imp, config.target_far, set_by_far))
+    threshold.update(honesty.far_resolution(n_imp, config.target_far))
     degenerate = {str(r.backend): str(r.degenerate) for r in f.cliff.itertuples() if r.degenerate}
     for backend, reason in degenerate.items():
         honesty.add_warning(run, f"{backend} is degenerate: {reason}")
-    if set_by_far:
-        honesty.add_warning(run, honesty.far_resolution_warning(f.threshold, config.target_far, n_imp, close_d))
+    honesty.add_warning(run, honesty.far_resolution_warning(f.threshold, config.target_far, n_imp, close_d,
+                                                            given=not set_by_far))
     run["duplicates"] = _duplicates(ps, f, degenerate)
     effect, without = (honesty.duplicate_threshold_effect(close, run["duplicates"], f.threshold, config.target_far)
                        if set_by_far else ("", None))

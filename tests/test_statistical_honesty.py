@@ -217,10 +217,11 @@ def test_healthy_celebs13_threshold_resolved_and_no_warning(tmp: Path, model_pat
 def test_healthy_rule_of_three_numbers():
     assert honesty.min_resolvable_far(3380) == pytest.approx(8.876e-4, rel=1e-3)
     assert honesty.min_resolvable_far(0) == math.inf
-    assert honesty.far_resolution(3380, 1e-3, set_by_far=True) == {
+    assert honesty.far_resolution(3380, 1e-3) == {
         "n_impostor": 3380, "min_resolvable_far": 3 / 3380, "far_resolved": True}
-    assert honesty.far_resolution(3380, 1e-3, set_by_far=False)["far_resolved"] is None
+    assert honesty.far_resolution(2999, 1e-3)["far_resolved"] is False
     assert honesty.far_resolution_warning(0.421, 1e-3, 3380, 0.5) == ""
+    assert honesty.far_resolution_warning(0.421, 1e-3, 3380, 0.5, given=True) == ""
     assert honesty.MIN_GENUINE == 97  # 1.96^2 / (4 * 0.1^2), rounded up
 
 
@@ -251,14 +252,16 @@ class TestFarResolution:
         close_imp = comps[(comps.distance_m == 1.0) & ~comps.genuine].cosine
         assert close_imp.max() < threshold["value"] < close_imp.max() + 1e-6
 
-    def test_given_threshold_is_not_flagged_but_resolution_recorded(self, tmp: Path, small: Path, model_path: Path):
+    def test_given_threshold_on_few_impostors_cannot_show_its_far(self, tmp: Path, small: Path, model_path: Path):
         run = sweep(tmp / "given", "--model", str(model_path), "--data", str(small), *FAST, "--threshold", "0.4")
         threshold = run.run["threshold"]
         assert isinstance(threshold, dict)
-        assert threshold["set_on"] == "given" and threshold["far_resolved"] is None
+        assert threshold["set_on"] == "given" and threshold["far_resolved"] is False
         assert threshold["n_impostor"] == 124 and threshold["min_resolvable_far"] == pytest.approx(3 / 124)
-        assert not [w for w in run.warnings if "resolve FAR" in w]
-        assert "threshold 0.400 (given)" in run.summary
+        text = run.warning("resolve FAR only down to")
+        assert text.startswith("FAR is measured on 124 fp32 impostor comparisons at 1 m")
+        assert "cannot show whether threshold 0.400 meets FAR 0.001 (a FAR of 0 means below ~0.024)" in text
+        assert "threshold 0.400 (given)" in run.summary and "NOT RESOLVED" not in run.summary
 
     def test_several_impostors_allowed_still_unresolved(self):
         # 1500 impostors at FAR 1e-3: one false accept allowed, yet 3 / 1500 = 0.002 > 0.001
