@@ -319,8 +319,10 @@ class ResultsScreen(Screen[None]):
             self.query_one("#results-title", Static).update(
                 f"{state} {escape(Path(str(config.get('model', ''))).name)} {escape(backends)} [dim]{escape(where)}[/]")
             return
+        n_warn = len(d.warnings)
+        warned = f" [yellow]{n_warn} warning{'s' if n_warn > 1 else ''} (2)[/]" if n_warn else ""
         self.query_one("#results-title", Static).update(
-            f"{state} {escape(d.model_name or str(config.get('model', '')))} {escape(str(camera))}{thr} "
+            f"{state} {escape(d.model_name or str(config.get('model', '')))} {escape(str(camera))}{thr}{warned} "
             f"{len(d.distances)}{planned} dist [dim]{escape(where)}[/]")
 
     # -- actions -------------------------------------------------------------------------

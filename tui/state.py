@@ -220,6 +220,11 @@ class RunData:
     def model_name(self) -> str:
         return str(self.sweep["model"].iloc[0]) if len(self.sweep) else ""
 
+    @property
+    def warnings(self) -> list[str]:
+        """run.json's warnings (the summary's): none while a sweep runs, they come at its end."""
+        return reports.run_warnings(self.run)
+
     def summary(self) -> list[tuple[str, ...]]:
         """The CLI's summary rows (reports.summary_rows) for this run."""
         return reports.summary_rows(self.cliff, self.sweep, self.cost) if len(self.cliff) else []

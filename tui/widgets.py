@@ -108,6 +108,8 @@ class CliffPane(Vertical):
         if "degenerate" in data.cliff:
             notes += [f"[bold magenta]{escape(str(r.backend))} is degenerate:[/] {escape(str(r.degenerate))}"
                       for r in data.cliff.itertuples() if str(r.degenerate or "")]
+        # run.json's other warnings (threshold resolution, duplicates, pairs ...), as the summary prints them
+        notes += [f"[yellow]warning:[/] {escape(w)}" for w in data.warnings if " is degenerate: " not in w]
         self.query_one("#cliff-notes", Static).update("\n".join(notes))
 
 

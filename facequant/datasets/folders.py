@@ -41,6 +41,7 @@ class Dataset:
     images: list[FaceImage]
     pairs: list[Pair] | None = None  # None: every ordered pair of photos is compared
     notes: list[str] = field(default_factory=list)
+    pairs_report: PairsReport | None = None  # what load_pairs_csv left out of the pairs file
 
     def by_key(self) -> dict[str, FaceImage]:
         return {img.key: img for img in self.images}
@@ -79,28 +80,131 @@ def load_identity_folders(root: Path, pairs_csv: Path | None = None) -> Dataset:
     return dataset
 
 
-def load_pairs_csv(path: Path, dataset: Dataset) -> list[Pair]:
-    """image_a,image_b,same_identity with paths relative to the dataset root."""
-    path = Path(path)
-    known = dataset.by_key()
+TRUE_LABELS = frozenset({"1", "true", "yes", "same"})
+FALSE_LABELS = frozenset({"0", "false", "no", "different"})
+
+
+@dataclass
+class PairsReport:
+    """What a pairs file held and what was left out of it, with the file's line numbers:
+    run.json's "pairs" and its warnings, so nothing is dropped silently."""
+
+    path: str
+    rows: int = 0
+    duplicate_lines: list[int] = field(default_factory=list)  # repeats an earlier pair, in either order
+    self_pair_lines: list[int] = field(default_factory=list)  # a photo against itself
+    unknown_lines: list[int] = field(default_factory=list)  # names a photo not in the dataset
+    unknown_photos: list[str] = field(default_factory=list)
+
+    def to_dict(self, n_used: int, no_face: list[str]) -> dict[str, object]:
+        return {"file": self.path, "rows": self.rows, "used": n_used, "duplicate_lines": self.duplicate_lines,
+                "self_pair_lines": self.self_pair_lines, "unknown_lines": self.unknown_lines,
+                "unknown_photos": self.unknown_photos, "no_face_pairs": len(no_face), "no_face_photos": no_face}
+
+    def warnings(self, no_face_pairs: int, no_face: list[str]) -> list[str]:
+        """One sentence per kind of row left out (none when every row was used)."""
+        out = []
+        if self.duplicate_lines:
+            out.append(f"{self.path}: {len(self.duplicate_lines)} duplicate pair(s) counted once ("
+                       f"{_lines(self.duplicate_lines)}; (b, a) repeats (a, b): each pair is compared both ways)")
+        if self.self_pair_lines:
+            out.append(f"{self.path}: {len(self.self_pair_lines)} pair(s) compare a photo with itself, dropped "
+                       f"(not a genuine comparison of two photos; {_lines(self.self_pair_lines)})")
+        if self.unknown_lines:
+            out.append(f"{self.path}: {len(self.unknown_lines)} pair(s) name a photo not in the dataset, dropped "
+                       f"({_lines(self.unknown_lines)}; e.g. {', '.join(self.unknown_photos[:3])})")
+        if no_face_pairs:
+            out.append(f"{self.path}: {no_face_pairs} pair(s) name a photo without a usable face, not compared "
+                       f"({', '.join(no_face[:3])}{' ...' if len(no_face) > 3 else ''}; reasons in skipped_images)")
+        return out
+
+
+def _lines(numbers: list[int], n: int = 5) -> str:
+    """'line 4' or 'lines 3, 6, ...' (the first n)."""
+    listed = ", ".join(str(x) for x in numbers[:n]) + (" ..." if len(numbers) > n else "")
+    return f"line{'s' if len(numbers) > 1 else ''} {listed}"
+
+
+def _label(value: str, path: Path, line: int) -> bool:
+    text = value.strip().lower()
+    if text in TRUE_LABELS or text in FALSE_LABELS:
+        return text in TRUE_LABELS
+    raise FacequantError(f"{path}:{line}: same_identity '{value}' is not a label (use 1/0, true/false, yes/no "
+                         "or same/different)")
+
+
+def _read_pair_rows(path: Path) -> list[tuple[int, dict[str, str | None]]]:
+    """(line number, row) of a pairs CSV; a UTF-8 BOM (as Excel writes) is accepted."""
+    need = {"image_a", "image_b", "same_identity"}
     try:
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or not need <= {f.strip() for f in reader.fieldnames}:
+                raise FacequantError(f"{path}: expected columns {', '.join(sorted(need))}")
+            reader.fieldnames = [f.strip() for f in reader.fieldnames]
+            return [(reader.line_num, row) for row in reader]
     except OSError as exc:
         raise FacequantError(f"{path}: cannot read pairs file ({exc.strerror})") from exc
-    need = {"image_a", "image_b", "same_identity"}
-    if not rows or not need <= set(rows[0]):
-        raise FacequantError(f"{path}: expected columns {', '.join(sorted(need))}")
-    pairs = []
-    for line, row in enumerate(rows, start=2):
-        for col in ("image_a", "image_b"):
-            if row[col] not in known:
-                raise FacequantError(f"{path}:{line}: {row[col]} is not in the dataset {dataset.root}")
-        same = row["same_identity"].strip().lower() in ("1", "true", "yes", "same")
-        if same != (known[row["image_a"]].identity == known[row["image_b"]].identity):
-            raise FacequantError(f"{path}:{line}: label same_identity={row['same_identity']} contradicts the identity folders")
-        pairs.append(Pair(row["image_a"], row["image_b"], same))
+    except UnicodeDecodeError as exc:
+        raise FacequantError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    except csv.Error as exc:
+        raise FacequantError(f"{path}: not a readable CSV ({exc})") from exc
+
+
+def load_pairs_csv(path: Path, dataset: Dataset) -> list[Pair]:
+    """image_a,image_b,same_identity with paths relative to the dataset root.
+
+    A row with a missing field, a label that is not one (1/0, true/false, yes/no,
+    same/different) or that contradicts the identity folders is an error naming the line.
+    Left out, and recorded in dataset.pairs_report: a pair repeated in either order (each pair
+    is compared both ways, so (b, a) is (a, b) again), a photo paired with itself, and a pair
+    naming a photo not in the dataset. No pair left is an error.
+    """
+    path = Path(path)
+    known = dataset.by_key()
+    report = PairsReport(str(path))
+    pairs: list[Pair] = []
+    seen: set[frozenset[str]] = set()
+    for line, row in _read_pair_rows(path):
+        report.rows += 1
+        values = {col: (row.get(col) or "").strip() for col in ("image_a", "image_b", "same_identity")}
+        for col, value in values.items():
+            if not value:
+                raise FacequantError(f"{path}:{line}: missing {col}")
+        a, b = values["image_a"], values["image_b"]
+        same = _label(values["same_identity"], path, line)
+        missing = [k for k in (a, b) if k not in known]
+        if missing:
+            report.unknown_lines.append(line)
+            report.unknown_photos += [k for k in missing if k not in report.unknown_photos]
+            continue
+        if same != (known[a].identity == known[b].identity):
+            raise FacequantError(f"{path}:{line}: label same_identity={values['same_identity']} contradicts the "
+                                 "identity folders")
+        if a == b:
+            report.self_pair_lines.append(line)
+        elif frozenset((a, b)) in seen:
+            report.duplicate_lines.append(line)
+        else:
+            seen.add(frozenset((a, b)))
+            pairs.append(Pair(a, b, same))
+    if not pairs:
+        why = "; ".join(w.split(": ", 1)[1] for w in report.warnings(0, []))
+        raise FacequantError(f"{path}: none of its {report.rows} row(s) pairs two different photos of the dataset "
+                             f"{dataset.root}" + (f" ({why})" if why else ""))
+    dataset.pairs_report = report
     return pairs
+
+
+def pairs_summary(dataset: Dataset, usable: set[str]) -> tuple[dict[str, object], list[str]] | None:
+    """run.json's "pairs" and its warnings: what the pairs file held, what was left out and
+    why, including pairs whose photo gave no usable face. None without a pairs file."""
+    report = dataset.pairs_report
+    if dataset.pairs is None or report is None:
+        return None
+    no_face = sorted({k for p in dataset.pairs for k in (p.a, p.b) if k not in usable})
+    n_no_face = sum(1 for p in dataset.pairs if p.a not in usable or p.b not in usable)
+    return (report.to_dict(len(dataset.pairs) - n_no_face, no_face), report.warnings(n_no_face, no_face))
 
 
 def comparisons(dataset: Dataset, genuine_mode: str = "different-photo", usable: set[str] | None = None) -> Iterator[tuple[str, str, bool]]:

@@ -11,6 +11,7 @@ must not be read as success. All are pure functions of their inputs.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -275,10 +276,25 @@ class DegenerateSettings:
     far_max: float = 0.5
     #: (b) needs this many photos for a CV to mean anything.
     min_photos: int = 3
+    #: (d) An embedding with a pre-norm below this is zero for matching purposes: its cosine
+    #: is undefined (a zero vector is written as cosine 0, a non-match). Healthy pre-norms here
+    #: are 3.4-4.5 (fp32 at 0.5 m), 1 for graphs that normalise their output, and even the
+    #: sign-only output clipped to +-1e-3 above has 0.0226; 1e-4 over 512 values is ~4e-6 per
+    #: value, below float16's smallest normal number, so no deployed output keeps a direction.
+    zero_prenorm: float = 1e-4
+    #: (e) Fewer values per face than this is not a face embedding (ArcFace-style models give
+    #: 128 to 1024; the shared ones 256, 512, 1024): a scalar or a handful of numbers per face
+    #: cannot separate thousands of identities.
+    min_embedding_dim: int = 32
+    #: (a') Impostor cosine mean at or above this: every face gives the same embedding.
+    same_embedding_cosine: float = 0.999
 
 
 #: The default thresholds (a module constant, so a default argument is not a call).
 DEFAULT_DEGENERATE = DegenerateSettings()
+
+#: Appended to a degenerate float reference's reason: nothing quantized caused it.
+BROKEN_REFERENCE = "the float reference itself: a broken model or preprocessing, not quantization damage"
 
 
 def _finite(value: object) -> float:
@@ -314,26 +330,47 @@ def _close_row(sweep_rows: pd.DataFrame) -> pd.Series | None:
     return measured.sort_values("distance_m", kind="stable").iloc[0]
 
 
+def _close_prenorms(close: pd.Series, probe_rows: pd.DataFrame, backend: object) -> np.ndarray | None:
+    """Finite pre-norms of the judged backend's simulated probes at the close distance."""
+    rows = probe_rows
+    if backend is not None and "backend" in rows:
+        # Passing the whole probes table is allowed: keep the backend being judged.
+        rows = rows.loc[rows["backend"] == backend]
+    _one_backend(rows, "probe")
+    if "distance_m" in rows:
+        d = pd.to_numeric(rows["distance_m"], errors="coerce").to_numpy(dtype=np.float64)
+        rows = rows.loc[np.isclose(d, float(close["distance_m"]))]
+    if "simulated" in rows:
+        # An unsimulated probe is left out of every metric (sweep_table); here too.
+        rows = rows.loc[_as_bool(rows["simulated"], "probes.simulated")]
+    if "prenorm" not in rows:
+        return None
+    x = pd.to_numeric(rows["prenorm"], errors="coerce").to_numpy(dtype=np.float64)
+    return x[np.isfinite(x)]
+
+
+def _zero_embeddings(close: pd.Series, prenorms: np.ndarray | None, s: DegenerateSettings) -> str:
+    """Criterion (d) as a reason fragment: embeddings with (near-)zero pre-norm."""
+    if prenorms is not None:
+        k = int(np.sum(prenorms < s.zero_prenorm))
+        if k == 0:
+            return ""
+        return (f"{k} of {prenorms.size} embeddings zero or near zero (pre-norm < {s.zero_prenorm:g}): "
+                "no direction to compare")
+    p05 = _finite(close.get("prenorm_p05"))
+    if math.isfinite(p05) and p05 < s.zero_prenorm:
+        return f"pre-norm p05 {p05:.2g} (< {s.zero_prenorm:g}): embeddings zero or near zero, no direction to compare"
+    return ""
+
+
 def _prenorm_spread(
-    close: pd.Series, probe_rows: pd.DataFrame | None, backend: object, s: DegenerateSettings
+    close: pd.Series, prenorms: np.ndarray | None, has_probes: bool, s: DegenerateSettings
 ) -> str:
     """Criterion (b) as a reason fragment, "" when the pre-norm varies as faces do."""
-    if probe_rows is not None:
-        rows = probe_rows
-        if backend is not None and "backend" in rows:
-            # Passing the whole probes table is allowed: keep the backend being judged.
-            rows = rows.loc[rows["backend"] == backend]
-        _one_backend(rows, "probe")
-        if "distance_m" in rows:
-            d = pd.to_numeric(rows["distance_m"], errors="coerce").to_numpy(dtype=np.float64)
-            rows = rows.loc[np.isclose(d, float(close["distance_m"]))]
-        if "simulated" in rows:
-            # An unsimulated probe is left out of every metric (sweep_table); here too.
-            rows = rows.loc[_as_bool(rows["simulated"], "probes.simulated")]
-        if "prenorm" not in rows:
+    if has_probes:
+        if prenorms is None:
             return ""
-        x = pd.to_numeric(rows["prenorm"], errors="coerce").to_numpy(dtype=np.float64)
-        x = x[np.isfinite(x) & (x > 0.0)]
+        x = prenorms[prenorms > 0.0]
         if x.size < s.min_photos:
             return ""
         mean = float(x.mean())
@@ -360,6 +397,7 @@ def degenerate_reason(
     sweep_rows: pd.DataFrame,
     probe_rows: pd.DataFrame | None,
     settings: DegenerateSettings = DEFAULT_DEGENERATE,
+    embedding_dim: int | None = None,
 ) -> str:
     """Why one backend's embeddings look collapsed, or "" when they look healthy.
 
@@ -374,9 +412,14 @@ def degenerate_reason(
         pre-norm over photos < prenorm_cv_min (without probes: (p95 - p05) / p50 of the
         sweep row < prenorm_spread_min); skipped for a unit pre-norm (the graph normalises
         its own output) and for fewer than min_photos photos;
-    (c) FAR far above target: far > far_max.
+    (c) FAR far above target: far > far_max;
+    (d) embeddings zero or near zero: any simulated close-range probe with pre-norm <
+        zero_prenorm (without probes: prenorm_p05 below it), whose cosine is undefined;
+    (e) too few values per face to be a face embedding: embedding_dim (when given) <
+        min_embedding_dim.
 
-    Any one criterion flags the backend. The reason lists each that fired, joined by "; ",
+    (a) also says so outright when every face gives the same embedding (impostor cosine
+    mean >= same_embedding_cosine). Any one criterion flags the backend. The reason lists each that fired, joined by "; ",
     e.g. "impostor cosine 0.97 ~ genuine 0.98; pre-norm CV 0.003 (constant); FAR 1.00 at
     threshold 0.421". Criteria whose columns are absent are not evaluated. Raises
     FacequantError when the rows hold several backends or lack distance_m.
@@ -397,7 +440,11 @@ def degenerate_reason(
         elif imp > s.impostor_max:
             reasons.append(f"impostor cosine {imp:.2f} > {s.impostor_max:g}")
 
-    spread = _prenorm_spread(close, probe_rows, backend, s)
+        if imp >= s.same_embedding_cosine:
+            reasons.append(f"every face gives the same embedding (impostor cosine {imp:.4f})")
+
+    prenorms = None if probe_rows is None else _close_prenorms(close, probe_rows, backend)
+    spread = _prenorm_spread(close, prenorms, probe_rows is not None, s)
     if spread:
         reasons.append(spread)
 
@@ -406,7 +453,11 @@ def degenerate_reason(
         thr = _finite(close.get("threshold"))
         at = f" at threshold {thr:.3f}" if math.isfinite(thr) else ""
         reasons.append(f"FAR {far:.2f}{at}")
-    return "; ".join(reasons)
+    reasons.append(_zero_embeddings(close, prenorms, s))
+    if embedding_dim is not None and embedding_dim < s.min_embedding_dim:
+        reasons.append(f"embedding has {embedding_dim} value(s) per face (< {s.min_embedding_dim}): too small to be "
+                       "a face embedding")
+    return "; ".join(r for r in reasons if r)
 
 
 def _reference_tar_close(sweep: pd.DataFrame, reference_backend: str) -> float:
@@ -424,6 +475,7 @@ def cliff_table(
     settings: CliffSettings = CliffSettings(),  # noqa: B008 - frozen, so a shared default is safe
     probes: pd.DataFrame | None = None,
     degenerate_settings: DegenerateSettings = DEFAULT_DEGENERATE,
+    embedding_dims: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """One row per backend: where it stops being reliable, where it falls off the cliff.
 
@@ -455,12 +507,15 @@ def cliff_table(
     * n_genuine_fit: genuine comparisons that went into the pre-norm fit.
     * degenerate: degenerate_reason over the backend's sweep rows (and probe rows when
       ``probes`` is given): "" when healthy, else why its embeddings look collapsed. A
-      flagged backend's TAR and distances are artefacts of the collapse, not success.
+      flagged backend's TAR and distances are artefacts of the collapse, not success. When the
+      reference backend itself is flagged, its reason says it is the float model or its
+      preprocessing that is broken, not quantization.
 
     ``probes`` (optional, an extension of the contract): when given, comparisons made with
     probes marked simulated == False are dropped before the pre-norm fit, as sweep_table does,
     and the pre-norm spread across photos feeds the degenerate check (without it the sweep's
-    pre-norm percentiles stand in).
+    pre-norm percentiles stand in). ``embedding_dims`` (optional): values per face by backend,
+    for the degenerate check's size criterion.
     """
     _require_columns(sweep, ["backend", "distance_m", "face_px", "threshold", "tar"], "sweep")
     _require_columns(comparisons, ["backend", "genuine", "cosine", "probe_prenorm"], "comparisons")
@@ -516,7 +571,8 @@ def cliff_table(
                 "cliff_face_px": _face_px_at(cliff, d, px),
                 "cliff_prenorm": p50,
                 "cliff_prenorm_width": width,
-                "degenerate": degenerate_reason(cell, backend_probes, degenerate_settings),
+                "degenerate": degenerate_reason(cell, backend_probes, degenerate_settings,
+                                                (embedding_dims or {}).get(str(backend))),
                 "reliable_tar": settings.reliable_fraction * bar_close,
                 "close_distance_m": close_d,
                 "far_distance_m": float(d[-1]) if d.size else math.nan,
@@ -528,6 +584,9 @@ def cliff_table(
     ref_cliff = next(
         (r["cliff_distance_m"] for r in rows if r["backend"] == reference_backend), None
     )
+    for r in rows:
+        if r["backend"] == reference_backend and r["degenerate"]:
+            r["degenerate"] = f"{r['degenerate']}; {BROKEN_REFERENCE}"
     for r in rows:
         r["distance_cost_m"] = (
             math.nan

@@ -16,9 +16,16 @@ from facequant import __version__
 from facequant.backends import cost
 from facequant.backends.base import preprocess
 from facequant.backends.registry import BackendFactory
-from facequant.datasets.folders import IMAGE_SUFFIXES, Dataset, FaceImage, comparisons, load_dataset
+from facequant.datasets.folders import (
+    IMAGE_SUFFIXES,
+    Dataset,
+    FaceImage,
+    comparisons,
+    load_dataset,
+    pairs_summary,
+)
 from facequant.errors import BadImageError, FacequantError
-from facequant.evaluate import cliff, metrics
+from facequant.evaluate import cliff, honesty, metrics
 from facequant.faces.pipeline import AlignedFace, FacePipeline, pipeline_for_model
 from facequant.models.spec import (
     ModelSpec,
@@ -149,7 +156,10 @@ class _Embeddings:
             raise FacequantError(f"backend {backend}: {int(bad.sum())} of {len(raw)} embeddings are NaN or infinite "
                                  "(a broken quantization or model); no results were written")
         self.prenorm = np.linalg.norm(raw, axis=1)
-        self.unit = raw / np.maximum(self.prenorm[:, None], 1e-12)
+        # An all-zero embedding has no direction: a zero unit vector, cosine 0 with anything
+        # (a non-match), never NaN; the degenerate check and run.json's warnings say so.
+        self.unit = np.where(self.prenorm[:, None] < honesty.ZERO_NORM, 0.0,
+                             raw / np.maximum(self.prenorm[:, None], honesty.ZERO_NORM))
 
 
 def probe_id(image_key: str, distance_m: float | None) -> str:
@@ -259,6 +269,61 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
         genuine=np.array([g for _, _, g in triples]), calibration_faces=calib_faces, timings=timings)
 
 
+@dataclass
+class _Findings:
+    """What the honesty checks read from a finished sweep."""
+
+    comparisons: pd.DataFrame
+    probes: pd.DataFrame
+    sweep: pd.DataFrame
+    cliff: pd.DataFrame
+    fp32_gallery: _Embeddings
+    gallery_prenorms: dict[str, np.ndarray]
+    threshold: float
+
+
+def _add_findings(run: dict[str, object], ps: ProbeSet, f: _Findings) -> None:
+    """What the data cannot support, and which photos are suspect: run.json's threshold
+    resolution, duplicates and pairs, and a sentence for each in run.json's warnings."""
+    config, close_d = ps.config, ps.distances[0]
+    close = f.comparisons.loc[(f.comparisons.backend == "fp32") & (f.comparisons.distance_m == close_d)]
+    n_imp = int((~close.genuine.astype(bool)).sum())
+    set_by_far = config.threshold is None
+    threshold = run["threshold"]
+    assert isinstance(threshold, dict)
+    threshold.update(honesty.far_resolution(n_imp, config.target_far))
+    degenerate = {str(r.backend): str(r.degenerate) for r in f.cliff.itertuples() if r.degenerate}
+    for backend, reason in degenerate.items():
+        honesty.add_warning(run, f"{backend} is degenerate: {reason}")
+    honesty.add_warning(run, honesty.far_resolution_warning(f.threshold, config.target_far, n_imp, close_d,
+                                                            given=not set_by_far))
+    run["duplicates"] = _duplicates(ps, f, degenerate)
+    effect, without = (honesty.duplicate_threshold_effect(close, run["duplicates"], f.threshold, config.target_far)
+                       if set_by_far else ("", None))
+    if without is not None:
+        threshold["without_duplicates"] = without
+    for message in honesty.duplicate_warnings(run["duplicates"], effect):
+        honesty.add_warning(run, message)
+    honesty.add_warning(run, honesty.thin_tar_warning(f.sweep))
+    for backend in pd.unique(f.sweep.backend):
+        honesty.add_warning(run, honesty.far_excess_warning(f.sweep, str(backend), config.target_far))
+    pairs = pairs_summary(ps.dataset, {img.key for img in ps.images})
+    if pairs is not None:
+        run["pairs"] = pairs[0]
+        for message in pairs[1]:
+            honesty.add_warning(run, message)
+    for message in honesty.zero_embedding_warnings(f.probes, f.gallery_prenorms, cliff.DEFAULT_DEGENERATE.zero_prenorm):
+        honesty.add_warning(run, message)
+
+
+def _duplicates(ps: ProbeSet, f: _Findings, degenerate: dict[str, str]) -> list[dict[str, object]]:
+    """Photo pairs that are the same image (honesty.find_duplicates). The embedding test needs
+    a healthy fp32: a collapsed one makes every pair look identical, so only bytes count then."""
+    unit = None if "fp32" in degenerate else f.fp32_gallery.unit
+    return honesty.find_duplicates([img.key for img in ps.images], [img.identity for img in ps.images],
+                                   [file_sha256(img.path) for img in ps.images], unit)
+
+
 def run_sweep(
     config: SweepConfig,
     progress: Progress | None = None,
@@ -298,6 +363,7 @@ def run_sweep(
         raise FacequantError(f"gallery '{config.gallery}': choose same-backend or fp32")
 
     model_name = Path(model_path).name
+    dims = {name: int(g.unit.shape[1]) for name, g in galleries.items()}
     probe_frames: list[pd.DataFrame] = []
     comparison_frames: list[pd.DataFrame] = []
     threshold = config.threshold
@@ -340,7 +406,7 @@ def run_sweep(
     probes = pd.concat(probe_frames, ignore_index=True)
     comps = pd.concat(comparison_frames, ignore_index=True)
     sweep = metrics.sweep_table(probes, comps, threshold, model_name)
-    cliffs = cliff.cliff_table(sweep, comps, model_name, probes=probes)
+    cliffs = cliff.cliff_table(sweep, comps, model_name, probes=probes, embedding_dims=dims)
     n_embeddings = len(images) * (len(distances) + 1) * len(backends)
     timings["embeddings_per_s"] = n_embeddings / max(timings["sweep_s"], 1e-9)
     multi = [{"image": img.key, "faces": ps.faces[img.key].n_faces, "used": "most confident face"}
@@ -366,5 +432,8 @@ def run_sweep(
         "degenerate": {r.backend: r.degenerate for r in cliffs.itertuples() if r.degenerate},
         "cost": {"device_profile": profile and {k: profile[k] for k in ("path", "device", "source")},
                  "cpu_latency": cost.CPU_LATENCY_SOURCE},
+        "warnings": [],
     }
+    _add_findings(run, ps, _Findings(comps, probes, sweep, cliffs, galleries["fp32"],
+                                      {n: g.prenorm for n, g in galleries.items()}, threshold))
     return SweepResult(config, model_name, spec, camera, distances, threshold, probes, comps, sweep, cliffs, run, costs)

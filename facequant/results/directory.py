@@ -194,7 +194,8 @@ def plot_match_vs_prenorm(comparisons: pd.DataFrame, threshold: float, cliff: pd
     ax.set(xlabel="embedding pre-norm (L2 norm before normalisation)", ylabel="genuine match rate",
            ylim=(-0.02, 1.02), title="Match probability vs pre-norm (dashed: 50% point)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # constant pre-norms (a collapsed model) give no line
+        ax.legend()
     save_figure(fig, path)
 
 
@@ -230,12 +231,28 @@ def summary_rows(cliff: pd.DataFrame, sweep: pd.DataFrame | None = None,
     return rows
 
 
+def run_warnings(run: dict[str, object]) -> list[str]:
+    """run.json's warnings (every warning of a run is there; an older run.json has none)."""
+    warnings = run.get("warnings")
+    return [str(w) for w in warnings] if isinstance(warnings, list) else []
+
+
+def threshold_basis(run: dict[str, object], target_far: float) -> str:
+    """How the threshold was set, for a title: flags a FAR the impostors cannot resolve."""
+    info = run.get("threshold")
+    if not isinstance(info, dict) or info.get("set_on") == "given":
+        return "given"
+    if info.get("far_resolved") is False:
+        return f"FAR target {target_far:g} NOT RESOLVED by {info.get('n_impostor')} impostors"
+    return f"FAR target {target_far:g}"
+
+
 def print_summary(result: SweepResult, out: Path | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{result.model_name}: threshold {result.threshold:.3f} "
-                        f"(FAR target {result.config.target_far:g}), camera {result.camera.name}")
+                        f"({threshold_basis(result.run, result.config.target_far)}), camera {result.camera.name}")
     for col in ("backend", "TAR close", "FAR close", "reliable to", "cliff at", "pre-norm cliff", "CPU vs fp32"):
         if col == "backend":
             table.add_column(col, no_wrap=True)
@@ -247,14 +264,9 @@ def print_summary(result: SweepResult, out: Path | None = None) -> None:
     console.print(table)
     console.print("pre-norm cliff: pre-norm at 50 % match probability, w = 10-90 % width (small = cliff, large = slope); "
                   "CPU vs fp32: batch-1 latency on this machine, a proxy (cost.csv)", style="dim")
-    for r in result.cliff.itertuples():
-        if getattr(r, "degenerate", ""):
-            console.print(f"{r.backend} is degenerate: {r.degenerate}", style="bold red")
-    target = result.config.target_far
-    over = result.sweep[result.sweep.far > 3 * target].backend.unique()
-    for backend in over:
-        console.print(f"{backend}: FAR above 3x the target {target:g} at some distance (see sweep.csv): "
-                      "its longer reach is bought with false accepts", style="yellow")
+    for warning in run_warnings(result.run):
+        style = "bold red" if " is degenerate: " in warning else "yellow"
+        console.print(f"warning: {warning}", style=style, highlight=False)
     skipped = result.run.get("skipped_images") or []
     if skipped:
         console.print(f"{len(skipped)} photo(s) skipped (reasons in run.json)")

@@ -1,0 +1,209 @@
+"""Statistical honesty: what a run's data can support, and which of its photos are suspect.
+
+Pure functions over the sweep's tables and embeddings. The sweep writes what they find into
+run.json (``threshold.min_resolvable_far``, ``duplicates``, ``pairs``) and every finding a
+reader must see as a sentence into run.json's ``warnings`` list, which the summary and the TUI
+print. Any part of a run adds its own warnings there (``add_warning``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from facequant.evaluate import metrics
+
+#: The rule of three: with 0 false accepts in n impostors, FAR < 3 / n at 95 % confidence
+#: (exactly -ln(0.05) / n = 2.996 / n). A target FAR below 3 / n cannot be resolved.
+RULE_OF_THREE = 3.0
+
+#: A TAR is known within +-TAR_HALF_WIDTH (95 %) whatever its value once n_genuine >=
+#: MIN_GENUINE: z^2 / (4 h^2), the binomial's worst case at TAR 0.5. 0.1 is the gap between the
+#: reliable bar (90 % of close TAR) and the close TAR itself, so less cannot place a distance.
+TAR_HALF_WIDTH = 0.1
+MIN_GENUINE = math.ceil(metrics.Z_95**2 / (4 * TAR_HALF_WIDTH**2))  # 97
+
+#: Two photos whose close-range fp32 embeddings have cosine >= this are the same image. Measured
+#: on celebs13 with the shared MobileFaceNet (enrolment embeddings, native resolution): the
+#: highest impostor cosine is 0.44, the highest between two different photos of one person
+#: 0.90; a photo re-saved as JPEG 70-90 or shrunk to 0.5-0.8x scores 0.9915-0.9999 against
+#: its original. 0.98 sits 0.08 above any two different photos and below every copy measured.
+DUPLICATE_COSINE = 0.98
+
+#: Below this pre-norm an embedding is all zero: it has no direction (sweep._Embeddings
+#: gives it a zero unit vector, so its cosine is 0 and it matches nothing).
+ZERO_NORM = 1e-12
+
+#: At most this many duplicate pairs are spelled out in the warnings (run.json lists all).
+MAX_LISTED = 5
+
+
+def add_warning(run: dict[str, object], message: str) -> None:
+    """Append one warning to run.json's ``warnings`` (the one list every warning goes to);
+    an empty message (a check that found nothing) is not one."""
+    warnings = run.setdefault("warnings", [])
+    assert isinstance(warnings, list)
+    if message and message not in warnings:
+        warnings.append(message)
+
+
+def min_resolvable_far(n_impostor: int) -> float:
+    """The smallest FAR n_impostor comparisons can vouch for at 95 % (rule of three)."""
+    return RULE_OF_THREE / n_impostor if n_impostor > 0 else math.inf
+
+
+def far_resolution(n_impostor: int, target_far: float) -> dict[str, object]:
+    """run.json's threshold fields: the impostor count, the FAR it resolves, and whether that
+    reaches the target FAR."""
+    floor = min_resolvable_far(n_impostor)
+    return {"n_impostor": int(n_impostor), "min_resolvable_far": floor, "far_resolved": bool(target_far >= floor)}
+
+
+def far_resolution_warning(threshold: float, target_far: float, n_impostor: int, distance_m: float,
+                           given: bool = False) -> str:
+    """Why a threshold set at target_far is not what it claims, or (given threshold) why the
+    FAR columns cannot show it meets target_far ("" when the impostors resolve target_far)."""
+    floor = min_resolvable_far(n_impostor)
+    if target_far >= floor:
+        return ""
+    if given:
+        return (f"FAR is measured on {n_impostor} fp32 impostor comparisons at {distance_m:g} m, which resolve FAR "
+                f"only down to ~{floor:.2g} (rule of three, 95 %): the FAR columns cannot show whether threshold "
+                f"{threshold:.3f} meets FAR {target_far:g} (a FAR of 0 means below ~{floor:.2g}); use a set with "
+                f">= {math.ceil(RULE_OF_THREE / target_far)} impostor comparisons")
+    k = math.floor(target_far * n_impostor + 1e-9)  # impostors the target lets through
+    where = ("just above the largest impostor score" if k == 0
+             else f"on the {k + 1} largest impostor scores")
+    return (f"threshold {threshold:.3f} is set at FAR {target_far:g} on {n_impostor} fp32 impostor comparisons "
+            f"at {distance_m:g} m, which resolve FAR only down to ~{floor:.2g} (rule of three, 95 %): it sits "
+            f"{where}, and the FAR it really gives may be up to ~{floor:.2g}; give --threshold, or use a set with "
+            f">= {math.ceil(RULE_OF_THREE / target_far)} impostor comparisons")
+
+
+def thin_tar_warning(sweep: pd.DataFrame) -> str:
+    """The distances whose TAR rests on too few genuine comparisons to place the reliable and
+    cliff distances ("" when every distance has enough). n_genuine is the same for every
+    backend at a distance (they see the same probes), so the first backend's rows speak for all."""
+    if sweep.empty:
+        return ""
+    first = sweep.loc[sweep["backend"] == sweep["backend"].iloc[0]].sort_values("distance_m")
+    thin = first.loc[first["n_genuine"] < MIN_GENUINE]
+    if thin.empty:
+        return ""
+    counts = sorted({int(n) for n in thin["n_genuine"]})
+    at = ", ".join(f"{d:g}" for d in thin["distance_m"])
+    n_text = f"{counts[0]} to {counts[-1]}" if len(counts) > 1 else str(counts[0])
+    widest = float((thin["tar_ci_high"] - thin["tar_ci_low"]).max()) if thin["n_genuine"].gt(0).any() else 1.0
+    return (f"TAR rests on {n_text} genuine comparisons at {at} m (about {MIN_GENUINE} are needed to know a TAR "
+            f"within +-{TAR_HALF_WIDTH:g} at 95 %; 95 % intervals up to {widest:.2f} wide here): the close-range TAR "
+            "and the reliable and cliff distances are not resolved; add photos per person")
+
+
+def far_excess_warning(sweep: pd.DataFrame, backend: str, target_far: float) -> str:
+    """A backend whose FAR exceeds 3x the target somewhere, with the count behind it, and
+    whether that count can tell ("" if its FAR never exceeds it)."""
+    rows = sweep.loc[(sweep["backend"] == backend) & (sweep["far"] > 3 * target_far)]
+    if rows.empty:
+        return ""
+    worst = rows.loc[rows["far"].idxmax()]
+    n = int(worst["n_impostor"])
+    k = int(round(float(worst["far"]) * n))
+    said = (f"{backend}: FAR {worst['far']:.4f} ({k} of {n} impostors) at {worst['distance_m']:g} m is above 3x the "
+            f"target {target_far:g}")
+    low, high = metrics.wilson_interval(k, n)
+    if low <= 3 * target_far:
+        return f"{said}, but {n} impostors cannot tell (95 % interval {low:.2g}-{high:.2g})"
+    return f"{said} (see sweep.csv): its longer reach is bought with false accepts"
+
+
+def find_duplicates(keys: Sequence[str], identities: Sequence[str], digests: Sequence[str],
+                    unit: np.ndarray | None, cosine_min: float = DUPLICATE_COSINE,
+                    block: int = 1024) -> list[dict[str, object]]:
+    """Pairs of photos that are the same image: identical bytes (sha256) or close-range fp32
+    unit embeddings with cosine >= cosine_min (unit None: bytes only). One dict per pair (a
+    before b in `keys` order) with both keys and identities, same_identity, how it was found
+    and the embeddings' cosine (None without embeddings)."""
+    found: dict[tuple[int, int], str] = {}
+    first: dict[str, int] = {}
+    for j, digest in enumerate(digests):
+        if digest in first:
+            found[(first[digest], j)] = "identical file (sha256)"
+        first.setdefault(digest, j)
+    vectors = np.zeros((len(keys), 0), np.float32) if unit is None else np.asarray(unit, np.float32)
+    for start in range(0, len(keys) if unit is not None else 0, block):  # blocks: a full matrix may not fit
+        cos = vectors[start:start + block] @ vectors.T
+        for i, j in zip(*np.nonzero(cos >= cosine_min), strict=True):
+            a, b = start + int(i), int(j)
+            if a < b:
+                found.setdefault((a, b), "near-identical embedding")
+    out = []
+    for (a, b), how in sorted(found.items()):
+        out.append({"a": keys[a], "b": keys[b], "identity_a": identities[a], "identity_b": identities[b],
+                    "same_identity": identities[a] == identities[b], "how": how,
+                    "cosine": None if unit is None else round(float(vectors[a] @ vectors[b]), 4)})
+    return out
+
+
+def duplicate_warnings(duplicates: list[dict[str, object]], threshold_effect: str = "") -> list[str]:
+    """One warning per duplicate pair (the first MAX_LISTED), then the rest counted, then how
+    far the impostor duplicates moved the threshold."""
+    out = []
+    for d in duplicates[:MAX_LISTED]:
+        how = str(d["how"]) if d["cosine"] is None else f"{d['how']}, cosine {d['cosine']:.3f}"
+        if d["same_identity"]:
+            out.append(f"photos {d['a']} and {d['b']} (both under '{d['identity_a']}') are the same image ({how}): "
+                       "their genuine comparisons match trivially and inflate TAR")
+        else:
+            out.append(f"photo {d['a']} under '{d['identity_a']}' and {d['b']} under '{d['identity_b']}' are the same "
+                       f"image ({how}): impostor scores include it, and the copy's comparisons with its person's "
+                       "other photos")
+    if len(duplicates) > MAX_LISTED:
+        out.append(f"{len(duplicates) - MAX_LISTED} more duplicate photo pairs (run.json: duplicates)")
+    if threshold_effect:
+        out.append(threshold_effect)
+    return out
+
+
+def duplicate_threshold_effect(close: pd.DataFrame, duplicates: list[dict[str, object]], threshold: float,
+                               target_far: float) -> tuple[str, float | None]:
+    """How far duplicate pairs across identities pushed a FAR-set threshold, from the fp32
+    close-range comparisons: (warning, threshold without them); ("", None) when none of them
+    is an impostor comparison here."""
+    pairs = {frozenset((str(d["a"]), str(d["b"]))) for d in duplicates if not d["same_identity"]}
+    impostors = close.loc[~close["genuine"].astype(bool)]
+    is_dup = np.array([frozenset((p, g)) in pairs for p, g in zip(impostors["probe"], impostors["gallery"],
+                                                                    strict=True)], dtype=bool)
+    if not is_dup.any() or is_dup.all():
+        return "", None
+    without = metrics.threshold_at_far(impostors["cosine"].to_numpy()[~is_dup], np.array([]), target_far)
+    return (f"the threshold at FAR {target_far:g} is pushed to {threshold:.3f} by {int(is_dup.sum())} impostor "
+            f"comparison(s) of duplicate photos ({without:.3f} without them); the pairs stay in (label noise is "
+            "the data's to fix): move or remove the copies, or give --threshold"), without
+
+
+def zero_embedding_warnings(probes: pd.DataFrame, gallery_prenorms: dict[str, np.ndarray], floor: float) -> list[str]:
+    """Per backend, the embeddings at any distance (and in its gallery) that are all zero
+    (cosine undefined: written as 0, never NaN, so a non-match) or whose pre-norm is below
+    floor (a direction no float16 or fixed-point output keeps). Said for every distance: the
+    degenerate flag looks at the closest only."""
+    out = []
+    sim = probes.loc[probes["simulated"].astype(bool)]
+    for backend, rows in sim.groupby("backend", sort=False):
+        gallery = gallery_prenorms.get(str(backend), np.zeros(0))
+        for low, high, what in ((-1.0, ZERO_NORM, "are all-zero embeddings: cosine is undefined, written as 0 and "
+                                 "counted as non-matches"),
+                                (ZERO_NORM, floor, f"have a near-zero pre-norm (< {floor:g}): a direction no float16 "
+                                 "or fixed-point output would keep")):
+            hit = rows.loc[(rows["prenorm"] >= low) & (rows["prenorm"] < high)]
+            n_gallery = int(np.sum((gallery >= low) & (gallery < high)))
+            if hit.empty and not n_gallery:
+                continue
+            at = ", ".join(f"{d:g}" for d in sorted(hit["distance_m"].unique()))
+            parts = [f"{len(hit)} of {len(rows)} probes" + (f" (at {at} m)" if at else "")]
+            if n_gallery:
+                parts.append(f"{n_gallery} of {gallery.size} enrolled photos")
+            out.append(f"{backend}: {' and '.join(parts)} {what}")
+    return out
