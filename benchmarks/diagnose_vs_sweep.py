@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from facequant import settings
-from facequant.analysis.diagnose import DiagnoseConfig, diagnose_backends, run_diagnose
+from facequant.analysis.diagnose.run import DiagnoseConfig, diagnose_backends, run_diagnose
 from facequant.backends.registry import BackendFactory
 from facequant.evaluate.engine import SweepConfig, prepare_probes, run_sweep
 

@@ -221,7 +221,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_diagnose(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from facequant.analysis import diagnose as diagnostics
+    from facequant.analysis.diagnose import report as diagnose_report
+    from facequant.analysis.diagnose import run as diagnostics
     from facequant.results.directory import check_output_dir
 
     if args.out is None:  # a diagnosis is not a sweep: its own default folder name
@@ -243,8 +244,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             bar.update(tasks[stage], completed=done)
 
         result = diagnostics.run_diagnose(config, progress=progress)
-    diagnostics.write_diagnosis(result, out, force=args.force)
-    diagnostics.print_diagnosis(result, out)
+    diagnose_report.write_diagnosis(result, out, force=args.force)
+    diagnose_report.print_diagnosis(result, out)
     return 0
 
 

@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 from onnxruntime.quantization.qdq_loss_debug import compute_signal_to_quantization_noice_ratio
 
-from facequant.analysis import diagnose as dg
+from facequant.analysis.diagnose import measure as dmeasure
+from facequant.analysis.diagnose import report as dreport
+from facequant.analysis.diagnose import run as drun
+from facequant.analysis.diagnose import taps as dtaps
 from facequant.cli import main
 from facequant.errors import FacequantError
 from facequant.evaluate.engine import SweepConfig
@@ -28,33 +31,33 @@ def test_snr_matches_onnxruntimes_definition():
     rng = np.random.default_rng(0)
     f = rng.standard_normal(10_000).astype(np.float32)
     q = (f + 0.05 * rng.standard_normal(10_000)).astype(np.float32)
-    ours = dg.snr_db(float(np.dot(f.astype(np.float64), f)), float(np.sum((f.astype(np.float64) - q) ** 2)))
+    ours = dmeasure.snr_db(float(np.dot(f.astype(np.float64), f)), float(np.sum((f.astype(np.float64) - q) ** 2)))
     assert ours == pytest.approx(compute_signal_to_quantization_noice_ratio(f, q), abs=1e-3)
     # accumulated batch by batch it is the same number: the sums are what we keep, not the tensors
     halves = [(f[:5000], q[:5000]), (f[5000:], q[5000:])]
-    sumsq = sum(dg._float_stats(a)[0] for a, _ in halves)
-    tap = dg.Tap("l", "n", "Conv", "t", "t")
-    sse = sum(dg._quant_stats(a, b.copy(), None, tap, dg._Acc(), False) for a, b in halves)
-    assert dg.snr_db(sumsq, sse) == pytest.approx(ours, abs=1e-3)
-    assert dg.snr_db(1.0, 0.0) == math.inf  # identical tensors
+    sumsq = sum(dmeasure._float_stats(a)[0] for a, _ in halves)
+    tap = dtaps.Tap("l", "n", "Conv", "t", "t")
+    sse = sum(dmeasure._quant_stats(a, b.copy(), None, tap, dmeasure._Acc(), False) for a, b in halves)
+    assert dmeasure.snr_db(sumsq, sse) == pytest.approx(ours, abs=1e-3)
+    assert dmeasure.snr_db(1.0, 0.0) == math.inf  # identical tensors
 
 
 def test_psnr_takes_its_peak_from_the_float_tensor():
     f = np.array([0.0, 2.0, -4.0, 1.0], np.float32)
     q = f + np.array([0.1, -0.1, 0.1, -0.1], np.float32)
-    sumsq, peak, n = dg._float_stats(f)
+    sumsq, peak, n = dmeasure._float_stats(f)
     assert peak == 4.0 and n == 4
-    sse = dg._quant_stats(f, q.copy(), None, dg.Tap("l", "n", "Conv", "t", "t"), dg._Acc(), False)
-    assert dg.psnr_db(peak, sse, n) == pytest.approx(10 * math.log10(16 / 0.01), abs=1e-4)
+    sse = dmeasure._quant_stats(f, q.copy(), None, dtaps.Tap("l", "n", "Conv", "t", "t"), dmeasure._Acc(), False)
+    assert dmeasure.psnr_db(peak, sse, n) == pytest.approx(10 * math.log10(16 / 0.01), abs=1e-4)
 
 
 def test_codes_at_the_rails_are_counted():
-    tap = dg.Tap("l", "n", "Conv", "t", "t_q", "t_codes", 8, False, 0.1, 10)
+    tap = dtaps.Tap("l", "n", "Conv", "t", "t_q", "t_codes", 8, False, 0.1, 10)
     f = np.zeros(6, np.float32)
-    acc = dg._Acc()
-    dg._quant_stats(f, f.copy(), np.array([0, 0, 5, 9, 255, 7], np.uint8), tap, acc, False)
+    acc = dmeasure._Acc()
+    dmeasure._quant_stats(f, f.copy(), np.array([0, 0, 5, 9, 255, 7], np.uint8), tap, acc, False)
     assert acc.rails == 3 and np.count_nonzero(acc.seen) == 5
-    dg._quant_stats(f, f.copy(), np.array([1, 2, 3, 4, 5, 6], np.uint8), tap, acc, False)
+    dmeasure._quant_stats(f, f.copy(), np.array([1, 2, 3, 4, 5, 6], np.uint8), tap, acc, False)
     assert acc.rails == 3  # no code at a rail: nothing added
 
 
@@ -63,23 +66,23 @@ def test_weight_statistics():
     w[0] = [[[1.0]], [[-1.0]]]  # range 2
     w[1] = [[[0.5]], [[0.25]]]  # range 0.25
     w[2] = 0.0  # a dead channel: left out of the ratio
-    stats = dg.weight_stats(w, axis=0)
+    stats = dtaps.weight_stats(w, axis=0)
     assert stats["weight_range"] == pytest.approx(2.0)
     assert stats["weight_asymmetry"] == pytest.approx(0.0)
     assert stats["channel_range_ratio"] == pytest.approx(8.0)
-    one_sided = dg.weight_stats(np.array([[0.0, 1.0, 2.0]], np.float32), axis=0)
+    one_sided = dtaps.weight_stats(np.array([[0.0, 1.0, 2.0]], np.float32), axis=0)
     assert one_sided["weight_asymmetry"] == pytest.approx(1.0)
-    assert dg.weight_stats(np.array([[-1.0, 3.0]]), axis=0)["weight_asymmetry"] == pytest.approx(0.5)
+    assert dtaps.weight_stats(np.array([[-1.0, 3.0]]), axis=0)["weight_asymmetry"] == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("dtype,bits", [(np.uint8, 8), (np.int8, 8), (np.uint16, 16), (np.int16, 16)])
 def test_code_counts_in_level_order(dtype: type, bits: int):
     info = np.iinfo(dtype)
     codes = np.random.default_rng(1).integers(info.min, info.max, 4321, endpoint=True).astype(dtype)
-    by_pattern = dg.code_counts(codes, bits)
+    by_pattern = dmeasure.code_counts(codes, bits)
     assert by_pattern.sum() == codes.size
-    tap = dg.Tap("l", "n", "Conv", "t", "t_q", "t_codes", bits, info.min < 0, 0.1, 0)
-    by_level = dg.level_counts(by_pattern, tap)
+    tap = dtaps.Tap("l", "n", "Conv", "t", "t_q", "t_codes", bits, info.min < 0, 0.1, 0)
+    by_level = dmeasure.level_counts(by_pattern, tap)
     expected = np.bincount(codes.astype(np.int64) - info.min, minlength=1 << bits)
     assert np.array_equal(by_level, expected)
     assert tap.level_values()[0] == pytest.approx(info.min * 0.1)
@@ -94,10 +97,10 @@ def test_occupancy_is_exact(dtype: type):
     values = np.clip(np.rint(rng.standard_t(3, 200_000) * (4 if info.bits == 8 else 400)) + centre, info.min, info.max)
     codes = values.astype(dtype)
     codes[123] = info.min
-    tap = dg.Tap("l", "n", "Conv", "t", "t_q", "t_codes", info.bits, info.min < 0, 0.1, 0)
+    tap = dtaps.Tap("l", "n", "Conv", "t", "t_q", "t_codes", info.bits, info.min < 0, 0.1, 0)
     seen = np.zeros(1 << info.bits, bool)
     for part in np.array_split(codes, 3):  # batch by batch, as the run adds them
-        dg.add_occupancy(seen, part, tap)
+        dmeasure.add_occupancy(seen, part, tap)
     expected = np.bincount(codes.astype(np.int64) - info.min, minlength=1 << info.bits) > 0
     assert np.array_equal(seen, expected) and seen[0]
 
@@ -109,70 +112,70 @@ def test_summary_table():
         rows.append({"backend": "b", "distance_m": 1.0, "layer": layer, "op_type": "Conv", "depth": depth,
                      "snr_db": snr, "psnr_db": snr + 10, "face_px": 100.0, "n_probes": 3, "tensor": layer,
                      "head": head, "is_output": layer == "output"})
-    summary = dg.summary_table(pd.DataFrame(rows), threshold_db=10.0)
+    summary = drun.summary_table(pd.DataFrame(rows), threshold_db=10.0)
     r = summary.iloc[0]
     assert r.layers_below_threshold == 3 and r.first_below_depth == 1 and r.first_below_layer == "Conv_1"
     assert r.min_snr_db == 7.0 and r.min_snr_layer == "output" and r.output_snr_db == 7.0
     assert r.head_mean_snr_db == pytest.approx(7.5) and r.backbone_mean_snr_db == pytest.approx(59 / 3)
     assert r.worst10.split(";")[:3] == ["output", "Conv_3", "Conv_1"]
-    assert list(summary.columns) == list(dg.SUMMARY_COLUMNS)
+    assert list(summary.columns) == list(drun.SUMMARY_COLUMNS)
 
 
 @pytest.mark.parametrize("name", ["fp16", "int8-dyn", "external:hailo=probes/", "insightface"])
 def test_non_qdq_backends_are_refused(name: str):
     with pytest.raises(FacequantError) as exc:
-        dg.check_qdq_backend(name)
+        drun.check_qdq_backend(name)
     text = str(exc.value)
     assert name.split("=")[0] in text and "QDQ" in text and len(text.splitlines()) == 1
 
 
 def test_backend_list():
-    assert dg.diagnose_backends(["fp32", "int8-pt", "int8-pt", "int8-pc+16bit:last3"]) == ["int8-pt", "int8-pc+16bit:last3"]
+    assert drun.diagnose_backends(["fp32", "int8-pt", "int8-pt", "int8-pc+16bit:last3"]) == ["int8-pt", "int8-pc+16bit:last3"]
     with pytest.raises(FacequantError, match="no quantized backend"):
-        dg.diagnose_backends(["fp32"])
+        drun.diagnose_backends(["fp32"])
     with pytest.raises(FacequantError, match="int3"):
-        dg.diagnose_backends(["int3"])
+        drun.diagnose_backends(["int3"])
 
 
 def test_probe_subset_is_seeded_and_not_the_calibration_subset():
-    a = dg.probe_subset(61, 12, seed=0)
-    assert np.array_equal(a, dg.probe_subset(61, 12, seed=0)) and len(set(a.tolist())) == 12
+    a = drun.probe_subset(61, 12, seed=0)
+    assert np.array_equal(a, drun.probe_subset(61, 12, seed=0)) and len(set(a.tolist())) == 12
     calibration = set(np.random.default_rng(0).permutation(61)[:12].tolist())
     assert set(a.tolist()) != calibration
-    assert len(dg.probe_subset(61, None, seed=0)) == 61
+    assert len(drun.probe_subset(61, None, seed=0)) == 61
 
 
 # --- on the shared model and photos ---------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def result(model_path: Path, celebs13: Path) -> dg.DiagnoseResult:
-    config = dg.DiagnoseConfig(SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", *BACKENDS),
+def result(model_path: Path, celebs13: Path) -> drun.DiagnoseResult:
+    config = drun.DiagnoseConfig(SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", *BACKENDS),
                                            distances_m=DISTANCES), max_probes=MAX_PROBES)
-    return dg.run_diagnose(config)
+    return drun.run_diagnose(config)
 
 
-def _mean_snr(result: dg.DiagnoseResult, backend: str, distance: float) -> float:
+def _mean_snr(result: drun.DiagnoseResult, backend: str, distance: float) -> float:
     s = result.summary
     return float(s[(s.backend == backend) & (s.distance_m == distance)].mean_snr_db.iloc[0])
 
 
-def test_per_tensor_int8_is_noisiest_at_every_distance(result: dg.DiagnoseResult):
+def test_per_tensor_int8_is_noisiest_at_every_distance(result: drun.DiagnoseResult):
     for d in DISTANCES:
         pt = _mean_snr(result, "int8-pt", d)
         assert pt < _mean_snr(result, "int8-pc", d), d
         assert pt < _mean_snr(result, "a16w8", d), d
 
 
-def test_embedding_snr_falls_with_distance_for_int8_pt(result: dg.DiagnoseResult):
+def test_embedding_snr_falls_with_distance_for_int8_pt(result: drun.DiagnoseResult):
     out = result.summary[result.summary.backend == "int8-pt"].set_index("distance_m").output_snr_db
     assert out[1.0] > out[8.0]
     rows = result.layers[(result.layers.backend == "int8-pt") & result.layers.is_output]
     assert set(rows.layer) == {"output"} and len(rows) == len(DISTANCES)
 
 
-def test_layers_table_shape_and_columns(result: dg.DiagnoseResult):
+def test_layers_table_shape_and_columns(result: drun.DiagnoseResult):
     layers = result.layers
-    assert list(layers.columns[: len(dg.LAYER_COLUMNS)]) == list(dg.LAYER_COLUMNS)
+    assert list(layers.columns[: len(drun.LAYER_COLUMNS)]) == list(drun.LAYER_COLUMNS)
     n_layers = layers[(layers.backend == "int8-pt") & (layers.distance_m == 1.0)].layer.nunique()
     assert n_layers > 50  # every Conv, PRelu, Add and the output of MobileFaceNet
     assert len(layers) == len(BACKENDS) * len(DISTANCES) * n_layers
@@ -187,7 +190,7 @@ def test_layers_table_shape_and_columns(result: dg.DiagnoseResult):
     assert first[first.op_type == "PRelu"].weight_range.isna().all()
 
 
-def test_bins_used_within_the_bit_width(result: dg.DiagnoseResult):
+def test_bins_used_within_the_bit_width(result: drun.DiagnoseResult):
     layers = result.layers.dropna(subset=["act_bins_used"])
     assert (layers.act_bins_used <= 2 ** layers.act_bits).all() and (layers.act_bins_used >= 1).all()
     assert np.allclose(layers.act_bin_utilization, layers.act_bins_used / 2 ** layers.act_bits)
@@ -198,7 +201,7 @@ def test_bins_used_within_the_bit_width(result: dg.DiagnoseResult):
     assert layers.act_at_rails.between(0, 1).all()
 
 
-def test_diagnosed_graph_is_the_backend(result: dg.DiagnoseResult, model_path: Path, celebs13: Path):
+def test_diagnosed_graph_is_the_backend(result: drun.DiagnoseResult, model_path: Path, celebs13: Path):
     # exposing only dequantized tensors keeps ORT's integer kernels: the same embedding, bit for bit
     for name in BACKENDS:
         assert result.run["checks"][name]["max_abs_diff_vs_backend"] == 0.0  # type: ignore[index]
@@ -206,14 +209,14 @@ def test_diagnosed_graph_is_the_backend(result: dg.DiagnoseResult, model_path: P
     assert set(result.run["layers"]["int8-pt"]["head"]) == {"Conv_91", "Conv_93", "Conv_94", "output"}  # type: ignore[index]
 
 
-def test_snr_agrees_with_onnxruntime_on_the_embedding(result: dg.DiagnoseResult, model_path: Path, celebs13: Path):
+def test_snr_agrees_with_onnxruntime_on_the_embedding(result: drun.DiagnoseResult, model_path: Path, celebs13: Path):
     # the embedding row, recomputed from the sweep's own backends and ORT's SNR function
     from facequant.backends.registry import BackendFactory
     from facequant.evaluate.engine import prepare_probes
 
     ps = prepare_probes(SweepConfig(model=str(model_path), data=str(celebs13), distances_m=DISTANCES))
     factory = BackendFactory(ps.normalized, ps.model_sha, ps.spec, ps.calibration_tensors)
-    chosen = dg.probe_subset(len(ps.images), MAX_PROBES, 0)
+    chosen = drun.probe_subset(len(ps.images), MAX_PROBES, 0)
     crops, ok, _ = ps.probe_crops(2)
     crops = crops[chosen[ok[chosen]]]
     fp32, q = factory.make("fp32").embed(crops), factory.make("int8-pt").embed(crops)
@@ -222,7 +225,7 @@ def test_snr_agrees_with_onnxruntime_on_the_embedding(result: dg.DiagnoseResult,
     assert float(row.snr_db.iloc[0]) == pytest.approx(expected, abs=0.01)
 
 
-def test_histograms_default_to_the_worst_layer_at_the_farthest_distance(result: dg.DiagnoseResult):
+def test_histograms_default_to_the_worst_layer_at_the_farthest_distance(result: drun.DiagnoseResult):
     for name in BACKENDS:
         hist = result.histograms[name]
         far = result.layers[(result.layers.backend == name) & (result.layers.distance_m == 8.0)]
@@ -231,19 +234,19 @@ def test_histograms_default_to_the_worst_layer_at_the_farthest_distance(result: 
         assert np.count_nonzero(hist.counts) == used and len(hist.counts) == 2 ** hist.tap.bits
 
 
-def test_write_and_refuse_to_overwrite(result: dg.DiagnoseResult, tmp_path: Path):
-    out = dg.write_diagnosis(result, tmp_path / "diag")
+def test_write_and_refuse_to_overwrite(result: drun.DiagnoseResult, tmp_path: Path):
+    out = dreport.write_diagnosis(result, tmp_path / "diag")
     files = {p.name for p in out.iterdir()}
     assert {"layers.csv", "summary.csv", "run.json", "output_snr_vs_distance.png"} <= files
     assert {"heartbeat_int8-pt.png", "histogram_a16w8.png"} <= files
     layers = pd.read_csv(out / "layers.csv")
-    assert list(layers.columns[: len(dg.LAYER_COLUMNS)]) == list(dg.LAYER_COLUMNS)
+    assert list(layers.columns[: len(drun.LAYER_COLUMNS)]) == list(drun.LAYER_COLUMNS)
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["max_probes"] == MAX_PROBES and run["versions"]["onnxruntime"]
     assert run["timings"]["diagnose_s"] > 0 and run["seeds"]["seed"] == 0
     before = (out / "layers.csv").stat().st_mtime_ns
     with pytest.raises(FacequantError, match="--force"):
-        dg.write_diagnosis(result, out)
+        dreport.write_diagnosis(result, out)
     assert (out / "layers.csv").stat().st_mtime_ns == before
 
 

@@ -191,7 +191,7 @@ def _write_diagnostics(folder: Path) -> Path:
 
 
 def test_diagnostics_columns_are_the_diagnose_module_s():
-    from facequant.analysis.diagnose import LAYER_COLUMNS, SUMMARY_COLUMNS
+    from facequant.analysis.diagnose.run import LAYER_COLUMNS, SUMMARY_COLUMNS
     from tui.layers import LAYER_VIEW_COLUMNS, SUMMARY_VIEW_COLUMNS
 
     assert set(LAYER_VIEW_COLUMNS) <= set(LAYER_COLUMNS)

@@ -234,7 +234,7 @@ def _step(result: SweepResult, backend: str, layers: list[str]) -> dict[str, obj
 
 def diagnostics_layers(ps: ProbeSet, backend: str, distances: Sequence[float]) -> pd.DataFrame:
     """diagnose's layers.csv rows for one backend at `distances` (the predicted sensitivity)."""
-    from facequant.analysis.diagnose import DiagnoseConfig, run_diagnose
+    from facequant.analysis.diagnose.run import DiagnoseConfig, run_diagnose
 
     sweep = dataclasses.replace(ps.config, backends=(backend,), distances_m=tuple(distances), face_px=None)
     return run_diagnose(DiagnoseConfig(sweep=sweep)).layers
