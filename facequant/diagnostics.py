@@ -72,8 +72,9 @@ from facequant.backends import (
     session_options,
 )
 from facequant.errors import FacequantError
+from facequant.output import inputs_of, staged_output
 from facequant.quantization import RECIPES, graph_layers, split_recipe_name
-from facequant.reports import pyplot, save_figure, staged_output
+from facequant.reports import pyplot, save_figure
 from facequant.sweep import ProbeSet, SweepConfig, prepare_probes, versions
 
 #: progress(stage, done, total): stages "faces", "calibration" (building backends), "diagnose".
@@ -863,7 +864,7 @@ def write_diagnosis(result: DiagnoseResult, out: Path, force: bool = False) -> P
     """Write layers.csv, summary.csv, run.json and the plots into `out`, atomically: a failure
     midway leaves any old results intact."""
     out = Path(out)
-    with staged_output(out, force) as staging:
+    with staged_output(out, force, inputs_of(result.config.sweep)) as staging:
         t0 = time.perf_counter()
         result.layers.to_csv(staging / LAYERS_CSV, index=False)
         result.summary.to_csv(staging / SUMMARY_CSV, index=False)

@@ -49,7 +49,7 @@ import pandas as pd
 
 from facequant import __version__
 from facequant.errors import FacequantError
-from facequant.models import ModelSpec, file_sha256
+from facequant.models import ModelSpec, file_sha256, model_sha256
 
 if TYPE_CHECKING:  # sweep imports backends, which imports this module lazily: no cycle at runtime
     from facequant.sweep import ProbeSet
@@ -143,10 +143,10 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
     backend: PNG crops, one NCHW float32 tensor per set, manifest.csv and manifest.json.
     Written to a staging folder and swapped in when complete, like a results directory."""
     from facequant.backends import preprocess
-    from facequant.reports import check_output_dir, staged_output
+    from facequant.output import check_output_dir, inputs_of, staged_output
 
     out = Path(out)
-    check_output_dir(out, force)  # before any work
+    check_output_dir(out, force, inputs_of(ps.config))  # before any work
     spec = ps.spec
     h, w = spec.input_size
     sets: list[tuple[float | None, int | None]] = [(None, None)] + [(d, i) for i, d in enumerate(ps.distances)]
@@ -158,7 +158,7 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
     rows: list[dict[str, object]] = []
     tensors: list[dict[str, object]] = []
     n_not_simulated = 0
-    with staged_output(out, force) as staging:
+    with staged_output(out, force, inputs_of(ps.config)) as staging:
         for k, ((distance, d_index), name) in enumerate(zip(sets, names, strict=True)):
             if d_index is None:
                 crops = ps.gallery_crops()
@@ -318,7 +318,7 @@ def _check_manifest_model(manifest_json: Path, spec: ModelSpec) -> None:
         sha, exported = str(model["sha256"]), model["spec"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FacequantError(f"{manifest_json}: not a facequant export manifest ({exc})") from exc
-    if Path(spec.path).is_file() and sha != file_sha256(spec.path):
+    if Path(spec.path).is_file() and sha != model_sha256(spec.path):
         raise FacequantError(f"{manifest_json}: exported for model sha256 {sha[:12]}, the sweep's model "
                              f"{spec.path} is another file; export again with the sweep's model")
     ours = {"input_size": list(spec.input_size), "mean": spec.mean, "std": spec.std, "channel_order": spec.channel_order}

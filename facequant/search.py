@@ -26,8 +26,9 @@ import pandas as pd
 from facequant.backends import BackendFactory
 from facequant.errors import FacequantError
 from facequant.metrics import paired_tar_gain, pooled_tar_gain
+from facequant.output import inputs_of, staged_output
 from facequant.quantization import RECIPES, graph_layers
-from facequant.reports import _finite_or_none, plot_paired_gain, staged_output, write_results
+from facequant.reports import _finite_or_none, plot_paired_gain, write_results
 from facequant.sweep import ProbeSet, SweepConfig, SweepResult, prepare_probes, run_sweep, versions
 
 T = TypeVar("T")
@@ -288,7 +289,7 @@ def _pooled(result: SearchResult, against: str) -> dict[str, object]:
 def write_search(result: SearchResult, out: Path, force: bool = False) -> Path:
     """Write the search into `out` atomically: a failure midway leaves any old results intact."""
     out = Path(out)
-    with staged_output(out, force) as staging:
+    with staged_output(out, force, inputs_of(result.final.config)) as staging:
         write_results(result.final, staging / "final")
         result.damage.to_csv(staging / "damage.csv", index=False)
         result.candidates.to_csv(staging / CANDIDATES_CSV, index=False)
