@@ -36,8 +36,6 @@ RESULT_DIR = "result"
 OLD_DIR = "old"
 #: Files that mark a results directory of a facequant version before the marker existed.
 LEGACY_FILES = ("run.json", "manifest.json", "search.json", "study.csv", "fidelity.csv")
-#: Inputs whose folder must not receive results inside it (they would be read back as photos).
-PHOTO_INPUTS = ("--data", "--calib-data", "--captures")
 
 _command: list[str] = ["facequant"]
 
@@ -89,8 +87,6 @@ def _protected(out: Path, inputs: Inputs) -> str | None:
         folder = source if source.is_dir() else source.parent
         if _within(folder, real):
             return f"is the input {option} {path}" if source == real else f"holds the input {option} {path}"
-        if option in PHOTO_INPUTS and source.is_dir() and _within(real, source):
-            return f"is inside the input {option} {path} (results there would be read as photos)"
     return None
 
 
