@@ -74,7 +74,9 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=None, help="results directory (default runs/<model>-<time>)")
-    g.add_argument("--force", action="store_true", help="replace an existing results directory")
+    g.add_argument("--force", action="store_true",
+                   help="replace an existing results directory, only one facequant wrote (its .facequant.json lists "
+                        "every file in it)")
     g.add_argument("--seed", type=int, default=0, help="seed for subsets, noise and calibration (default 0)")
     g.add_argument("--batch-size", type=int, default=64, help="inference batch size (default 64)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -544,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_args(p)
     for action in p._actions:  # the sweep's --out has a default; an export goes where the user says
         if action.dest == "out":
-            action.required, action.help = True, "export folder (refused if it exists and is not empty, unless --force)"
+            action.required, action.help = True, "export folder (an existing one is replaced only with --force, and only if facequant wrote it)"
     p.set_defaults(func=cmd_export_probes)
 
     p = sub.add_parser("validate-sim", help="check the distance simulation against real lower-resolution captures",

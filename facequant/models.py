@@ -668,13 +668,23 @@ def faceplugin_file(name: str) -> Path:
     dest = settings.cache_dir() / "faceplugin"
     cached = dest / name
     if not (cached.is_file() and file_sha256(cached) == FACEPLUGIN_SHA256[name]):
+        for fname, sha in FACEPLUGIN_SHA256.items():  # a corrupt cached copy is fetched again
+            if (dest / fname).is_file() and file_sha256(dest / fname) != sha:
+                cache_entry.warn(f"{dest / fname}: cached faceplugin model does not match its sha256; fetching it again")
+                (dest / fname).unlink()
         pull_faceplugin(dest)
     return cached
 
 
 def pull_faceplugin(dest: Path) -> Path:
-    """Fetch the faceplugin models with `npm pack`, verify sha256, return fr_feature.onnx."""
+    """Fetch the faceplugin models with `npm pack`, verify sha256, return fr_feature.onnx.
+    Refuses, before fetching, a `dest` holding another file under one of the three names."""
     dest = Path(dest).expanduser()
+    for fname, sha in FACEPLUGIN_SHA256.items():
+        existing = dest / fname
+        if os.path.lexists(existing) and not (existing.is_file() and file_sha256(existing) == sha):
+            raise FacequantError(f"{existing}: exists and is not faceplugin's {fname}; refusing to overwrite it "
+                                 "(choose another --dest)")
     npm = shutil.which("npm")
     if npm is None:
         raise FacequantError(

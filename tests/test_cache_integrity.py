@@ -282,6 +282,30 @@ def test_corrupt_crop_entry__rebuilt_with_a_warning(corruption: str, celebs13: P
     assert capsys.readouterr().err == ""  # the rebuilt entry is trusted again
 
 
+def test_corrupt_faceplugin_copy__fetched_again_with_a_warning(tmp_path: Path, model_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]):
+    from facequant import models
+
+    monkeypatch.setenv(settings.SHARED_ENV, str(tmp_path / "no-shared"))  # no ../shared: the cached copy is used
+    monkeypatch.setenv(settings.CACHE_ENV, str(tmp_path / "cache"))
+    dest = tmp_path / "cache" / "faceplugin"
+    dest.mkdir(parents=True)
+    for name in models.FACEPLUGIN_SHA256:
+        shutil.copy(model_path.parent / name, dest / name)
+    (dest / "fr_feature.onnx").write_bytes(b"half a download")
+
+    def pull(folder: Path) -> Path:  # npm pack, offline: the verified files from the shared folder
+        assert not (folder / "fr_feature.onnx").exists()  # the corrupt copy went first
+        shutil.copy(model_path, folder / "fr_feature.onnx")
+        return folder / "fr_feature.onnx"
+
+    monkeypatch.setattr(models, "pull_faceplugin", pull)
+    path = models.faceplugin_file("fr_feature.onnx")
+    one_warning(capsys, str(dest / "fr_feature.onnx"), "sha256", "fetching it again")
+    assert path == dest / "fr_feature.onnx" and file_sha256(path) == models.FACEPLUGIN_SHA256["fr_feature.onnx"]
+
+
 # --------------------------------------------------------------------------- class: the hash memo
 
 

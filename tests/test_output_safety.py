@@ -145,6 +145,20 @@ def test_force_protected__input_folder(option: str, tmp_path: Path, model_path: 
     assert snapshot(victim) == before
 
 
+def test_force_protected__models_pull_never_overwrites_another_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]):
+    from facequant import models
+
+    monkeypatch.setattr(models.subprocess, "run", lambda *a, **k: pytest.fail("npm ran before the check"))
+    victim = tmp_path / "my-models"
+    victim.mkdir()
+    (victim / "fr_feature.onnx").write_bytes(b"my own fine-tuned model")
+    before = snapshot(victim)
+    assert main(["models", "pull", "faceplugin", "--dest", str(victim)]) == 2
+    one_line_error(capsys, str(victim / "fr_feature.onnx"), "refusing to overwrite")
+    assert snapshot(victim) == before
+
+
 # --------------------------------------------------------------------------- class: folders facequant did not write
 
 
