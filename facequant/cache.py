@@ -75,21 +75,13 @@ def problem(path: Path, key: Mapping[str, object]) -> str | None:
 
 
 def verified(path: Path, key: Mapping[str, object], what: str) -> bool:
-    """True when the cached `what` at `path` may be used for `key`. A bad entry is removed
-    with a one-line warning so that the caller rebuilds it; an absent one says nothing."""
+    """True when the cached `what` at `path` may be used for `key`. A bad entry gets a
+    one-line warning and False: the caller rebuilds it, and the rebuild replaces it (by a
+    rename, so a process reading it meanwhile sees one whole file); an absent one says nothing."""
     if not path.exists() and not sidecar(path).exists():
         return False
     reason = problem(path, key)
     if reason is None:
         return True
     warn(f"{path}: cached {what} {reason}; rebuilding it")
-    discard(path)
     return False
-
-
-def discard(path: Path) -> None:
-    for p in (path, sidecar(path)):
-        try:
-            p.unlink(missing_ok=True)
-        except OSError:
-            pass  # rebuilding overwrites it anyway

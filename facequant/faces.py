@@ -378,12 +378,8 @@ def _face_digest(face: AlignedFace) -> str:
 
 
 def _bad_entry(file: Path, reason: str) -> None:
-    """A crop-cache entry not to trust: say so, remove it; the caller recomputes it."""
+    """A crop-cache entry not to trust: say so; the caller recomputes it and stores it over it."""
     warn(f"{file}: cached crop {reason}; rebuilding it")
-    try:
-        file.unlink(missing_ok=True)
-    except OSError:
-        pass  # a read-only cache: the recomputed face is simply not stored
 
 
 @lru_cache(maxsize=4)

@@ -36,6 +36,9 @@ RESULT_DIR = "result"
 OLD_DIR = "old"
 #: Files that mark a results directory of a facequant version before the marker existed.
 LEGACY_FILES = ("run.json", "manifest.json", "search.json", "study.csv", "fidelity.csv")
+#: Files facequant derives later from a results directory's own contents and writes into it
+#: (`recommend`): a marked folder may hold them without listing them.
+DERIVED_FILES = ("recommend.csv",)
 
 _command: list[str] = ["facequant"]
 
@@ -130,7 +133,7 @@ def marker_problem(folder: Path) -> str | None:
                     return f"{sub.relative_to(folder).as_posix()}: {problem}"
         for name in files:
             rel = (here / name).relative_to(folder).as_posix()
-            if rel != MARKER and rel not in listed:
+            if rel != MARKER and rel not in listed and rel not in DERIVED_FILES:
                 return f"holds {rel}, which facequant did not write"
     return None
 
@@ -160,9 +163,8 @@ def write_marker(folder: Path) -> Path:
 
 
 def add_to_marker(folder: Path, names: Iterable[str]) -> None:
-    """Record files facequant added to an existing results directory (recommend.csv, the
-    TUI's exports), so a later --force may still replace it. A folder without a valid
-    marker is left as it is."""
+    """Record files facequant added to an existing results directory (the TUI's exports), so
+    a later --force may still replace it. A folder without a valid marker is left as it is."""
     marker = folder / MARKER
     if _marker_files(folder) is None:
         return

@@ -58,7 +58,6 @@ import yaml
 from facequant import settings
 from facequant.distance import DEFAULT_IOD_MM, CameraProfile, camera_from_spec
 from facequant.errors import FacequantError
-from facequant.output import add_to_marker
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -895,7 +894,6 @@ def write_recommendation(rec: Recommendation, out: str | Path) -> Path:
             rec.table.to_csv(fh, index=False)
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-        add_to_marker(target.parent, [RECOMMEND_CSV])  # a later --force may still replace the folder
     except OSError as exc:
         raise FacequantError(f"{target}: cannot write ({exc.strerror or exc})") from exc
     return target
