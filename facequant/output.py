@@ -39,6 +39,7 @@ LEGACY_FILES = ("run.json", "manifest.json", "search.json", "study.csv", "fideli
 #: Files facequant derives later from a results directory's own contents and writes into it
 #: (`recommend`): a marked folder may hold them without listing them.
 DERIVED_FILES = ("recommend.csv",)
+_LEGACY = f"written by an earlier facequant version (no {MARKER})"
 
 _command: list[str] = ["facequant"]
 
@@ -75,7 +76,8 @@ def check_output_dir(out: str | os.PathLike[str], force: bool, inputs: Inputs = 
         if problem is None and not force:
             raise FacequantError(f"{out}: results directory exists (use --force to replace it)")
     if problem is not None:
-        raise FacequantError(f"{out}: {problem}" + ("" if "refusing" in problem else "; refusing to replace it"))
+        advice = ": move it away or choose another --out" if problem.endswith(_LEGACY) else ""
+        raise FacequantError(f"{out}: {problem}; refusing to replace it{advice}")
     _check_creatable(out)
 
 
@@ -112,12 +114,14 @@ def marker_problem(folder: Path) -> str | None:
     """None when facequant wrote everything in `folder` (its marker lists every file, nested
     results directories carry their own), else the reason it may not be replaced."""
     listed = _marker_files(folder)
+    if listed is None and (folder / MARKER).exists():
+        return f"not written by facequant ({MARKER} is unreadable or another tool's)"
     if listed is None:
         if any((folder / name).is_file() for name in LEGACY_FILES):
-            return (f"written by an earlier facequant version (no {MARKER}); refusing to replace it: "
-                    "move it away or choose another --out")
+            return _LEGACY
         return f"not written by facequant (no {MARKER})"
-    for root, dirs, files in os.walk(folder):
+    unreadable: list[OSError] = []
+    for root, dirs, files in os.walk(folder, onerror=unreadable.append):
         here = Path(root)
         for name in list(dirs):
             sub = here / name
@@ -135,6 +139,8 @@ def marker_problem(folder: Path) -> str | None:
             rel = (here / name).relative_to(folder).as_posix()
             if rel != MARKER and rel not in listed and rel not in DERIVED_FILES:
                 return f"holds {rel}, which facequant did not write"
+    if unreadable:  # what cannot be listed cannot be shown to be facequant's
+        return f"cannot read {unreadable[0].filename} ({unreadable[0].strerror})"
     return None
 
 
