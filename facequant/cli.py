@@ -341,10 +341,10 @@ def cmd_models_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_models_pull(args: argparse.Namespace) -> int:
-    from facequant.models import pull_faceplugin, resolve_model
+    from facequant.models import faceplugin_cache, pull_faceplugin, resolve_model
 
     if args.name == "faceplugin":
-        dest = Path(args.dest) if args.dest else settings.cache_dir() / "faceplugin"
+        dest = Path(args.dest) if args.dest else faceplugin_cache()
         path = pull_faceplugin(dest)
     else:
         path = resolve_model(args.name)

@@ -665,15 +665,22 @@ def faceplugin_file(name: str) -> Path:
     shared = settings.default_model_path().parent / name
     if shared.is_file():
         return shared
-    dest = settings.cache_dir() / "faceplugin"
+    dest = faceplugin_cache()
     cached = dest / name
     if not (cached.is_file() and file_sha256(cached) == FACEPLUGIN_SHA256[name]):
-        for fname, sha in FACEPLUGIN_SHA256.items():  # a corrupt cached copy is fetched again
-            if (dest / fname).is_file() and file_sha256(dest / fname) != sha:
-                cache_entry.warn(f"{dest / fname}: cached faceplugin model does not match its sha256; fetching it again")
-                (dest / fname).unlink()
         pull_faceplugin(dest)
     return cached
+
+
+def faceplugin_cache() -> Path:
+    """The cache's copy of the faceplugin models, with any file that fails its sha256 removed
+    (with a warning) so that it is fetched again."""
+    dest = settings.cache_dir() / "faceplugin"
+    for fname, sha in FACEPLUGIN_SHA256.items():
+        if (dest / fname).is_file() and file_sha256(dest / fname) != sha:
+            cache_entry.warn(f"{dest / fname}: cached faceplugin model does not match its sha256; fetching it again")
+            (dest / fname).unlink()
+    return dest
 
 
 def pull_faceplugin(dest: Path) -> Path:
