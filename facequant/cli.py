@@ -74,7 +74,9 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("run")
     g.add_argument("--out", type=Path, default=None, help="results directory (default runs/<model>-<time>)")
-    g.add_argument("--force", action="store_true", help="replace an existing results directory")
+    g.add_argument("--force", action="store_true",
+                   help="replace an existing results directory, only one facequant wrote (its .facequant.json lists "
+                        "every file in it)")
     g.add_argument("--seed", type=int, default=0, help="seed for subsets, noise and calibration (default 0)")
     g.add_argument("--batch-size", type=int, default=64, help="inference batch size (default 64)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -125,15 +127,45 @@ def _config_from_args(args: argparse.Namespace) -> tuple[object, Path]:
 
 _DEFAULTS: dict[str, object] = {}
 
+#: Options naming files or folders a command reads: a results folder holding one is never replaced.
+_INPUT_OPTIONS = ("model", "data", "pairs", "calib_data", "config", "device_profile", "name_map", "reference",
+                  "captures", "results", "scenarios_dir", "diagnostics")
+
+
+def _inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(option, path) of every input the command reads, defaults included."""
+    from facequant.models.spec import INSIGHTFACE_PACKS
+    from facequant.results.output import backend_inputs
+
+    found = [(f"--{dest.replace('_', '-')}", str(getattr(args, dest))) for dest in _INPUT_OPTIONS
+             if getattr(args, dest, None) and Path(str(getattr(args, dest))).expanduser().exists()]
+    model = str(getattr(args, "model", None) or "faceplugin")
+    if model == "faceplugin":
+        found.append(("--model", str(settings.default_model_path())))
+    elif model in INSIGHTFACE_PACKS:
+        found.append(("--model", str(Path("~/.insightface/models").expanduser() / model)))
+    if hasattr(args, "data") and not args.data:
+        found.append(("--data", str(settings.default_dataset_path())))
+    for option in ("backends", "recipe", "base"):
+        found += backend_inputs(str(getattr(args, option, "") or ""))
+    return found
+
+
+def _check_out(out: Path, args: argparse.Namespace) -> None:
+    """The output folder checked before any work: never compute what cannot be saved."""
+    from facequant.results.output import check_output_dir
+
+    check_output_dir(out, bool(args.force), _inputs(args))
+
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from facequant.evaluate.engine import run_sweep
-    from facequant.results.directory import check_output_dir, print_summary, write_results
+    from facequant.results.directory import print_summary, write_results
 
     config, out = _config_from_args(args)
-    check_output_dir(out, args.force)  # before any work: never compute what cannot be saved
+    _check_out(out, args)
     labels = {"faces": "detecting and aligning faces", "calibration": "building backends", "distances": "sweeping distances"}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=args.quiet, transient=False) as bar:
@@ -158,9 +190,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     base, _ = _config_from_args(args)
     parse_backends(args.recipe)  # a clear error for an unknown recipe before any work
     out = args.out or Path("runs") / f"study-{args.kind}-{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    from facequant.results.directory import check_output_dir
-
-    check_output_dir(out, args.force)
+    _check_out(out, args)
     if args.kind == "calibration-size":
         sizes = [int(v) for v in str(args.sizes).split(",")] if args.sizes else None
         variants = studies.size_variants(base, sizes)
@@ -177,14 +207,13 @@ def cmd_study(args: argparse.Namespace) -> int:
         task = bar.add_task(f"{args.kind}: {len(variants)} sweeps", total=len(variants))
         result = studies.run_study(args.kind, base, args.recipe, variants,
                                    progress=lambda _s, done, _t: bar.update(task, completed=done))
-    studies.write_study(result, out, force=args.force)
+    studies.write_study(result, out, force=args.force, inputs=_inputs(args))
     studies.print_study(result, out)
     return 0
 
 
 def cmd_export_precision(args: argparse.Namespace) -> int:
     from facequant.evaluate.engine import prepare_probes
-    from facequant.results.directory import check_output_dir
     from facequant.results.precision_export import export_precision, load_name_map
 
     args.backends = "fp32"
@@ -192,10 +221,11 @@ def cmd_export_precision(args: argparse.Namespace) -> int:
     if args.out is None:
         raise FacequantError("export-precision: give --out DIR")
     out = Path(args.out)
-    check_output_dir(out, args.force)
+    _check_out(out, args)
     name_map = load_name_map(args.name_map) if args.name_map else None
     ps = prepare_probes(config)
-    result = export_precision(args.recipe, ps.normalized, ps.spec.input_name, ps.calibration_tensors(), out, name_map)
+    result = export_precision(args.recipe, ps.normalized, ps.spec.input_name, ps.calibration_tensors(), out, name_map,
+                              force=args.force, inputs=_inputs(args))
     for warning in result["warnings"]:
         print(f"facequant: warning: {warning}", file=sys.stderr)
     for key in ("ort", "precision", "hailo"):
@@ -223,13 +253,12 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
     from facequant.analysis.diagnose import report as diagnose_report
     from facequant.analysis.diagnose import run as diagnostics
-    from facequant.results.directory import check_output_dir
 
     if args.out is None:  # a diagnosis is not a sweep: its own default folder name
         args.out = Path("runs") / f"diagnose-{Path(args.model or 'faceplugin').stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep, out = _config_from_args(args)
     diagnostics.diagnose_backends(sweep.backends)  # type: ignore[attr-defined]  # refuse fp16, dynamic, external before any work
-    check_output_dir(out, args.force)
+    _check_out(out, args)
     config = diagnostics.DiagnoseConfig(sweep, max_probes=args.max_probes, layer=args.layer,  # type: ignore[arg-type]
                                         snr_threshold_db=float(args.snr_threshold))
     labels = {"faces": "detecting and aligning faces", "calibration": "building backends",
@@ -264,14 +293,13 @@ def cmd_search_precision(args: argparse.Namespace) -> int:
         search_summary,
         write_search,
     )
-    from facequant.results.directory import check_output_dir
 
     args.backends = "fp32"
     config, _ = _config_from_args(args)
     if (args.target_tar is None) != (args.target_distance is None):
         raise FacequantError("give --target-tar and --target-distance together")
     out = Path(args.out or Path("runs") / f"search-{args.base}-{time.strftime('%Y%m%d-%H%M%S')}")
-    check_output_dir(out, args.force)
+    _check_out(out, args)
     settings = SearchSettings(base=args.base, tolerance_m=args.tolerance, target_tar=args.target_tar,
                               target_distance_m=args.target_distance, budget=args.budget, candidates=args.candidates,
                               refine=not args.no_refine)
@@ -319,10 +347,10 @@ def cmd_models_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_models_pull(args: argparse.Namespace) -> int:
-    from facequant.models.spec import pull_faceplugin, resolve_model
+    from facequant.models.spec import faceplugin_cache, pull_faceplugin, resolve_model
 
     if args.name == "faceplugin":
-        dest = Path(args.dest) if args.dest else settings.cache_dir() / "faceplugin"
+        dest = Path(args.dest) if args.dest else faceplugin_cache()
         path = pull_faceplugin(dest)
     else:
         path = resolve_model(args.name)
@@ -343,11 +371,10 @@ def cmd_export_probes(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from facequant.evaluate.engine import prepare_probes
-    from facequant.results.directory import check_output_dir
     from facequant.results.probe_export import export_probes
 
     config, out = _config_from_args(args)
-    check_output_dir(out, args.force)  # before any work, as for a sweep
+    _check_out(out, args)
     labels = {"faces": "detecting and aligning faces", "export": "writing tensors and crops"}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=args.quiet, transient=False) as bar:
@@ -364,18 +391,19 @@ def cmd_export_probes(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_sim(args: argparse.Namespace) -> int:
-    from facequant.analysis.fidelity import print_fidelity, validate_simulation
+    from facequant.analysis.fidelity import print_fidelity, validate_simulation, write_fidelity
     from facequant.simulate.camera import Degradation
 
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise FacequantError(f"{out}: exists (use --force to replace it)")
+    out = Path(args.out or Path("runs") / f"validate-{time.strftime('%Y%m%d-%H%M%S')}")
+    _check_out(out, args)
+    degradation = Degradation(args.blur, args.noise, args.jpeg)
     table = validate_simulation(args.model or "faceplugin", Path(args.reference),
                                 Path(args.captures), backends=str(args.backends), seed=args.seed,
-                                degradation=Degradation(args.blur, args.noise, args.jpeg))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
-    print_fidelity(table, out)
+                                degradation=degradation)
+    config = {"model": args.model or "faceplugin", "reference": args.reference, "captures": args.captures,
+              "backends": str(args.backends), "degradation": degradation.to_dict(), "seed": args.seed}
+    written = write_fidelity(table, out, config, force=args.force, inputs=_inputs(args))
+    print_fidelity(table, written)
     return 0
 
 
@@ -524,19 +552,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_args(p)
     for action in p._actions:  # the sweep's --out has a default; an export goes where the user says
         if action.dest == "out":
-            action.required, action.help = True, "export folder (refused if it exists and is not empty, unless --force)"
+            action.required, action.help = True, "export folder (an existing one is replaced only with --force, and only if facequant wrote it)"
     p.set_defaults(func=cmd_export_probes)
 
     p = sub.add_parser("validate-sim", help="check the distance simulation against real lower-resolution captures",
                        description="For each capture of the reference person, measure its face size, simulate that size "
                                    "from the high-resolution reference, and compare cosine to the reference embedding. "
-                                   "Writes fidelity.csv; |delta_cos| <= 0.02 means the simulation can be trusted.")
+                                   "Writes fidelity.csv and run.json into a results directory; |delta_cos| <= 0.02 "
+                                   "means the simulation can be trusted.")
     p.add_argument("--model", default=None, help="model (default: the shared faceplugin model)")
     p.add_argument("--reference", required=True, help="high-resolution photo of the person")
     p.add_argument("--captures", required=True, help="folder of real lower-resolution or more distant captures")
     p.add_argument("--backends", default="fp32,int8-pt", help="backends to compare (default fp32,int8-pt)")
-    p.add_argument("--out", default="fidelity.csv", help="output CSV (default fidelity.csv)")
-    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results directory: fidelity.csv, run.json (default runs/validate-<time>)")
+    p.add_argument("--force", action="store_true", help="replace a results directory facequant wrote")
     p.add_argument("--blur", type=float, default=0.0, help="optics blur sigma to simulate, camera pixels")
     p.add_argument("--noise", type=float, default=0.0, help="sensor noise sigma to simulate, 8-bit levels")
     p.add_argument("--jpeg", type=int, default=0, help="JPEG quality to simulate (match your camera's encoder)")
@@ -563,8 +593,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from facequant.results.output import set_command
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    set_command(sys.argv[1:] if argv is None else argv)  # recorded in each results directory's marker
     try:
         return int(args.func(args))
     except FacequantError as exc:

@@ -75,6 +75,9 @@ def test_search_precision_command_writes_and_explains(tmp_path: Path, model_path
     assert "TAR vs fp32 at 6 m:" in text  # the contested range is one distance here
     assert summary["settings"]["refine"] is True and "refined_distances_m" not in summary  # target mode: no refinement
     assert (out / "steps.csv").is_file() and (out / "final" / "cliff.csv").is_file()
+    # the search folder and its final/ re-measured sweep are each a marked results directory
+    assert "final/run.json" in json.loads((out / ".facequant.json").read_text())["files"]
+    assert "run.json" in json.loads((out / "final" / ".facequant.json").read_text())["files"]
     assert "CPU not timed" in text and summary["cost"]["fp32"]["file_bytes"] > 0  # --no-latency is honoured
     # the results are kept: running again into the same folder is refused before any work
     assert main(args) == 2

@@ -109,11 +109,11 @@ def test_export_refuses_an_existing_folder(export_dir: Path, tmp_path: Path, mod
     assert str(export_dir) in err and "--force" in err and len(err.splitlines()) == 1
     assert (export_dir / "manifest.csv").read_bytes() == before
     out = tmp_path / "again"
-    out.mkdir()
-    (out / "old.txt").write_text("x")
+    shutil.copytree(export_dir, out)  # an export facequant wrote (its marker lists every file)
     assert main(["export-probes", "--model", str(model_path), "--data", str(celebs13), "--distances", "2",
                  "--out", str(out), "--force", "--quiet"]) == 0
-    assert not (out / "old.txt").exists() and (out / "probe_2m.npy").is_file()
+    assert not (out / "probe_1m.npy").exists() and (out / "probe_2m.npy").is_file()
+    assert "probe_2m.npy" in json.loads((out / ".facequant.json").read_text())["files"]
     assert [p.name for p in tmp_path.iterdir()] == ["again"]  # no staging folder left behind
 
 

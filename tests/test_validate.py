@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
 import pandas as pd
 import pytest
+from corpus import one_line_error, snapshot
 
 from facequant.analysis.fidelity import FIDELITY_COLUMNS, validate_simulation
 from facequant.cli import main
@@ -54,12 +56,20 @@ def test_simulated_jpeg_matches_jpeg_captures(series: tuple[Path, Path], model_p
     assert err(matched) <= 0.02
 
 
-def test_cli_writes_fidelity_csv_and_refuses_overwrite(series: tuple[Path, Path], tmp_path: Path):
+def test_cli_writes_a_results_directory_and_refuses_overwrite(series: tuple[Path, Path], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]):
     reference, captures = series
-    out = tmp_path / "fidelity.csv"
-    assert main(["validate-sim", "--reference", str(reference), "--captures", str(captures),
-                 "--backends", "fp32", "--out", str(out)]) == 0
-    assert set(FIDELITY_COLUMNS) <= set(pd.read_csv(out).columns)
-    before = out.read_bytes()
-    assert main(["validate-sim", "--reference", str(reference), "--captures", str(captures), "--out", str(out)]) == 2
-    assert out.read_bytes() == before
+    out = tmp_path / "val2"
+    args = ["validate-sim", "--reference", str(reference), "--captures", str(captures), "--backends", "fp32"]
+    assert main([*args, "--out", f"{out}/"]) == 0  # a trailing slash names the folder, as for every --out
+    assert sorted(p.name for p in out.iterdir()) == [".facequant.json", "fidelity.csv", "run.json"]
+    assert set(FIDELITY_COLUMNS) <= set(pd.read_csv(out / "fidelity.csv").columns)
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["backends"] == "fp32" and run["versions"]["onnxruntime"] and run["model"]["sha256"]
+    assert str(out / "fidelity.csv") in capsys.readouterr().out
+    before = snapshot(out)
+    assert main([*args, "--out", str(out)]) == 2  # never replaced without --force, before any work
+    one_line_error(capsys, str(out), "--force")
+    assert snapshot(out) == before
+    assert main([*args, "--out", str(out), "--force"]) == 0  # its own results directory: replaced
+    assert json.loads((out / "run.json").read_text())["config"] == run["config"]

@@ -117,9 +117,9 @@ class FacequantApp(App[None]):
             return
         try:
             config, out = state.config_from_setup(self.setup_screen.read_values(), self.runs_dir)
-            from facequant.results.directory import check_output_dir
+            from facequant.results.output import check_output_dir, inputs_of
 
-            check_output_dir(out, force=False)  # before any work, as the CLI does
+            check_output_dir(out, False, inputs_of(config))  # before any work, as the CLI does
         except FacequantError as exc:
             self.notify(str(exc), title="cannot run", severity="error", timeout=10, markup=False)
             return

@@ -24,6 +24,7 @@ from facequant.errors import FacequantError
 from facequant.evaluate import cliff, metrics
 from facequant.evaluate.engine import SweepConfig, SweepResult, run_sweep
 from facequant.results import directory as reports
+from facequant.results import output
 
 #: The fields the setup screen edits; everything else in a config is carried over as is.
 SETUP_FIELDS: tuple[str, ...] = ("model", "data", "camera", "distances", "backends", "out")
@@ -304,11 +305,7 @@ def write_partial(data: RunData, config: SweepConfig, out: Path, reason: str) ->
     """Save what a cancelled sweep finished: sweep.csv, results.csv, cliff.csv (without the
     pre-norm fit, which needs comparisons) and a run.json marked partial, so load_results,
     the TUI and a person all read it as a results directory, and none mistakes it for a
-    complete one."""
-    out.mkdir(parents=True, exist_ok=True)
-    data.sweep.to_csv(out / reports.SWEEP_CSV, index=False)
-    data.cliff.to_csv(out / reports.CLIFF_CSV, index=False)
-    metrics.to_long(data.sweep).to_csv(out / reports.RESULTS_CSV, index=False)
+    complete one. Staged and marked like every results directory."""
     run = {
         "partial": True,
         "partial_reason": reason,
@@ -320,7 +317,11 @@ def write_partial(data: RunData, config: SweepConfig, out: Path, reason: str) ->
         "written_by": "facequant tui (cancelled run: sweep.csv, cliff.csv without pre-norm fit, results.csv)",
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    (out / reports.RUN_JSON).write_text(json.dumps(_json_ready(run), indent=2))
+    with output.staged_output(out, False, output.inputs_of(config)) as staging:
+        data.sweep.to_csv(staging / reports.SWEEP_CSV, index=False)
+        data.cliff.to_csv(staging / reports.CLIFF_CSV, index=False)
+        metrics.to_long(data.sweep).to_csv(staging / reports.RESULTS_CSV, index=False)
+        (staging / reports.RUN_JSON).write_text(json.dumps(_json_ready(run), indent=2))
     return out
 
 
@@ -335,8 +336,9 @@ def export_csvs(data: RunData) -> list[Path]:
         raise FacequantError("the sweep is still running: export when it finishes, or cancel it (c) first")
     data.path.mkdir(parents=True, exist_ok=True)
     written = [data.path / reports.SWEEP_CSV, data.path / reports.CLIFF_CSV]
-    data.sweep.to_csv(written[0], index=False)
-    data.cliff.to_csv(written[1], index=False)
+    for table, path in zip((data.sweep, data.cliff), written, strict=True):
+        output.write_file(path, lambda fh, t=table: t.to_csv(fh, index=False))
+    output.add_to_marker(data.path, [p.name for p in written])  # a later --force may still replace the run
     return written
 
 
@@ -372,7 +374,7 @@ def run_cancellable(
     is set. on_distance records the finished distance first, so a cancelled run keeps every
     distance that completed and writes it (write_partial); a complete run is written by
     reports.write_results exactly as `facequant sweep` writes it."""
-    reports.check_output_dir(out, force=False)  # before any work, as the CLI does
+    output.check_output_dir(out, False, output.inputs_of(config))  # before any work, as the CLI does
     latest: dict[str, RunData] = {}
     planned: dict[str, int] = {}
 

@@ -3,6 +3,7 @@ face with the same face size simulated from a high-resolution reference."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -15,9 +16,12 @@ from facequant.datasets.folders import IMAGE_SUFFIXES
 from facequant.errors import BadImageError, FacequantError
 from facequant.faces.alignment import similarity_matrix
 from facequant.faces.pipeline import FacePipeline, pipeline_for_model, read_image
-from facequant.models.spec import file_sha256, inspect_model, normalize_model, resolve_model
+from facequant.models.spec import inspect_model, model_sha256, normalize_model, resolve_model
+from facequant.results.output import Inputs, staged_output
 from facequant.simulate.camera import Degradation, simulate
 
+FIDELITY_CSV = "fidelity.csv"
+RUN_JSON = "run.json"
 FIDELITY_COLUMNS = ["capture", "face_px", "backend", "real_cos", "sim_cos", "delta_cos", "real_prenorm", "sim_prenorm"]
 
 
@@ -68,7 +72,7 @@ def validate_simulation(
     sim = np.stack(sim_crops)
     # Calibrate quantized backends on the reference and the real captures: the only faces at hand.
     calib = preprocess(np.concatenate([ref_crop[None], real]), spec)
-    factory = BackendFactory(normalized, file_sha256(model_path), spec, lambda: calib)
+    factory = BackendFactory(normalized, model_sha256(model_path), spec, lambda: calib)
 
     used = [r for r in rows if "skipped" not in r]
     out = []
@@ -86,6 +90,20 @@ def validate_simulation(
     table = table.sort_values(["backend", "face_px"], key=lambda c: c.map(order) if c.name == "backend" else -c)
     skipped = pd.DataFrame([r for r in rows if "skipped" in r], columns=[*FIDELITY_COLUMNS, "skipped"])
     return pd.concat([table, skipped], ignore_index=True) if len(skipped) else table.reset_index(drop=True)
+
+
+def write_fidelity(table: pd.DataFrame, out: Path, config: dict[str, object], force: bool = False,
+                   inputs: Inputs = ()) -> Path:
+    """fidelity.csv and run.json (config, model hash, versions) into the results directory `out`."""
+    from facequant.evaluate.engine import versions
+
+    model = resolve_model(str(config["model"]))
+    run = {"command": "validate-sim", "config": config,
+           "model": {"path": str(model), "sha256": model_sha256(model)}, "versions": versions()}
+    with staged_output(out, force, inputs) as staging:
+        table.to_csv(staging / FIDELITY_CSV, index=False)
+        (staging / RUN_JSON).write_text(json.dumps(run, indent=2, default=str))
+    return Path(out) / FIDELITY_CSV
 
 
 def print_fidelity(table: pd.DataFrame, out: Path | None = None) -> None:

@@ -35,12 +35,8 @@ from facequant.evaluate.engine import (
     versions,
 )
 from facequant.evaluate.metrics import paired_tar_gain, pooled_tar_gain
-from facequant.results.directory import (
-    _finite_or_none,
-    plot_paired_gain,
-    staged_output,
-    write_results,
-)
+from facequant.results.directory import _finite_or_none, plot_paired_gain, write_results
+from facequant.results.output import inputs_of, staged_output
 
 T = TypeVar("T")
 
@@ -300,7 +296,7 @@ def _pooled(result: SearchResult, against: str) -> dict[str, object]:
 def write_search(result: SearchResult, out: Path, force: bool = False) -> Path:
     """Write the search into `out` atomically: a failure midway leaves any old results intact."""
     out = Path(out)
-    with staged_output(out, force) as staging:
+    with staged_output(out, force, inputs_of(result.final.config)) as staging:
         write_results(result.final, staging / "final")
         result.damage.to_csv(staging / "damage.csv", index=False)
         result.candidates.to_csv(staging / CANDIDATES_CSV, index=False)

@@ -15,7 +15,8 @@ import pandas as pd
 from facequant.datasets.folders import IMAGE_SUFFIXES
 from facequant.errors import FacequantError
 from facequant.evaluate.engine import SweepConfig, SweepResult, run_sweep, versions
-from facequant.results.directory import pyplot, save_figure, staged_output
+from facequant.results.directory import pyplot, save_figure
+from facequant.results.output import Inputs, staged_output
 
 STUDIES = ("calibration-size", "calibration-distance", "calibration-method")
 STUDY_COLUMNS = ["study", "variant", "backend", "n_calibration_crops", "tar_close", "reliable_distance_m",
@@ -104,10 +105,10 @@ def _row(study: str, label: str, recipe: str, result: SweepResult) -> dict[str, 
             "far_max": sweep.far.max(), "degenerate": getattr(cliff, "degenerate", "") or ""}
 
 
-def write_study(result: StudyResult, out: Path, force: bool = False) -> Path:
+def write_study(result: StudyResult, out: Path, force: bool = False, inputs: Inputs = ()) -> Path:
     """Write the study into `out` atomically: a failure midway leaves any old results intact."""
     out = Path(out)
-    with staged_output(out, force) as staging:
+    with staged_output(out, force, inputs) as staging:
         result.table.to_csv(staging / "study.csv", index=False)
         (staging / "run.json").write_text(json.dumps({"study": result.study, "recipe": result.recipe,
                                                       "versions": versions(), "variants": result.runs},

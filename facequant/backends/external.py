@@ -47,7 +47,7 @@ import pandas as pd
 from facequant.backends.base import FLOAT_BACKENDS, Backend
 from facequant.backends.quantize import RECIPES
 from facequant.errors import FacequantError
-from facequant.models.spec import ModelSpec, file_sha256
+from facequant.models.spec import ModelSpec, file_sha256, model_sha256
 
 MANIFEST_CSV = "manifest.csv"
 MANIFEST_JSON = "manifest.json"
@@ -171,7 +171,7 @@ def _check_manifest_model(manifest_json: Path, spec: ModelSpec) -> None:
         sha, exported = str(model["sha256"]), model["spec"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FacequantError(f"{manifest_json}: not a facequant export manifest ({exc})") from exc
-    if Path(spec.path).is_file() and sha != file_sha256(spec.path):
+    if Path(spec.path).is_file() and sha != model_sha256(spec.path):
         raise FacequantError(f"{manifest_json}: exported for model sha256 {sha[:12]}, the sweep's model "
                              f"{spec.path} is another file; export again with the sweep's model")
     ours = {"input_size": list(spec.input_size), "mean": spec.mean, "std": spec.std, "channel_order": spec.channel_order}

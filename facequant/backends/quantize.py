@@ -19,7 +19,6 @@ import hashlib
 import heapq
 import json
 import logging
-import os
 import re
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -42,6 +41,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from facequant import cache as cache_entry
 from facequant import settings
 from facequant.errors import FacequantError
 
@@ -366,8 +366,13 @@ def calibration_hash(tensors: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(tensors, dtype=np.float32).tobytes()).hexdigest()[:16]
 
 
+def quantized_key(model_sha: str, recipe: QuantRecipe, calib_hash: str) -> dict[str, object]:
+    """What a quantized model is built from: its cache key, recorded beside the cached file."""
+    return {"model": model_sha, "recipe": recipe.to_dict(), "calib": calib_hash, "v": _BUILD_VERSION}
+
+
 def quantized_model_path(model: Path, model_sha: str, recipe: QuantRecipe, calib_hash: str, cache: Path | None = None) -> Path:
-    key = json.dumps({"model": model_sha, "recipe": recipe.to_dict(), "calib": calib_hash, "v": _BUILD_VERSION}, sort_keys=True)
+    key = json.dumps(quantized_key(model_sha, recipe, calib_hash), sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     root = (cache or settings.cache_dir()) / "quantized"
     root.mkdir(parents=True, exist_ok=True)
@@ -493,7 +498,8 @@ def build_quantized(
 ) -> Path:
     """Build `recipe` from `model` (already normalized: opset >= 13, dynamic batch); static
     recipes are calibrated on `calibration` (N, C, H, W preprocessed), the others ignore it.
-    Cached by (model, recipe, data). A pow2 recipe also leaves `pow2_moves_path(model)`."""
+    Cached by (model, recipe, data), each entry checked against its recorded hash when used.
+    A pow2 recipe also leaves `pow2_moves_path(model)`."""
     if recipe.needs_calibration:
         if calibration is None or len(calibration) == 0:
             raise FacequantError(f"{recipe.name}: no calibration images")
@@ -501,7 +507,9 @@ def build_quantized(
     else:
         calib = "none"
     out = quantized_model_path(model, model_sha, recipe, calib, cache)
-    if out.exists() and (not recipe.pow2_scales or pow2_moves_path(out).exists()):
+    key = quantized_key(model_sha, recipe, calib)
+    if cache_entry.verified(out, key, f"{recipe.name} model") and (
+            not recipe.pow2_scales or cache_entry.verified(pow2_moves_path(out), key, f"{recipe.name} moves list")):
         return out
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp_dir:
         tmp = Path(tmp_dir)
@@ -530,8 +538,8 @@ def build_quantized(
             side = pow2_moves_path(out)
             side_partial = tmp / side.name
             side_partial.write_text(json.dumps({"recipe": recipe.name, "moves": moves}, indent=1))
-            os.replace(side_partial, side)  # the moves first: a cached model always has its list
-        os.replace(partial, out)
+            cache_entry.commit(side_partial, side, key)  # the moves first: a cached model always has its list
+        cache_entry.commit(partial, out, key)
     return out
 
 

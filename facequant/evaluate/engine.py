@@ -31,6 +31,7 @@ from facequant.models.spec import (
     ModelSpec,
     file_sha256,
     inspect_model,
+    model_sha256,
     normalize_model,
     resolve_model,
 )
@@ -236,7 +237,7 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
     model_path = resolve_model(config.model)
     spec = inspect_model(model_path, config.model_overrides or None)
     normalized = normalize_model(model_path)
-    model_sha = file_sha256(model_path)
+    model_sha = model_sha256(model_path)  # the .onnx and its external data: every byte it reads
     camera = camera_from_spec(config.camera)
     distances = (distances_for_face_px(camera, config.face_px, config.iod_mm) if config.face_px
                  else tuple(sorted(config.distances_m)))

@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from facequant import settings
+from facequant.cache import warn
 from facequant.errors import BadImageError, BadModelError
 from facequant.faces.alignment import (
     ARCFACE_TEMPLATE_112,
@@ -27,10 +28,11 @@ from facequant.faces.alignment import (
     align,
     inter_ocular_px,
 )
-from facequant.models.spec import file_sha256
+from facequant.models.spec import model_sha256
 
 #: Bump when the crop recipe changes, so old cache entries are never reused.
-CACHE_VERSION = 1
+#: 2: each entry carries its own key and a checksum of its content.
+CACHE_VERSION = 2
 #: Accepted values of FacePipeline(multi_face=...).
 MULTI_FACE_MODES = ("primary", "skip")
 #: Detector scores closer than this count as equal in choose_primary.
@@ -165,7 +167,7 @@ class RFBDetector:
             )
         self._input = inputs[0].name
         # Identity of this detector for crop caches: weights + everything that changes results.
-        self.fingerprint = f"rfb:{file_sha256(self.path)}:{self.score_threshold:g}:{self.nms_iou:g}"
+        self.fingerprint = f"rfb:{model_sha256(self.path)}:{self.score_threshold:g}:{self.nms_iou:g}"
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
         """Faces above score_threshold after NMS, best first; boxes in image pixels."""
@@ -214,7 +216,7 @@ class SCRFDDetector:
         model.prepare(ctx_id=-1, input_size=input_size, det_thresh=score_threshold)
         self._model = model
         self.fingerprint = (
-            f"scrfd:{file_sha256(self.path)}:{score_threshold:g}:{input_size[0]}x{input_size[1]}"
+            f"scrfd:{model_sha256(self.path)}:{score_threshold:g}:{input_size[0]}x{input_size[1]}"
         )
 
     def detect(self, image_rgb: np.ndarray) -> list[Detection]:
@@ -259,7 +261,7 @@ class LandmarkModel68:
                 self.path, "not a 68-point landmark model (input [1,1,64,64] -> 136)"
             )
         self._input = inputs[0].name
-        self.fingerprint = f"lmk68:{file_sha256(self.path)}"
+        self.fingerprint = f"lmk68:{model_sha256(self.path)}"
 
     def crop_box(self, box: np.ndarray) -> np.ndarray:
         """The region actually fed to the model for a detector box (x1, y1, x2, y2)."""
@@ -366,6 +368,20 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return _decode(_read_bytes(path), path)
 
 
+def _face_digest(face: AlignedFace) -> str:
+    """Checksum of everything a crop-cache entry holds (not its source name)."""
+    h = hashlib.sha256(np.ascontiguousarray(face.crop).tobytes())
+    h.update(np.ascontiguousarray(face.landmarks5, dtype=np.float64).tobytes())
+    h.update(repr((float(face.native_iod_px), float(face.native_face_px), float(face.score), int(face.n_faces),
+                   bool(face.prealigned))).encode())
+    return h.hexdigest()
+
+
+def _bad_entry(file: Path, reason: str) -> None:
+    """A crop-cache entry not to trust: say so; the caller recomputes it and stores it over it."""
+    warn(f"{file}: cached crop {reason}; rebuilding it")
+
+
 @lru_cache(maxsize=4)
 def _shared_rfb(path: str, threads: int | None) -> RFBDetector:
     # One ONNX session per model file for the whole process: pipelines are cheap to make.
@@ -461,8 +477,11 @@ class FacePipeline:
         return self.cache_dir / f"{key.hexdigest()}.npz"
 
     def _load_cached(self, file: Path, source: str) -> AlignedFace | None:
+        """The cached face, or None (with a one-line warning, the entry removed) when the
+        entry is unreadable, belongs to another key (a swapped file) or fails its checksum."""
         try:
             with np.load(file, allow_pickle=False) as z:
+                key, digest = str(z["key"]), str(z["digest"])
                 face = AlignedFace(
                     source=source,  # the same bytes may sit under another name
                     crop=z["crop"],
@@ -473,14 +492,18 @@ class FacePipeline:
                     n_faces=int(z["n_faces"]),
                     prealigned=bool(z["prealigned"]),
                 )
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            return None  # corrupt or foreign entry: recompute and overwrite
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            return _bad_entry(file, f"is unreadable ({type(exc).__name__})")
+        if key != file.stem:
+            return _bad_entry(file, "belongs to another photo or settings")
         ok = (
             face.crop.dtype == np.uint8
             and face.crop.shape == (self.crop_size, self.crop_size, 3)
             and face.landmarks5.shape == (5, 2)
         )
-        return face if ok else None
+        if not ok or digest != _face_digest(face):
+            return _bad_entry(file, "does not match its checksum")
+        return face
 
     def _store(self, file: Path, face: AlignedFace) -> None:
         try:
@@ -490,6 +513,8 @@ class FacePipeline:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(
                     fh,
+                    key=np.array(file.stem),
+                    digest=np.array(_face_digest(face)),
                     crop=face.crop,
                     native_iod_px=face.native_iod_px,
                     native_face_px=face.native_face_px,

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tarfile
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from facequant import cache as cache_entry
 from facequant import settings
 from facequant.errors import BadModelError, FacequantError
 
@@ -91,8 +93,12 @@ class ModelSpec:
 _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelSpec))
 
 
-@lru_cache(maxsize=64)
-def _file_sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+#: A file changed this recently is hashed afresh: a rewrite within the file system's clock
+#: resolution keeps size and times, so the memo could not tell (git's "racy clean" rule).
+_RACY_NS = 2_000_000_000
+
+
+def _sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):  # models can be hundreds of MB
@@ -100,10 +106,52 @@ def _file_sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=64)
+def _file_sha256_cached(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    return _sha256(path)
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's content, memoised on (path, size, mtime): models are hashed once."""
+    """Hex sha256 of a file's content, memoised on (path, size, mtime, ctime, inode): models
+    are hashed once. Any rewrite changes ctime (which no one can set back) or the inode, and
+    a file changed in the last 2 s is always read again."""
     st = os.stat(path)
-    return _file_sha256_cached(os.fspath(path), st.st_size, st.st_mtime_ns)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
+        return _sha256(os.fspath(path))
+    return _file_sha256_cached(os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def model_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The model file and every external-data file it references: every byte the model reads.
+    A missing external file is a one-line error naming it."""
+    from onnx import external_data_helper
+
+    path = Path(path).expanduser()
+    model = _load(path, external_data=False)
+    files = [path]
+    # onnx's own walk over initializers, Constant attributes and subgraphs
+    for tensor in external_data_helper._get_all_tensors(model):
+        if external_data_helper.uses_external_data(tensor):
+            location = path.parent / external_data_helper.ExternalDataInfo(tensor).location
+            if location not in files:
+                files.append(location)
+    for file in files[1:]:
+        if not file.is_file():
+            raise BadModelError(file, f"external data file of {path.name} not found")
+    return files
+
+
+def model_sha256(path: str | os.PathLike[str]) -> str:
+    """Identity of a model for caches and run.json: the file's sha256 when it holds all its
+    weights (so it matches published checksums), else a sha256 over the file's and each
+    external-data file's hash."""
+    files = model_files(path)
+    if len(files) == 1:
+        return file_sha256(files[0])
+    h = hashlib.sha256()
+    for file in files:
+        h.update(f"{file.relative_to(files[0].parent).as_posix()}\0{file_sha256(file)}\n".encode())
+    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- inspect
@@ -330,13 +378,16 @@ def describe(spec: ModelSpec) -> str:
 
 
 def normalize_model(path: str | Path, cache: Path | None = None, atol: float = 1e-5) -> Path:
-    """A verified copy of the model with opset >= 13 and a dynamic batch, cached by sha256."""
+    """A verified copy of the model with opset >= 13 and a dynamic batch, in one file (external
+    data included), cached by the sha256 of every byte the source reads; the cached copy is
+    checked against its recorded hash on every use."""
     src = Path(path).expanduser()
     spec = inspect_model(src)  # fail early, with a clear reason, on files that are no use
-    sha = file_sha256(src)
+    sha = model_sha256(src)  # a missing external-data file fails here, warm cache or not
     cache_root = Path(cache) if cache is not None else settings.cache_dir() / "models"
     target = cache_root / f"{sha[:32]}.norm-v{NORMALIZE_VERSION}.onnx"
-    if target.is_file():
+    key = {"source_sha256": sha, "normalize_version": NORMALIZE_VERSION}
+    if cache_entry.verified(target, key, "normalized model"):
         return target
 
     original = _load(src, external_data=True)
@@ -357,7 +408,7 @@ def normalize_model(path: str | Path, cache: Path | None = None, atol: float = 1
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, target)
+        cache_entry.commit(Path(tmp), target, key)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -614,16 +665,33 @@ def faceplugin_file(name: str) -> Path:
     shared = settings.default_model_path().parent / name
     if shared.is_file():
         return shared
-    dest = settings.cache_dir() / "faceplugin"
+    dest = faceplugin_cache()
     cached = dest / name
     if not (cached.is_file() and file_sha256(cached) == FACEPLUGIN_SHA256[name]):
         pull_faceplugin(dest)
     return cached
 
 
+def faceplugin_cache() -> Path:
+    """The cache's copy of the faceplugin models, with any file that fails its sha256 removed
+    (with a warning) so that it is fetched again."""
+    dest = settings.cache_dir() / "faceplugin"
+    for fname, sha in FACEPLUGIN_SHA256.items():
+        if (dest / fname).is_file() and file_sha256(dest / fname) != sha:
+            cache_entry.warn(f"{dest / fname}: cached faceplugin model does not match its sha256; fetching it again")
+            (dest / fname).unlink()
+    return dest
+
+
 def pull_faceplugin(dest: Path) -> Path:
-    """Fetch the faceplugin models with `npm pack`, verify sha256, return fr_feature.onnx."""
+    """Fetch the faceplugin models with `npm pack`, verify sha256, return fr_feature.onnx.
+    Refuses, before fetching, a `dest` holding another file under one of the three names."""
     dest = Path(dest).expanduser()
+    for fname, sha in FACEPLUGIN_SHA256.items():
+        existing = dest / fname
+        if os.path.lexists(existing) and not (existing.is_file() and file_sha256(existing) == sha):
+            raise FacequantError(f"{existing}: exists and is not faceplugin's {fname}; refusing to overwrite it "
+                                 "(choose another --dest)")
     npm = shutil.which("npm")
     if npm is None:
         raise FacequantError(

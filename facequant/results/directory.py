@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -19,6 +15,7 @@ import pandas as pd
 from facequant.errors import FacequantError
 from facequant.evaluate import metrics
 from facequant.evaluate.engine import SweepResult
+from facequant.results.output import check_output_dir, inputs_of, staged_output  # noqa: F401 (check_output_dir: kept importable here)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -32,31 +29,6 @@ COMPARISONS_CSV = "comparisons.csv.gz"
 RUN_JSON = "run.json"
 TAR_PLOT = "tar_vs_distance.png"
 PRENORM_PLOT = "match_vs_prenorm.png"
-
-
-def check_output_dir(out: Path, force: bool) -> None:
-    """Refuse, before any work, to overwrite results already computed."""
-    if out.exists() and any(out.iterdir()) and not force:
-        raise FacequantError(f"{out}: results directory exists and is not empty (use --force to replace it)")
-
-
-@contextmanager
-def staged_output(out: Path, force: bool) -> Iterator[Path]:
-    """A staging folder beside `out`, swapped in only when the block completes: a failure
-    midway leaves any old results intact. Refuses an existing `out` without force."""
-    out = Path(out)
-    check_output_dir(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; results are for sharing
-    try:
-        yield staging
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _json_default(value: object) -> object:
@@ -81,7 +53,7 @@ def _finite_or_none(obj: object) -> object:
 def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
     """Write everything into `out` atomically: a failure midway leaves any old results intact."""
     out = Path(out)
-    with staged_output(out, force) as staging:
+    with staged_output(out, force, inputs_of(result.config)) as staging:
         result.sweep.to_csv(staging / SWEEP_CSV, index=False)
         result.cliff.to_csv(staging / CLIFF_CSV, index=False)
         if result.cost is not None:

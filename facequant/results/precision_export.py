@@ -21,6 +21,7 @@ from facequant.backends.quantize import (
     static_quant_options,
 )
 from facequant.errors import FacequantError
+from facequant.results.output import Inputs, staged_output
 
 ORT_JSON = "ort_quantization.json"
 PRECISION_JSON = "layer_precision.json"
@@ -126,21 +127,22 @@ def hailo_script(precisions: dict[str, str], name_map: dict[str, str] | None) ->
 
 
 def export_precision(recipe_name: str, normalized_model: Path, input_name: str, calibration: np.ndarray, out: Path,
-                     name_map: dict[str, str] | None = None) -> dict[str, Any]:
-    """Write the three exports for a recipe into `out`; returns paths and warnings."""
+                     name_map: dict[str, str] | None = None, force: bool = False, inputs: Inputs = ()) -> dict[str, Any]:
+    """Write the three exports for a recipe into the results directory `out` (staged, with
+    its marker, like every results directory); returns paths and warnings."""
     recipe = resolve_recipe(recipe_name, normalized_model)
     if not recipe.needs_calibration:
         raise FacequantError(f"recipe '{recipe_name}': only static QDQ recipes have per-layer precision to export")
-    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         prepped = prepare_for_quantization(normalized_model, recipe, Path(tmp))
         options = static_quant_options(prepped, input_name, recipe, calibration, Path(tmp))
     precisions = layer_precisions(recipe, normalized_model)
     ort_doc = {"recipe": recipe.to_dict(), "apply_to": "the model after onnxruntime.quantization.shape_inference."
                "quant_pre_process (facequant runs it first)", "quantize_static": ort_options_to_json(options)}
-    (out / ORT_JSON).write_text(json.dumps(ort_doc, indent=1))
-    (out / PRECISION_JSON).write_text(json.dumps({"recipe": recipe.name, "layers": precisions}, indent=1))
     lines, warnings = hailo_script(precisions, name_map)
-    (out / HAILO_ALLS).write_text("\n".join(lines) + "\n")
+    with staged_output(out, force, inputs) as staging:
+        (staging / ORT_JSON).write_text(json.dumps(ort_doc, indent=1))
+        (staging / PRECISION_JSON).write_text(json.dumps({"recipe": recipe.name, "layers": precisions}, indent=1))
+        (staging / HAILO_ALLS).write_text("\n".join(lines) + "\n")
     return {"ort": out / ORT_JSON, "precision": out / PRECISION_JSON, "hailo": out / HAILO_ALLS,
             "warnings": warnings, "recipe": recipe}

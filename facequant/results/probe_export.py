@@ -29,7 +29,8 @@ from facequant.backends.external import (
 )
 from facequant.errors import FacequantError
 from facequant.evaluate.engine import ProbeSet
-from facequant.results.directory import _json_default, check_output_dir, staged_output
+from facequant.results.directory import _json_default
+from facequant.results.output import check_output_dir, inputs_of, staged_output
 
 README_TEMPLATE = """\
 facequant probe export ({format}, facequant {version})
@@ -88,7 +89,7 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
     backend: PNG crops, one NCHW float32 tensor per set, manifest.csv and manifest.json.
     Written to a staging folder and swapped in when complete, like a results directory."""
     out = Path(out)
-    check_output_dir(out, force)  # before any work
+    check_output_dir(out, force, inputs_of(ps.config))  # before any work
     spec = ps.spec
     h, w = spec.input_size
     sets: list[tuple[float | None, int | None]] = [(None, None)] + [(d, i) for i, d in enumerate(ps.distances)]
@@ -100,7 +101,7 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
     rows: list[dict[str, object]] = []
     tensors: list[dict[str, object]] = []
     n_not_simulated = 0
-    with staged_output(out, force) as staging:
+    with staged_output(out, force, inputs_of(ps.config)) as staging:
         for k, ((distance, d_index), name) in enumerate(zip(sets, names, strict=True)):
             if d_index is None:
                 crops = ps.gallery_crops()

@@ -14,7 +14,8 @@ import pandas as pd
 #: progress(stage, done, total): stages "faces", "calibration" (building backends), "diagnose".
 from facequant.analysis.diagnose.measure import LevelHistogram
 from facequant.analysis.diagnose.run import HEAD_WEIGHTED_LAYERS, DiagnoseResult
-from facequant.results.directory import pyplot, save_figure, staged_output
+from facequant.results.directory import pyplot, save_figure
+from facequant.results.output import inputs_of, staged_output
 
 LAYERS_CSV = "layers.csv"
 SUMMARY_CSV = "summary.csv"
@@ -54,7 +55,7 @@ def write_diagnosis(result: DiagnoseResult, out: Path, force: bool = False) -> P
     """Write layers.csv, summary.csv, run.json and the plots into `out`, atomically: a failure
     midway leaves any old results intact."""
     out = Path(out)
-    with staged_output(out, force) as staging:
+    with staged_output(out, force, inputs_of(result.config.sweep)) as staging:
         t0 = time.perf_counter()
         result.layers.to_csv(staging / LAYERS_CSV, index=False)
         result.summary.to_csv(staging / SUMMARY_CSV, index=False)

@@ -1,0 +1,87 @@
+"""Cached model artefacts (normalized and quantized models, power-of-two moves lists) are
+sealed with a sidecar `<file>.json`: the artefact's sha256 and size, and the key it was built
+from. An entry is used only when both still match; a corrupt, truncated, swapped or foreign
+entry is removed with a one-line warning and rebuilt, never trusted and never fatal."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from facequant import __version__
+
+SIDECAR_SUFFIX = ".json"
+
+
+def sidecar(path: Path) -> Path:
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def sha256_file(path: Path) -> str:
+    """sha256 of the bytes on disk now (no memo: this is the check against tampering)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def warn(message: str) -> None:
+    print(f"facequant: warning: {message}", file=sys.stderr)
+
+
+def commit(built: Path, path: Path, key: Mapping[str, object]) -> Path:
+    """Move a finished artefact (`built`, on the same file system) to `path` and record its
+    hash and key beside it. Both files are written whole, then renamed: a crash leaves an
+    entry without a record, which is rebuilt."""
+    record = {"sha256": sha256_file(built), "size": built.stat().st_size, "key": dict(key),
+              "facequant": __version__}
+    os.replace(built, path)
+    target = sidecar(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=1, sort_keys=True)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def problem(path: Path, key: Mapping[str, object]) -> str | None:
+    """Why the entry at `path` may not be used for `key`, or None when it may."""
+    try:
+        record = json.loads(sidecar(path).read_text())
+        sha, size, stored = str(record["sha256"]), int(record["size"]), record["key"]
+    except FileNotFoundError:
+        return f"has no {SIDECAR_SUFFIX} record of its hash"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"has an unreadable {sidecar(path).name}"
+    if stored != json.loads(json.dumps(dict(key))):  # compared as JSON: tuples read back as lists
+        return "was built from other inputs"
+    if not path.is_file():
+        return "is missing"
+    if path.stat().st_size != size:
+        return f"is {path.stat().st_size} bytes, {size} recorded (truncated or replaced)"
+    if sha256_file(path) != sha:
+        return "does not match its recorded sha256 (corrupt or replaced)"
+    return None
+
+
+def verified(path: Path, key: Mapping[str, object], what: str) -> bool:
+    """True when the cached `what` at `path` may be used for `key`. A bad entry gets a
+    one-line warning and False: the caller rebuilds it, and the rebuild replaces it (by a
+    rename, so a process reading it meanwhile sees one whole file); an absent one says nothing."""
+    if not path.exists() and not sidecar(path).exists():
+        return False
+    reason = problem(path, key)
+    if reason is None:
+        return True
+    warn(f"{path}: cached {what} {reason}; rebuilding it")
+    return False

@@ -1,0 +1,455 @@
+"""Bad-input corpus, output safety: what --out and --force may never destroy, checked before any
+work, and results that are never half-written. Each refusal leaves the victim folder
+byte-identical and says why in one line."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from corpus import one_line_error, snapshot
+
+from facequant.cli import main
+from facequant.errors import FacequantError
+from facequant.results import output
+from facequant.results.output import MARKER, OLD_DIR, OWNER_JSON, STAGING_TAG, staged_output
+
+# --------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory, celebs13: Path) -> Path:
+    """Six photos of celebs13: two people, three each."""
+    root = tmp_path_factory.mktemp("photos") / "data"
+    for person in ("person01", "person02"):
+        (root / person).mkdir(parents=True)
+        for photo in sorted((celebs13 / person).glob("*.jpg"))[:3]:
+            shutil.copy(photo, root / person / photo.name)
+    return root
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command's first heavy step fails the test: refusals must come before any work."""
+    def started(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("model work started before the output folder was checked")
+
+    for module, name in [("facequant.evaluate.engine", "prepare_probes"), ("facequant.evaluate.engine", "run_sweep"),
+                         ("facequant.analysis.fidelity", "validate_simulation"), ("facequant.analysis.studies", "run_study"),
+                         ("facequant.analysis.search", "search_precision"), ("facequant.analysis.diagnose.run", "run_diagnose")]:
+        monkeypatch.setattr(importlib.import_module(module), name, started)
+
+
+def written_by_facequant(folder: Path, files: dict[str, bytes] | None = None) -> Path:
+    """A results folder written through facequant's own writer (marker included)."""
+    files = files or {"sweep.csv": b"backend,tar\nfp32,1.0\n", "plots/tar.png": b"\x89PNG fake"}
+    with staged_output(folder, force=False) as staging:
+        for rel, data in files.items():
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            (staging / rel).write_bytes(data)
+    return folder
+
+
+def photo_files(photos: Path) -> dict[str, bytes]:
+    return {p.relative_to(photos).as_posix(): p.read_bytes() for p in photos.rglob("*.jpg")}
+
+
+def sweep_args(model: Path, photos: Path, out: Path | str, *extra: str) -> list[str]:
+    return ["sweep", "--model", str(model), "--data", str(photos), "--backends", "fp32", "--distances", "1",
+            "--no-latency", "--quiet", "--out", str(out), *extra]
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # reaped: the pid names no process now
+    return proc.pid
+
+
+def hidden_entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+# --------------------------------------------------------------------------- class: --force on protected folders
+
+
+def test_force_protected__working_directory(tmp_path: Path, model_path: Path, photos: Path, no_work: None,
+                                            monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    victim = written_by_facequant(tmp_path / "victim")  # replaceable by its marker: only the cwd rule refuses
+    before = snapshot(victim)
+    monkeypatch.chdir(victim)
+    for out in (".", str(victim)):
+        assert main(sweep_args(model_path, photos, out, "--force")) == 2
+        one_line_error(capsys, out, "is the working directory", "refusing")
+    assert snapshot(victim) == before
+
+
+def test_force_protected__ancestor_of_working_directory(tmp_path: Path, model_path: Path, photos: Path,
+                                                        no_work: None, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]):
+    victim = written_by_facequant(tmp_path / "victim", {"sweep.csv": b"x", "inner/keep.txt": b"y"})
+    before = snapshot(victim)
+    monkeypatch.chdir(victim / "inner")
+    assert main(sweep_args(model_path, photos, "..", "--force")) == 2
+    one_line_error(capsys, "..", "holds the working directory")
+    assert snapshot(victim) == before
+
+
+def _input_cases(model: Path, photos: Path) -> dict[str, tuple[dict[str, bytes], Callable[[Path], list[str]]]]:
+    """Per input option: the files a victim folder holds (written by facequant, so only the
+    input rule can refuse it) and the command that reads them and points --out at it."""
+    def sweep(*extra: Callable[[Path], str]) -> Callable[[Path], list[str]]:
+        return lambda v: sweep_args(model, photos, v, "--force", *[f(v) for f in extra])
+
+    return {
+        "--data": (photo_files(photos), lambda v: sweep_args(model, v, v, "--force")),
+        "--data (an ancestor)": ({f"inner/{k}": b for k, b in photo_files(photos).items()},
+                                 lambda v: sweep_args(model, v / "inner", v, "--force")),
+        "--model": ({"model.onnx": model.read_bytes()}, lambda v: sweep_args(v / "model.onnx", photos, v, "--force")),
+        "--pairs": ({"pairs.csv": b"image_a,image_b,same_identity\n"}, sweep(lambda v: "--pairs", lambda v: f"{v}/pairs.csv")),
+        "--calib-data": (photo_files(photos), sweep(lambda v: "--calib-data", str)),
+        "--config": ({"c.yaml": b"seed: 1\n"}, sweep(lambda v: "--config", lambda v: f"{v}/c.yaml")),
+        "--device-profile": ({"dev.yaml": b"device: x\n"}, sweep(lambda v: "--device-profile", lambda v: f"{v}/dev.yaml")),
+        "--backends external:": ({"embeddings.npy": b"x"}, sweep(lambda v: "--backends", lambda v: f"fp32,external:dev={v}")),
+        "--backends file=": ({"layers.txt": b"Conv_94\n"},
+                             sweep(lambda v: "--backends", lambda v: f"int8-pt+16bit:file={v}/layers.txt")),
+        "--captures": ({"cap/a.jpg": b"x"},
+                       lambda v: ["validate-sim", "--model", str(model), "--reference", str(next(photos.rglob("*.jpg"))),
+                                  "--captures", f"{v}/cap", "--out", str(v), "--force"]),
+        "--name-map": ({"names.csv": b"onnx,hailo\n"},
+                       lambda v: ["export-precision", "int8-pt+16bit:last1", "--model", str(model), "--data", str(photos),
+                                  "--name-map", f"{v}/names.csv", "--out", str(v), "--force", "--quiet"]),
+    }
+
+
+@pytest.mark.parametrize("option", ["--data", "--data (an ancestor)", "--model", "--pairs", "--calib-data", "--config",
+                                    "--device-profile", "--backends external:", "--backends file=", "--captures",
+                                    "--name-map"])
+def test_force_protected__input_folder(option: str, tmp_path: Path, model_path: Path, photos: Path, no_work: None,
+                                       capsys: pytest.CaptureFixture[str]):
+    files, command = _input_cases(model_path, photos)[option]
+    victim = written_by_facequant(tmp_path / "victim", files)
+    assert output.marker_problem(victim) is None  # the marker alone would allow --force
+    before = snapshot(victim)
+    assert main(command(victim)) == 2
+    one_line_error(capsys, str(victim), "input", option.split(" ")[0])
+    assert snapshot(victim) == before
+
+
+def test_force_protected__models_pull_never_overwrites_another_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]):
+    from facequant.models import spec as models
+
+    monkeypatch.setattr(models.subprocess, "run", lambda *a, **k: pytest.fail("npm ran before the check"))
+    victim = tmp_path / "my-models"
+    victim.mkdir()
+    (victim / "fr_feature.onnx").write_bytes(b"my own fine-tuned model")
+    before = snapshot(victim)
+    assert main(["models", "pull", "faceplugin", "--dest", str(victim)]) == 2
+    one_line_error(capsys, str(victim / "fr_feature.onnx"), "refusing to overwrite")
+    assert snapshot(victim) == before
+
+
+# --------------------------------------------------------------------------- class: folders facequant did not write
+
+
+def _user_folder(v: Path) -> None:
+    v.mkdir()
+    (v / "notes.txt").write_text("my notes")
+    (v / "photos").mkdir()
+    (v / "photos" / "a.jpg").write_bytes(b"\xff\xd8 mine")
+
+
+def _legacy_run(v: Path) -> None:
+    v.mkdir()
+    (v / "run.json").write_text("{}")
+    (v / "sweep.csv").write_text("backend\nfp32\n")
+
+
+def _unlisted_file(v: Path) -> None:
+    written_by_facequant(v)
+    (v / "notes.txt").write_text("added by the user")
+
+
+def _unlisted_nested_file(v: Path) -> None:
+    written_by_facequant(v)
+    (v / "plots" / "notes.txt").write_text("added by the user")
+
+
+def _broken_marker(v: Path) -> None:
+    written_by_facequant(v)
+    (v / MARKER).write_text("{not json")
+
+
+def _foreign_marker(v: Path) -> None:
+    written_by_facequant(v)
+    (v / MARKER).write_text(json.dumps({"tool": "other", "files": ["sweep.csv", "plots/tar.png"]}))
+
+
+def _symlink_inside(v: Path) -> None:
+    written_by_facequant(v)
+    (v.parent / "elsewhere.txt").write_text("precious")
+    (v / "link").symlink_to(v.parent / "elsewhere.txt")
+
+
+def _out_is_symlink(v: Path) -> None:
+    written_by_facequant(v.parent / "real")
+    v.symlink_to(v.parent / "real")
+
+
+def _nested_results_with_user_file(v: Path) -> None:
+    written_by_facequant(v)
+    written_by_facequant(v / "diagnostics")  # nested results, written later: carries its own marker
+    (v / "diagnostics" / "notes.txt").write_text("added by the user")
+
+
+NOT_OURS = {
+    "user folder": (_user_folder, f"not written by facequant (no {MARKER})"),
+    "earlier facequant version": (_legacy_run, "earlier facequant version"),
+    "unlisted file": (_unlisted_file, "holds notes.txt, which facequant did not write"),
+    "unlisted nested file": (_unlisted_nested_file, "holds plots/notes.txt"),
+    "broken marker": (_broken_marker, "not written by facequant"),
+    "foreign marker": (_foreign_marker, "not written by facequant"),
+    "symlink inside": (_symlink_inside, "holds link"),
+    "out is a symlink": (_out_is_symlink, "symbolic link"),
+    "nested results with a user file": (_nested_results_with_user_file, "diagnostics: holds notes.txt"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_OURS))
+def test_not_written_by_facequant__force_refused(case: str, tmp_path: Path, model_path: Path, photos: Path,
+                                                 no_work: None, capsys: pytest.CaptureFixture[str]):
+    build, reason = NOT_OURS[case]
+    victim = tmp_path / "victim"
+    build(victim)
+    before = snapshot(tmp_path)  # the victim, and whatever a link in it points at
+    assert main(sweep_args(model_path, photos, victim, "--force")) == 2
+    one_line_error(capsys, str(victim), reason, "refusing")
+    assert snapshot(tmp_path) == before
+
+
+def test_not_written_by_facequant__facequant_folder_needs_force(tmp_path: Path, model_path: Path, photos: Path,
+                                                                no_work: None, capsys: pytest.CaptureFixture[str]):
+    victim = written_by_facequant(tmp_path / "victim")
+    before = snapshot(victim)
+    assert main(sweep_args(model_path, photos, victim)) == 2
+    one_line_error(capsys, str(victim), "exists", "--force")
+    assert snapshot(victim) == before
+
+
+# --------------------------------------------------------------------------- class: output path checked before any work
+
+
+def _commands(model: Path, photos: Path, out: Path) -> dict[str, list[str]]:
+    common = ["--model", str(model), "--data", str(photos), "--out", str(out), "--quiet"]
+    reference = next(photos.rglob("*.jpg"))
+    return {
+        "sweep": ["sweep", *common, "--backends", "fp32", "--distances", "1"],
+        "diagnose": ["diagnose", *common, "--backends", "int8-pt", "--distances", "1"],
+        "search-precision": ["search-precision", *common, "--distances", "1,4"],
+        "study": ["study", "calibration-size", *common, "--sizes", "2"],
+        "export-probes": ["export-probes", *common, "--distances", "1"],
+        "export-precision": ["export-precision", "int8-pt+16bit:last1", *common],
+        "validate-sim": ["validate-sim", "--model", str(model), "--reference", str(reference),
+                         "--captures", str(reference.parent), "--out", str(out)],
+    }
+
+
+def _under_a_file(tmp: Path) -> tuple[Path, str]:
+    (tmp / "report.txt").write_text("a file")
+    return tmp / "report.txt" / "run", "report.txt is a file, not a folder"
+
+
+def _is_a_file(tmp: Path) -> tuple[Path, str]:
+    (tmp / "fidelity.csv").write_text("an older result")
+    return tmp / "fidelity.csv", "is a file, not a results directory"
+
+
+def _unwritable(tmp: Path) -> tuple[Path, str]:
+    return Path("/sys/facequant-test/run"), "not writable"  # read-only even for root
+
+
+PLACES = {"under a file": _under_a_file, "an existing file": _is_a_file, "unwritable": _unwritable}
+
+
+@pytest.mark.parametrize("place", list(PLACES))
+@pytest.mark.parametrize("command", ["sweep", "diagnose", "search-precision", "study", "export-probes",
+                                     "export-precision", "validate-sim"])
+def test_output_path_checked_before_work(command: str, place: str, tmp_path: Path, model_path: Path, photos: Path,
+                                         no_work: None, capsys: pytest.CaptureFixture[str]):
+    out, reason = PLACES[place](tmp_path)
+    before = snapshot(tmp_path)
+    assert main(_commands(model_path, photos, out)[command]) == 2
+    one_line_error(capsys, str(out), reason)
+    assert snapshot(tmp_path) == before
+
+
+def test_output_path_checked_before_work__tui_run(tmp_path: Path, photos: Path, model_path: Path):
+    import threading
+
+    from facequant.evaluate.engine import SweepConfig
+    from tui.state import run_cancellable
+
+    out, reason = _under_a_file(tmp_path)
+    config = SweepConfig(model=str(model_path), data=str(photos), backends=("fp32",), distances_m=(1.0,))
+    with pytest.raises(FacequantError, match=reason):
+        run_cancellable(config, out, threading.Event(), sweep_fn=lambda *a, **k: pytest.fail("work started"))
+
+
+# --------------------------------------------------------------------------- class: staging, kills and the swap
+
+
+CHILD = """
+import sys, time
+from pathlib import Path
+from facequant.results.output import staged_output
+with staged_output(Path(sys.argv[1]), force=True) as staging:
+    (staging / "sweep.csv").write_text("half-written")
+    print("ready", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_staging__killed_run_keeps_old_results_and_its_leftovers_are_cleaned(tmp_path: Path):
+    runs = tmp_path / "runs"
+    target = written_by_facequant(runs / "a")
+    before = snapshot(target)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(target)], stdout=subprocess.PIPE, text=True,
+                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert snapshot(target) == before  # the user still sees the old results, untouched
+    stale = [p for p in runs.iterdir() if STAGING_TAG in p.name]
+    assert len(stale) == 1 and stale[0].name.startswith(".")  # hidden, never where a user looks
+    assert json.loads((stale[0] / OWNER_JSON).read_text())["pid"] == child.pid
+    written_by_facequant(runs / "b")  # the next run writing beside it cleans up
+    assert not stale[0].exists() and hidden_entries(runs) == []
+    assert snapshot(target) == before
+
+
+def test_staging__killed_between_swap_steps_restores_old_results(tmp_path: Path):
+    runs = tmp_path / "runs"
+    target = written_by_facequant(runs / "a")
+    before = snapshot(target)
+    # The state a kill leaves after "old folder moved aside" and before "new one renamed in".
+    staging = runs / f".a{STAGING_TAG}killed"
+    staging.mkdir()
+    (staging / OWNER_JSON).write_text(json.dumps({"tool": "facequant", "pid": dead_pid(),
+                                                  "host": socket.gethostname(), "target": "a"}))
+    (staging / "result").mkdir()
+    target.rename(staging / OLD_DIR)
+    assert not target.exists()
+    written_by_facequant(runs / "b")
+    assert snapshot(target) == before and not staging.exists()
+
+
+def test_staging__cleanup_spares_live_remote_and_unmarked_folders(tmp_path: Path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    owners = {"live": {"pid": os.getpid(), "host": socket.gethostname()},
+              "remote": {"pid": dead_pid(), "host": socket.gethostname() + "-elsewhere"},
+              "unmarked": None}
+    for name, owner in owners.items():
+        folder = runs / f".{name}{STAGING_TAG}x"
+        folder.mkdir()
+        (folder / "keep.txt").write_text(name)
+        if owner:
+            (folder / OWNER_JSON).write_text(json.dumps({"tool": "facequant", "target": name, **owner}))
+    before = snapshot(runs)
+    written_by_facequant(runs / "b")
+    after = snapshot(runs)
+    assert {k: v for k, v in after.items() if k.startswith(".")} == before
+
+
+def test_staging__failure_midway_keeps_old_results(tmp_path: Path):
+    target = written_by_facequant(tmp_path / "a")
+    before = snapshot(target)
+    with pytest.raises(RuntimeError), staged_output(target, force=True) as staging:
+        (staging / "sweep.csv").write_text("half")
+        raise RuntimeError("crash while writing")
+    assert snapshot(target) == before and hidden_entries(tmp_path) == []
+
+
+def test_staging__failed_swap_puts_old_results_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    target = written_by_facequant(tmp_path / "a")
+    before = snapshot(target)
+    rename = os.rename
+
+    def fail_second_step(src: object, dst: object) -> None:
+        if Path(str(src)).name == "result":  # the new folder into place: the step after moving the old aside
+            raise OSError(28, "No space left on device")
+        rename(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(output.os, "rename", fail_second_step)
+    with pytest.raises(FacequantError, match="old results kept"), staged_output(target, force=True) as staging:
+        (staging / "sweep.csv").write_text("new")
+    assert snapshot(target) == before and hidden_entries(tmp_path) == []
+
+
+def test_staging__force_replaces_a_facequant_folder_leaving_nothing_behind(tmp_path: Path):
+    target = written_by_facequant(tmp_path / "a")
+    written_by_facequant(target / "diagnostics")  # nested results: facequant's too
+    with staged_output(target, force=True) as staging:
+        (staging / "study.csv").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == [MARKER, "study.csv"]
+    assert json.loads((target / MARKER).read_text())["files"] == ["study.csv"]
+    assert hidden_entries(tmp_path) == []
+
+
+def test_staging__empty_existing_folder_needs_no_force(tmp_path: Path):
+    (tmp_path / "a").mkdir()
+    with staged_output(tmp_path / "a", force=False) as staging:
+        (staging / "sweep.csv").write_text("x")
+    assert (tmp_path / "a" / "sweep.csv").read_text() == "x" and output.marker_problem(tmp_path / "a") is None
+
+
+# --------------------------------------------------------------------------- class: every writer leaves its marker
+
+
+def test_marker__tui_partial_run_and_export(tmp_path: Path, photos: Path, model_path: Path):
+    from facequant.evaluate import metrics
+    from facequant.evaluate.engine import SweepConfig
+    from tui import state
+
+    columns = [*metrics.SWEEP_COLUMNS, *metrics.SWEEP_EXTRA_COLUMNS]
+    rows = pd.DataFrame([{**dict.fromkeys(columns, 0.5), "model": "m", "backend": "fp32", "distance_m": 1.0,
+                          "n_genuine": 2, "n_impostor": 2}])
+    data = state.RunData(sweep=rows, cliff=state.live_cliff(rows), path=tmp_path / "run")
+    config = SweepConfig(model=str(model_path), data=str(photos), backends=("fp32",), distances_m=(1.0, 2.0))
+    state.write_partial(data, config, tmp_path / "run", "cancelled after 1 of 2 distances")
+    marker = json.loads((tmp_path / "run" / MARKER).read_text())
+    assert marker["files"] == ["cliff.csv", "results.csv", "run.json", "sweep.csv"]
+    data.status = state.PARTIAL
+    state.export_csvs(data)  # `e` rewrites two listed files: the folder stays replaceable
+    assert output.marker_problem(tmp_path / "run") is None and hidden_entries(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, model_path: Path, photos: Path) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    assert main(sweep_args(model_path, photos, out)) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_marker__sweep_lists_what_it_wrote_and_force_replaces_it(tiny_run: Path, model_path: Path, photos: Path,
+                                                                  capsys: pytest.CaptureFixture[str]):
+    marker = json.loads((tiny_run / MARKER).read_text())
+    assert marker["tool"] == "facequant" and marker["command"].startswith("facequant sweep")
+    assert sorted(marker["files"]) == sorted(p.name for p in tiny_run.iterdir() if p.name != MARKER)
+    assert main(["recommend", "--results", str(tiny_run), "--scenario", "kiosk"]) == 0
+    assert output.marker_problem(tiny_run) is None  # recommend.csv is facequant's own: still replaceable
+    stamp = (tiny_run / "run.json").read_text()
+    assert main(sweep_args(model_path, photos, tiny_run, "--force")) == 0
+    assert (tiny_run / "run.json").read_text() != stamp and not (tiny_run / "recommend.csv").exists()
+    assert hidden_entries(tiny_run.parent) == []
