@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import pkgutil
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ import pandas as pd
 import pytest
 from corpus import one_line_error, snapshot
 
+import facequant
 from facequant.cli import main
 from facequant.errors import FacequantError
 from facequant.results import output
@@ -43,6 +45,10 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every command's first heavy step fails the test: refusals must come before any work."""
     def started(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("model work started before the output folder was checked")
+
+    # Import every module first: one imported while the patch is on would bind `started` for good.
+    for info in pkgutil.walk_packages(facequant.__path__, "facequant."):
+        importlib.import_module(info.name)
 
     for module, name in [("facequant.evaluate.engine", "prepare_probes"), ("facequant.evaluate.engine", "run_sweep"),
                          ("facequant.analysis.fidelity", "validate_simulation"), ("facequant.analysis.studies", "run_study"),
