@@ -15,6 +15,7 @@ import onnxruntime as ort
 from facequant import settings
 from facequant.errors import FacequantError
 from facequant.models import ModelSpec
+from facequant.options import COUNT_RANGE, require
 from facequant.quantization import (
     RECIPES,
     SELECTOR_HELP,
@@ -72,6 +73,7 @@ class OrtBackend:
     info: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        require(f"backend {self.name}: batch_size", self.batch_size, COUNT_RANGE, integer=True)
         try:
             self._session = ort.InferenceSession(str(self.model_path), session_options(self.threads),
                                                  providers=["CPUExecutionProvider"])
@@ -99,6 +101,7 @@ class InsightFaceBackend:
     def __init__(self, model_path: Path, batch_size: int = 64, threads: int | None = None) -> None:
         from insightface.model_zoo import ArcFaceONNX
 
+        require("backend insightface: batch_size", batch_size, COUNT_RANGE, integer=True)
         self.name = "insightface"
         self.model_path = model_path
         self.batch_size = batch_size

@@ -28,6 +28,16 @@ from facequant.distance import (
 from facequant.errors import BadImageError, FacequantError
 from facequant.faces import AlignedFace, FacePipeline, pipeline_for_model
 from facequant.models import ModelSpec, file_sha256, inspect_model, normalize_model, resolve_model
+from facequant.options import (
+    COSINE_RANGE,
+    COUNT_RANGE,
+    DISTANCE_RANGE,
+    FACE_PX_RANGE,
+    FAR_RANGE,
+    IOD_RANGE,
+    SEED_RANGE,
+    require,
+)
 
 #: progress(stage, done, total): stages are "faces", "calibration", "distances".
 Progress = Callable[[str, int, int], None]
@@ -60,6 +70,24 @@ class SweepConfig:
     seed: int = 0
     batch_size: int = 64
     model_overrides: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The CLI checks every option where it is parsed; this keeps API callers (the TUI,
+        # studies, scripts) from computing garbage with values no command line would pass.
+        if not self.distances_m:
+            raise FacequantError("sweep config: distances_m is empty")
+        for what, values, rng in (("distances_m", self.distances_m, DISTANCE_RANGE),
+                                  ("face_px", self.face_px or (), FACE_PX_RANGE),
+                                  ("calibration_distances_m", self.calibration_distances_m or (), DISTANCE_RANGE)):
+            for v in values:
+                require(f"sweep config: {what}", v, rng)
+        require("sweep config: iod_mm", self.iod_mm, IOD_RANGE)
+        require("sweep config: target_far", self.target_far, FAR_RANGE)
+        if self.threshold is not None:
+            require("sweep config: threshold", self.threshold, COSINE_RANGE)
+        require("sweep config: calibration_size", self.calibration_size, COUNT_RANGE, integer=True)
+        require("sweep config: batch_size", self.batch_size, COUNT_RANGE, integer=True)
+        require("sweep config: seed", self.seed, SEED_RANGE, integer=True)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
