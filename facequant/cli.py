@@ -15,7 +15,7 @@ import yaml
 
 from facequant import __version__, options, settings
 from facequant.errors import FacequantError
-from facequant.names import display
+from facequant.names import ESCAPE, display
 
 #: Set to 1 to see the traceback of an internal error instead of its one-line summary.
 DEBUG_ENV = "FACEQUANT_DEBUG"
@@ -430,7 +430,7 @@ def cmd_validate_sim(args: argparse.Namespace) -> int:
                                 Path(args.captures), backends=str(args.backends), seed=args.seed,
                                 degradation=Degradation(args.blur, args.noise, args.jpeg))
     out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    table.to_csv(out, index=False, errors=ESCAPE)
     print_fidelity(table, out)
     return 0
 

@@ -72,6 +72,7 @@ from facequant.backends import (
     session_options,
 )
 from facequant.errors import FacequantError
+from facequant.names import display
 from facequant.quantization import RECIPES, graph_layers, split_recipe_name
 from facequant.reports import pyplot, save_figure, staged_output
 from facequant.sweep import ProbeSet, SweepConfig, prepare_probes, versions
@@ -847,15 +848,15 @@ def histogram_path(backend: str) -> str:
 def _json_ready(obj: object) -> object:
     """JSON has no inf/nan and no numpy scalars: strings and Python numbers instead."""
     if isinstance(obj, dict):
-        return {str(k): _json_ready(v) for k, v in obj.items()}
+        return {display(str(k)): _json_ready(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_json_ready(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
-    if isinstance(obj, Path):
-        return str(obj)
+    if isinstance(obj, str | Path):
+        return display(obj)  # undecodable bytes as \\xNN, as in every output
     return obj
 
 

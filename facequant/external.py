@@ -50,6 +50,7 @@ import pandas as pd
 from facequant import __version__
 from facequant.errors import FacequantError
 from facequant.models import ModelSpec, file_sha256
+from facequant.names import ESCAPE, display_all
 
 if TYPE_CHECKING:  # sweep imports backends, which imports this module lazily: no cycle at runtime
     from facequant.sweep import ProbeSet
@@ -191,7 +192,7 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
             if progress:
                 progress("export", k + 1, len(sets))
 
-        pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(staging / MANIFEST_CSV, index=False)
+        pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(staging / MANIFEST_CSV, index=False, errors=ESCAPE)
         readme = README_TEMPLATE.format(
             format=FORMAT, version=__version__, model=ps.model_path.name, sha=ps.model_sha[:12], h=h, w=w,
             mean=spec.mean, std=spec.std, order=spec.channel_order, sets=", ".join(names), dim=spec.embedding_dim,
@@ -212,9 +213,10 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
             "config": ps.config.to_dict(),
             "tensors": tensors,
             "skipped_images": ps.skipped,
+            "excluded_files": ps.dataset.excluded,
             "readme": readme,
         }
-        (staging / MANIFEST_JSON).write_text(json.dumps(manifest, indent=2, default=_json_default))
+        (staging / MANIFEST_JSON).write_text(json.dumps(display_all(manifest), indent=2, default=_json_default))
         (staging / README_TXT).write_text(readme)
     return ExportSummary(out, len(ps.images), tuple(f"{n}.npy" for n in names), len(rows), n_not_simulated, (3, h, w))
 

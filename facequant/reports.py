@@ -18,6 +18,7 @@ import pandas as pd
 
 from facequant import metrics
 from facequant.errors import FacequantError
+from facequant.names import ESCAPE, display
 from facequant.sweep import SweepResult
 
 if TYPE_CHECKING:
@@ -68,11 +69,14 @@ def _json_default(value: object) -> object:
 
 
 def _finite_or_none(obj: object) -> object:
-    """JSON has no inf/nan: write them as strings a reader can parse back."""
+    """JSON has no inf/nan: write them as strings a reader can parse back. Strings are shown
+    with undecodable bytes as \\xNN (facequant.names), the rule of every output."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
+    if isinstance(obj, str | Path):
+        return display(obj)
     if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
+        return {display(k) if isinstance(k, str) else k: _finite_or_none(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_finite_or_none(v) for v in obj]
     return obj
@@ -82,13 +86,14 @@ def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
     """Write everything into `out` atomically: a failure midway leaves any old results intact."""
     out = Path(out)
     with staged_output(out, force) as staging:
-        result.sweep.to_csv(staging / SWEEP_CSV, index=False)
-        result.cliff.to_csv(staging / CLIFF_CSV, index=False)
+        # errors=ESCAPE: a name from the command line (a model path) may hold undecodable bytes
+        result.sweep.to_csv(staging / SWEEP_CSV, index=False, errors=ESCAPE)
+        result.cliff.to_csv(staging / CLIFF_CSV, index=False, errors=ESCAPE)
         if result.cost is not None:
-            result.cost.to_csv(staging / COST_CSV, index=False)
-        metrics.to_long(result.sweep).to_csv(staging / RESULTS_CSV, index=False)
-        result.probes.to_csv(staging / PROBES_CSV, index=False)
-        result.comparisons.to_csv(staging / COMPARISONS_CSV, index=False)
+            result.cost.to_csv(staging / COST_CSV, index=False, errors=ESCAPE)
+        metrics.to_long(result.sweep).to_csv(staging / RESULTS_CSV, index=False, errors=ESCAPE)
+        result.probes.to_csv(staging / PROBES_CSV, index=False, errors=ESCAPE)
+        result.comparisons.to_csv(staging / COMPARISONS_CSV, index=False, errors=ESCAPE)
         _copy_pow2_moves(result.run, staging)
         run = _finite_or_none(result.run)
         (staging / RUN_JSON).write_text(json.dumps(run, indent=2, default=_json_default))
@@ -258,5 +263,8 @@ def print_summary(result: SweepResult, out: Path | None = None) -> None:
     skipped = result.run.get("skipped_images") or []
     if skipped:
         console.print(f"{len(skipped)} photo(s) skipped (reasons in run.json)")
+    excluded = result.run.get("excluded_files") or []
+    if excluded:
+        console.print(f"{len(excluded)} file(s) left out of the dataset (reasons in run.json excluded_files)")
     if out is not None:
         console.print(f"results in {out}")

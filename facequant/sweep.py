@@ -28,6 +28,7 @@ from facequant.distance import (
 from facequant.errors import BadImageError, FacequantError
 from facequant.faces import AlignedFace, FacePipeline, pipeline_for_model
 from facequant.models import ModelSpec, file_sha256, inspect_model, normalize_model, resolve_model
+from facequant.names import display
 from facequant.options import (
     COSINE_RANGE,
     COUNT_RANGE,
@@ -147,7 +148,7 @@ def _calibration_faces(folder: Path, pipeline: FacePipeline, size: int, seed: in
         if len(out) >= size:
             break
         try:
-            out[files[i].relative_to(folder).as_posix()] = pipeline.extract(files[i])
+            out[display(files[i].relative_to(folder).as_posix())] = pipeline.extract(files[i])
         except BadImageError:
             continue
     if not out:
@@ -383,6 +384,7 @@ def run_sweep(
                     "identities": len(ps.dataset.identities), "comparisons": len(triples),
                     "genuine": int(genuine.sum()), "impostor": int((~genuine).sum()), "notes": ps.dataset.notes},
         "skipped_images": ps.skipped,
+        "excluded_files": ps.dataset.excluded,
         "multi_face_images": multi,
         "calibration": {"images": list(ps.calibration_faces), "source": config.calibration_data or "evaluation photos",
                         "distances_m": list(ps.calibration_distances()),
