@@ -58,6 +58,7 @@ import yaml
 from facequant import settings
 from facequant.distance import DEFAULT_IOD_MM, CameraProfile, camera_from_spec
 from facequant.errors import FacequantError
+from facequant.options import FAR_RANGE, Range, require
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -167,6 +168,8 @@ def _camera(path: Path, value: object) -> CameraProfile:
             return CameraProfile(name=name, **fields)
         except TypeError as exc:
             raise FacequantError(f"{path}: camera: expected width_px and hfov_deg or focal_px ({exc})") from exc
+        except FacequantError as exc:  # a wrong type or range, named by CameraProfile
+            raise FacequantError(f"{path}: camera: {exc}") from None
     if isinstance(value, str):
         try:
             return camera_from_spec(value)
@@ -347,24 +350,36 @@ def _mb(nbytes: float) -> str:
 # ---------------------------------------------------------------- reading the run
 
 
-def _run_camera(run: Mapping[str, Any]) -> CameraProfile:
+def _run_camera(run: Mapping[str, Any], where: str = "run.json") -> CameraProfile:
     cam = run.get("camera")
     if not isinstance(cam, Mapping):
-        raise FacequantError("run.json has no camera")
-    fields = {k: cam.get(k) for k in ("width_px", "hfov_deg", "focal_px")}
-    return CameraProfile(name=str(cam.get("name", "run camera")), width_px=int(fields["width_px"] or 0),
-                         hfov_deg=fields["hfov_deg"], focal_px=fields["focal_px"])
+        raise FacequantError(f"{where}: has no camera")
+    width = cam.get("width_px")
+    if isinstance(width, float) and width.is_integer():
+        width = int(width)
+    try:
+        return CameraProfile(name=str(cam.get("name", "run camera")), width_px=width,  # type: ignore[arg-type]
+                             hfov_deg=cam.get("hfov_deg"), focal_px=cam.get("focal_px"))
+    except FacequantError as exc:
+        raise FacequantError(f"{where}: {exc}") from None
 
 
-def _run_config(run: Mapping[str, Any]) -> tuple[float, float, float]:
+def _run_config(run: Mapping[str, Any], where: str = "run.json") -> tuple[float, float, float]:
     """(target FAR, inter-ocular mm, model input px) from run.json."""
     config = run.get("config") or {}
-    target = config.get("target_far")
-    if target is None:
-        raise FacequantError("run.json has no config.target_far")
-    iod = float(config.get("iod_mm") or DEFAULT_IOD_MM)
-    size = ((run.get("model") or {}).get("spec") or {}).get("input_size") or [112, 112]
-    return float(target), iod, float(min(size))
+    model = run.get("model") or {}
+    spec = model.get("spec") if isinstance(model, Mapping) else None
+    if not isinstance(config, Mapping) or config.get("target_far") is None:
+        raise FacequantError(f"{where}: has no config.target_far")
+    size = (spec.get("input_size") if isinstance(spec, Mapping) else None) or [112, 112]
+    iod = config.get("iod_mm") or DEFAULT_IOD_MM
+    require(f"{where}: config.target_far", config["target_far"], FAR_RANGE)
+    require(f"{where}: config.iod_mm", iod, Range(0.0, 1000.0, low_open=True))
+    if not isinstance(size, list) or not size:
+        raise FacequantError(f"{where}: model.spec.input_size must be [height, width], got {size!r}")
+    for v in size:
+        require(f"{where}: model.spec.input_size", v, Range(1, 100_000), integer=True)
+    return float(config["target_far"]), float(iod), float(min(size))
 
 
 @dataclass(frozen=True)
@@ -647,8 +662,9 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
     sweep reaches no distance of the scenario."""
     sweep: pd.DataFrame = results["sweep"]
     run: Mapping[str, Any] = results.get("run") or {}
-    target_far, iod, model_px = _run_config(run)
-    run_cam = _run_camera(run)
+    where = f"{results['path']}/run.json" if results.get("path") else "run.json"
+    target_far, iod, model_px = _run_config(run, where)
+    run_cam = _run_camera(run, where)
     curves = _curves(sweep)
     backends = list(curves)
     far_limit = scenario.max_far_vs_target * target_far

@@ -114,19 +114,71 @@ def _copy_pow2_moves(run: dict[str, object], staging: Path) -> None:
             info["pow2_scales"]["moves_file"] = target.name
 
 
+#: Columns a results directory's tables must have, and the columns that must hold numbers
+#: when present (NaN and inf allowed: "not measured", "beyond the sweep").
+_REQUIRED = {SWEEP_CSV: ("backend", "distance_m", "face_px", "tar", "far"), CLIFF_CSV: ("backend",),
+             COST_CSV: ("backend",)}
+_NUMERIC = ("distance_m", "face_px", "n_probes", "n_genuine", "n_impostor", "threshold", "tar", "tar_ci_low",
+            "tar_ci_high", "far", "far_ci_low", "far_ci_high", "tar_close", "reliable_distance_m", "reliable_tar",
+            "cliff_distance_m", "cliff_face_px", "cliff_prenorm", "cliff_prenorm_width", "distance_cost_m",
+            "file_bytes", "cpu_latency_p50_ms", "cpu_latency_p95_ms", "device_latency_ms", "latency_vs_fp32")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """One results CSV, checked: parseable, complete (a truncated file has no final newline),
+    its required columns there and its numeric columns numbers. FacequantError naming the file."""
+    try:
+        raw = path.read_bytes()
+        table = pd.read_csv(path, encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise FacequantError(f"{path}: cannot read as CSV ({_reason(exc)})") from exc
+    if not raw.endswith((b"\n", b"\r")):
+        raise FacequantError(f"{path}: truncated (the last line is incomplete)")
+    missing = [c for c in _REQUIRED.get(path.name, ()) if c not in table.columns]
+    if missing:
+        raise FacequantError(f"{path}: missing column(s) {', '.join(missing)}")
+    for column in (c for c in _NUMERIC if c in table.columns):
+        numbers = pd.to_numeric(table[column], errors="coerce")
+        bad = numbers.isna() & table[column].notna()
+        if bad.any():
+            line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # the header is line 1
+            raise FacequantError(f"{path}:{line}: column {column} holds {table[column][bad].iloc[0]!r}, not a number")
+    return table
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a short phrase: the OS's words, else its message's last line."""
+    text = getattr(exc, "strerror", None) or str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
+def read_run_json(path: Path) -> dict[str, object]:
+    """run.json as a mapping; FacequantError naming the file when it is not one."""
+    try:
+        run = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise FacequantError(f"{path}: cannot read as JSON ({_reason(exc)})") from exc
+    if not isinstance(run, dict):
+        raise FacequantError(f"{path}: expected a JSON object, got a {type(run).__name__}")
+    for key in ("config", "camera", "model"):
+        if key in run and not isinstance(run[key], dict):
+            raise FacequantError(f"{path}: {key} must be an object, got a {type(run[key]).__name__}")
+    return run
+
+
 def load_results(out: Path) -> dict[str, object]:
     """Read a results directory back (sweep, cliff, run) without recomputing anything."""
     out = Path(out)
     for name in (SWEEP_CSV, CLIFF_CSV, RUN_JSON):
         if not (out / name).is_file():
             raise FacequantError(f"{out}: not a facequant results directory (missing {name})")
-    cliff = pd.read_csv(out / CLIFF_CSV)
+    cliff = read_table(out / CLIFF_CSV)
     if "degenerate" in cliff:
         # CSV turns "" (healthy) into NaN; read it back as text
         cliff["degenerate"] = [v if isinstance(v, str) else "" for v in cliff["degenerate"]]
-    return {"sweep": pd.read_csv(out / SWEEP_CSV), "cliff": cliff,
-            "cost": pd.read_csv(out / COST_CSV) if (out / COST_CSV).is_file() else None,
-            "run": json.loads((out / RUN_JSON).read_text())}
+    return {"sweep": read_table(out / SWEEP_CSV), "cliff": cliff,
+            "cost": read_table(out / COST_CSV) if (out / COST_CSV).is_file() else None,
+            "run": read_run_json(out / RUN_JSON), "path": out}
 
 
 def pyplot() -> ModuleType:
