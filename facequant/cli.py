@@ -34,12 +34,12 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
     from facequant.distance import load_cameras
 
     g = p.add_argument_group("what to evaluate")
-    g.add_argument("--model", default=None, help="ONNX embedding model path, 'faceplugin', or an insightface pack "
+    g.add_argument("--model", default=None, type=options.text, help="ONNX embedding model path, 'faceplugin', or an insightface pack "
                    "(buffalo_l, buffalo_s, antelopev2). Default: the faceplugin model in the shared folder.")
-    g.add_argument("--data", default=None, help="folder of identity folders (person/photo.jpg), or 'lfw'. "
+    g.add_argument("--data", default=None, type=options.text, help="folder of identity folders (person/photo.jpg), or 'lfw'. "
                    "Default: celebs13 in the shared folder.")
-    g.add_argument("--pairs", default=None, help="pairs CSV (image_a,image_b,same_identity) to compare instead of every photo pair")
-    g.add_argument("--backends", default="fp32,int8-pt,int8-pc",
+    g.add_argument("--pairs", default=None, type=options.text, help="pairs CSV (image_a,image_b,same_identity) to compare instead of every photo pair")
+    g.add_argument("--backends", default="fp32,int8-pt,int8-pc", type=options.name_list,
                    help=f"comma-separated, from: {', '.join(available_backends())} (fp32 is always added as the "
                         f"reference). {NAME_HELP}")
     g.add_argument("--config", type=Path, help="YAML file with any of these options (keys as the long option names, '-' or '_')")
@@ -69,19 +69,19 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("quantization")
     g.add_argument("--calib-size", type=options.positive_int, default=32, help="calibration photos, a seeded subset at close range (default 32)")
-    g.add_argument("--calib-data", default=None,
+    g.add_argument("--calib-data", default=None, type=options.text,
                    help="folder of photos to calibrate on (default: the evaluation photos)")
     g.add_argument("--calib-distances", default=None, type=options.distances,
                    help="metres to calibrate at, e.g. '0.5,3,6' (distance-aware calibration; default: the closest only)")
     g.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default=None,
                    help="calibration method for every quantized backend (default: minmax)")
 
-    g.add_argument("--device-profile", default=None,
+    g.add_argument("--device-profile", default=None, type=options.text,
                    help="YAML with a device's measured latency per backend (see configs/devices/); default: CPU timing only")
     g.add_argument("--no-latency", action="store_true", help="skip timing each backend at batch 1 after the sweep")
 
     g = p.add_argument_group("run")
-    g.add_argument("--out", type=Path, default=None, help="results directory (default runs/<model>-<time>)")
+    g.add_argument("--out", type=options.out_dir, default=None, help="results directory (default runs/<model>-<time>)")
     g.add_argument("--force", action="store_true", help="replace an existing results directory")
     g.add_argument("--seed", type=options.seed, default=0, help="seed for subsets, noise and calibration (default 0)")
     g.add_argument("--batch-size", type=options.positive_int, default=64, help="inference batch size (default 64)")
@@ -232,7 +232,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     elif args.kind == "calibration-distance":
         variants = studies.distance_variants(base, list(args.mixes) if args.mixes else None)
     else:
-        variants = studies.method_variants(base, [m.strip() for m in str(args.methods).split(",")])
+        variants = studies.method_variants(base, list(args.methods))
     from rich.progress import Progress
 
     with Progress(disable=args.quiet) as bar:
@@ -484,10 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "  facequant study calibration-distance --recipe int8-pt --mixes '0.5;0.5,3,6'\n"
                         "  facequant study calibration-method --recipe int8-pc\n")
     p.add_argument("kind", choices=["calibration-size", "calibration-distance", "calibration-method"])
-    p.add_argument("--recipe", default="int8-pt", help="the quantized backend to study (default int8-pt)")
+    p.add_argument("--recipe", default="int8-pt", type=options.text, help="the quantized backend to study (default int8-pt)")
     p.add_argument("--sizes", default=None, type=options.sizes, help="calibration sizes, e.g. 16,64,256 (default: 16, 64, ... up to the photos available)")
     p.add_argument("--mixes", default=None, type=options.distance_mixes, help="calibration distance mixes, ';' between mixes, e.g. '0.5;0.5,3,6;3,6'")
-    p.add_argument("--methods", default="minmax,entropy,percentile", help="calibration methods to compare")
+    p.add_argument("--methods", default="minmax,entropy,percentile", type=options.method_list, help="calibration methods to compare")
     _add_sweep_args(p)
     p.set_defaults(func=cmd_study)
 
@@ -511,11 +511,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "  facequant recommend --results runs/first --scenario far-field\n"
                         "  facequant recommend --results runs/first --scenario my-site.yaml "
                         "--device-profile configs/devices/hailo8-example.yaml\n")
-    p.add_argument("--results", required=True, help="results directory of a sweep")
-    p.add_argument("--scenario", default=None,
+    p.add_argument("--results", required=True, type=options.text, help="results directory of a sweep")
+    p.add_argument("--scenario", default=None, type=options.text,
                    help="scenario name(s), comma-separated, or a scenario YAML path (default: every scenario)")
-    p.add_argument("--scenarios-dir", default=None, help="folder of scenario YAML files (default configs/scenarios)")
-    p.add_argument("--device-profile", default=None,
+    p.add_argument("--scenarios-dir", default=None, type=options.text, help="folder of scenario YAML files (default configs/scenarios)")
+    p.add_argument("--device-profile", default=None, type=options.text,
                    help="device latencies (configs/devices/*.yaml) to use instead of the sweep's CPU timing")
     p.add_argument("--latency-tolerance", type=options.finite_float(0.0, 1.0), default=0.10,
                    help="CPU latencies within this fraction of each other are a tie, broken by file size (default 0.10)")
@@ -540,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
             action.help = "results directory (default runs/diagnose-<model>-<time>)"
     p.add_argument("--max-probes", type=options.positive_int, default=None,
                    help="diagnose a seeded subset of this many photos (default: all)")
-    p.add_argument("--layer", default=None,
+    p.add_argument("--layer", default=None, type=options.text,
                    help="layer for the activation histogram (default: the worst quantized layer at the farthest distance)")
     p.add_argument("--snr-threshold", type=options.finite_float(-100.0, 200.0), default=10.0, help="SNR line in dB for the summary (default 10)")
     p.set_defaults(func=cmd_diagnose)
@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
                  epilog="examples:\n  facequant search-precision --gallery fp32 --out runs/search\n"
                         "  facequant search-precision --base int8-npu --budget 4 --out runs/search-npu\n"
                         "  facequant search-precision --base int8-pt --target-tar 0.9 --target-distance 5\n")
-    p.add_argument("--base", default="int8-pt", help="the INT8 recipe to improve (default int8-pt)")
+    p.add_argument("--base", default="int8-pt", type=options.text, help="the INT8 recipe to improve (default int8-pt)")
     p.add_argument("--budget", type=options.int_range(1, 1000), default=6, help="most layers promoted to 16 bit (default 6)")
     p.add_argument("--candidates", type=options.positive_int, default=8, help="layers confirmed by re-running (default 8)")
     p.add_argument("--tolerance", type=options.finite_float(0.0, 100.0, low_open=True), default=0.25, help="reliable distance within this of fp32, metres (default 0.25)")
@@ -587,11 +587,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="For each capture of the reference person, measure its face size, simulate that size "
                                    "from the high-resolution reference, and compare cosine to the reference embedding. "
                                    "Writes fidelity.csv; |delta_cos| <= 0.02 means the simulation can be trusted.")
-    p.add_argument("--model", default=None, help="model (default: the shared faceplugin model)")
-    p.add_argument("--reference", required=True, help="high-resolution photo of the person")
-    p.add_argument("--captures", required=True, help="folder of real lower-resolution or more distant captures")
-    p.add_argument("--backends", default="fp32,int8-pt", help="backends to compare (default fp32,int8-pt)")
-    p.add_argument("--out", default="fidelity.csv", help="output CSV (default fidelity.csv)")
+    p.add_argument("--model", default=None, type=options.text, help="model (default: the shared faceplugin model)")
+    p.add_argument("--reference", required=True, type=options.text, help="high-resolution photo of the person")
+    p.add_argument("--captures", required=True, type=options.text, help="folder of real lower-resolution or more distant captures")
+    p.add_argument("--backends", default="fp32,int8-pt", type=options.name_list, help="backends to compare (default fp32,int8-pt)")
+    p.add_argument("--out", default="fidelity.csv", type=options.text, help="output CSV (default fidelity.csv)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--blur", type=options.blur_sigma, default=0.0, help="optics blur sigma to simulate, camera pixels")
     p.add_argument("--noise", type=options.noise_sigma, default=0.0, help="sensor noise sigma to simulate, 8-bit levels")
@@ -615,8 +615,11 @@ def build_parser() -> argparse.ArgumentParser:
     # (it is built first), then the options only other commands have.
     for name, command in sub.choices.items():
         _OPTIONS[name] = {action.dest: action for action in command._actions if action.option_strings}
-        for action in command._actions:
-            _DEFAULTS.setdefault(action.dest, action.default)
+        for action in command._actions:  # as parsed: argparse converts string defaults with type=
+            default = action.default
+            if isinstance(default, str) and callable(action.type):
+                default = action.type(default)
+            _DEFAULTS.setdefault(action.dest, default)
     return parser
 
 

@@ -13,6 +13,7 @@ import argparse
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from facequant.errors import FacequantError
 
@@ -20,6 +21,8 @@ from facequant.errors import FacequantError
 MAX_DISTANCE_M = 1000.0
 #: Points a 'START:STOP:N' distance range may hold.
 MAX_DISTANCE_POINTS = 200
+#: Calibration methods (--calib-method, study --methods).
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 #: numpy's legacy seeding (RandomState, used by some libraries we call) takes 32 bits.
 MAX_SEED = 2**32 - 1
 
@@ -177,6 +180,40 @@ def camera(text: str) -> str:
     except FacequantError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return str(text)
+
+
+def text(value: str) -> str:
+    """A name or path option (--model, --data, --backends ...): not empty."""
+    if not str(value).strip():
+        raise argparse.ArgumentTypeError("expected a value, got an empty one")
+    return str(value)
+
+
+def name_list(value: str) -> str:
+    """--backends: comma-separated names, at least one, no empty item (the names are checked
+    by the code that knows them)."""
+    items = str(value).split(",")
+    if any(not item.strip() for item in items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {value!r} (an empty item)")
+    return str(value)
+
+
+def out_dir(value: str) -> Path:
+    """--out of a results folder: not empty, and not an existing file."""
+    path = Path(text(value))
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: exists and is not a folder")
+    return path
+
+
+def method_list(value: str) -> tuple[str, ...]:
+    """study --methods: comma-separated calibration methods, each one ORT knows."""
+    methods = tuple(m.strip() for m in str(value).split(","))
+    bad = [m for m in methods if m not in CALIBRATION_METHODS]
+    if bad or not methods:
+        raise argparse.ArgumentTypeError(f"unknown calibration method {bad[0]!r} (choose from "
+                                         f"{', '.join(CALIBRATION_METHODS)})")
+    return methods
 
 
 def model_override(text: str) -> tuple[str, object]:

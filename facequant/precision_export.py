@@ -102,11 +102,12 @@ def load_name_map(path: Path) -> dict[str, str]:
 def _name_map_csv(path: Path, text: str) -> dict[str, str]:
     """Rows onnx,hailo (header optional, '#' comments): each row two non-empty names."""
     data: dict[str, str] = {}
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        rows = [(reader.line_num, row) for row in reader]  # line_num: where the row ends
     except csv.Error as exc:
         raise FacequantError(f"{path}: not a CSV name map ({exc})") from exc
-    for line, row in enumerate(rows, start=1):
+    for line, row in rows:
         if not row or not any(c.strip() for c in row) or row[0].lstrip().startswith("#"):
             continue
         if line == 1 and [c.strip().lower() for c in row[:2]] == ["onnx", "hailo"]:

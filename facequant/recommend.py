@@ -408,10 +408,10 @@ class _Curve:
         return Point(distance_m, px, v["tar"], v["far"], how, v["tar_ci_low"], v["tar_ci_high"])
 
 
-def _curves(sweep: pd.DataFrame) -> dict[str, _Curve]:
+def _curves(sweep: pd.DataFrame, where: str = "sweep.csv") -> dict[str, _Curve]:
     missing = [c for c in ("backend", "distance_m", "face_px", "tar", "far") if c not in sweep.columns]
     if missing:
-        raise FacequantError(f"sweep.csv is missing column(s): {', '.join(missing)}")
+        raise FacequantError(f"{where} is missing column(s): {', '.join(missing)}")
     curves: dict[str, _Curve] = {}
     for backend, rows in sweep.groupby("backend", sort=False):
         rows = rows[np.isfinite(rows.tar.astype(float)) & (rows.face_px.astype(float) > 0)]
@@ -424,7 +424,7 @@ def _curves(sweep: pd.DataFrame) -> dict[str, _Curve]:
         curves[str(backend)] = _Curve(np.log(rows.face_px.to_numpy(dtype=np.float64)),
                                       {k: rows[k].to_numpy(dtype=np.float64) for k in keys})
     if not curves:
-        raise FacequantError("sweep.csv has no measured TAR")
+        raise FacequantError(f"{where} has no measured TAR")
     return curves
 
 
@@ -662,10 +662,10 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
     sweep reaches no distance of the scenario."""
     sweep: pd.DataFrame = results["sweep"]
     run: Mapping[str, Any] = results.get("run") or {}
-    where = f"{results['path']}/run.json" if results.get("path") else "run.json"
-    target_far, iod, model_px = _run_config(run, where)
-    run_cam = _run_camera(run, where)
-    curves = _curves(sweep)
+    folder = f"{results['path']}/" if results.get("path") else ""
+    target_far, iod, model_px = _run_config(run, f"{folder}run.json")
+    run_cam = _run_camera(run, f"{folder}run.json")
+    curves = _curves(sweep, f"{folder}sweep.csv")
     backends = list(curves)
     far_limit = scenario.max_far_vs_target * target_far
 
