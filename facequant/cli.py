@@ -660,10 +660,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its errors as the one line every facequant error is."""
+    """argparse, with its errors raised as FacequantError: one line, exit 2, like every other
+    input problem (and a caller such as the TUI can catch them)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"facequant: error: {_one_line(message)} (see {self.prog} --help)\n")
+        raise FacequantError(f"{message} (see {self.prog} --help)")
 
 
 if __name__ == "__main__":

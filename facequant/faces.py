@@ -381,9 +381,8 @@ def _header_size(data: bytes, path: str | os.PathLike[str], cap: int) -> tuple[i
         raise BadImageError(path, f"cannot decode image (not a readable image: {type(exc).__name__})") from None
 
 
-def _decode(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode image bytes to RGB uint8 (EXIF orientation applied), or raise BadImageError.
-    The size is checked against the pixel cap before any pixel is decoded."""
+def check_image_size(data: bytes, path: str | os.PathLike[str]) -> None:
+    """BadImageError unless the header declares a picture of 2x2 up to the pixel cap."""
     if not data:
         raise BadImageError(path, "cannot decode image (empty file)")
     cap = max_image_pixels()
@@ -393,6 +392,12 @@ def _decode(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
                                   f"({MAX_PIXELS_ENV} raises it)")
     if width < 2 or height < 2:
         raise BadImageError(path, f"image too small to hold a face ({width}x{height} pixels)")
+
+
+def _decode(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode image bytes to RGB uint8 (EXIF orientation applied), or raise BadImageError.
+    The size is checked against the pixel cap before any pixel is decoded."""
+    check_image_size(data, path)
     try:
         bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     except (cv2.error, MemoryError, ValueError, OverflowError) as exc:
@@ -570,6 +575,7 @@ class FacePipeline:
         """The aligned face of one photo (cached); BadImageError when there is none to use."""
         source = str(path)
         data = _read_bytes(path)
+        check_image_size(data, path)  # before the cache too: the same photos pass whatever is cached
         cache_file = self.cache_path(data)
         if cache_file is not None and cache_file.is_file():
             cached = self._load_cached(cache_file, source)
