@@ -73,6 +73,7 @@ from facequant.backends import (
 )
 from facequant.errors import FacequantError
 from facequant.names import display
+from facequant.options import COUNT_RANGE, Range, require
 from facequant.quantization import RECIPES, graph_layers, split_recipe_name
 from facequant.reports import pyplot, save_figure, staged_output
 from facequant.sweep import ProbeSet, SweepConfig, prepare_probes, versions
@@ -121,6 +122,12 @@ class DiagnoseConfig:
     layer: str | None = None  # the layer whose level histogram is plotted; None: the worst at the farthest distance
     snr_threshold_db: float = 10.0  # 000_'s line for 8-bit layers
     memory_mb: int = 1024  # bound on the float tensors + integer codes one batch holds
+
+    def __post_init__(self) -> None:  # the CLI checks these where parsed; API callers too
+        if self.max_probes is not None:
+            require("diagnose: max_probes", self.max_probes, COUNT_RANGE, integer=True)
+        require("diagnose: snr_threshold_db", self.snr_threshold_db, Range(-100.0, 200.0))
+        require("diagnose: memory_mb", self.memory_mb, COUNT_RANGE, integer=True)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

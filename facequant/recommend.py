@@ -922,6 +922,7 @@ def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None 
     YAML paths), and write recommend.csv into it (unless ``write`` is False)."""
     from facequant.reports import load_results  # pulls in the sweep machinery; only here
 
+    require("latency_tolerance", latency_tolerance, Range(0.0, 1.0))
     out = Path(results_dir)
     if not out.is_dir():
         raise FacequantError(f"{out}: no such results directory")

@@ -26,6 +26,7 @@ import pandas as pd
 from facequant.backends import BackendFactory
 from facequant.errors import FacequantError
 from facequant.metrics import paired_tar_gain, pooled_tar_gain
+from facequant.options import COUNT_RANGE, DISTANCE_RANGE, Range, require
 from facequant.quantization import RECIPES, graph_layers
 from facequant.reports import _finite_or_none, plot_paired_gain, staged_output, write_results
 from facequant.sweep import ProbeSet, SweepConfig, SweepResult, prepare_probes, run_sweep, versions
@@ -50,6 +51,15 @@ class SearchSettings:
     candidates: int = 8  # layers confirmed by re-running, from the top of the damage ranking
     confirm_distances: tuple[float, ...] | None = None  # default: the three farthest with fp32 TAR > 0
     refine: bool = True  # add sweep points every tolerance_m where the reliable distances are decided
+
+    def __post_init__(self) -> None:  # the CLI checks these where parsed; API callers too
+        require("search: tolerance_m", self.tolerance_m, Range(0.0, 100.0, low_open=True))
+        require("search: budget", self.budget, COUNT_RANGE, integer=True)
+        require("search: candidates", self.candidates, COUNT_RANGE, integer=True)
+        if self.target_tar is not None:
+            require("search: target_tar", self.target_tar, Range(0.0, 1.0, low_open=True))
+        if self.target_distance_m is not None:
+            require("search: target_distance_m", self.target_distance_m, DISTANCE_RANGE)
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

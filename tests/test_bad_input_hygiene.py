@@ -177,6 +177,24 @@ def test_core_refuses_impossible_camera(kwargs: dict[str, object]):
         CameraProfile(name="c", **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("kwargs", [{"tolerance_m": 0.0}, {"budget": 0}, {"candidates": -1}, {"target_tar": 1.5},
+                                    {"target_distance_m": float("nan")}], ids=lambda k: next(iter(k)))
+def test_core_refuses_impossible_search_settings(kwargs: dict[str, object]):
+    from facequant.search import SearchSettings
+
+    with pytest.raises(FacequantError, match=next(iter(kwargs))):
+        SearchSettings(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kwargs", [{"max_probes": 0}, {"snr_threshold_db": float("nan")}], ids=lambda k: next(iter(k)))
+def test_core_refuses_impossible_diagnose_config(kwargs: dict[str, object]):
+    from facequant.diagnostics import DiagnoseConfig
+    from facequant.sweep import SweepConfig
+
+    with pytest.raises(FacequantError, match=next(iter(kwargs))):
+        DiagnoseConfig(SweepConfig(model="m.onnx", data="d"), **kwargs)  # type: ignore[arg-type]
+
+
 def test_core_refuses_impossible_batch_size(model_path: Path):
     from facequant.backends import OrtBackend
     from facequant.models import inspect_model
