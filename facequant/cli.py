@@ -629,11 +629,11 @@ def _one_line(text: str) -> str:
 
 
 def _tolerant_streams() -> None:
-    # Paths from the command line may hold undecodable bytes (surrogates): print them escaped
-    # rather than fail with UnicodeEncodeError after the work is done.
+    # Paths from the command line may hold undecodable bytes (surrogates): print them as
+    # \xNN, the rule of every output, rather than fail with UnicodeEncodeError after the work.
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+            stream.reconfigure(errors=ESCAPE)  # type: ignore[union-attr]
         except (AttributeError, ValueError, OSError):
             pass
 

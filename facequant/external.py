@@ -179,8 +179,12 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
             (staging / "png" / name).mkdir(parents=True)
             for row, (img, crop) in enumerate(zip(ps.images, crops, strict=True)):
                 png = Path("png") / name / f"{row:0{width}d}_{_safe(img.key)}.png"
-                if not cv2.imwrite(str(staging / png), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
-                    raise FacequantError(f"{out / png}: cannot write PNG")
+                # imencode + a Python write, not cv2.imwrite: OpenCV crashes on a path that is
+                # not valid UTF-8 (an --out folder named in Latin-1).
+                encoded_ok, encoded = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+                if not encoded_ok:
+                    raise FacequantError(f"{out / png}: cannot encode PNG")
+                (staging / png).write_bytes(encoded.tobytes())
                 rows.append({"id": ids[row], "image": img.key, "identity": img.identity,
                              "kind": "enrol" if distance is None else "probe", "distance_m": distance,
                              "face_px": round(float(face_px[row]), 3), "simulated": bool(ok[row]),

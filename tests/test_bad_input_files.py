@@ -253,27 +253,33 @@ def _named_tree(root: Path, celebs13: Path) -> None:
     shutil.copyfile(photos["bob"][5], root / "bob" / "caf\\xe9.jpg")
 
 
+#: The folders themselves are named in Latin-1 (not UTF-8): paths, not only keys, must work.
+DATA_DIR, OUT_DIR, PROBES_DIR = (os.fsdecode(n) for n in (b"d\xe9ta", b"r\xe9sults", b"pr\xf6bes"))
+
+
 @pytest.fixture(scope="module")
 def hostile_run(tmp_path_factory: pytest.TempPathFactory, celebs13: Path, model_path: Path, photo: Path) -> Path:
     """One tiny sweep over odd names, bad pictures and a messy tree; its results folder."""
     root = tmp_path_factory.mktemp("hostile")
-    data = root / "data"
+    data = root / DATA_DIR
     _messy_tree(data, photo)
     _named_tree(data, celebs13)
     for name, content in _bad_images(photo).values():
         (data / "bob" / name).write_bytes(content)
     for name, content in _good_images(photo).values():
         (data / "alice" / name).write_bytes(content)
-    out = root / "results"
+    out = root / OUT_DIR
     with pytest.MonkeyPatch.context() as env:  # module scope runs before the per-test cache fixture
         env.setenv(settings.CACHE_ENV, str(tmp_path_factory.getbasetemp() / "cache"))
-        summary = io.StringIO()
+        env.setenv("COLUMNS", "400")  # rich wraps at 80 off a terminal: keep the long path on one line
+        summary = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # a UTF-8 stdout, as a pipe or terminal is
         with contextlib.redirect_stdout(summary):
             assert main(["sweep", "--model", str(model_path), "--data", str(data), "--backends", "fp32",
                          "--distances", "1,3", "--no-latency", "--quiet", "--out", str(out)]) == 0
-        (root / "summary.txt").write_text(summary.getvalue())
+        summary.flush()
+        (root / "summary.txt").write_bytes(summary.buffer.getvalue())  # type: ignore[attr-defined]
         assert main(["export-probes", "--model", str(model_path), "--data", str(data), "--distances", "1",
-                     "--quiet", "--out", str(root / "probes")]) == 0
+                     "--quiet", "--out", str(root / PROBES_DIR)]) == 0
     return out
 
 
@@ -284,7 +290,7 @@ def test_name_works_end_to_end(case: str, hostile_run: Path):
     probes = pd.read_csv(hostile_run / "probes.csv")
     with gzip.open(hostile_run / "comparisons.csv.gz", "rt") as fh:
         comparisons = pd.read_csv(fh)
-    manifest = pd.read_csv(hostile_run.parent / "probes" / "manifest.csv")
+    manifest = pd.read_csv(hostile_run.parent / PROBES_DIR / "manifest.csv")
     assert key in set(probes.image) and key in set(comparisons.probe) and key in set(manifest.image)
     assert key in run["calibration"]["images"]
     assert not any("\udc80" <= ch <= "\udcff" for ch in json.dumps(run, ensure_ascii=False))  # no raw surrogate
@@ -294,7 +300,7 @@ def test_name_rule_is_the_same_everywhere(hostile_run: Path):
     """Keys in probes.csv, run.json and the export manifest are one set, spelled alike."""
     run = json.loads((hostile_run / "run.json").read_text())
     probes = set(pd.read_csv(hostile_run / "probes.csv").image)
-    manifest = pd.read_csv(hostile_run.parent / "probes" / "manifest.csv")
+    manifest = pd.read_csv(hostile_run.parent / PROBES_DIR / "manifest.csv")
     assert probes == set(manifest.image) == set(run["calibration"]["images"]) | (probes - set(run["calibration"]["images"]))
     assert {k for k in probes if "\\x" in k} == {NAMES[c][2] for c in NAMES if "\\x" in NAMES[c][2]}
 
@@ -320,6 +326,7 @@ def test_dataset_exclusions_counted_in_the_summary(hostile_run: Path):
     summary = (hostile_run.parent / "summary.txt").read_text()
     n = len(json.loads((hostile_run / "run.json").read_text())["excluded_files"])
     assert f"{n} file(s) left out of the dataset" in summary and "photo(s) skipped" in summary
+    assert "results in " in summary and "r\\xe9sults" in summary  # the folder's byte, as \xNN
 
 
 @pytest.mark.parametrize("file", EXCLUDED)
