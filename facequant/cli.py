@@ -173,18 +173,19 @@ def _config_value(path: Path, key: str, action: argparse.Action, value: object) 
 
 def _config_text(value: object) -> str | None:
     """A YAML scalar or list as the text the command line would carry: lists joined by ',',
-    lists of lists by ';' (study --mixes); None for anything else (a mapping)."""
-    if isinstance(value, bool):
+    lists of lists by ';' (study --mixes); None for anything else (a mapping, a boolean)."""
+    def scalar(v: object) -> str | None:
+        return str(v) if isinstance(v, str | int | float) and not isinstance(v, bool) else None
+
+    if not isinstance(value, list):
+        return scalar(value)
+    if not value:
         return None
-    if isinstance(value, str | int | float):
-        return str(value)
-    if isinstance(value, list) and value:
-        parts = [_config_text(v) if not isinstance(v, list) else ",".join(_config_text(x) or "?" for x in v)
-                 for v in value]
-        if any(p is None for p in parts):
-            return None
-        return (";" if any(isinstance(v, list) for v in value) else ",").join(parts)  # type: ignore[arg-type]
-    return None
+    if any(isinstance(v, list) for v in value):
+        mixes = [[scalar(x) for x in (v if isinstance(v, list) else [v])] for v in value]
+        return None if any(x is None for m in mixes for x in m) else ";".join(",".join(m) for m in mixes)  # type: ignore[arg-type]
+    items = [scalar(v) for v in value]
+    return None if None in items else ",".join(items)  # type: ignore[arg-type]
 
 
 _DEFAULTS: dict[str, object] = {}

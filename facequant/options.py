@@ -93,28 +93,28 @@ def _checked(text: str, rng: Range, integer: bool) -> float | int:
     return value
 
 
+def number(rng: Range, integer: bool = False) -> Callable[[str], float]:
+    """A converter for one number in rng (an integer when asked)."""
+
+    def convert(text: str) -> float:
+        value = _checked(text, rng, integer)
+        return int(value) if integer else float(value)
+
+    return convert
+
+
 def finite_float(low: float | None = None, high: float | None = None, *, low_open: bool = False,
                  high_open: bool = False) -> Callable[[str], float]:
     """A converter for a finite float in [low, high] (open ends on request)."""
-    rng = Range(low, high, low_open, high_open)
-
-    def convert(text: str) -> float:
-        return float(_checked(text, rng, integer=False))
-
-    return convert
+    return number(Range(low, high, low_open, high_open))
 
 
-def int_range(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+def int_range(low: int | None = None, high: int | None = None) -> Callable[[str], float]:
     """A converter for an integer in [low, high]."""
-    rng = Range(low, high)
-
-    def convert(text: str) -> int:
-        return int(_checked(text, rng, integer=True))
-
-    return convert
+    return number(Range(low, high), integer=True)
 
 
-#: Ranges the core checks again (SweepConfig, Degradation, backends).
+#: Ranges the core checks again (SweepConfig, Degradation, backends, settings).
 FAR_RANGE = Range(0.0, 1.0, low_open=True, high_open=True)
 COSINE_RANGE = Range(-1.0, 1.0)
 SEED_RANGE = Range(0, MAX_SEED)
@@ -128,14 +128,14 @@ JPEG_RANGE = Range(0, 100)  # 0 = off, else the quality OpenCV's encoder takes
 DISTANCE_RANGE = Range(0.0, MAX_DISTANCE_M, low_open=True)
 FACE_PX_RANGE = Range(1.0, 10_000.0)  # aligned face sizes in camera pixels
 
-probability = finite_float(FAR_RANGE.low, FAR_RANGE.high, low_open=True, high_open=True)  # --far
-cosine = finite_float(-1.0, 1.0)  # --threshold
-seed = int_range(0, MAX_SEED)
-positive_int = int_range(1, 1_000_000)  # --batch-size, --calib-size, --candidates, --max-probes
-iod_mm = finite_float(IOD_RANGE.low, IOD_RANGE.high)
-blur_sigma = finite_float(BLUR_RANGE.low, BLUR_RANGE.high)
-noise_sigma = finite_float(NOISE_RANGE.low, NOISE_RANGE.high)
-jpeg_quality = int_range(0, 100)
+probability = number(FAR_RANGE)  # --far
+cosine = number(COSINE_RANGE)  # --threshold
+seed = number(SEED_RANGE, integer=True)
+positive_int = number(COUNT_RANGE, integer=True)  # --batch-size, --calib-size, --candidates, --max-probes
+iod_mm = number(IOD_RANGE)
+blur_sigma = number(BLUR_RANGE)
+noise_sigma = number(NOISE_RANGE)
+jpeg_quality = number(JPEG_RANGE, integer=True)
 
 
 def float_list(rng: Range, what: str = "values", integer: bool = False) -> Callable[[str], tuple[float, ...]]:
