@@ -120,13 +120,13 @@ class _Scan:
 
     def run(self) -> None:
         for entry in self._list(self.root):
-            hidden = entry.name.startswith(".")
+            if entry.name.startswith(".") and not _is_image_name(entry):
+                continue  # .git, .DS_Store and friends: never photos nor people
             problem = _link_problem(entry)
-            if problem and (not hidden or _is_image_name(entry)):
+            if problem:
                 self.leave_out(entry, problem)
-            elif hidden:
-                if _is_image_name(entry):
-                    self.leave_out(entry, "hidden (the name starts with '.')")
+            elif entry.name.startswith("."):
+                self.leave_out(entry, "hidden (the name starts with '.')")
             elif entry.is_dir():
                 if entry.is_symlink() and self.root.resolve().is_relative_to(entry.resolve()):
                     self.leave_out(entry, "symlink loop (links to the dataset folder or above it)")
@@ -146,9 +146,9 @@ class _Scan:
 
     def _identity(self, folder: Path) -> None:
         for p in self._list(folder):
-            problem = _link_problem(p)
             if p.name.startswith(".") and not _is_image_name(p):
                 continue  # .DS_Store and friends: never photos
+            problem = _link_problem(p)
             if problem:
                 self.leave_out(p, problem)
             elif p.name.startswith("."):
