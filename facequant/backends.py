@@ -15,7 +15,6 @@ import onnxruntime as ort
 from facequant import settings
 from facequant.errors import FacequantError
 from facequant.models import ModelSpec
-from facequant.options import COUNT_RANGE, require
 from facequant.quantization import (
     RECIPES,
     SELECTOR_HELP,
@@ -26,6 +25,7 @@ from facequant.quantization import (
     pow2_summary,
     resolve_recipe,
 )
+from facequant.ranges import COUNT_RANGE, require
 
 
 class Backend(Protocol):

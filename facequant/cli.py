@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import yaml
 
-from facequant import __version__, options, settings
+from facequant import __version__, options, ranges, settings
 from facequant.errors import FacequantError
 from facequant.names import ESCAPE, display
 
@@ -51,7 +51,7 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--distances", default=None, type=options.distances, help="metres, '0.5,1,2' or 'START:STOP:N' (geometric). Default: 0.5 to 12 m, 12 steps")
     g.add_argument("--face-px", default=None, type=options.face_px, help="sweep in face pixels instead of metres, e.g. 160,112,80,56,40,28")
     g.add_argument("--iod-mm", type=options.iod_mm, default=63.0,
-                   help=f"physical inter-ocular distance, {options.IOD_RANGE} mm (default 63 mm)")
+                   help=f"physical inter-ocular distance, {ranges.IOD_RANGE} mm (default 63 mm)")
     g.add_argument("--blur", type=options.blur_sigma, default=0.0, help="optics blur sigma in camera pixels (default off)")
     g.add_argument("--noise", type=options.noise_sigma, default=0.0, help="sensor noise sigma in 8-bit levels (default off)")
     g.add_argument("--jpeg", type=options.jpeg_quality, default=0,
@@ -559,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidates", type=options.positive_int, default=8, help="layers confirmed by re-running (default 8)")
     p.add_argument("--tolerance", type=options.finite_float(0.0, 100.0, low_open=True), default=0.25, help="reliable distance within this of fp32, metres (default 0.25)")
     p.add_argument("--target-tar", type=options.finite_float(0.0, 1.0, low_open=True), default=None, help="goal instead: this TAR ...")
-    p.add_argument("--target-distance", type=options.finite_float(0.0, options.MAX_DISTANCE_M, low_open=True), default=None, help="... at this distance (metres)")
+    p.add_argument("--target-distance", type=options.finite_float(0.0, ranges.MAX_DISTANCE_M, low_open=True), default=None, help="... at this distance (metres)")
     p.add_argument("--no-refine", action="store_true",
                    help="keep the distance grid as given (default: add points every --tolerance metres where the "
                         "base's and fp32's reliable distances are decided)")

@@ -73,8 +73,8 @@ from facequant.backends import (
 )
 from facequant.errors import FacequantError
 from facequant.names import display
-from facequant.options import COUNT_RANGE, Range, require
 from facequant.quantization import RECIPES, graph_layers, split_recipe_name
+from facequant.ranges import COUNT_RANGE, Range, require
 from facequant.reports import pyplot, save_figure, staged_output
 from facequant.sweep import ProbeSet, SweepConfig, prepare_probes, versions
 

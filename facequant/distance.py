@@ -15,7 +15,7 @@ import yaml
 from facequant import settings
 from facequant.alignment import TEMPLATE_EYE_DISTANCE_112
 from facequant.errors import FacequantError
-from facequant.options import (
+from facequant.ranges import (
     BLUR_RANGE,
     JPEG_RANGE,
     MAX_DISTANCE_M,

@@ -58,7 +58,7 @@ import yaml
 from facequant import settings
 from facequant.distance import DEFAULT_IOD_MM, CameraProfile, camera_from_spec
 from facequant.errors import FacequantError
-from facequant.options import FAR_RANGE, Range, require
+from facequant.ranges import FAR_RANGE, Range, require
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

@@ -26,8 +26,8 @@ import pandas as pd
 from facequant.backends import BackendFactory
 from facequant.errors import FacequantError
 from facequant.metrics import paired_tar_gain, pooled_tar_gain
-from facequant.options import COUNT_RANGE, DISTANCE_RANGE, Range, require
 from facequant.quantization import RECIPES, graph_layers
+from facequant.ranges import COUNT_RANGE, DISTANCE_RANGE, Range, require
 from facequant.reports import _finite_or_none, plot_paired_gain, staged_output, write_results
 from facequant.sweep import ProbeSet, SweepConfig, SweepResult, prepare_probes, run_sweep, versions
 

@@ -29,7 +29,7 @@ from facequant.errors import BadImageError, FacequantError
 from facequant.faces import AlignedFace, FacePipeline, pipeline_for_model
 from facequant.models import ModelSpec, file_sha256, inspect_model, normalize_model, resolve_model
 from facequant.names import display
-from facequant.options import (
+from facequant.ranges import (
     COSINE_RANGE,
     COUNT_RANGE,
     DISTANCE_RANGE,
