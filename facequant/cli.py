@@ -592,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", required=True, type=options.text, help="high-resolution photo of the person")
     p.add_argument("--captures", required=True, type=options.text, help="folder of real lower-resolution or more distant captures")
     p.add_argument("--backends", default="fp32,int8-pt", type=options.name_list, help="backends to compare (default fp32,int8-pt)")
-    p.add_argument("--out", default="fidelity.csv", type=options.text, help="output CSV (default fidelity.csv)")
+    p.add_argument("--out", default="fidelity.csv", type=options.out_file, help="output CSV (default fidelity.csv)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--blur", type=options.blur_sigma, default=0.0, help="optics blur sigma to simulate, camera pixels")
     p.add_argument("--noise", type=options.noise_sigma, default=0.0, help="sensor noise sigma to simulate, 8-bit levels")

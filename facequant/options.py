@@ -145,6 +145,13 @@ def out_dir(value: str) -> Path:
     return path
 
 
+def out_file(value: str) -> str:
+    """--out of a single file (validate-sim's CSV): not empty, and not an existing folder."""
+    if Path(text(value)).is_dir():
+        raise argparse.ArgumentTypeError(f"{value}: is a folder; give the CSV file to write")
+    return str(value)
+
+
 def method_list(value: str) -> tuple[str, ...]:
     """study --methods: comma-separated calibration methods, each one ORT knows."""
     methods = tuple(m.strip() for m in str(value).split(","))

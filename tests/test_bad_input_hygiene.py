@@ -124,7 +124,8 @@ def test_option_refused_recommend(value: str, old_results: Path, capsys: pytest.
 
 
 VALIDATE_CASES = {"jpeg-101": ["--jpeg", "101"], "blur-negative": ["--blur=-1"], "noise-nan": ["--noise", "nan"],
-                  "seed-negative": ["--seed=-3"], "captures-empty": ["--captures", ""]}
+                  "seed-negative": ["--seed=-3"], "captures-empty": ["--captures", ""],
+                  "out-is-a-folder": ["--out", "/tmp", "--force"]}
 
 
 @pytest.mark.parametrize("argv", VALIDATE_CASES.values(), ids=VALIDATE_CASES.keys())
