@@ -217,6 +217,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_calibrated(recipe: str) -> None:
+    """A calibration study varies calibration: fp32, fp16, dynamic and external have none."""
+    from facequant.backends import EXTERNAL_PREFIX, FLOAT_BACKENDS
+    from facequant.quantization import RECIPES, split_recipe_name
+
+    if (recipe in FLOAT_BACKENDS or recipe.startswith(EXTERNAL_PREFIX)
+            or not RECIPES[split_recipe_name(recipe)[0]].needs_calibration):
+        raise FacequantError(f"--recipe {recipe}: not calibrated, nothing to study; give a static recipe "
+                             "(int8-pt, int8-pc, a16w8, ..., BASE+16bit:SEL)")
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from facequant import studies
     from facequant.backends import parse_backends
@@ -224,6 +235,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     args.backends = "fp32"  # each variant sweeps fp32 and the recipe
     base, _ = _config_from_args(args)
     parse_backends(args.recipe)  # a clear error for an unknown recipe before any work
+    _check_calibrated(args.recipe)
     out = args.out or Path("runs") / f"study-{args.kind}-{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
     from facequant.reports import check_output_dir
 

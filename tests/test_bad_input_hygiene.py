@@ -106,6 +106,9 @@ OTHER_OPTION_CASES = {  # id: (argv, the option the error names)
     "study-mixes-empty-mix": (["study", "calibration-distance", "--mixes", "0.5;;3"], "--mixes"),
     "study-mixes-nan": (["study", "calibration-distance", "--mixes", "0.5;0.5,nan"], "--mixes"),
     "study-methods-unknown": (["study", "calibration-method", "--methods", "minmax,magic"], "--methods"),
+    # --data named so the default photos need not exist: the recipe is refused before they are read
+    "study-recipe-float": (["study", "calibration-method", "--recipe", "fp32", "--data", "photos"], "--recipe"),
+    "study-recipe-dynamic": (["study", "calibration-size", "--recipe", "int8-dyn", "--data", "photos"], "--recipe"),
     "export-probes-jpeg-101": (["export-probes", "--jpeg", "101"], "--jpeg"),
     "export-precision-calib-size-zero": (["export-precision", "int8-pt", "--calib-size", "0"], "--calib-size"),
 }
@@ -114,7 +117,8 @@ OTHER_OPTION_CASES = {  # id: (argv, the option the error names)
 @pytest.mark.parametrize("argv,option", OTHER_OPTION_CASES.values(), ids=OTHER_OPTION_CASES.keys())
 def test_option_refused_other_commands(argv: list[str], option: str, old_results: Path,
                                        capsys: pytest.CaptureFixture[str]):
-    _refused(capsys, [*argv, "--out", str(old_results), "--force"], f"argument {option}", results=old_results)
+    named = option if "--recipe" in argv else f"argument {option}"  # --recipe is checked after parsing
+    _refused(capsys, [*argv, "--out", str(old_results), "--force"], named, results=old_results)
 
 
 @pytest.mark.parametrize("value", ["-0.1", "nan", "2"], ids=lambda v: f"latency-tolerance-{v}")
