@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 
-from facequant import __version__, settings
+from facequant import __version__, options, ranges, settings
 from facequant.errors import FacequantError
+from facequant.names import ESCAPE, display
+
+#: Set to 1 to see the traceback of an internal error instead of its one-line summary.
+DEBUG_ENV = "FACEQUANT_DEBUG"
 
 EPILOG = """examples:
   facequant sweep                                   # shared model + celebs13, fp32 vs int8-pt vs int8-pc
@@ -28,104 +34,165 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
     from facequant.simulate.camera import load_cameras
 
     g = p.add_argument_group("what to evaluate")
-    g.add_argument("--model", default=None, help="ONNX embedding model path, 'faceplugin', or an insightface pack "
+    g.add_argument("--model", default=None, type=options.text, help="ONNX embedding model path, 'faceplugin', or an insightface pack "
                    "(buffalo_l, buffalo_s, antelopev2). Default: the faceplugin model in the shared folder.")
-    g.add_argument("--data", default=None, help="folder of identity folders (person/photo.jpg), or 'lfw'. "
+    g.add_argument("--data", default=None, type=options.text, help="folder of identity folders (person/photo.jpg), or 'lfw'. "
                    "Default: celebs13 in the shared folder.")
-    g.add_argument("--pairs", default=None, help="pairs CSV (image_a,image_b,same_identity) to compare instead of every photo pair")
-    g.add_argument("--backends", default="fp32,int8-pt,int8-pc",
+    g.add_argument("--pairs", default=None, type=options.text, help="pairs CSV (image_a,image_b,same_identity) to compare instead of every photo pair")
+    g.add_argument("--backends", default="fp32,int8-pt,int8-pc", type=options.name_list,
                    help=f"comma-separated, from: {', '.join(available_backends())} (fp32 is always added as the "
                         f"reference). {NAME_HELP}")
     g.add_argument("--config", type=Path, help="YAML file with any of these options (keys as the long option names, '-' or '_')")
-    g.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE",
+    g.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE", type=options.model_override,
                    help="override the inferred model spec, e.g. mean=127.5 std=127.5 channel_order=BGR")
 
     g = p.add_argument_group("distance simulation")
-    g.add_argument("--camera", default="1080p-90", help=f"preset ({', '.join(load_cameras())}) or WIDTHxHFOV, e.g. 1920x90")
-    g.add_argument("--distances", default=None, help="metres, '0.5,1,2' or 'START:STOP:N' (geometric). Default: 0.5 to 12 m, 12 steps")
-    g.add_argument("--face-px", default=None, help="sweep in face pixels instead of metres, e.g. 160,112,80,56,40,28")
-    g.add_argument("--iod-mm", type=float, default=63.0, help="physical inter-ocular distance (default 63 mm)")
-    g.add_argument("--blur", type=float, default=0.0, help="optics blur sigma in camera pixels (default off)")
-    g.add_argument("--noise", type=float, default=0.0, help="sensor noise sigma in 8-bit levels (default off)")
-    g.add_argument("--jpeg", type=int, default=0, help="JPEG quality 1-100 applied at camera resolution (default off)")
+    g.add_argument("--camera", default="1080p-90", type=options.camera, help=f"preset ({', '.join(load_cameras())}) or WIDTHxHFOV, e.g. 1920x90")
+    g.add_argument("--distances", default=None, type=options.distances, help="metres, '0.5,1,2' or 'START:STOP:N' (geometric). Default: 0.5 to 12 m, 12 steps")
+    g.add_argument("--face-px", default=None, type=options.face_px, help="sweep in face pixels instead of metres, e.g. 160,112,80,56,40,28")
+    g.add_argument("--iod-mm", type=options.iod_mm, default=63.0,
+                   help=f"physical inter-ocular distance, {ranges.IOD_RANGE} mm (default 63 mm)")
+    g.add_argument("--blur", type=options.blur_sigma, default=0.0, help="optics blur sigma in camera pixels (default off)")
+    g.add_argument("--noise", type=options.noise_sigma, default=0.0, help="sensor noise sigma in 8-bit levels (default off)")
+    g.add_argument("--jpeg", type=options.jpeg_quality, default=0,
+                   help="JPEG quality 1-100 applied at camera resolution (default 0: off)")
 
     g = p.add_argument_group("matching protocol")
     g.add_argument("--genuine", choices=["different-photo", "same-photo"], default="different-photo",
                    help="genuine pairs: two photos of a person (default), or a photo against its own enrolment")
     g.add_argument("--gallery", choices=["same-backend", "fp32"], default="same-backend",
                    help="backend that enrols the close-range gallery (default: the backend under test)")
-    g.add_argument("--far", type=float, default=1e-3, help="target FAR that sets the threshold on fp32 close-range impostors")
-    g.add_argument("--threshold", type=float, default=None, help="fixed cosine threshold (overrides --far)")
+    g.add_argument("--far", type=options.probability, default=1e-3, help="target FAR that sets the threshold on fp32 close-range impostors")
+    g.add_argument("--threshold", type=options.cosine, default=None, help="fixed cosine threshold in [-1, 1] (overrides --far)")
     g.add_argument("--multi-face", choices=["primary", "skip"], default="primary",
                    help="photos with several faces: use the most confident face (default) or skip the photo")
 
     g = p.add_argument_group("quantization")
-    g.add_argument("--calib-size", type=int, default=32, help="calibration photos, a seeded subset at close range (default 32)")
-    g.add_argument("--calib-data", default=None,
+    g.add_argument("--calib-size", type=options.positive_int, default=32, help="calibration photos, a seeded subset at close range (default 32)")
+    g.add_argument("--calib-data", default=None, type=options.text,
                    help="folder of photos to calibrate on (default: the evaluation photos)")
-    g.add_argument("--calib-distances", default=None,
+    g.add_argument("--calib-distances", default=None, type=options.distances,
                    help="metres to calibrate at, e.g. '0.5,3,6' (distance-aware calibration; default: the closest only)")
     g.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default=None,
                    help="calibration method for every quantized backend (default: minmax)")
 
-    g.add_argument("--device-profile", default=None,
+    g.add_argument("--device-profile", default=None, type=options.text,
                    help="YAML with a device's measured latency per backend (see configs/devices/); default: CPU timing only")
     g.add_argument("--no-latency", action="store_true", help="skip timing each backend at batch 1 after the sweep")
 
     g = p.add_argument_group("run")
-    g.add_argument("--out", type=Path, default=None, help="results directory (default runs/<model>-<time>)")
+    g.add_argument("--out", type=options.out_dir, default=None, help="results directory (default runs/<model>-<time>)")
     g.add_argument("--force", action="store_true",
                    help="replace an existing results directory, only one facequant wrote (its .facequant.json lists "
                         "every file in it)")
-    g.add_argument("--seed", type=int, default=0, help="seed for subsets, noise and calibration (default 0)")
-    g.add_argument("--batch-size", type=int, default=64, help="inference batch size (default 64)")
+    g.add_argument("--seed", type=options.seed, default=0, help="seed for subsets, noise and calibration (default 0)")
+    g.add_argument("--batch-size", type=options.positive_int, default=64, help="inference batch size (default 64)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _config_from_args(args: argparse.Namespace) -> tuple[object, Path]:
     from facequant.backends.registry import parse_backends
     from facequant.evaluate.engine import SweepConfig
-    from facequant.simulate.camera import Degradation, parse_distances
+    from facequant.simulate.camera import DEFAULT_DISTANCES_M, Degradation
 
     if args.config:
-        try:
-            values = yaml.safe_load(Path(args.config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise FacequantError(f"{args.config}: cannot read config ({exc})") from exc
-        for key, value in values.items():
-            attr = key.replace("-", "_")
-            if not hasattr(args, attr):
-                raise FacequantError(f"{args.config}: unknown option '{key}'")
+        for attr, value in _read_config(Path(args.config), _OPTIONS.get(args.command, {})).items():
             if getattr(args, attr) == _DEFAULTS.get(attr):  # the command line wins over the file
                 setattr(args, attr, value)
     model = args.model or "faceplugin"
     data = args.data or str(settings.default_dataset_path())
     if not args.data and not Path(data).is_dir():
         raise FacequantError(f"{data}: no default photos here (set {settings.SHARED_ENV}); pass --data DIR or --data lfw")
-    overrides: dict[str, object] = {}
-    if isinstance(args.model_override, dict):  # from a config file: a mapping
-        overrides.update(args.model_override)
-    else:
-        for item in args.model_override:
-            key, sep, value = str(item).partition("=")
-            if not sep:
-                raise FacequantError(f"--model-override '{item}': expected KEY=VALUE")
-            overrides[key] = yaml.safe_load(value)
-    face_px = tuple(float(v) for v in str(args.face_px).split(",")) if args.face_px else None
     config = SweepConfig(
         model=model, data=data, backends=tuple(parse_backends(str(args.backends))), camera=str(args.camera),
-        distances_m=parse_distances(str(args.distances) if args.distances else None), face_px=face_px,
+        distances_m=args.distances or DEFAULT_DISTANCES_M, face_px=args.face_px,
         iod_mm=float(args.iod_mm), degradation=Degradation(float(args.blur), float(args.noise), int(args.jpeg)),
         genuine_mode=args.genuine, gallery=args.gallery, pairs=args.pairs, target_far=float(args.far),
         threshold=args.threshold, calibration_size=int(args.calib_size), calibration_method=args.calib_method,
         calibration_data=args.calib_data, device_profile=args.device_profile, measure_cost=not args.no_latency,
-        calibration_distances_m=parse_distances(str(args.calib_distances)) if args.calib_distances else None,
-        multi_face=args.multi_face, seed=int(args.seed), batch_size=int(args.batch_size), model_overrides=overrides)
+        calibration_distances_m=args.calib_distances or None, multi_face=args.multi_face, seed=int(args.seed),
+        batch_size=int(args.batch_size), model_overrides=dict(args.model_override))
     out = args.out or Path("runs") / f"{Path(model).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     return config, Path(out)
 
 
+def _read_config(path: Path, actions: dict[str, argparse.Action]) -> dict[str, object]:
+    """A --config YAML as {dest: value}, every value converted and checked as on the command
+    line; a one-line FacequantError naming the file and the key otherwise."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise FacequantError(f"{path}: cannot read config: not valid YAML{where} ({problem})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FacequantError(f"{path}: cannot read config ({getattr(exc, 'strerror', None) or exc})") from exc
+    if raw is None:
+        raise FacequantError(f"{path}: config is empty (expected a mapping of option: value)")
+    if not isinstance(raw, dict):
+        raise FacequantError(f"{path}: config must be a mapping of option: value, got a {type(raw).__name__}")
+    values: dict[str, object] = {}
+    for key, value in raw.items():
+        attr = str(key).replace("-", "_")
+        action = actions.get(attr)
+        if action is None or attr in ("config", "help"):
+            raise FacequantError(f"{path}: unknown option '{key}'")
+        values[attr] = _config_value(path, str(key), action, value)
+    return values
+
+
+def _config_value(path: Path, key: str, action: argparse.Action, value: object) -> object:
+    """One config value through the option's own converter (flags must be YAML booleans)."""
+    def bad(why: str) -> FacequantError:
+        return FacequantError(f"{path}: {key}: {why}")
+
+    if action.nargs == 0:  # a flag such as --quiet: 'no' in quotes is a string, and true
+        if not isinstance(value, bool):
+            raise bad(f"must be true or false (an unquoted YAML boolean), got {value!r}")
+        return value
+    if value is None or value == "" or isinstance(value, bool):
+        raise bad(f"expected a value for --{key.replace('_', '-')}, got {value!r}")
+    if isinstance(action, argparse._AppendAction):  # --model-override: a mapping, or KEY=VALUE items
+        try:
+            if isinstance(value, dict):
+                return [options.model_override_item(str(k), v) for k, v in value.items()]
+            return [action.type(str(item)) for item in (value if isinstance(value, list) else [value])]  # type: ignore[misc]
+        except argparse.ArgumentTypeError as exc:
+            raise bad(str(exc)) from None
+    text = _config_text(value)
+    if text is None:
+        raise bad(f"expected text or a number, got a {type(value).__name__}")
+    if action.choices is not None and text not in action.choices:
+        raise bad(f"must be one of {', '.join(map(str, action.choices))}, got {value!r}")
+    if action.type is None:
+        return text
+    try:
+        return action.type(text)  # type: ignore[operator]
+    except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+        raise bad(str(exc)) from None
+
+
+def _config_text(value: object) -> str | None:
+    """A YAML scalar or list as the text the command line would carry: lists joined by ',',
+    lists of lists by ';' (study --mixes); None for anything else (a mapping, a boolean)."""
+    def scalar(v: object) -> str | None:
+        return str(v) if isinstance(v, str | int | float) and not isinstance(v, bool) else None
+
+    if not isinstance(value, list):
+        return scalar(value)
+    if not value:
+        return None
+    if any(isinstance(v, list) for v in value):
+        mixes = [[scalar(x) for x in (v if isinstance(v, list) else [v])] for v in value]
+        return None if any(x is None for m in mixes for x in m) else ";".join(",".join(m) for m in mixes)  # type: ignore[arg-type]
+    items = [scalar(v) for v in value]
+    return None if None in items else ",".join(items)  # type: ignore[arg-type]
+
+
 _DEFAULTS: dict[str, object] = {}
+#: Each command's options by dest: what a --config file may set, with the converter to use.
+_OPTIONS: dict[str, dict[str, argparse.Action]] = {}
 
 #: Options naming files or folders a command reads: a results folder holding one is never replaced.
 _INPUT_OPTIONS = ("model", "data", "pairs", "calib_data", "config", "device_profile", "name_map", "reference",
@@ -182,6 +249,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_calibrated(recipe: str) -> None:
+    """A calibration study varies calibration: fp32, fp16, dynamic and external have none."""
+    from facequant.backends.base import EXTERNAL_PREFIX, FLOAT_BACKENDS
+    from facequant.backends.quantize import RECIPES, split_recipe_name
+
+    if (recipe in FLOAT_BACKENDS or recipe.startswith(EXTERNAL_PREFIX)
+            or not RECIPES[split_recipe_name(recipe)[0]].needs_calibration):
+        raise FacequantError(f"--recipe {recipe}: not calibrated, nothing to study; give a static recipe "
+                             "(int8-pt, int8-pc, a16w8, ..., BASE+16bit:SEL)")
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from facequant.analysis import studies
     from facequant.backends.registry import parse_backends
@@ -189,18 +267,15 @@ def cmd_study(args: argparse.Namespace) -> int:
     args.backends = "fp32"  # each variant sweeps fp32 and the recipe
     base, _ = _config_from_args(args)
     parse_backends(args.recipe)  # a clear error for an unknown recipe before any work
+    _check_calibrated(args.recipe)
     out = args.out or Path("runs") / f"study-{args.kind}-{args.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_out(out, args)
     if args.kind == "calibration-size":
-        sizes = [int(v) for v in str(args.sizes).split(",")] if args.sizes else None
-        variants = studies.size_variants(base, sizes)
+        variants = studies.size_variants(base, [int(n) for n in args.sizes] if args.sizes else None)
     elif args.kind == "calibration-distance":
-        from facequant.simulate.camera import parse_distances
-
-        mixes = [parse_distances(m) for m in str(args.mixes).split(";")] if args.mixes else None
-        variants = studies.distance_variants(base, mixes)
+        variants = studies.distance_variants(base, list(args.mixes) if args.mixes else None)
     else:
-        variants = studies.method_variants(base, [m.strip() for m in str(args.methods).split(",")])
+        variants = studies.method_variants(base, list(args.methods))
     from rich.progress import Progress
 
     with Progress(disable=args.quiet) as bar:
@@ -423,7 +498,7 @@ def _command(sub: argparse._SubParsersAction, name: str, **kwargs: object) -> ar
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="facequant", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="How far from the camera does each face-embedding backend (float, INT8, 16-bit) still match? "
                     "facequant simulates distance through a camera model, runs the backends side by side, and "
@@ -456,10 +531,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "  facequant study calibration-distance --recipe int8-pt --mixes '0.5;0.5,3,6'\n"
                         "  facequant study calibration-method --recipe int8-pc\n")
     p.add_argument("kind", choices=["calibration-size", "calibration-distance", "calibration-method"])
-    p.add_argument("--recipe", default="int8-pt", help="the quantized backend to study (default int8-pt)")
-    p.add_argument("--sizes", default=None, help="calibration sizes, e.g. 16,64,256 (default: 16, 64, ... up to the photos available)")
-    p.add_argument("--mixes", default=None, help="calibration distance mixes, ';' between mixes, e.g. '0.5;0.5,3,6;3,6'")
-    p.add_argument("--methods", default="minmax,entropy,percentile", help="calibration methods to compare")
+    p.add_argument("--recipe", default="int8-pt", type=options.text, help="the quantized backend to study (default int8-pt)")
+    p.add_argument("--sizes", default=None, type=options.sizes, help="calibration sizes, e.g. 16,64,256 (default: 16, 64, ... up to the photos available)")
+    p.add_argument("--mixes", default=None, type=options.distance_mixes, help="calibration distance mixes, ';' between mixes, e.g. '0.5;0.5,3,6;3,6'")
+    p.add_argument("--methods", default="minmax,entropy,percentile", type=options.method_list, help="calibration methods to compare")
     _add_sweep_args(p)
     p.set_defaults(func=cmd_study)
 
@@ -483,13 +558,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "  facequant recommend --results runs/first --scenario far-field\n"
                         "  facequant recommend --results runs/first --scenario my-site.yaml "
                         "--device-profile configs/devices/hailo8-example.yaml\n")
-    p.add_argument("--results", required=True, help="results directory of a sweep")
-    p.add_argument("--scenario", default=None,
+    p.add_argument("--results", required=True, type=options.text, help="results directory of a sweep")
+    p.add_argument("--scenario", default=None, type=options.text,
                    help="scenario name(s), comma-separated, or a scenario YAML path (default: every scenario)")
-    p.add_argument("--scenarios-dir", default=None, help="folder of scenario YAML files (default configs/scenarios)")
-    p.add_argument("--device-profile", default=None,
+    p.add_argument("--scenarios-dir", default=None, type=options.text, help="folder of scenario YAML files (default configs/scenarios)")
+    p.add_argument("--device-profile", default=None, type=options.text,
                    help="device latencies (configs/devices/*.yaml) to use instead of the sweep's CPU timing")
-    p.add_argument("--latency-tolerance", type=float, default=0.10,
+    p.add_argument("--latency-tolerance", type=options.finite_float(0.0, 1.0), default=0.10,
                    help="CPU latencies within this fraction of each other are a tie, broken by file size (default 0.10)")
     p.set_defaults(func=cmd_recommend)
 
@@ -510,11 +585,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "and external backends are refused (default int8-pt,int8-pc)")
         elif action.dest == "out":
             action.help = "results directory (default runs/diagnose-<model>-<time>)"
-    p.add_argument("--max-probes", type=int, default=None,
+    p.add_argument("--max-probes", type=options.positive_int, default=None,
                    help="diagnose a seeded subset of this many photos (default: all)")
-    p.add_argument("--layer", default=None,
+    p.add_argument("--layer", default=None, type=options.text,
                    help="layer for the activation histogram (default: the worst quantized layer at the farthest distance)")
-    p.add_argument("--snr-threshold", type=float, default=10.0, help="SNR line in dB for the summary (default 10)")
+    p.add_argument("--snr-threshold", type=options.finite_float(-100.0, 200.0), default=10.0, help="SNR line in dB for the summary (default 10)")
     p.set_defaults(func=cmd_diagnose)
 
     p = _command(sub, "search-precision", help="find the layers worth 16 bit: predicted, confirmed, greedy, re-measured",
@@ -525,12 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
                  epilog="examples:\n  facequant search-precision --gallery fp32 --out runs/search\n"
                         "  facequant search-precision --base int8-npu --budget 4 --out runs/search-npu\n"
                         "  facequant search-precision --base int8-pt --target-tar 0.9 --target-distance 5\n")
-    p.add_argument("--base", default="int8-pt", help="the INT8 recipe to improve (default int8-pt)")
-    p.add_argument("--budget", type=int, default=6, help="most layers promoted to 16 bit (default 6)")
-    p.add_argument("--candidates", type=int, default=8, help="layers confirmed by re-running (default 8)")
-    p.add_argument("--tolerance", type=float, default=0.25, help="reliable distance within this of fp32, metres (default 0.25)")
-    p.add_argument("--target-tar", type=float, default=None, help="goal instead: this TAR ...")
-    p.add_argument("--target-distance", type=float, default=None, help="... at this distance (metres)")
+    p.add_argument("--base", default="int8-pt", type=options.text, help="the INT8 recipe to improve (default int8-pt)")
+    p.add_argument("--budget", type=options.int_range(1, 1000), default=6, help="most layers promoted to 16 bit (default 6)")
+    p.add_argument("--candidates", type=options.positive_int, default=8, help="layers confirmed by re-running (default 8)")
+    p.add_argument("--tolerance", type=options.finite_float(0.0, 100.0, low_open=True), default=0.25, help="reliable distance within this of fp32, metres (default 0.25)")
+    p.add_argument("--target-tar", type=options.finite_float(0.0, 1.0, low_open=True), default=None, help="goal instead: this TAR ...")
+    p.add_argument("--target-distance", type=options.finite_float(0.0, ranges.MAX_DISTANCE_M, low_open=True), default=None, help="... at this distance (metres)")
     p.add_argument("--no-refine", action="store_true",
                    help="keep the distance grid as given (default: add points every --tolerance metres where the "
                         "base's and fp32's reliable distances are decided)")
@@ -560,17 +635,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "from the high-resolution reference, and compare cosine to the reference embedding. "
                                    "Writes fidelity.csv and run.json into a results directory; |delta_cos| <= 0.02 "
                                    "means the simulation can be trusted.")
-    p.add_argument("--model", default=None, help="model (default: the shared faceplugin model)")
-    p.add_argument("--reference", required=True, help="high-resolution photo of the person")
-    p.add_argument("--captures", required=True, help="folder of real lower-resolution or more distant captures")
-    p.add_argument("--backends", default="fp32,int8-pt", help="backends to compare (default fp32,int8-pt)")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--model", default=None, type=options.text, help="model (default: the shared faceplugin model)")
+    p.add_argument("--reference", required=True, type=options.text, help="high-resolution photo of the person")
+    p.add_argument("--captures", required=True, type=options.text, help="folder of real lower-resolution or more distant captures")
+    p.add_argument("--backends", default="fp32,int8-pt", type=options.name_list, help="backends to compare (default fp32,int8-pt)")
+    p.add_argument("--out", type=options.out_dir, default=None,
                    help="results directory: fidelity.csv, run.json (default runs/validate-<time>)")
     p.add_argument("--force", action="store_true", help="replace a results directory facequant wrote")
-    p.add_argument("--blur", type=float, default=0.0, help="optics blur sigma to simulate, camera pixels")
-    p.add_argument("--noise", type=float, default=0.0, help="sensor noise sigma to simulate, 8-bit levels")
-    p.add_argument("--jpeg", type=int, default=0, help="JPEG quality to simulate (match your camera's encoder)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--blur", type=options.blur_sigma, default=0.0, help="optics blur sigma to simulate, camera pixels")
+    p.add_argument("--noise", type=options.noise_sigma, default=0.0, help="sensor noise sigma to simulate, 8-bit levels")
+    p.add_argument("--jpeg", type=options.jpeg_quality, default=0,
+                   help="JPEG quality to simulate, 1-100 (match your camera's encoder; default 0: off)")
+    p.add_argument("--seed", type=options.seed, default=0, help="seed of the simulated noise (default 0)")
     p.set_defaults(func=cmd_validate_sim)
 
     p = sub.add_parser("tui", help="terminal UI: set up and run a sweep, watch results per distance, open old runs",
@@ -586,28 +662,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tui)
     # What "left at its default" means when a --config file fills options in: sweep's first
     # (it is built first), then the options only other commands have.
-    for command in sub.choices.values():
-        for action in command._actions:
-            _DEFAULTS.setdefault(action.dest, action.default)
+    for name, command in sub.choices.items():
+        _OPTIONS[name] = {action.dest: action for action in command._actions if action.option_strings}
+        for action in command._actions:  # as parsed: argparse converts string defaults with type=
+            default = action.default
+            if isinstance(default, str) and callable(action.type):
+                default = action.type(default)
+            _DEFAULTS.setdefault(action.dest, default)
     return parser
+
+
+def _one_line(text: str) -> str:
+    """A message as one printable line: file names may hold newlines and undecodable bytes."""
+    return display(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _tolerant_streams() -> None:
+    # Paths from the command line may hold undecodable bytes (surrogates): print them as
+    # \xNN, the rule of every output, rather than fail with UnicodeEncodeError after the work.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors=ESCAPE)  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from facequant.results.output import set_command
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    set_command(sys.argv[1:] if argv is None else argv)  # recorded in each results directory's marker
+    _tolerant_streams()
     try:
+        args = build_parser().parse_args(argv)
+        set_command(sys.argv[1:] if argv is None else argv)  # recorded in each results directory's marker
         return int(args.func(args))
     except FacequantError as exc:
-        print(f"facequant: error: {exc}", file=sys.stderr)
+        print(f"facequant: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and friends
         return 0
     except KeyboardInterrupt:
         print("facequant: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Exception as exc:  # the safety net: a bug must still not show a user a traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"facequant: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+              f"(set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors raised as FacequantError: one line, exit 2, like every other
+    input problem (and a caller such as the TUI can catch them)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise FacequantError(f"{message} (see {self.prog} --help)")
 
 
 if __name__ == "__main__":

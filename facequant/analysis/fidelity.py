@@ -16,7 +16,13 @@ from facequant.datasets.folders import IMAGE_SUFFIXES
 from facequant.errors import BadImageError, FacequantError
 from facequant.faces.alignment import similarity_matrix
 from facequant.faces.pipeline import FacePipeline, pipeline_for_model, read_image
-from facequant.models.spec import inspect_model, model_sha256, normalize_model, resolve_model
+from facequant.models.spec import (
+    inspect_model,
+    model_sha256,
+    normalize_model,
+    resolve_model,
+)
+from facequant.names import display
 from facequant.results.output import Inputs, staged_output
 from facequant.simulate.camera import Degradation, simulate
 
@@ -57,14 +63,14 @@ def validate_simulation(
             face = pipeline.extract(path)
             image = read_image(path)
         except BadImageError as exc:
-            rows.append({"capture": path.name, "skipped": exc.reason})
+            rows.append({"capture": display(path.name), "skipped": exc.reason})
             continue
         # The real path: the capture warped straight to the model input, bilinear, exactly as
         # insightface's norm_crop does in a deployed pipeline.
         matrix = similarity_matrix(face.landmarks5, model_px)
         real_crops.append(cv2.warpAffine(image, matrix, (model_px, model_px), flags=cv2.INTER_LINEAR))
         sim_crops.append(simulate(ref.crop, face.native_face_px, model_px, degradation, np.random.default_rng(seed)))
-        rows.append({"capture": path.name, "face_px": face.native_face_px})
+        rows.append({"capture": display(path.name), "face_px": face.native_face_px})
     if not real_crops:
         raise FacequantError(f"{captures}: no capture holds a usable face")
     ref_crop = simulate(ref.crop, ref.native_face_px, model_px)

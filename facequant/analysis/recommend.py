@@ -57,6 +57,7 @@ import yaml
 
 from facequant import settings
 from facequant.errors import FacequantError
+from facequant.ranges import FAR_RANGE, Range, require
 from facequant.simulate.camera import DEFAULT_IOD_MM, CameraProfile, camera_from_spec
 
 if TYPE_CHECKING:
@@ -167,6 +168,8 @@ def _camera(path: Path, value: object) -> CameraProfile:
             return CameraProfile(name=name, **fields)
         except TypeError as exc:
             raise FacequantError(f"{path}: camera: expected width_px and hfov_deg or focal_px ({exc})") from exc
+        except FacequantError as exc:  # a wrong type or range, named by CameraProfile
+            raise FacequantError(f"{path}: camera: {exc}") from None
     if isinstance(value, str):
         try:
             return camera_from_spec(value)
@@ -347,24 +350,36 @@ def _mb(nbytes: float) -> str:
 # ---------------------------------------------------------------- reading the run
 
 
-def _run_camera(run: Mapping[str, Any]) -> CameraProfile:
+def _run_camera(run: Mapping[str, Any], where: str = "run.json") -> CameraProfile:
     cam = run.get("camera")
     if not isinstance(cam, Mapping):
-        raise FacequantError("run.json has no camera")
-    fields = {k: cam.get(k) for k in ("width_px", "hfov_deg", "focal_px")}
-    return CameraProfile(name=str(cam.get("name", "run camera")), width_px=int(fields["width_px"] or 0),
-                         hfov_deg=fields["hfov_deg"], focal_px=fields["focal_px"])
+        raise FacequantError(f"{where}: has no camera")
+    width = cam.get("width_px")
+    if isinstance(width, float) and width.is_integer():
+        width = int(width)
+    try:
+        return CameraProfile(name=str(cam.get("name", "run camera")), width_px=width,  # type: ignore[arg-type]
+                             hfov_deg=cam.get("hfov_deg"), focal_px=cam.get("focal_px"))
+    except FacequantError as exc:
+        raise FacequantError(f"{where}: {exc}") from None
 
 
-def _run_config(run: Mapping[str, Any]) -> tuple[float, float, float]:
+def _run_config(run: Mapping[str, Any], where: str = "run.json") -> tuple[float, float, float]:
     """(target FAR, inter-ocular mm, model input px) from run.json."""
     config = run.get("config") or {}
-    target = config.get("target_far")
-    if target is None:
-        raise FacequantError("run.json has no config.target_far")
-    iod = float(config.get("iod_mm") or DEFAULT_IOD_MM)
-    size = ((run.get("model") or {}).get("spec") or {}).get("input_size") or [112, 112]
-    return float(target), iod, float(min(size))
+    model = run.get("model") or {}
+    spec = model.get("spec") if isinstance(model, Mapping) else None
+    if not isinstance(config, Mapping) or config.get("target_far") is None:
+        raise FacequantError(f"{where}: has no config.target_far")
+    size = (spec.get("input_size") if isinstance(spec, Mapping) else None) or [112, 112]
+    iod = config.get("iod_mm") or DEFAULT_IOD_MM
+    require(f"{where}: config.target_far", config["target_far"], FAR_RANGE)
+    require(f"{where}: config.iod_mm", iod, Range(0.0, 1000.0, low_open=True))
+    if not isinstance(size, list) or not size:
+        raise FacequantError(f"{where}: model.spec.input_size must be [height, width], got {size!r}")
+    for v in size:
+        require(f"{where}: model.spec.input_size", v, Range(1, 100_000), integer=True)
+    return float(config["target_far"]), float(iod), float(min(size))
 
 
 @dataclass(frozen=True)
@@ -393,10 +408,10 @@ class _Curve:
         return Point(distance_m, px, v["tar"], v["far"], how, v["tar_ci_low"], v["tar_ci_high"])
 
 
-def _curves(sweep: pd.DataFrame) -> dict[str, _Curve]:
+def _curves(sweep: pd.DataFrame, where: str = "sweep.csv") -> dict[str, _Curve]:
     missing = [c for c in ("backend", "distance_m", "face_px", "tar", "far") if c not in sweep.columns]
     if missing:
-        raise FacequantError(f"sweep.csv is missing column(s): {', '.join(missing)}")
+        raise FacequantError(f"{where} is missing column(s): {', '.join(missing)}")
     curves: dict[str, _Curve] = {}
     for backend, rows in sweep.groupby("backend", sort=False):
         rows = rows[np.isfinite(rows.tar.astype(float)) & (rows.face_px.astype(float) > 0)]
@@ -409,7 +424,7 @@ def _curves(sweep: pd.DataFrame) -> dict[str, _Curve]:
         curves[str(backend)] = _Curve(np.log(rows.face_px.to_numpy(dtype=np.float64)),
                                       {k: rows[k].to_numpy(dtype=np.float64) for k in keys})
     if not curves:
-        raise FacequantError("sweep.csv has no measured TAR")
+        raise FacequantError(f"{where} has no measured TAR")
     return curves
 
 
@@ -647,9 +662,10 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
     sweep reaches no distance of the scenario."""
     sweep: pd.DataFrame = results["sweep"]
     run: Mapping[str, Any] = results.get("run") or {}
-    target_far, iod, model_px = _run_config(run)
-    run_cam = _run_camera(run)
-    curves = _curves(sweep)
+    folder = f"{results['path']}/" if results.get("path") else ""
+    target_far, iod, model_px = _run_config(run, f"{folder}run.json")
+    run_cam = _run_camera(run, f"{folder}run.json")
+    curves = _curves(sweep, f"{folder}sweep.csv")
     backends = list(curves)
     far_limit = scenario.max_far_vs_target * target_far
 
@@ -909,6 +925,7 @@ def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None 
     YAML paths), and write recommend.csv into it (unless ``write`` is False)."""
     from facequant.results.directory import load_results  # pulls in the sweep machinery; only here
 
+    require("latency_tolerance", latency_tolerance, Range(0.0, 1.0))
     out = Path(results_dir)
     if not out.is_dir():
         raise FacequantError(f"{out}: no such results directory")

@@ -35,6 +35,7 @@ from facequant.evaluate.engine import (
     versions,
 )
 from facequant.evaluate.metrics import paired_tar_gain, pooled_tar_gain
+from facequant.ranges import COUNT_RANGE, DISTANCE_RANGE, Range, require
 from facequant.results.directory import _finite_or_none, plot_paired_gain, write_results
 from facequant.results.output import inputs_of, staged_output
 
@@ -58,6 +59,15 @@ class SearchSettings:
     candidates: int = 8  # layers confirmed by re-running, from the top of the damage ranking
     confirm_distances: tuple[float, ...] | None = None  # default: the three farthest with fp32 TAR > 0
     refine: bool = True  # add sweep points every tolerance_m where the reliable distances are decided
+
+    def __post_init__(self) -> None:  # the CLI checks these where parsed; API callers too
+        require("search: tolerance_m", self.tolerance_m, Range(0.0, 100.0, low_open=True))
+        require("search: budget", self.budget, COUNT_RANGE, integer=True)
+        require("search: candidates", self.candidates, COUNT_RANGE, integer=True)
+        if self.target_tar is not None:
+            require("search: target_tar", self.target_tar, Range(0.0, 1.0, low_open=True))
+        if self.target_distance_m is not None:
+            require("search: target_distance_m", self.target_distance_m, DISTANCE_RANGE)
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

@@ -120,10 +120,10 @@ def _load_npy(path: Path) -> np.ndarray:
 
 def _load_csv(path: Path) -> tuple[list[str], np.ndarray]:
     ids: list[str] = []
-    values: list[list[str]] = []
+    values: list[np.ndarray] = []
     width: int | None = None
     try:
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # utf-8-sig: a spreadsheet's BOM
             for lineno, row in enumerate(csv.reader(f), 1):
                 if not any(cell.strip() for cell in row):
                     continue
@@ -133,17 +133,18 @@ def _load_csv(path: Path) -> tuple[list[str], np.ndarray]:
                     width = len(row)
                 elif len(row) != width:
                     raise FacequantError(f"{path}: line {lineno} has {len(row)} columns, the first row {width}")
+                if not row[0].strip():
+                    raise FacequantError(f"{path}: line {lineno} has an empty id")
+                try:
+                    values.append(np.array(row[1:], dtype=np.float64))
+                except ValueError:
+                    raise FacequantError(f"{path}: not a CSV of id,e0,...,eD-1 (line {lineno} holds text where numbers belong)") from None
                 ids.append(row[0].strip())
-                values.append(row[1:])
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise FacequantError(f"{path}: cannot read as CSV ({exc})") from exc
     if not ids or width is None or width < 2:
         raise FacequantError(f"{path}: no rows of id,e0,...,eD-1")
-    try:
-        emb = np.array(values, dtype=np.float64)
-    except ValueError as exc:
-        raise FacequantError(f"{path}: not a CSV of id,e0,...,eD-1 ({exc})") from exc
-    return ids, emb.astype(np.float32)
+    return ids, np.stack(values).astype(np.float32)
 
 
 def _load_npz(path: Path) -> tuple[list[str], np.ndarray]:
@@ -238,7 +239,7 @@ class ExternalBackend(Backend):
         if not manifest_csv.is_file():
             raise FacequantError(f"{manifest_csv}: missing file (a folder of device embeddings needs the export's manifest)")
         try:
-            manifest = pd.read_csv(manifest_csv, dtype={"id": str, "npy": str}, keep_default_na=False)
+            manifest = pd.read_csv(manifest_csv, dtype={"id": str, "npy": str}, keep_default_na=False, encoding="utf-8-sig")
             manifest = manifest[["id", "npy", "row"]].astype({"row": int})
         except (OSError, ValueError, KeyError, pd.errors.ParserError) as exc:
             raise FacequantError(f"{manifest_csv}: not an export manifest with id, npy, row columns ({exc})") from exc

@@ -11,6 +11,7 @@ import onnxruntime as ort
 from facequant.backends.base import Backend, preprocess, session_options
 from facequant.errors import FacequantError
 from facequant.models.spec import ModelSpec
+from facequant.ranges import COUNT_RANGE, require
 
 
 @dataclass
@@ -25,6 +26,7 @@ class OrtBackend(Backend):
     info: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        require(f"backend {self.name}: batch_size", self.batch_size, COUNT_RANGE, integer=True)
         try:
             self._session = ort.InferenceSession(str(self.model_path), session_options(self.threads),
                                                  providers=["CPUExecutionProvider"])
@@ -52,6 +54,7 @@ class InsightFaceBackend(Backend):
     def __init__(self, model_path: Path, batch_size: int = 64, threads: int | None = None) -> None:
         from insightface.model_zoo import ArcFaceONNX
 
+        require("backend insightface: batch_size", batch_size, COUNT_RANGE, integer=True)
         self.name = "insightface"
         self.model_path = model_path
         self.batch_size = batch_size

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import errno
 import itertools
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from facequant.errors import FacequantError
+from facequant.names import display
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 GENUINE_MODES = ("different-photo", "same-photo")
@@ -42,6 +46,7 @@ class Dataset:
     pairs: list[Pair] | None = None  # None: every ordered pair of photos is compared
     notes: list[str] = field(default_factory=list)
     pairs_report: PairsReport | None = None  # what load_pairs_csv left out of the pairs file
+    excluded: list[dict[str, str]] = field(default_factory=list)  # {"file", "reason"}: files not used
 
     def by_key(self) -> dict[str, FaceImage]:
         return {img.key: img for img in self.images}
@@ -59,18 +64,17 @@ class Dataset:
 
 
 def load_identity_folders(root: Path, pairs_csv: Path | None = None) -> Dataset:
-    """root/<identity>/<photo>; every photo labelled by its folder."""
+    """root/<identity>/<photo>; every photo labelled by its folder. What is left out (photos at
+    the root or nested deeper, broken links, non-files) is listed in Dataset.excluded."""
     root = Path(root)
     if not root.is_dir():
-        raise FacequantError(f"{root}: dataset folder not found")
-    images = [
-        FaceImage(key=p.relative_to(root).as_posix(), path=p, identity=p.parent.name)
-        for p in sorted(root.glob("*/*"))
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    ]
+        raise FacequantError(f"{display(root)}: dataset folder not found")
+    scan = _Scan(root)
+    scan.run()
+    images = scan.images
     if not images:
-        raise FacequantError(f"{root}: no images found in identity folders (expected {root}/<person>/<photo>.jpg)")
-    dataset = Dataset(name=root.name, root=root, images=images)
+        raise FacequantError(f"{display(root)}: no images found in identity folders (expected {display(root)}/<person>/<photo>.jpg)")
+    dataset = Dataset(name=display(root.name), root=root, images=images, excluded=scan.excluded)
     if pairs_csv is not None:
         dataset.pairs = load_pairs_csv(pairs_csv, dataset)
     counts = {ident: sum(1 for i in images if i.identity == ident) for ident in dataset.identities}
@@ -149,6 +153,108 @@ def _read_pair_rows(path: Path) -> list[tuple[int, dict[str, str | None]]]:
         raise FacequantError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except csv.Error as exc:
         raise FacequantError(f"{path}: not a readable CSV ({exc})") from exc
+
+
+def _is_image_name(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _link_problem(p: Path) -> str | None:
+    """Why a symbolic link cannot be followed, or None (not a link, or a good one)."""
+    if not p.is_symlink():
+        return None
+    try:
+        p.stat()
+    except OSError as exc:
+        return "symlink loop" if exc.errno == errno.ELOOP else f"broken link ({exc.strerror or exc})"
+    return None
+
+
+def _not_a_file(p: Path) -> str | None:
+    """What p is when it is not a regular file (it is reached through any link)."""
+    mode = p.stat().st_mode
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
+             stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    return None if stat.S_ISREG(mode) else next((k for test, k in kinds.items() if test(mode)), "not a file")
+
+
+class _Scan:
+    """One pass over root/<identity>/<photo>: the photos, and everything left out with why."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.images: list[FaceImage] = []
+        self.excluded: list[dict[str, str]] = []
+        self._keys: dict[str, Path] = {}
+
+    def leave_out(self, p: Path, reason: str) -> None:
+        self.excluded.append({"file": display(p.relative_to(self.root).as_posix()), "reason": reason})
+
+    def run(self) -> None:
+        for entry in self._list(self.root):
+            if entry.name.startswith(".") and not _is_image_name(entry):
+                continue  # .git, .DS_Store and friends: never photos nor people
+            problem = _link_problem(entry)
+            if problem:
+                self.leave_out(entry, problem)
+            elif entry.name.startswith("."):
+                self.leave_out(entry, "hidden (the name starts with '.')")
+            elif entry.is_dir():
+                if entry.is_symlink() and self.root.resolve().is_relative_to(entry.resolve()):
+                    self.leave_out(entry, "symlink loop (links to the dataset folder or above it)")
+                else:
+                    self._identity(entry)
+            elif _is_image_name(entry):
+                self.leave_out(entry, "photo at the dataset root: not in an identity folder (root/<person>/<photo>)")
+
+    def _list(self, folder: Path) -> list[Path]:
+        try:
+            return sorted(folder.iterdir())
+        except OSError as exc:
+            if folder != self.root:
+                self.leave_out(folder, f"cannot list folder ({exc.strerror or exc})")
+                return []
+            raise FacequantError(f"{display(folder)}: cannot list dataset folder ({exc.strerror or exc})") from exc
+
+    def _identity(self, folder: Path) -> None:
+        for p in self._list(folder):
+            if p.name.startswith(".") and not _is_image_name(p):
+                continue  # .DS_Store and friends: never photos
+            problem = _link_problem(p)
+            if problem:
+                self.leave_out(p, problem)
+            elif p.name.startswith("."):
+                self.leave_out(p, "hidden (the name starts with '.')")
+            elif p.is_dir():
+                if _is_image_name(p):
+                    self.leave_out(p, "a folder, not a photo")
+                self._nested(p, folder.name)
+            elif not _is_image_name(p):
+                self.leave_out(p, f"not an image type (suffix {p.suffix or 'none'!r}; read: "
+                                  f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+            elif (kind := _not_a_file(p)) is not None:
+                self.leave_out(p, f"not a regular file ({kind})")
+            else:
+                self._add(p)
+
+    def _nested(self, folder: Path, identity: str) -> None:
+        """Photos below an identity folder's own level are not read; each is listed."""
+        if folder.is_symlink():
+            self.leave_out(folder, "linked folder below an identity folder: not followed")
+            return
+        for top, dirs, files in os.walk(folder, followlinks=False, onerror=lambda e: None):
+            for name in sorted(files) + sorted(d for d in dirs if Path(top, d).is_symlink()):
+                if _is_image_name(Path(name)):
+                    self.leave_out(Path(top, name), f"nested below the identity folder {display(identity)!r}: "
+                                                    "only <person>/<photo> is read")
+
+    def _add(self, p: Path) -> None:
+        key = display(p.relative_to(self.root).as_posix())
+        if key in self._keys:  # a name with a literal '\xNN' beside one with that raw byte
+            self.leave_out(p, f"its name, with undecodable bytes shown as \\xNN, is the same as another file's ({key})")
+            return
+        self._keys[key] = p
+        self.images.append(FaceImage(key=key, path=p, identity=display(p.parent.name)))
 
 
 def load_pairs_csv(path: Path, dataset: Dataset) -> list[Pair]:

@@ -35,6 +35,17 @@ from facequant.models.spec import (
     normalize_model,
     resolve_model,
 )
+from facequant.names import display
+from facequant.ranges import (
+    COSINE_RANGE,
+    COUNT_RANGE,
+    DISTANCE_RANGE,
+    FACE_PX_RANGE,
+    FAR_RANGE,
+    IOD_RANGE,
+    SEED_RANGE,
+    require,
+)
 from facequant.simulate.camera import (
     DEFAULT_DISTANCES_M,
     DEFAULT_IOD_MM,
@@ -77,6 +88,24 @@ class SweepConfig:
     seed: int = 0
     batch_size: int = 64
     model_overrides: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The CLI checks every option where it is parsed; this keeps API callers (the TUI,
+        # studies, scripts) from computing garbage with values no command line would pass.
+        if not self.distances_m:
+            raise FacequantError("sweep config: distances_m is empty")
+        for what, values, rng in (("distances_m", self.distances_m, DISTANCE_RANGE),
+                                  ("face_px", self.face_px or (), FACE_PX_RANGE),
+                                  ("calibration_distances_m", self.calibration_distances_m or (), DISTANCE_RANGE)):
+            for v in values:
+                require(f"sweep config: {what}", v, rng)
+        require("sweep config: iod_mm", self.iod_mm, IOD_RANGE)
+        require("sweep config: target_far", self.target_far, FAR_RANGE)
+        if self.threshold is not None:
+            require("sweep config: threshold", self.threshold, COSINE_RANGE)
+        require("sweep config: calibration_size", self.calibration_size, COUNT_RANGE, integer=True)
+        require("sweep config: batch_size", self.batch_size, COUNT_RANGE, integer=True)
+        require("sweep config: seed", self.seed, SEED_RANGE, integer=True)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -136,7 +165,7 @@ def _calibration_faces(folder: Path, pipeline: FacePipeline, size: int, seed: in
         if len(out) >= size:
             break
         try:
-            out[files[i].relative_to(folder).as_posix()] = pipeline.extract(files[i])
+            out[display(files[i].relative_to(folder).as_posix())] = pipeline.extract(files[i])
         except BadImageError:
             continue
     if not out:
@@ -423,6 +452,7 @@ def run_sweep(
                     "identities": len(ps.dataset.identities), "comparisons": len(triples),
                     "genuine": int(genuine.sum()), "impostor": int((~genuine).sum()), "notes": ps.dataset.notes},
         "skipped_images": ps.skipped,
+        "excluded_files": ps.dataset.excluded,
         "multi_face_images": multi,
         "calibration": {"images": list(ps.calibration_faces), "source": config.calibration_data or "evaluation photos",
                         "distances_m": list(ps.calibration_distances()),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import onnxruntime as ort
 
 from facequant import settings
 from facequant.cache import warn
-from facequant.errors import BadImageError, BadModelError
+from facequant.errors import BadImageError, BadModelError, FacequantError
 from facequant.faces.alignment import (
     ARCFACE_TEMPLATE_112,
     TEMPLATE_EYE_DISTANCE_112,
@@ -37,6 +38,11 @@ CACHE_VERSION = 2
 MULTI_FACE_MODES = ("primary", "skip")
 #: Detector scores closer than this count as equal in choose_primary.
 SCORE_TIE = 0.01
+#: Largest picture decoded (width x height): a 40-megapixel photo is already beyond any camera
+#: a face pipeline sees; a file claiming more is refused from its header, before decoding.
+MAX_IMAGE_PIXELS = 40_000_000
+#: Environment variable overriding MAX_IMAGE_PIXELS.
+MAX_PIXELS_ENV = "FACEQUANT_MAX_IMAGE_PIXELS"
 
 
 # --------------------------------------------------------------------------- data
@@ -341,10 +347,63 @@ def _jpeg_truncated(data: bytes) -> bool:
     return False
 
 
+def max_image_pixels() -> int:
+    """The pixel cap: $FACEQUANT_MAX_IMAGE_PIXELS, else MAX_IMAGE_PIXELS."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return MAX_IMAGE_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise FacequantError(f"{MAX_PIXELS_ENV}={text!r}: expected a positive whole number of pixels")
+    return value
+
+
+def _header_size(data: bytes, path: str | os.PathLike[str], cap: int) -> tuple[int, int]:
+    """(width, height) as the file's header declares them, read without decoding any pixel
+    (Pillow's lazy open), so a small file claiming a huge picture costs nothing."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size
+    except Image.DecompressionBombError as exc:  # over Pillow's own (looser) cap too
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{declared.group(1)} pixels" if declared else "more pixels than Pillow allows"
+        raise BadImageError(path, f"image too large: its header declares {size}, more than the cap of "
+                                  f"{cap} ({MAX_PIXELS_ENV} raises it)") from None
+    except Exception as exc:  # Pillow raises many types on hostile headers; all mean the same here
+        raise BadImageError(path, f"cannot decode image (not a readable image: {type(exc).__name__})") from None
+
+
+def check_image_size(data: bytes, path: str | os.PathLike[str]) -> None:
+    """BadImageError unless the header declares a picture of 2x2 up to the pixel cap."""
+    if not data:
+        raise BadImageError(path, "cannot decode image (empty file)")
+    cap = max_image_pixels()
+    width, height = _header_size(data, path, cap)
+    if width * height > cap:
+        raise BadImageError(path, f"image too large: {width}x{height} pixels is more than the cap of {cap} "
+                                  f"({MAX_PIXELS_ENV} raises it)")
+    if width < 2 or height < 2:
+        raise BadImageError(path, f"image too small to hold a face ({width}x{height} pixels)")
+
+
 def _decode(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode image bytes to RGB uint8 (EXIF orientation applied), or raise BadImageError."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    """Decode image bytes to RGB uint8 (EXIF orientation applied), or raise BadImageError.
+    The size is checked against the pixel cap before any pixel is decoded."""
+    check_image_size(data, path)
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except (cv2.error, MemoryError, ValueError, OverflowError) as exc:
+        raise BadImageError(path, f"cannot decode image ({type(exc).__name__})") from None
     if bgr is None or bgr.ndim != 3 or bgr.shape[0] < 2 or bgr.shape[1] < 2:
         raise BadImageError(path, "cannot decode image (corrupt or not an image)")
     if _jpeg_truncated(data):
@@ -354,13 +413,21 @@ def _decode(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
 
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise BadImageError(path, "file not found")
+    if not p.is_file():
+        raise BadImageError(path, "not a regular file")
     try:
+        # Bounded before reading: no image under the pixel cap needs more bytes than this.
+        limit = max_image_pixels() * 8 + (16 << 20)
+        if p.stat().st_size > limit:
+            raise BadImageError(path, f"file too large for an image under the pixel cap ({p.stat().st_size} bytes)")
         # np.fromfile + imdecode rather than cv2.imread: works for any path the OS accepts.
         return np.fromfile(p, dtype=np.uint8).tobytes()
     except OSError as exc:
         raise BadImageError(path, f"cannot read file ({exc.strerror or exc})") from exc
+    except MemoryError:
+        raise BadImageError(path, "cannot read file (out of memory)") from None
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -533,6 +600,7 @@ class FacePipeline:
         """The aligned face of one photo (cached); BadImageError when there is none to use."""
         source = str(path)
         data = _read_bytes(path)
+        check_image_size(data, path)  # before the cache too: the same photos pass whatever is cached
         cache_file = self.cache_path(data)
         if cache_file is not None and cache_file.is_file():
             cached = self._load_cached(cache_file, source)

@@ -303,41 +303,47 @@ def inspect_model(path: str | Path, overrides: Mapping[str, object] | None = Non
     if not overrides:
         return spec
     checked = {
-        k: _check_override(p, k, v, inputs=[inp.name], outputs=[out.name])
+        k: check_override(p, k, v, inputs=[inp.name], outputs=[out.name])
         for k, v in overrides.items()
     }
     return dataclasses.replace(spec, **checked)
 
 
-def _check_override(p: Path, key: str, value: object, inputs: list[str], outputs: list[str]) -> Any:
-    """Validate and coerce one override value (config files give lists, strings, numbers)."""
+def check_override(where: object | None, key: str, value: object, inputs: list[str] | None = None,
+                   outputs: list[str] | None = None) -> Any:
+    """Validate and coerce one override value (config files give lists, strings, numbers).
+    `where` names the model file or the option in messages; input and output names are
+    checked only when the model's names are given."""
 
     def bad(expected: str) -> FacequantError:
-        return FacequantError(f"model override {key}={value!r} for {p}: expected {expected}")
+        return FacequantError(f"model override {key}={value!r}{f' for {where}' if where else ''}: expected {expected}")
 
     def is_int(v: object) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 
+    if key not in _FIELDS:
+        raise FacequantError(f"unknown model override {key!r}{f' for {where}' if where else ''}: "
+                             f"expected one of {', '.join(_FIELDS)}")
     if key == "path":
         if not isinstance(value, str | os.PathLike):
             raise bad("a path")
         return str(value)
     if key in ("input_name", "output_name"):
         names = inputs if key == "input_name" else outputs
-        if value not in names:
-            raise bad(f"one of the model's names: {', '.join(names)}")
+        if not isinstance(value, str) or (names is not None and value not in names):
+            raise bad(f"one of the model's names: {', '.join(names or [])}" if names is not None else "a name")
         return value
     if key == "input_size":
         if (
             not isinstance(value, list | tuple)
             or len(value) != 2
-            or not all(is_int(v) and v > 0 for v in value)
+            or not all(is_int(v) and 0 < v <= 100_000 for v in value)
         ):
             raise bad("[height, width] as two positive integers")
         return (int(value[0]), int(value[1]))
     if key in ("mean", "std"):
         if not (is_int(value) or isinstance(value, float)) or not np.isfinite(value):
-            raise bad("a number")
+            raise bad("a finite number")
         if key == "std" and value == 0:
             raise bad("a non-zero number")
         return float(value)

@@ -15,6 +15,7 @@ import pandas as pd
 from facequant.errors import FacequantError
 from facequant.evaluate import metrics
 from facequant.evaluate.engine import SweepResult
+from facequant.names import ESCAPE, display
 from facequant.results.output import check_output_dir, inputs_of, staged_output  # noqa: F401 (check_output_dir: kept importable here)
 
 if TYPE_CHECKING:
@@ -40,11 +41,14 @@ def _json_default(value: object) -> object:
 
 
 def _finite_or_none(obj: object) -> object:
-    """JSON has no inf/nan: write them as strings a reader can parse back."""
+    """JSON has no inf/nan: write them as strings a reader can parse back. Strings are shown
+    with undecodable bytes as \\xNN (facequant.names), the rule of every output."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
+    if isinstance(obj, str | Path):
+        return display(obj)
     if isinstance(obj, dict):
-        return {k: _finite_or_none(v) for k, v in obj.items()}
+        return {display(k) if isinstance(k, str) else k: _finite_or_none(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_finite_or_none(v) for v in obj]
     return obj
@@ -54,13 +58,14 @@ def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
     """Write everything into `out` atomically: a failure midway leaves any old results intact."""
     out = Path(out)
     with staged_output(out, force, inputs_of(result.config)) as staging:
-        result.sweep.to_csv(staging / SWEEP_CSV, index=False)
-        result.cliff.to_csv(staging / CLIFF_CSV, index=False)
+        # errors=ESCAPE: a name from the command line (a model path) may hold undecodable bytes
+        result.sweep.to_csv(staging / SWEEP_CSV, index=False, errors=ESCAPE)
+        result.cliff.to_csv(staging / CLIFF_CSV, index=False, errors=ESCAPE)
         if result.cost is not None:
-            result.cost.to_csv(staging / COST_CSV, index=False)
-        metrics.to_long(result.sweep).to_csv(staging / RESULTS_CSV, index=False)
-        result.probes.to_csv(staging / PROBES_CSV, index=False)
-        result.comparisons.to_csv(staging / COMPARISONS_CSV, index=False)
+            result.cost.to_csv(staging / COST_CSV, index=False, errors=ESCAPE)
+        metrics.to_long(result.sweep).to_csv(staging / RESULTS_CSV, index=False, errors=ESCAPE)
+        result.probes.to_csv(staging / PROBES_CSV, index=False, errors=ESCAPE)
+        result.comparisons.to_csv(staging / COMPARISONS_CSV, index=False, errors=ESCAPE)
         _copy_pow2_moves(result.run, staging)
         run = _finite_or_none(result.run)
         (staging / RUN_JSON).write_text(json.dumps(run, indent=2, default=_json_default))
@@ -81,19 +86,71 @@ def _copy_pow2_moves(run: dict[str, object], staging: Path) -> None:
             info["pow2_scales"]["moves_file"] = target.name
 
 
+#: Columns a results directory's tables must have, and the columns that must hold numbers
+#: when present (NaN and inf allowed: "not measured", "beyond the sweep").
+_REQUIRED = {SWEEP_CSV: ("backend", "distance_m", "face_px", "tar", "far"), CLIFF_CSV: ("backend",),
+             COST_CSV: ("backend",)}
+_NUMERIC = ("distance_m", "face_px", "n_probes", "n_genuine", "n_impostor", "threshold", "tar", "tar_ci_low",
+            "tar_ci_high", "far", "far_ci_low", "far_ci_high", "tar_close", "reliable_distance_m", "reliable_tar",
+            "cliff_distance_m", "cliff_face_px", "cliff_prenorm", "cliff_prenorm_width", "distance_cost_m",
+            "file_bytes", "cpu_latency_p50_ms", "cpu_latency_p95_ms", "device_latency_ms", "latency_vs_fp32")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """One results CSV, checked: parseable, complete (a truncated file has no final newline),
+    its required columns there and its numeric columns numbers. FacequantError naming the file."""
+    try:
+        raw = path.read_bytes()
+        table = pd.read_csv(path, encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise FacequantError(f"{path}: cannot read as CSV ({_reason(exc)})") from exc
+    if not raw.endswith((b"\n", b"\r")):
+        raise FacequantError(f"{path}: truncated (the last line is incomplete)")
+    missing = [c for c in _REQUIRED.get(path.name, ()) if c not in table.columns]
+    if missing:
+        raise FacequantError(f"{path}: missing column(s) {', '.join(missing)}")
+    for column in (c for c in _NUMERIC if c in table.columns):
+        numbers = pd.to_numeric(table[column], errors="coerce")
+        bad = numbers.isna() & table[column].notna()
+        if bad.any():
+            line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # the header is line 1
+            raise FacequantError(f"{path}:{line}: column {column} holds {table[column][bad].iloc[0]!r}, not a number")
+    return table
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as a short phrase: the OS's words, else its message's last line."""
+    text = getattr(exc, "strerror", None) or str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
+def read_run_json(path: Path) -> dict[str, object]:
+    """run.json as a mapping; FacequantError naming the file when it is not one."""
+    try:
+        run = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise FacequantError(f"{path}: cannot read as JSON ({_reason(exc)})") from exc
+    if not isinstance(run, dict):
+        raise FacequantError(f"{path}: expected a JSON object, got a {type(run).__name__}")
+    for key in ("config", "camera", "model"):
+        if key in run and not isinstance(run[key], dict):
+            raise FacequantError(f"{path}: {key} must be an object, got a {type(run[key]).__name__}")
+    return run
+
+
 def load_results(out: Path) -> dict[str, object]:
     """Read a results directory back (sweep, cliff, run) without recomputing anything."""
     out = Path(out)
     for name in (SWEEP_CSV, CLIFF_CSV, RUN_JSON):
         if not (out / name).is_file():
             raise FacequantError(f"{out}: not a facequant results directory (missing {name})")
-    cliff = pd.read_csv(out / CLIFF_CSV)
+    cliff = read_table(out / CLIFF_CSV)
     if "degenerate" in cliff:
         # CSV turns "" (healthy) into NaN; read it back as text
         cliff["degenerate"] = [v if isinstance(v, str) else "" for v in cliff["degenerate"]]
-    return {"sweep": pd.read_csv(out / SWEEP_CSV), "cliff": cliff,
-            "cost": pd.read_csv(out / COST_CSV) if (out / COST_CSV).is_file() else None,
-            "run": json.loads((out / RUN_JSON).read_text())}
+    return {"sweep": read_table(out / SWEEP_CSV), "cliff": cliff,
+            "cost": read_table(out / COST_CSV) if (out / COST_CSV).is_file() else None,
+            "run": read_run_json(out / RUN_JSON), "path": out}
 
 
 def pyplot() -> ModuleType:
@@ -242,5 +299,8 @@ def print_summary(result: SweepResult, out: Path | None = None) -> None:
     skipped = result.run.get("skipped_images") or []
     if skipped:
         console.print(f"{len(skipped)} photo(s) skipped (reasons in run.json)")
+    excluded = result.run.get("excluded_files") or []
+    if excluded:
+        console.print(f"{len(excluded)} file(s) left out of the dataset (reasons in run.json excluded_files)")
     if out is not None:
         console.print(f"results in {out}")

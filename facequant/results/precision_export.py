@@ -4,6 +4,7 @@ options (TensorQuantOverrides) as JSON, a per-layer precision JSON, and Hailo mo
 from __future__ import annotations
 
 import csv
+import io
 import json
 import tempfile
 from pathlib import Path
@@ -87,21 +88,36 @@ def load_name_map(path: Path) -> dict[str, str]:
     """ONNX node name -> compiler layer name, from YAML/JSON (a mapping) or CSV (onnx,hailo)."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise FacequantError(f"{path}: cannot read the layer name map ({exc.strerror})") from exc
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV starts with a BOM
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FacequantError(f"{path}: cannot read the layer name map ({getattr(exc, 'strerror', None) or exc})") from exc
     try:
-        if path.suffix.lower() == ".csv":
-            rows = [r for r in csv.reader(text.splitlines()) if r and not r[0].startswith("#")]
-            if rows and rows[0][:2] == ["onnx", "hailo"]:
-                rows = rows[1:]
-            data = {r[0].strip(): r[1].strip() for r in rows if len(r) >= 2}
-        else:
-            data = yaml.safe_load(text)  # JSON is YAML
-    except (yaml.YAMLError, IndexError) as exc:
+        data = _name_map_csv(path, text) if path.suffix.lower() == ".csv" else yaml.safe_load(text)  # JSON is YAML
+    except yaml.YAMLError as exc:
         raise FacequantError(f"{path}: not a name map (YAML/JSON mapping or CSV onnx,hailo): {exc}") from exc
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise FacequantError(f"{path}: the name map must map ONNX node names to compiler layer names (strings)")
+    return data
+
+
+def _name_map_csv(path: Path, text: str) -> dict[str, str]:
+    """Rows onnx,hailo (header optional, '#' comments): each row two non-empty names."""
+    data: dict[str, str] = {}
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        rows = [(reader.line_num, row) for row in reader]  # line_num: where the row ends
+    except csv.Error as exc:
+        raise FacequantError(f"{path}: not a CSV name map ({exc})") from exc
+    for line, row in rows:
+        if not row or not any(c.strip() for c in row) or row[0].lstrip().startswith("#"):
+            continue
+        if line == 1 and [c.strip().lower() for c in row[:2]] == ["onnx", "hailo"]:
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            raise FacequantError(f"{path}:{line}: expected two names onnx,hailo, got {len(row)} field(s): {row!r}")
+        if row[0].strip() in data:
+            raise FacequantError(f"{path}:{line}: {row[0].strip()} is mapped twice")
+        data[row[0].strip()] = row[1].strip()
     return data
 
 

@@ -29,6 +29,7 @@ from facequant.backends.external import (
 )
 from facequant.errors import FacequantError
 from facequant.evaluate.engine import ProbeSet
+from facequant.names import ESCAPE, display_all
 from facequant.results.directory import _json_default
 from facequant.results.output import check_output_dir, inputs_of, staged_output
 
@@ -121,8 +122,12 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
             (staging / "png" / name).mkdir(parents=True)
             for row, (img, crop) in enumerate(zip(ps.images, crops, strict=True)):
                 png = Path("png") / name / f"{row:0{width}d}_{_safe(img.key)}.png"
-                if not cv2.imwrite(str(staging / png), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
-                    raise FacequantError(f"{out / png}: cannot write PNG")
+                # imencode + a Python write, not cv2.imwrite: OpenCV crashes on a path that is
+                # not valid UTF-8 (an --out folder named in Latin-1).
+                encoded_ok, encoded = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+                if not encoded_ok:
+                    raise FacequantError(f"{out / png}: cannot encode PNG")
+                (staging / png).write_bytes(encoded.tobytes())
                 rows.append({"id": ids[row], "image": img.key, "identity": img.identity,
                              "kind": "enrol" if distance is None else "probe", "distance_m": distance,
                              "face_px": round(float(face_px[row]), 3), "simulated": bool(ok[row]),
@@ -134,7 +139,7 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
             if progress:
                 progress("export", k + 1, len(sets))
 
-        pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(staging / MANIFEST_CSV, index=False)
+        pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(staging / MANIFEST_CSV, index=False, errors=ESCAPE)
         readme = README_TEMPLATE.format(
             format=FORMAT, version=__version__, model=ps.model_path.name, sha=ps.model_sha[:12], h=h, w=w,
             mean=spec.mean, std=spec.std, order=spec.channel_order, sets=", ".join(names), dim=spec.embedding_dim,
@@ -155,8 +160,9 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
             "config": ps.config.to_dict(),
             "tensors": tensors,
             "skipped_images": ps.skipped,
+            "excluded_files": ps.dataset.excluded,
             "readme": readme,
         }
-        (staging / MANIFEST_JSON).write_text(json.dumps(manifest, indent=2, default=_json_default))
+        (staging / MANIFEST_JSON).write_text(json.dumps(display_all(manifest), indent=2, default=_json_default))
         (staging / README_TXT).write_text(readme)
     return ExportSummary(out, len(ps.images), tuple(f"{n}.npy" for n in names), len(rows), n_not_simulated, (3, h, w))

@@ -15,11 +15,22 @@ import yaml
 from facequant import settings
 from facequant.errors import FacequantError
 from facequant.faces.alignment import TEMPLATE_EYE_DISTANCE_112
+from facequant.ranges import (
+    BLUR_RANGE,
+    JPEG_RANGE,
+    MAX_DISTANCE_M,
+    MAX_DISTANCE_POINTS,
+    NOISE_RANGE,
+    Range,
+    require,
+)
 
 #: Adult mean inter-pupillary distance; maps the aligned crop to physical size.
 DEFAULT_IOD_MM = 63.0
 #: 12 distances from a kiosk close-up to a far corridor end.
 DEFAULT_DISTANCES_M: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0)
+#: Widest sensor a camera profile may claim (a 100k-pixel-wide frame is already science fiction).
+MAX_CAMERA_WIDTH_PX = 100_000
 
 
 @dataclass(frozen=True)
@@ -35,8 +46,11 @@ class CameraProfile:
     def __post_init__(self) -> None:
         if self.focal_px is None and self.hfov_deg is None:
             raise FacequantError(f"camera '{self.name}': give hfov_deg or focal_px")
-        if self.hfov_deg is not None and not 0 < self.hfov_deg < 180:
-            raise FacequantError(f"camera '{self.name}': hfov_deg must be in (0, 180), got {self.hfov_deg}")
+        require(f"camera '{self.name}': width_px", self.width_px, Range(1, MAX_CAMERA_WIDTH_PX), integer=True)
+        if self.hfov_deg is not None:
+            require(f"camera '{self.name}': hfov_deg", self.hfov_deg, Range(0, 180, low_open=True, high_open=True))
+        if self.focal_px is not None:
+            require(f"camera '{self.name}': focal_px", self.focal_px, Range(0, 1e7, low_open=True))
 
     @property
     def focal(self) -> float:
@@ -96,6 +110,11 @@ class Degradation:
     noise_sigma: float = 0.0  # sensor noise, std in 8-bit levels
     jpeg_quality: int = 0  # 1..100; 0 = no re-encoding
 
+    def __post_init__(self) -> None:
+        require("degradation: blur_sigma_px", self.blur_sigma_px, BLUR_RANGE)
+        require("degradation: noise_sigma", self.noise_sigma, NOISE_RANGE)
+        require("degradation: jpeg_quality", self.jpeg_quality, JPEG_RANGE, integer=True)
+
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
@@ -139,19 +158,34 @@ def simulate(
 
 
 def parse_distances(text: str | None) -> tuple[float, ...]:
-    """'0.5,1,2' or 'START:STOP:N' (geometric); None -> the defaults."""
+    """'0.5,1,2' or 'START:STOP:N' (geometric); None or '' -> the defaults. Every distance must be
+    finite and in (0, MAX_DISTANCE_M] metres; FacequantError naming the text otherwise."""
     if not text:
         return DEFAULT_DISTANCES_M
+
+    def bad(why: str) -> FacequantError:
+        return FacequantError(f"distances '{text}': {why}")
+
+    parts = text.split(":")
+    if len(parts) not in (1, 3):
+        raise bad("expected '0.5,1,2' or 'START:STOP:N'")
     try:
-        if ":" in text:
-            start, stop, n = text.split(":")
-            values = tuple(float(v) for v in np.geomspace(float(start), float(stop), int(n)).round(3))
+        if len(parts) == 3:
+            start, stop, n = float(parts[0]), float(parts[1]), int(parts[2])
+            if not 1 <= n <= MAX_DISTANCE_POINTS:
+                raise bad(f"N must be an integer in [1, {MAX_DISTANCE_POINTS}], got {n}")
+            ends = (start, stop)
+            if not all(math.isfinite(v) and 0 < v <= MAX_DISTANCE_M for v in ends):
+                raise bad(f"START and STOP must be in (0, {MAX_DISTANCE_M:g}] metres")
+            values = tuple(float(v) for v in np.geomspace(start, stop, n).round(3))
         else:
+            if any(not item.strip() for item in text.split(",")):
+                raise bad("an empty item")
             values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise FacequantError(f"distances '{text}': expected '0.5,1,2' or 'START:STOP:N'") from None
-    if not values or any(v <= 0 for v in values):
-        raise FacequantError(f"distances '{text}': need positive values")
+        raise bad("expected '0.5,1,2' or 'START:STOP:N'") from None
+    if not all(math.isfinite(v) and 0 < v <= MAX_DISTANCE_M for v in values):
+        raise bad(f"every distance must be a number in (0, {MAX_DISTANCE_M:g}] metres")
     return tuple(sorted(set(values)))
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 #: progress(stage, done, total): stages "faces", "calibration" (building backends), "diagnose".
 from facequant.analysis.diagnose.measure import LevelHistogram
 from facequant.analysis.diagnose.run import HEAD_WEIGHTED_LAYERS, DiagnoseResult
+from facequant.names import display
 from facequant.results.directory import pyplot, save_figure
 from facequant.results.output import inputs_of, staged_output
 
@@ -39,15 +40,15 @@ def histogram_path(backend: str) -> str:
 def _json_ready(obj: object) -> object:
     """JSON has no inf/nan and no numpy scalars: strings and Python numbers instead."""
     if isinstance(obj, dict):
-        return {str(k): _json_ready(v) for k, v in obj.items()}
+        return {display(str(k)): _json_ready(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_json_ready(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
-    if isinstance(obj, Path):
-        return str(obj)
+    if isinstance(obj, str | Path):
+        return display(obj)  # undecodable bytes as \\xNN, as in every output
     return obj
 
 

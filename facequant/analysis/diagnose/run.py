@@ -46,6 +46,7 @@ from facequant.backends.registry import BackendFactory, check_backend_name
 from facequant.backends.runtime import OrtBackend
 from facequant.errors import FacequantError
 from facequant.evaluate.engine import ProbeSet, SweepConfig, prepare_probes, versions
+from facequant.ranges import COUNT_RANGE, Range, require
 
 Progress = Callable[[str, int, int], None]
 #: The fixed columns of layers.csv, in order; more follow them.
@@ -75,6 +76,12 @@ class DiagnoseConfig:
     layer: str | None = None  # the layer whose level histogram is plotted; None: the worst at the farthest distance
     snr_threshold_db: float = 10.0  # 000_'s line for 8-bit layers
     memory_mb: int = 1024  # bound on the float tensors + integer codes one batch holds
+
+    def __post_init__(self) -> None:  # the CLI checks these where parsed; API callers too
+        if self.max_probes is not None:
+            require("diagnose: max_probes", self.max_probes, COUNT_RANGE, integer=True)
+        require("diagnose: snr_threshold_db", self.snr_threshold_db, Range(-100.0, 200.0))
+        require("diagnose: memory_mb", self.memory_mb, COUNT_RANGE, integer=True)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -367,6 +374,7 @@ def run_diagnose(config: DiagnoseConfig, progress: Progress | None = None,
         "probes": {"images": [ps.images[i].key for i in chosen], "per_distance": probes_used,
                    "batch": graphs.batch, "float_elements_per_probe": graphs.elements_per_probe},
         "skipped_images": ps.skipped,
+        "excluded_files": ps.dataset.excluded,
         "calibration": {"images": list(ps.calibration_faces), "distances_m": list(ps.calibration_distances()),
                         "method": config.sweep.calibration_method or "per recipe"},
         "backends": {name: b.describe() for name, b in built.items()},
