@@ -66,6 +66,16 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threshold", type=options.cosine, default=None, help="fixed cosine threshold in [-1, 1] (overrides --far)")
     g.add_argument("--multi-face", choices=["primary", "skip"], default="primary",
                    help="photos with several faces: use the most confident face (default) or skip the photo")
+    g.add_argument("--protocol", choices=["verification", "identification"], default="verification",
+                   help="what the cliff, the recommendation and the TUI read: 1:1 verification (TAR at --far, "
+                        "default) or 1:N identification (TPIR at --fpir); both are measured in every run "
+                        "(sweep.csv, identification.csv)")
+    g.add_argument("--fpir", type=options.probability, default=1e-2,
+                   help="identification: target false-positive identification rate that sets its threshold on fp32 "
+                        "close-range non-mated probes (default 0.01)")
+    g.add_argument("--nonmated-fraction", type=options.probability, default=0.2,
+                   help="identification: share of the people left out of the gallery, whose photos must be rejected "
+                        "(seeded; default 0.2)")
 
     g = p.add_argument_group("quantization")
     g.add_argument("--calib-size", type=options.positive_int, default=32, help="calibration photos, a seeded subset at close range (default 32)")
@@ -89,10 +99,25 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=options.positive_int, default=64, help="inference batch size (default 64)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    g = p.add_argument_group("scale")
+    g.add_argument("--save-comparisons", action="store_true",
+                   help="also write every comparison as rows, comparisons.parquet (N^2 rows: large; default: "
+                        "genuine comparisons only, genuine.parquet, and impostors as counts)")
+    g.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where embeddings are computed: this process (default) or a Ray cluster "
+                        "(pip install -e '.[ray]'); the numbers are the same")
+    g.add_argument("--ray-address", default=None, type=options.text,
+                   help="Ray cluster to join, e.g. 10.0.0.5:6379 or 'auto' (default: start a local Ray instance)")
+    g.add_argument("--no-embedding-cache", action="store_true",
+                   help="compute every embedding afresh (default: reuse the ones cached for the same model, recipe "
+                        "and probe crop)")
+    g.add_argument("--chunk-size", type=options.positive_int, default=256,
+                   help="photos whose crops are held in memory at once (default 256)")
+
 
 def _config_from_args(args: argparse.Namespace) -> tuple[object, Path]:
     from facequant.backends.registry import parse_backends
-    from facequant.evaluate.engine import SweepConfig
+    from facequant.evaluate.config import SweepConfig
     from facequant.simulate.camera import DEFAULT_DISTANCES_M, Degradation
 
     if args.config:
@@ -111,7 +136,10 @@ def _config_from_args(args: argparse.Namespace) -> tuple[object, Path]:
         threshold=args.threshold, calibration_size=int(args.calib_size), calibration_method=args.calib_method,
         calibration_data=args.calib_data, device_profile=args.device_profile, measure_cost=not args.no_latency,
         calibration_distances_m=args.calib_distances or None, multi_face=args.multi_face, seed=int(args.seed),
-        batch_size=int(args.batch_size), model_overrides=dict(args.model_override))
+        batch_size=int(args.batch_size), model_overrides=dict(args.model_override), protocol=args.protocol,
+        target_fpir=float(args.fpir), nonmated_fraction=float(args.nonmated_fraction),
+        save_comparisons=bool(args.save_comparisons), executor=args.executor, ray_address=args.ray_address,
+        embedding_cache=not args.no_embedding_cache, chunk_size=int(args.chunk_size))
     out = args.out or Path("runs") / f"{Path(model).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     return config, Path(out)
 
@@ -288,7 +316,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_export_precision(args: argparse.Namespace) -> int:
-    from facequant.evaluate.engine import prepare_probes
+    from facequant.evaluate.probes import prepare_probes
     from facequant.results.precision_export import export_precision, load_name_map
 
     args.backends = "fp32"
@@ -445,7 +473,7 @@ def cmd_cameras(args: argparse.Namespace) -> int:
 def cmd_export_probes(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from facequant.evaluate.engine import prepare_probes
+    from facequant.evaluate.probes import prepare_probes
     from facequant.results.probe_export import export_probes
 
     config, out = _config_from_args(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,14 @@ def multi_face(shared: Path) -> Path:
     return _need(shared / "datasets" / "multi-face")
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    # One cache per test session: tests never read a developer's ~/.cache state.
-    monkeypatch.setenv(settings.CACHE_ENV, str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # One cache per test session, set before any module-scoped fixture runs: tests never read
+    # (or write) a developer's ~/.cache state.
+    before = os.environ.get(settings.CACHE_ENV)
+    os.environ[settings.CACHE_ENV] = str(tmp_path_factory.getbasetemp() / "cache")
+    yield
+    if before is None:
+        os.environ.pop(settings.CACHE_ENV, None)
+    else:
+        os.environ[settings.CACHE_ENV] = before

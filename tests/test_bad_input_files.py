@@ -11,7 +11,6 @@ One tiny end-to-end sweep (module fixture) carries all three classes at once.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import io
 import json
 import os
@@ -275,7 +274,7 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory, celebs13: Path, model_
         summary = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # a UTF-8 stdout, as a pipe or terminal is
         with contextlib.redirect_stdout(summary):
             assert main(["sweep", "--model", str(model_path), "--data", str(data), "--backends", "fp32",
-                         "--distances", "1,3", "--no-latency", "--quiet", "--out", str(out)]) == 0
+                         "--distances", "1,3", "--no-latency", "--quiet", "--save-comparisons", "--out", str(out)]) == 0
         summary.flush()
         (root / "summary.txt").write_bytes(summary.buffer.getvalue())  # type: ignore[attr-defined]
         assert main(["export-probes", "--model", str(model_path), "--data", str(data), "--distances", "1",
@@ -288,8 +287,7 @@ def test_name_works_end_to_end(case: str, hostile_run: Path):
     key = NAMES[case][2]
     run = json.loads((hostile_run / "run.json").read_text())
     probes = pd.read_csv(hostile_run / "probes.csv")
-    with gzip.open(hostile_run / "comparisons.csv.gz", "rt") as fh:
-        comparisons = pd.read_csv(fh)
+    comparisons = pd.read_parquet(hostile_run / "comparisons.parquet")
     manifest = pd.read_csv(hostile_run.parent / PROBES_DIR / "manifest.csv")
     assert key in set(probes.image) and key in set(comparisons.probe) and key in set(manifest.image)
     assert key in run["calibration"]["images"]

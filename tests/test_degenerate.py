@@ -21,6 +21,7 @@ from onnxruntime.quantization import (
 
 from facequant.backends.quantize import RECIPES, build_quantized
 from facequant.backends.runtime import OrtBackend
+from facequant.datasets.folders import comparisons
 from facequant.errors import FacequantError
 from facequant.evaluate import metrics
 from facequant.evaluate.cliff import (
@@ -29,7 +30,8 @@ from facequant.evaluate.cliff import (
     cliff_table,
     degenerate_reason,
 )
-from facequant.evaluate.engine import ProbeSet, SweepConfig, prepare_probes
+from facequant.evaluate.config import SweepConfig
+from facequant.evaluate.probes import ProbeSet, prepare_probes
 
 # ---------------------------------------------------------------- synthetic tables
 
@@ -252,10 +254,16 @@ def _tables(ps: ProbeSet, models: dict[str, Path]) -> _Tables:
 
     gallery = {n: unit(b.embed(ps.gallery_crops()))[1] for n, b in backends.items()}
     keys = [img.key for img in ps.images]
+    # every comparison as a row: the reference the blocked scorer is checked against elsewhere
+    index = {k: i for i, k in enumerate(keys)}
+    triples = list(comparisons(ps.dataset, ps.config.genuine_mode, usable=set(index)))
+    probe_idx = np.array([index[a] for a, _, _ in triples])
+    gallery_idx = np.array([index[b] for _, b, _ in triples])
+    is_genuine = np.array([g for _, _, g in triples])
     probe_frames, comp_frames = [], []
     for d_index, distance in enumerate(ps.distances):
         crops, ok, px = ps.probe_crops(d_index)
-        keep = ok[ps.probe_idx]
+        keep = ok[probe_idx]
         emb = {n: unit(b.embed(crops)) for n, b in backends.items()}
         for name, (prenorm, u) in emb.items():
             probe_frames.append(
@@ -273,18 +281,18 @@ def _tables(ps: ProbeSet, models: dict[str, Path]) -> _Tables:
                     }
                 )
             )
-            cos = np.sum(u[ps.probe_idx] * gallery[name][ps.gallery_idx], axis=1)
+            cos = np.sum(u[probe_idx] * gallery[name][gallery_idx], axis=1)
             comp_frames.append(
                 pd.DataFrame(
                     {
                         "backend": name,
                         "distance_m": distance,
                         "face_px": px,
-                        "probe": [keys[i] for i in ps.probe_idx[keep]],
-                        "gallery": [keys[i] for i in ps.gallery_idx[keep]],
-                        "genuine": ps.genuine[keep],
+                        "probe": [keys[i] for i in probe_idx[keep]],
+                        "gallery": [keys[i] for i in gallery_idx[keep]],
+                        "genuine": is_genuine[keep],
                         "cosine": cos[keep],
-                        "probe_prenorm": prenorm[ps.probe_idx[keep]],
+                        "probe_prenorm": prenorm[probe_idx[keep]],
                     }
                 )
             )

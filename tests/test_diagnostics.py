@@ -18,7 +18,7 @@ from facequant.analysis.diagnose import run as drun
 from facequant.analysis.diagnose import taps as dtaps
 from facequant.cli import main
 from facequant.errors import FacequantError
-from facequant.evaluate.engine import SweepConfig
+from facequant.evaluate.config import SweepConfig
 
 DISTANCES = (1.0, 4.0, 8.0)
 BACKENDS = ("int8-pt", "int8-pc", "a16w8")
@@ -212,7 +212,7 @@ def test_diagnosed_graph_is_the_backend(result: drun.DiagnoseResult, model_path:
 def test_snr_agrees_with_onnxruntime_on_the_embedding(result: drun.DiagnoseResult, model_path: Path, celebs13: Path):
     # the embedding row, recomputed from the sweep's own backends and ORT's SNR function
     from facequant.backends.registry import BackendFactory
-    from facequant.evaluate.engine import prepare_probes
+    from facequant.evaluate.probes import prepare_probes
 
     ps = prepare_probes(SweepConfig(model=str(model_path), data=str(celebs13), distances_m=DISTANCES))
     factory = BackendFactory(ps.normalized, ps.model_sha, ps.spec, ps.calibration_tensors)

@@ -15,7 +15,7 @@ import pytest
 from facequant.backends.external import MANIFEST_COLUMNS, ExternalBackend
 from facequant.cli import main
 from facequant.errors import FacequantError
-from facequant.evaluate.engine import probe_id
+from facequant.evaluate.probes import probe_id
 from facequant.models.spec import ModelSpec, inspect_model, normalize_model
 
 DISTANCES = "1,6"

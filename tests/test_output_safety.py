@@ -302,7 +302,7 @@ def test_output_path_checked_before_work(command: str, place: str, tmp_path: Pat
 def test_output_path_checked_before_work__tui_run(tmp_path: Path, photos: Path, model_path: Path):
     import threading
 
-    from facequant.evaluate.engine import SweepConfig
+    from facequant.evaluate.config import SweepConfig
     from tui.state import run_cancellable
 
     out, reason = _under_a_file(tmp_path)
@@ -424,7 +424,7 @@ def test_staging__empty_existing_folder_needs_no_force(tmp_path: Path):
 
 def test_marker__tui_partial_run_and_export(tmp_path: Path, photos: Path, model_path: Path):
     from facequant.evaluate import metrics
-    from facequant.evaluate.engine import SweepConfig
+    from facequant.evaluate.config import SweepConfig
     from tui import state
 
     columns = [*metrics.SWEEP_COLUMNS, *metrics.SWEEP_EXTRA_COLUMNS]

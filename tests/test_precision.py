@@ -20,7 +20,8 @@ from facequant.backends.quantize import (
 )
 from facequant.backends.registry import BackendFactory, parse_backends
 from facequant.errors import FacequantError
-from facequant.evaluate.engine import ProbeSet, SweepConfig, prepare_probes
+from facequant.evaluate.config import SweepConfig
+from facequant.evaluate.probes import ProbeSet, prepare_probes
 
 LAST3 = ["Conv_91", "Conv_93", "Conv_94"]  # the shared MobileFaceNet's last weighted layers
 

@@ -19,7 +19,8 @@ from facequant.backends.quantize import (
     resolve_recipe,
 )
 from facequant.errors import FacequantError
-from facequant.evaluate.engine import SweepConfig, prepare_probes
+from facequant.evaluate.config import SweepConfig
+from facequant.evaluate.probes import prepare_probes
 from facequant.models.spec import file_sha256, inspect_model, normalize_model
 from facequant.results.precision_export import (
     HAILO_ALLS,

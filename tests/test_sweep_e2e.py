@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from facequant.cli import main
-from facequant.evaluate.engine import SweepConfig, run_sweep
+from facequant.evaluate.config import SweepConfig
+from facequant.evaluate.engine import run_sweep
 
 SWEEP_COLUMNS = ["model", "backend", "distance_m", "face_px", "n_probes", "n_genuine", "n_impostor",
                  "prenorm_mean", "prenorm_p05", "prenorm_p50", "prenorm_p95", "cos_to_fp32_mean",
@@ -30,7 +31,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, model_path: Path, celebs13
 
 
 def test_outputs_exist_with_contract_columns(run_dir: Path):
-    for name in ("sweep.csv", "cliff.csv", "results.csv", "probes.csv", "comparisons.csv.gz", "run.json",
+    for name in ("sweep.csv", "cliff.csv", "results.csv", "probes.csv", "genuine.parquet", "identification.csv", "run.json",
                  "tar_vs_distance.png", "match_vs_prenorm.png"):
         assert (run_dir / name).stat().st_size > 0, name
     sweep = pd.read_csv(run_dir / "sweep.csv")
@@ -146,13 +147,13 @@ def test_missing_model_and_data_give_one_line_errors(tmp_path: Path, capsys: pyt
 
 def test_nan_embeddings_are_refused_naming_the_backend():
     from facequant.errors import FacequantError
-    from facequant.evaluate.engine import _Embeddings
+    from facequant.evaluate.engine import checked
 
     raw = np.ones((3, 4), np.float32)
-    assert np.allclose(_Embeddings(raw, "fp32").prenorm, 2.0)
+    assert checked({"fp32": raw})["fp32"] is raw
     raw[1, 2] = np.nan
     with pytest.raises(FacequantError, match="int8-pt: 1 of 3 embeddings are NaN"):
-        _Embeddings(raw, "int8-pt")
+        checked({"fp32": np.ones((3, 4)), "int8-pt": raw})
 
 
 def test_calibration_folder_is_used_and_recorded(model_path: Path, celebs13: Path, multi_face: Path):

@@ -359,7 +359,7 @@ def slow_distances(monkeypatch: pytest.MonkeyPatch) -> None:
     before the UI polls it, and these tests are about what the UI shows while it runs."""
     import time as _time
 
-    from facequant.evaluate.engine import ProbeSet
+    from facequant.evaluate.probes import ProbeSet
 
     real = ProbeSet.probe_crops
 
@@ -419,7 +419,7 @@ def test_run_from_setup_completes_and_shows_rows(tmp_path: Path, model_path: Pat
     assert seen["partial_rows"] == 2, "the first distance's rows did not appear before the end"
     (out,) = runs.iterdir()
     assert out.name.startswith("faceplugin-")
-    for name in ("sweep.csv", "cliff.csv", "results.csv", "probes.csv", "comparisons.csv.gz", "run.json"):
+    for name in ("sweep.csv", "cliff.csv", "results.csv", "probes.csv", "genuine.parquet", "run.json"):
         assert (out / name).is_file()
     run = json.loads((out / "run.json").read_text())
     assert "partial" not in run and run["distances_m"] == [1.0, 6.0]
@@ -487,7 +487,7 @@ def test_cancellation_stops_between_distances_and_saves_what_finished(tmp_path: 
             cancel.set()  # the user presses c during the second distance
         raise AssertionError("the sweep went on after cancellation")
 
-    from facequant.evaluate.engine import SweepConfig
+    from facequant.evaluate.config import SweepConfig
 
     config = SweepConfig(model="m.onnx", data="d", backends=("fp32", "int8-pt"), distances_m=(1.0, 2.0, 4.0))
     outcome = state.run_cancellable(config, tmp_path / "run", cancel, sweep_fn=fake_sweep)

@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.worker import Worker, WorkerState
 
 from facequant.errors import FacequantError
-from facequant.evaluate.engine import SweepConfig
+from facequant.evaluate.config import SweepConfig
 from tui import state
 from tui.screens import HelpScreen, ResultsScreen, SetupScreen
 from tui.state import RUNNING, RunData, RunOutcome, display_path

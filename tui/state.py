@@ -22,7 +22,8 @@ import pandas as pd
 
 from facequant.errors import FacequantError
 from facequant.evaluate import cliff, metrics
-from facequant.evaluate.engine import SweepConfig, SweepResult, run_sweep
+from facequant.evaluate.config import SweepConfig
+from facequant.evaluate.engine import SweepResult, run_sweep
 from facequant.results import directory as reports
 from facequant.results import output
 
@@ -248,7 +249,8 @@ def load_run(path: Path) -> RunData:
     loaded = reports.load_results(path)
     run = loaded["run"]
     assert isinstance(run, dict)
-    sweep, cliff_df, cost = loaded["sweep"], loaded["cliff"], loaded["cost"]
+    # the run's protocol: TAR (verification) or TPIR (identification) under the same columns
+    sweep, cliff_df, cost = loaded["rates"], loaded["cliff"], loaded["cost"]
     assert isinstance(sweep, pd.DataFrame) and isinstance(cliff_df, pd.DataFrame)
     planned = run.get("distances_planned")
     return RunData(sweep=sweep, cliff=cliff_df, cost=cost if isinstance(cost, pd.DataFrame) else None, run=run,

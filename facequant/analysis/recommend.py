@@ -374,12 +374,16 @@ def _run_config(run: Mapping[str, Any], where: str = "run.json") -> tuple[float,
     size = (spec.get("input_size") if isinstance(spec, Mapping) else None) or [112, 112]
     iod = config.get("iod_mm") or DEFAULT_IOD_MM
     require(f"{where}: config.target_far", config["target_far"], FAR_RANGE)
+    target = config["target_far"]
+    if run.get("protocol") == "identification" and config.get("target_fpir") is not None:
+        require(f"{where}: config.target_fpir", config["target_fpir"], FAR_RANGE)
+        target = config["target_fpir"]  # FAR reads FPIR under this protocol
     require(f"{where}: config.iod_mm", iod, Range(0.0, 1000.0, low_open=True))
     if not isinstance(size, list) or not size:
         raise FacequantError(f"{where}: model.spec.input_size must be [height, width], got {size!r}")
     for v in size:
         require(f"{where}: model.spec.input_size", v, Range(1, 100_000), integer=True)
-    return float(config["target_far"]), float(iod), float(min(size))
+    return float(target), float(iod), float(min(size))
 
 
 @dataclass(frozen=True)
@@ -660,7 +664,8 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
     """The verdict on every backend of a results table (load_results' dict: sweep, cliff,
     cost, run, and optionally search) for one scenario. Pure. Raises NotCoveredError when the
     sweep reaches no distance of the scenario."""
-    sweep: pd.DataFrame = results["sweep"]
+    # The run's protocol: verification's TAR/FAR, or identification's TPIR/FPIR (load_results' "rates").
+    sweep: pd.DataFrame = results.get("rates", results["sweep"])
     run: Mapping[str, Any] = results.get("run") or {}
     folder = f"{results['path']}/" if results.get("path") else ""
     target_far, iod, model_px = _run_config(run, f"{folder}run.json")

@@ -26,15 +26,10 @@ import pandas as pd
 from facequant.backends.quantize import RECIPES, graph_layers
 from facequant.backends.registry import BackendFactory
 from facequant.errors import FacequantError
-from facequant.evaluate.engine import (
-    ProbeSet,
-    SweepConfig,
-    SweepResult,
-    prepare_probes,
-    run_sweep,
-    versions,
-)
+from facequant.evaluate.config import SweepConfig
+from facequant.evaluate.engine import SweepResult, run_sweep, versions
 from facequant.evaluate.metrics import paired_tar_gain, pooled_tar_gain
+from facequant.evaluate.probes import ProbeSet, prepare_probes
 from facequant.ranges import COUNT_RANGE, DISTANCE_RANGE, Range, require
 from facequant.results.directory import _finite_or_none, plot_paired_gain, write_results
 from facequant.results.output import inputs_of, staged_output
@@ -261,7 +256,7 @@ def contested_distances(result: SweepResult, base: str) -> list[float]:
 def paired_gain(result: SearchResult) -> pd.DataFrame:
     """Per distance, re-measured TAR of the recipe minus the base's on the same comparisons."""
     final = result.final
-    return paired_tar_gain(final.comparisons, final.threshold, result.base, result.recipe, seed=final.config.seed)
+    return paired_tar_gain(final.genuine, final.threshold, result.base, result.recipe, seed=final.config.seed)
 
 
 def search_summary(result: SearchResult) -> dict[str, object]:
@@ -297,7 +292,7 @@ def _pooled(result: SearchResult, against: str) -> dict[str, object]:
     distances = contested_distances(final, result.base)
     if result.recipe == against or not distances:
         return {"distances_m": distances, "tar_gain": 0.0 if distances else None, "ci95": None}
-    gain, low, high = pooled_tar_gain(final.comparisons, final.threshold, against, result.recipe, distances,
+    gain, low, high = pooled_tar_gain(final.genuine, final.threshold, against, result.recipe, distances,
                                       seed=final.config.seed)
     return {"distances_m": distances, "tar_gain": gain, "ci95": [low, high],
             "interval": "paired, bootstrap over identities"}

@@ -14,7 +14,8 @@ import pandas as pd
 
 from facequant.datasets.folders import IMAGE_SUFFIXES
 from facequant.errors import FacequantError
-from facequant.evaluate.engine import SweepConfig, SweepResult, run_sweep, versions
+from facequant.evaluate.config import SweepConfig
+from facequant.evaluate.engine import SweepResult, run_sweep, versions
 from facequant.results.directory import pyplot, save_figure
 from facequant.results.output import Inputs, staged_output
 

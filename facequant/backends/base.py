@@ -3,6 +3,7 @@ preprocessing and ONNX Runtime session settings every model backend shares."""
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,7 @@ import onnxruntime as ort
 
 from facequant import settings
 from facequant.errors import FacequantError
-from facequant.models.spec import ModelSpec
+from facequant.models.spec import ModelSpec, file_sha256
 
 #: Float backends every sweep can run; the quantized ones are recipes (facequant.backends.quantize).
 FLOAT_BACKENDS = ("fp32", "insightface")
@@ -41,6 +42,17 @@ class Backend(ABC):
     @abstractmethod
     def describe(self) -> dict[str, object]:
         """What run.json records about this backend."""
+
+    def cache_key(self) -> str | None:
+        """Everything about this backend that determines an embedding of a given crop, for the
+        embedding cache; None: never cached (a device's results are read, not computed)."""
+        return None
+
+
+def spec_key(model_file: Path, spec: ModelSpec) -> str:
+    """A model file's bytes and how its input is fed: what makes two runs embed alike."""
+    feed = {k: v for k, v in spec.to_dict().items() if k not in ("path", "opset", "batch_dim")}
+    return f"{file_sha256(model_file)}|{json.dumps(feed, sort_keys=True, default=str)}"
 
 
 def preprocess(crops: np.ndarray, spec: ModelSpec) -> np.ndarray:

@@ -368,7 +368,10 @@ def calibration_hash(tensors: np.ndarray) -> str:
 
 def quantized_key(model_sha: str, recipe: QuantRecipe, calib_hash: str) -> dict[str, object]:
     """What a quantized model is built from: its cache key, recorded beside the cached file."""
-    return {"model": model_sha, "recipe": recipe.to_dict(), "calib": calib_hash, "v": _BUILD_VERSION}
+    import onnxruntime  # ORT builds it: another release may quantize differently
+
+    return {"model": model_sha, "recipe": recipe.to_dict(), "calib": calib_hash, "v": _BUILD_VERSION,
+            "onnxruntime": onnxruntime.__version__}
 
 
 def quantized_model_path(model: Path, model_sha: str, recipe: QuantRecipe, calib_hash: str, cache: Path | None = None) -> Path:

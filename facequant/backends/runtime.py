@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from facequant.backends.base import Backend, preprocess, session_options
+from facequant.backends.base import Backend, preprocess, session_options, spec_key
 from facequant.errors import FacequantError
-from facequant.models.spec import ModelSpec
+from facequant.models.spec import ModelSpec, file_sha256
 from facequant.ranges import COUNT_RANGE, require
 
 
@@ -43,6 +43,9 @@ class OrtBackend(Backend):
     def embed(self, crops: np.ndarray) -> np.ndarray:
         return self.run(preprocess(crops, self.spec))
 
+    def cache_key(self) -> str | None:
+        return f"onnxruntime|{spec_key(self.model_path, self.spec)}"
+
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "kind": "onnxruntime", "model": str(self.model_path),
                 "file_bytes": self.model_path.stat().st_size, **self.info}
@@ -68,6 +71,9 @@ class InsightFaceBackend(Backend):
             bgr = [np.ascontiguousarray(c[..., ::-1]) for c in crops[i : i + self.batch_size]]
             outs.append(np.asarray(self._model.get_feat(bgr), dtype=np.float32))
         return np.concatenate(outs).reshape(len(crops), -1)
+
+    def cache_key(self) -> str | None:
+        return f"insightface|{file_sha256(self.model_path)}"
 
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "kind": "insightface.ArcFaceONNX", "model": str(self.model_path),

@@ -519,7 +519,8 @@ def cliff_table(
     """
     _require_columns(sweep, ["backend", "distance_m", "face_px", "threshold", "tar"], "sweep")
     _require_columns(comparisons, ["backend", "genuine", "cosine", "probe_prenorm"], "comparisons")
-    comps = comparisons if probes is None else simulated_comparisons(comparisons, probes)
+    # Rows without a probe key (identification's mated searches) come from simulated probes only.
+    comps = comparisons if probes is None or "probe" not in comparisons else simulated_comparisons(comparisons, probes)
     genuine_comps = comps.loc[_as_bool(comps["genuine"], "comparisons.genuine")]
     genuine_by_backend = dict(list(genuine_comps.groupby("backend", sort=False)))
 
@@ -555,7 +556,9 @@ def cliff_table(
             scores = pd.to_numeric(fit["cosine"], errors="coerce").to_numpy(dtype=np.float64)
             x = pd.to_numeric(fit["probe_prenorm"], errors="coerce").to_numpy(dtype=np.float64)
             # A NaN cosine is not a match; NaN pre-norms are dropped inside prenorm_cliff.
-            p50, width = prenorm_cliff(x, scores >= threshold)
+            # "matched" (identification: right person first, above the threshold) when given.
+            matched = fit["matched"].to_numpy(dtype=bool) if "matched" in fit else scores >= threshold
+            p50, width = prenorm_cliff(x, matched)
             n_fit = int(np.sum(np.isfinite(x) & (x > 0.0)))
         else:
             p50, width, n_fit = math.nan, math.nan, 0

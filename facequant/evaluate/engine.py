@@ -1,12 +1,17 @@
-"""The distance sweep: photos -> aligned crops -> simulated probes per distance -> embeddings
-per backend -> the tidy tables every output reads."""
+"""The distance sweep: photos -> enrolment and simulated probes per distance -> embeddings per
+backend -> scores folded into the tidy tables every output reads.
+
+Memory stays linear in the photo count: crops stream from the crop cache a chunk at a time,
+a distance's probe embeddings are dropped once scored, and comparisons are never rows
+(facequant.evaluate.scoring) except the genuine ones, which grow with photos per person.
+"""
 
 from __future__ import annotations
 
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,101 +19,22 @@ import pandas as pd
 
 from facequant import __version__
 from facequant.backends import cost
-from facequant.backends.base import preprocess
+from facequant.backends.base import Backend
 from facequant.backends.registry import BackendFactory
-from facequant.datasets.folders import (
-    IMAGE_SUFFIXES,
-    Dataset,
-    FaceImage,
-    comparisons,
-    load_dataset,
-    pairs_summary,
-)
-from facequant.errors import BadImageError, FacequantError
-from facequant.evaluate import cliff, honesty, metrics
-from facequant.faces.pipeline import AlignedFace, FacePipeline, pipeline_for_model
-from facequant.models.spec import (
-    ModelSpec,
-    file_sha256,
-    inspect_model,
-    model_sha256,
-    normalize_model,
-    resolve_model,
-)
-from facequant.names import display
-from facequant.ranges import (
-    COSINE_RANGE,
-    COUNT_RANGE,
-    DISTANCE_RANGE,
-    FACE_PX_RANGE,
-    FAR_RANGE,
-    IOD_RANGE,
-    SEED_RANGE,
-    require,
-)
-from facequant.simulate.camera import (
-    DEFAULT_DISTANCES_M,
-    DEFAULT_IOD_MM,
-    CameraProfile,
-    Degradation,
-    camera_from_spec,
-    distances_for_face_px,
-    is_simulable,
-    simulate,
-)
+from facequant.errors import FacequantError
+from facequant.evaluate import cliff, honesty, identification, metrics, scoring
+from facequant.evaluate.comparison_rows import ComparisonRows
+from facequant.evaluate.config import Progress, SweepConfig
+from facequant.evaluate.embed import Embedder
+from facequant.evaluate.embedding_cache import EmbeddingCache
+from facequant.evaluate.executors import make_executor
+from facequant.evaluate.probes import ProbeSet, prepare_probes
+from facequant.faces.pipeline import FacePipeline
+from facequant.models.spec import ModelSpec, file_sha256
+from facequant.simulate.camera import CameraProfile
 
-#: progress(stage, done, total): stages are "faces", "calibration", "distances".
-Progress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """Everything that determines a sweep's numbers; saved in run.json."""
-
-    model: str
-    data: str
-    backends: tuple[str, ...] = ("fp32", "int8-pt", "int8-pc")
-    camera: str = "1080p-90"
-    distances_m: tuple[float, ...] = DEFAULT_DISTANCES_M
-    face_px: tuple[float, ...] | None = None  # a sweep given in face pixels overrides distances_m
-    iod_mm: float = DEFAULT_IOD_MM
-    degradation: Degradation = Degradation()
-    genuine_mode: str = "different-photo"
-    gallery: str = "same-backend"  # or "fp32": enrol every backend's gallery with the float model
-    pairs: str | None = None  # pairs CSV; None compares every photo with every other
-    target_far: float = 1e-3
-    threshold: float | None = None  # given: used as is; None: set on fp32 close-range impostors
-    calibration_size: int = 32
-    calibration_data: str | None = None  # a folder of photos to calibrate on; None: the evaluation photos
-    calibration_distances_m: tuple[float, ...] | None = None  # None: the closest sweep distance only
-    device_profile: str | None = None  # YAML with a device's measured latencies (configs/devices/)
-    measure_cost: bool = True  # time each backend at batch 1 on this CPU after the sweep
-    calibration_method: str | None = None  # None: each recipe's own (minmax)
-    multi_face: str = "primary"
-    seed: int = 0
-    batch_size: int = 64
-    model_overrides: dict[str, object] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # The CLI checks every option where it is parsed; this keeps API callers (the TUI,
-        # studies, scripts) from computing garbage with values no command line would pass.
-        if not self.distances_m:
-            raise FacequantError("sweep config: distances_m is empty")
-        for what, values, rng in (("distances_m", self.distances_m, DISTANCE_RANGE),
-                                  ("face_px", self.face_px or (), FACE_PX_RANGE),
-                                  ("calibration_distances_m", self.calibration_distances_m or (), DISTANCE_RANGE)):
-            for v in values:
-                require(f"sweep config: {what}", v, rng)
-        require("sweep config: iod_mm", self.iod_mm, IOD_RANGE)
-        require("sweep config: target_far", self.target_far, FAR_RANGE)
-        if self.threshold is not None:
-            require("sweep config: threshold", self.threshold, COSINE_RANGE)
-        require("sweep config: calibration_size", self.calibration_size, COUNT_RANGE, integer=True)
-        require("sweep config: batch_size", self.batch_size, COUNT_RANGE, integer=True)
-        require("sweep config: seed", self.seed, SEED_RANGE, integer=True)
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+#: Columns of the genuine comparison rows (genuine.parquet; cliff's pre-norm fit reads them).
+GENUINE_COLUMNS = ("backend", "distance_m", "face_px", "probe", "gallery", "genuine", "cosine", "probe_prenorm")
 
 
 @dataclass
@@ -119,239 +45,98 @@ class SweepResult:
     camera: CameraProfile
     distances_m: tuple[float, ...]
     threshold: float
-    probes: pd.DataFrame
-    comparisons: pd.DataFrame
-    sweep: pd.DataFrame
+    probes: pd.DataFrame  # one row per backend x distance x photo
+    genuine: pd.DataFrame  # one row per genuine comparison (GENUINE_COLUMNS)
+    sweep: pd.DataFrame  # verification: one row per backend x distance
     cliff: pd.DataFrame
     run: dict[str, object]
     cost: pd.DataFrame | None = None
+    identification: pd.DataFrame | None = None  # one row per backend x distance, when the data allow
+    comparisons_file: Path | None = None  # every comparison, with --save-comparisons (a temporary file)
+
+    @property
+    def rates(self) -> pd.DataFrame:
+        """The table the run's protocol reads: the sweep, or the sweep with identification's rates."""
+        if self.config.protocol == "identification" and self.identification is not None:
+            return identification.as_rates_view(self.sweep, self.identification)
+        return self.sweep
 
 
 def versions() -> dict[str, str]:
     import cv2
-    import insightface
     import onnx
     import onnxruntime
     import sklearn
 
-    return {"facequant": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "pandas": pd.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-            "insightface": insightface.__version__, "scikit-learn": sklearn.__version__, "opencv": cv2.__version__,
-            "platform": platform.platform()}
+    out = {"facequant": __version__, "python": platform.python_version(), "numpy": np.__version__,
+           "pandas": pd.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+           "scikit-learn": sklearn.__version__, "opencv": cv2.__version__, "platform": platform.platform()}
+    try:
+        from importlib.metadata import version
 
-
-def extract_faces(dataset: Dataset, pipeline: FacePipeline, progress: Progress | None = None) -> tuple[dict[str, AlignedFace], list[dict[str, object]]]:
-    """Aligned faces by image key, and the photos that gave none, with the reason."""
-    faces: dict[str, AlignedFace] = {}
-    skipped: list[dict[str, object]] = []
-    for i, img in enumerate(dataset.images):
-        try:
-            faces[img.key] = pipeline.extract(img.path)
-        except BadImageError as exc:
-            skipped.append({"image": img.key, "reason": exc.reason})
-        if progress:
-            progress("faces", i + 1, len(dataset.images))
-    return faces, skipped
-
-
-def _calibration_faces(folder: Path, pipeline: FacePipeline, size: int, seed: int) -> dict[str, AlignedFace]:
-    """Aligned faces of a seeded subset of a calibration folder (any tree of photos)."""
-    if not folder.is_dir():
-        raise FacequantError(f"{folder}: calibration folder not found")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    order = np.random.default_rng(seed).permutation(len(files))
-    out: dict[str, AlignedFace] = {}
-    for i in order:  # photos without a usable face are passed over, not fatal
-        if len(out) >= size:
-            break
-        try:
-            out[display(files[i].relative_to(folder).as_posix())] = pipeline.extract(files[i])
-        except BadImageError:
-            continue
-    if not out:
-        raise FacequantError(f"{folder}: no usable face to calibrate on")
+        out["insightface"] = version("insightface")  # without importing it: it is slow to import
+    except Exception:  # noqa: BLE001 - a version we cannot read is just not recorded
+        pass
     return out
 
 
-def _probe_seed(seed: int, image_index: int, distance_index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, image_index, distance_index])
+@dataclass
+class _Gallery:
+    unit: np.ndarray
+    prenorm: np.ndarray
 
 
-class _Embeddings:
-    """L2-normalised embeddings, with the raw norm kept: the pre-norm is what we study."""
+@dataclass
+class _State:
+    """What accumulates over the distances."""
 
-    def __init__(self, raw: np.ndarray, backend: str = "") -> None:
-        bad = ~np.all(np.isfinite(raw), axis=1)
+    threshold: float | None
+    ident_threshold: float | None
+    probe_frames: list[pd.DataFrame] = field(default_factory=list)
+    genuine: list[pd.DataFrame] = field(default_factory=list)
+    rows: list[dict[str, object]] = field(default_factory=list)
+    searches: dict[tuple[str, float], identification.Searches] = field(default_factory=dict)
+    close_top: scoring.TopK | None = None
+    close_impostors: int = 0
+
+
+def checked(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Raw embeddings per backend, refused when any is NaN or infinite (a broken quantization
+    or model): nothing is written from such a run."""
+    for backend, emb in raw.items():
+        bad = ~np.all(np.isfinite(emb), axis=1)
         if bad.any():
-            raise FacequantError(f"backend {backend}: {int(bad.sum())} of {len(raw)} embeddings are NaN or infinite "
+            raise FacequantError(f"backend {backend}: {int(bad.sum())} of {len(emb)} embeddings are NaN or infinite "
                                  "(a broken quantization or model); no results were written")
-        self.prenorm = np.linalg.norm(raw, axis=1)
-        # An all-zero embedding has no direction: a zero unit vector, cosine 0 with anything
-        # (a non-match), never NaN; the degenerate check and run.json's warnings say so.
-        self.unit = np.where(self.prenorm[:, None] < honesty.ZERO_NORM, 0.0,
-                             raw / np.maximum(self.prenorm[:, None], honesty.ZERO_NORM))
+    return raw
 
 
-def probe_id(image_key: str, distance_m: float | None) -> str:
-    """Stable id of one probe crop: what export-probes writes and external backends key on."""
-    return f"{image_key}@enrol" if distance_m is None else f"{image_key}@{distance_m:g}m"
+def _impostor_count(ps: ProbeSet, simulated: np.ndarray) -> int:
+    """How many impostor comparisons a distance will make, before scoring it."""
+    if ps.pairs is not None:
+        probe, _, genuine = ps.pairs
+        return int(np.sum(~genuine & simulated[probe]))
+    counts = np.bincount(ps.identity, minlength=len(ps.identity_names))
+    return int(np.sum(len(ps.identity) - counts[ps.identity[simulated]]))
 
 
-@dataclass
-class ProbeSet:
-    """The exact crops a sweep feeds the backends: gallery enrolment, probes per distance,
-    calibration. Built once; the sweep and export-probes both read it."""
-
-    config: SweepConfig
-    model_path: Path
-    normalized: Path
-    model_sha: str
-    spec: ModelSpec
-    camera: CameraProfile
-    distances: tuple[float, ...]
-    dataset: Dataset
-    images: list[FaceImage]
-    faces: dict[str, AlignedFace]
-    skipped: list[dict[str, object]]
-    probe_idx: np.ndarray  # per comparison: index into images of the probe photo
-    gallery_idx: np.ndarray  # ... of the enrolled photo
-    genuine: np.ndarray
-    calibration_faces: dict[str, AlignedFace]
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def model_px(self) -> int:
-        return self.spec.input_size[0]
-
-    def face_px(self, distance: float) -> float:
-        return self.camera.face_px(distance, self.config.iod_mm)
-
-    def gallery_crops(self) -> np.ndarray:
-        """Enrolment: each photo at its own resolution, aligned to the model input."""
-        return np.stack([simulate(self.faces[img.key].crop, self.faces[img.key].native_face_px, self.model_px)
-                         for img in self.images])
-
-    def gallery_ids(self) -> list[str]:
-        return [probe_id(img.key, None) for img in self.images]
-
-    def probe_ids(self, distance: float) -> list[str]:
-        return [probe_id(img.key, distance) for img in self.images]
-
-    def probe_crops(self, d_index: int) -> tuple[np.ndarray, np.ndarray, float]:
-        """(crops, simulable mask, face px) at distances[d_index]; seeded per photo and distance."""
-        px = self.face_px(self.distances[d_index])
-        ok = np.array([is_simulable(self.faces[img.key].native_face_px, px, self.model_px) for img in self.images])
-        crops = np.stack([simulate(self.faces[img.key].crop, px, self.model_px, self.config.degradation,
-                                   _probe_seed(self.config.seed, i, d_index))
-                          for i, img in enumerate(self.images)])
-        return crops, ok, px
-
-    def calibration_distances(self) -> tuple[float, ...]:
-        return self.config.calibration_distances_m or (self.distances[0],)
-
-    def calibration_tensors(self) -> np.ndarray:
-        """Preprocessed calibration crops: each calibration photo at each calibration distance."""
-        crops = [simulate(face.crop, self.face_px(d), self.model_px, self.config.degradation,
-                          _probe_seed(self.config.seed, i, 1000 + j))
-                 for j, d in enumerate(self.calibration_distances())
-                 for i, face in enumerate(self.calibration_faces.values())]
-        return preprocess(np.stack(crops), self.spec)
+def _score(ps: ProbeSet, unit: np.ndarray, rows: np.ndarray, gallery: np.ndarray, threshold: float | None,
+           keep_top: int, sink: scoring.BlockSink | None) -> scoring.CellScores:
+    if ps.pairs is not None:
+        probe, enrolled, genuine = ps.pairs
+        by_row = {int(r): unit[i] for i, r in enumerate(rows.tolist())}
+        return scoring.score_listed_pairs(by_row, gallery, probe, enrolled, genuine, threshold, keep_top, sink)
+    return scoring.score_all_pairs(unit, rows, gallery, ps.identity, ps.config.genuine_mode == "same-photo",
+                                   threshold, keep_top, sink)
 
 
-def prepare_probes(config: SweepConfig, progress: Progress | None = None,
-                   pipeline: FacePipeline | None = None) -> ProbeSet:
-    """Model, faces, comparisons and calibration photos for a sweep: everything before inference."""
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    model_path = resolve_model(config.model)
-    spec = inspect_model(model_path, config.model_overrides or None)
-    normalized = normalize_model(model_path)
-    model_sha = model_sha256(model_path)  # the .onnx and its external data: every byte it reads
-    camera = camera_from_spec(config.camera)
-    distances = (distances_for_face_px(camera, config.face_px, config.iod_mm) if config.face_px
-                 else tuple(sorted(config.distances_m)))
-    timings["model_s"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    dataset = load_dataset(config.data, Path(config.pairs) if config.pairs else None)
-    pipeline = pipeline or pipeline_for_model(model_path, config.multi_face)
-    faces, skipped = extract_faces(dataset, pipeline, progress)
-    if len(faces) < 2:
-        raise FacequantError(f"{dataset.root}: only {len(faces)} usable face(s); need at least 2")
-    images: list[FaceImage] = [img for img in dataset.images if img.key in faces]
-    index = {img.key: i for i, img in enumerate(images)}
-    triples = list(comparisons(dataset, config.genuine_mode, usable=set(index)))
-    if not any(g for _, _, g in triples):
-        raise FacequantError(f"{dataset.root}: no genuine comparisons (every identity has one usable photo)")
-
-    # Calibration: a seeded subset (what a deployment would calibrate on), of the evaluation
-    # photos or of a separate folder.
-    if config.calibration_data:
-        calib_faces = _calibration_faces(Path(config.calibration_data), pipeline, config.calibration_size, config.seed)
-    else:
-        chosen = np.random.default_rng(config.seed).permutation(len(images))[: config.calibration_size]
-        calib_faces = {images[i].key: faces[images[i].key] for i in sorted(chosen.tolist())}
-    timings["faces_s"] = time.perf_counter() - t0
-    return ProbeSet(
-        config=config, model_path=Path(model_path), normalized=normalized, model_sha=model_sha, spec=spec,
-        camera=camera, distances=distances, dataset=dataset, images=images, faces=faces, skipped=skipped,
-        probe_idx=np.array([index[p] for p, _, _ in triples]), gallery_idx=np.array([index[g] for _, g, _ in triples]),
-        genuine=np.array([g for _, _, g in triples]), calibration_faces=calib_faces, timings=timings)
-
-
-@dataclass
-class _Findings:
-    """What the honesty checks read from a finished sweep."""
-
-    comparisons: pd.DataFrame
-    probes: pd.DataFrame
-    sweep: pd.DataFrame
-    cliff: pd.DataFrame
-    fp32_gallery: _Embeddings
-    gallery_prenorms: dict[str, np.ndarray]
-    threshold: float
-
-
-def _add_findings(run: dict[str, object], ps: ProbeSet, f: _Findings) -> None:
-    """What the data cannot support, and which photos are suspect: run.json's threshold
-    resolution, duplicates and pairs, and a sentence for each in run.json's warnings."""
-    config, close_d = ps.config, ps.distances[0]
-    close = f.comparisons.loc[(f.comparisons.backend == "fp32") & (f.comparisons.distance_m == close_d)]
-    n_imp = int((~close.genuine.astype(bool)).sum())
-    set_by_far = config.threshold is None
-    threshold = run["threshold"]
-    assert isinstance(threshold, dict)
-    threshold.update(honesty.far_resolution(n_imp, config.target_far))
-    degenerate = {str(r.backend): str(r.degenerate) for r in f.cliff.itertuples() if r.degenerate}
-    for backend, reason in degenerate.items():
-        honesty.add_warning(run, f"{backend} is degenerate: {reason}")
-    honesty.add_warning(run, honesty.far_resolution_warning(f.threshold, config.target_far, n_imp, close_d,
-                                                            given=not set_by_far))
-    run["duplicates"] = _duplicates(ps, f, degenerate)
-    effect, without = (honesty.duplicate_threshold_effect(close, run["duplicates"], f.threshold, config.target_far)
-                       if set_by_far else ("", None))
-    if without is not None:
-        threshold["without_duplicates"] = without
-    for message in honesty.duplicate_warnings(run["duplicates"], effect):
-        honesty.add_warning(run, message)
-    honesty.add_warning(run, honesty.thin_tar_warning(f.sweep))
-    for backend in pd.unique(f.sweep.backend):
-        honesty.add_warning(run, honesty.far_excess_warning(f.sweep, str(backend), config.target_far))
-    pairs = pairs_summary(ps.dataset, {img.key for img in ps.images})
-    if pairs is not None:
-        run["pairs"] = pairs[0]
-        for message in pairs[1]:
-            honesty.add_warning(run, message)
-    for message in honesty.zero_embedding_warnings(f.probes, f.gallery_prenorms, cliff.DEFAULT_DEGENERATE.zero_prenorm):
-        honesty.add_warning(run, message)
-
-
-def _duplicates(ps: ProbeSet, f: _Findings, degenerate: dict[str, str]) -> list[dict[str, object]]:
-    """Photo pairs that are the same image (honesty.find_duplicates). The embedding test needs
-    a healthy fp32: a collapsed one makes every pair look identical, so only bytes count then."""
-    unit = None if "fp32" in degenerate else f.fp32_gallery.unit
-    return honesty.find_duplicates([img.key for img in ps.images], [img.identity for img in ps.images],
-                                   [file_sha256(img.path) for img in ps.images], unit)
+def _set_threshold(state: _State, config: SweepConfig, cell: scoring.CellScores) -> None:
+    """The verification threshold from fp32's close-range impostors (the first cell scored)."""
+    assert cell.top is not None
+    top, _ = cell.top.sorted_desc()
+    state.threshold = scoring.threshold_from_top(top, cell.impostors.n, config.target_far)
+    cell.impostors.accepted = int(np.count_nonzero(top >= state.threshold))
+    state.close_top, state.close_impostors = cell.top, cell.impostors.n
 
 
 def run_sweep(
@@ -364,93 +149,217 @@ def run_sweep(
     profile = cost.load_device_profile(config.device_profile) if config.device_profile else None  # fail early
     ps = prepare_probes(config, progress, pipeline)
     timings = ps.timings
-    spec, camera, distances, images = ps.spec, ps.camera, ps.distances, ps.images
-    model_path, normalized, model_sha = ps.model_path, ps.normalized, ps.model_sha
-    probe_idx, gallery_idx, genuine = ps.probe_idx, ps.gallery_idx, ps.genuine
-    triples = genuine  # counted in run.json
-    calibration_cache: dict[str, np.ndarray] = {}
-
-    def calibration() -> np.ndarray:
-        if "x" not in calibration_cache:
-            calibration_cache["x"] = ps.calibration_tensors()
-        return calibration_cache["x"]
-
     t0 = time.perf_counter()
-    factory = BackendFactory(normalized, model_sha, spec, calibration, config.calibration_method, config.batch_size)
-    backends = {name: factory.make(name) for name in config.backends}
-    if progress:
-        progress("calibration", 1, 1)
+    backends = _build_backends(ps, progress)
     timings["backends_s"] = time.perf_counter() - t0
+    cache = EmbeddingCache.default(config.embedding_cache)
+    executor = make_executor(config.executor, backends, config.ray_address)
+    writer = ComparisonRows(ps.keys) if config.save_comparisons else None
+    try:
+        result = _sweep(ps, backends, Embedder(ps, backends, executor, cache), writer, profile, progress, on_distance)
+        result.run["execution"] = {**executor.describe(), "embedding_cache": cache.stats(),
+                                   "chunk_size": config.chunk_size}
+        if writer is not None:
+            result.comparisons_file = writer.close()
+            result.run["comparison_rows"] = writer.rows
+        return result
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    finally:
+        executor.close()
+        cache.close()
 
-    t0 = time.perf_counter()
-    gallery_crops = ps.gallery_crops()
-    # With --gallery fp32 only fp32 enrols: a device run need not bring back enrolment embeddings.
-    galleries = {name: _Embeddings(b.embed_probes(gallery_crops, ps.gallery_ids()), name) for name, b in backends.items()
-                 if config.gallery != "fp32" or name == "fp32"}
-    if config.gallery == "fp32":
-        galleries = {name: galleries["fp32"] for name in backends}
-    elif config.gallery != "same-backend":
-        raise FacequantError(f"gallery '{config.gallery}': choose same-backend or fp32")
 
-    model_name = Path(model_path).name
-    dims = {name: int(g.unit.shape[1]) for name, g in galleries.items()}
-    probe_frames: list[pd.DataFrame] = []
-    comparison_frames: list[pd.DataFrame] = []
-    threshold = config.threshold
-    for d_index, distance in enumerate(distances):
-        crops, ok, px = ps.probe_crops(d_index)
-        fp32 = None
-        keep = ok[probe_idx]  # a probe that cannot be simulated at this distance is not compared
-        for name, backend in backends.items():
-            emb = _Embeddings(backend.embed_probes(crops, ps.probe_ids(distance)), name)
-            fp32 = emb if name == "fp32" else fp32
-            assert fp32 is not None  # parse_backends puts fp32 first
-            probe_frames.append(pd.DataFrame({
-                "model": model_name, "backend": name, "distance_m": distance, "face_px": px,
-                "image": [img.key for img in images], "identity": [img.identity for img in images],
-                "prenorm": emb.prenorm, "cos_to_fp32": np.sum(emb.unit * fp32.unit, axis=1), "simulated": ok,
-            }))
-            cos = np.sum(emb.unit[probe_idx] * galleries[name].unit[gallery_idx], axis=1)
-            comparison_frames.append(pd.DataFrame({
-                "backend": name, "distance_m": distance, "face_px": px,
-                "probe": [images[i].key for i in probe_idx[keep]], "gallery": [images[i].key for i in gallery_idx[keep]],
-                "genuine": genuine[keep], "cosine": cos[keep], "probe_prenorm": emb.prenorm[probe_idx[keep]],
-            }))
-        if threshold is None:
-            # One threshold for every backend, set on fp32 impostors at the closest distance.
-            close = comparison_frames[-len(backends)]
-            threshold = metrics.threshold_at_far(close.cosine[~close.genuine].to_numpy(),
-                                                 close.cosine[close.genuine].to_numpy(), config.target_far)
-        if on_distance:
-            on_distance(distance, metrics.sweep_table(pd.concat(probe_frames, ignore_index=True),
-                                                      pd.concat(comparison_frames, ignore_index=True), threshold, model_name))
+def _build_backends(ps: ProbeSet, progress: Progress | None) -> dict[str, Backend]:
+    calibration: dict[str, np.ndarray] = {}
+
+    def tensors() -> np.ndarray:
+        if "x" not in calibration:
+            calibration["x"] = ps.calibration_tensors()
+        return calibration["x"]
+
+    config = ps.config
+    factory = BackendFactory(ps.normalized, ps.model_sha, ps.spec, tensors, config.calibration_method,
+                             config.batch_size)
+    backends: dict[str, Backend] = {}
+    for i, name in enumerate(config.backends):
+        backends[name] = factory.make(name)
         if progress:
-            progress("distances", d_index + 1, len(distances))
-    timings["sweep_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()  # after the sweep, so timing does not compete with it
-    costs = cost.cost_table([cost.backend_cost(name, b.model_path, spec, profile, measure=config.measure_cost)
-                             for name, b in backends.items() if b.model_path is not None])
-    timings["cost_s"] = time.perf_counter() - t0
-    assert threshold is not None
+            progress("backends", i + 1, len(config.backends))
+    return backends
 
-    probes = pd.concat(probe_frames, ignore_index=True)
-    comps = pd.concat(comparison_frames, ignore_index=True)
-    sweep = metrics.sweep_table(probes, comps, threshold, model_name)
-    cliffs = cliff.cliff_table(sweep, comps, model_name, probes=probes, embedding_dims=dims)
-    n_embeddings = len(images) * (len(distances) + 1) * len(backends)
+
+def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, writer: ComparisonRows | None,
+           profile: dict[str, object] | None, progress: Progress | None,
+           on_distance: Callable[[float, pd.DataFrame], None] | None) -> SweepResult:
+    config, timings = ps.config, ps.timings
+    model_name = Path(ps.model_path).name
+    t0 = time.perf_counter()
+    everyone = np.arange(len(ps.images))
+    enrolling = [n for n in backends if config.gallery != "fp32" or n == "fp32"]
+    enrolled = checked(embedder.embed(everyone, None, enrolling))
+    galleries = {n: _Gallery(*scoring.unit_rows(raw, honesty.ZERO_NORM)) for n, raw in enrolled.items()}
+    if config.gallery == "fp32":  # a device need not bring back enrolment embeddings then
+        galleries = {n: galleries["fp32"] for n in backends}
+    del enrolled
+    if progress:
+        progress("gallery", 1, 1)
+    dims = {n: int(g.unit.shape[1]) for n, g in galleries.items()}
+
+    duplicates = honesty.find_duplicates(ps.keys, [img.identity for img in ps.images],
+                                         [file_sha256(img.path) for img in ps.images], galleries["fp32"].unit)
+    duplicate_pairs = honesty.duplicate_comparisons(duplicates, ps.keys)
+    split = identification.split_identities(ps.identity, ps.identity_names, config.seed, config.nonmated_fraction)
+    state = _State(threshold=config.threshold, ident_threshold=config.threshold)
+    for k, distance in enumerate(ps.distances):
+        _one_distance(ps, k, distance, backends, galleries, embedder, writer, split, duplicate_pairs, state)
+        if on_distance:
+            on_distance(distance, metrics.table_from_rows(state.rows))
+        if progress:
+            progress("distances", k + 1, len(ps.distances))
+    timings["sweep_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()  # after the sweep, so timing does not compete with it
+    costs = cost.cost_table([cost.backend_cost(n, b.model_path, ps.spec, profile, measure=config.measure_cost)
+                             for n, b in backends.items() if b.model_path is not None])
+    timings["cost_s"] = time.perf_counter() - t0
+    assert state.threshold is not None
+    probes = pd.concat(state.probe_frames, ignore_index=True)
+    genuine = (pd.concat(state.genuine, ignore_index=True) if state.genuine
+               else pd.DataFrame(columns=list(GENUINE_COLUMNS)))
+    sweep = metrics.table_from_rows(state.rows)
+    ident_table = _identification_table(model_name, ps, state) if split is not None else None
+    result = SweepResult(config, model_name, ps.spec, ps.camera, ps.distances, state.threshold, probes, genuine,
+                         sweep, sweep.iloc[0:0], {}, costs, ident_table)
+    matches = _matches(result, state)
+    result.cliff = cliff.cliff_table(result.rates, matches, model_name, probes=probes, embedding_dims=dims)
+    n_embeddings = len(ps.images) * (len(ps.distances) + 1) * len(backends)
     timings["embeddings_per_s"] = n_embeddings / max(timings["sweep_s"], 1e-9)
+    timings["embeddings_computed"] = embedder.computed
+    result.run = _run_json(ps, backends, result, profile, split, duplicates)
+    _add_findings(result.run, ps, result, galleries, state, duplicates, duplicate_pairs)
+    return result
+
+
+def _one_distance(ps: ProbeSet, k: int, distance: float, backends: dict[str, Backend], galleries: dict[str, _Gallery],
+                  embedder: Embedder, writer: ComparisonRows | None, split: identification.Split | None,
+                  duplicate_pairs: set[tuple[int, int]], state: _State) -> None:
+    """Embed, score and fold one distance; its embeddings are dropped on return."""
+    config = ps.config
+    simulated = ps.simulable(distance)
+    rows = np.flatnonzero(simulated)
+    px = ps.face_px(distance)
+    raw = checked(embedder.embed(rows, distance, list(backends))) if len(rows) else {}
+    fp32_unit: np.ndarray | None = None
+    for name in backends:
+        unit, prenorm = (scoring.unit_rows(raw[name], honesty.ZERO_NORM) if name in raw
+                         else (np.zeros((0, 1)), np.zeros(0)))
+        fp32_unit = unit if name == "fp32" else fp32_unit
+        cos_fp32 = np.einsum("ij,ij->i", unit, fp32_unit) if fp32_unit is not None and len(unit) else np.zeros(0)
+        frame = _probe_frame(ps, name, distance, px, rows, prenorm, cos_fp32)
+        state.probe_frames.append(frame)
+        first = name == "fp32" and k == 0 and state.threshold is None
+        keep_top = 0
+        if first:
+            n_imp = _impostor_count(ps, simulated)
+            keep_top = scoring.impostors_allowed(n_imp, config.target_far) + 1 + len(duplicate_pairs)
+        prenorm_by_row = np.full(len(ps.images), np.nan)
+        prenorm_by_row[rows] = prenorm
+        sink = writer.sink(name, distance, px, prenorm_by_row) if writer is not None else None
+        cell = _score(ps, unit, rows, galleries[name].unit, state.threshold, keep_top, sink)
+        if first:
+            _set_threshold(state, config, cell)
+        assert state.threshold is not None
+        probe, enrolled, cosine = cell.genuine.arrays()
+        state.genuine.append(pd.DataFrame({
+            "backend": name, "distance_m": distance, "face_px": px, "probe": [ps.keys[i] for i in probe.tolist()],
+            "gallery": [ps.keys[i] for i in enrolled.tolist()], "genuine": True, "cosine": cosine,
+            "probe_prenorm": prenorm_by_row[probe]}, columns=list(GENUINE_COLUMNS)))
+        state.rows.append(metrics.cell_row(
+            Path(ps.model_path).name, name, distance, px, frame.loc[frame.simulated], cosine, cell.impostors.n,
+            cell.impostors.total, cell.impostors.accepted, state.threshold, int((~simulated).sum())))
+        if split is not None:
+            by_row = {int(r): unit[i] for i, r in enumerate(rows.tolist())}
+            searches = identification.search(split, by_row, galleries[name].unit[split.gallery_rows], ps.identity)
+            searches.extra["prenorm"] = prenorm_by_row[searches.mated_rows]
+            state.searches[(name, distance)] = searches
+            if state.ident_threshold is None and name == "fp32" and k == 0:
+                state.ident_threshold = _ident_threshold(searches, config.target_fpir)
+
+
+def _probe_frame(ps: ProbeSet, name: str, distance: float, px: float, rows: np.ndarray, prenorm: np.ndarray,
+                 cos_fp32: np.ndarray) -> pd.DataFrame:
+    """One row per photo; a photo that cannot be simulated here was not embedded (NaN)."""
+    n = len(ps.images)
+    pre, cos = np.full(n, np.nan), np.full(n, np.nan)
+    pre[rows], cos[rows] = prenorm, cos_fp32
+    simulated = np.zeros(n, bool)
+    simulated[rows] = True
+    return pd.DataFrame({"model": Path(ps.model_path).name, "backend": name, "distance_m": distance, "face_px": px,
+                         "image": ps.keys, "identity": [img.identity for img in ps.images], "prenorm": pre,
+                         "cos_to_fp32": cos, "simulated": simulated})
+
+
+def _ident_threshold(searches: identification.Searches, target_fpir: float) -> float | None:
+    n = len(searches.nonmated_top)
+    if not n or scoring.impostors_allowed(n, target_fpir) + 1 > n:
+        return None
+    return scoring.threshold_from_top(np.sort(searches.nonmated_top)[::-1], n, target_fpir)
+
+
+def _identification_table(model: str, ps: ProbeSet, state: _State) -> pd.DataFrame | None:
+    threshold = state.ident_threshold
+    if threshold is None:
+        return None
+    rows = [identification.identification_row(model, name, d, ps.face_px(d), s, threshold)
+            for (name, d), s in state.searches.items()]
+    return identification.identification_table(rows)
+
+
+def _matches(result: SweepResult, state: _State) -> pd.DataFrame:
+    """The comparisons the pre-norm cliff is fitted on: genuine ones (verification), or mated
+    searches (identification: matched = right person first and above the threshold)."""
+    if result.config.protocol != "identification" or result.identification is None:
+        return result.genuine
+    threshold = float(result.identification["threshold"].iloc[0])
+    frames = [pd.DataFrame({"backend": name, "distance_m": d, "genuine": True, "cosine": s.mated_top,
+                            "probe_prenorm": s.extra["prenorm"], "matched": s.matched(threshold)})
+              for (name, d), s in state.searches.items()]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _run_json(ps: ProbeSet, backends: dict[str, Backend], result: SweepResult, profile: dict[str, object] | None,
+              split: identification.Split | None, duplicates: list[dict[str, object]]) -> dict[str, object]:
+    config, distances = ps.config, ps.distances
+    n_genuine = int(result.sweep["n_genuine"].iloc[0]) if len(result.sweep) else 0
     multi = [{"image": img.key, "faces": ps.faces[img.key].n_faces, "used": "most confident face"}
-             for img in images if ps.faces[img.key].n_faces > 1]
-    run = {
+             for img in ps.images if ps.faces[img.key].n_faces > 1]
+    ident: dict[str, object] = {"available": result.identification is not None}
+    if split is not None:
+        ident.update(split.to_dict(ps.keys))
+    if result.identification is not None:
+        ident["threshold"] = float(result.identification["threshold"].iloc[0])
+        ident["threshold_set_on"] = ("given" if config.threshold is not None else
+                                     f"fp32 non-mated probes at {distances[0]} m, target FPIR {config.target_fpir}")
+    return {
         "config": config.to_dict(),
-        "model": {"path": str(model_path), "sha256": model_sha, "normalized": str(normalized), "spec": spec.to_dict()},
-        "camera": camera.to_dict(),
+        "protocol": config.protocol,
+        "model": {"path": str(ps.model_path), "sha256": ps.model_sha, "normalized": str(ps.normalized),
+                  "spec": ps.spec.to_dict()},
+        "camera": ps.camera.to_dict(),
         "distances_m": list(distances),
-        "threshold": {"value": threshold, "set_on": "given" if config.threshold is not None else
+        "threshold": {"value": result.threshold, "set_on": "given" if config.threshold is not None else
                       f"fp32 impostors at {distances[0]} m, target FAR {config.target_far}"},
-        "dataset": {"root": str(ps.dataset.root), "images": len(ps.dataset.images), "usable": len(images),
-                    "identities": len(ps.dataset.identities), "comparisons": len(triples),
-                    "genuine": int(genuine.sum()), "impostor": int((~genuine).sum()), "notes": ps.dataset.notes},
+        "dataset": {"root": str(ps.dataset.root), "images": len(ps.dataset.images), "usable": len(ps.images),
+                    "identities": len(ps.dataset.identities),
+                    "comparisons_at_closest": n_genuine + (int(result.sweep["n_impostor"].iloc[0])
+                                                           if len(result.sweep) else 0),
+                    "genuine": n_genuine,
+                    "impostor": int(result.sweep["n_impostor"].iloc[0]) if len(result.sweep) else 0,
+                    "notes": ps.dataset.notes},
+        "identification": ident,
         "skipped_images": ps.skipped,
         "excluded_files": ps.dataset.excluded,
         "multi_face_images": multi,
@@ -459,12 +368,82 @@ def run_sweep(
                         "method": config.calibration_method or "per recipe"},
         "backends": {name: b.describe() for name, b in backends.items()},
         "versions": versions(),
-        "timings": timings,
-        "degenerate": {r.backend: r.degenerate for r in cliffs.itertuples() if r.degenerate},
+        "timings": ps.timings,
+        "degenerate": {r.backend: r.degenerate for r in result.cliff.itertuples() if r.degenerate},
         "cost": {"device_profile": profile and {k: profile[k] for k in ("path", "device", "source")},
                  "cpu_latency": cost.CPU_LATENCY_SOURCE},
+        "duplicates": duplicates,
         "warnings": [],
     }
-    _add_findings(run, ps, _Findings(comps, probes, sweep, cliffs, galleries["fp32"],
-                                      {n: g.prenorm for n, g in galleries.items()}, threshold))
-    return SweepResult(config, model_name, spec, camera, distances, threshold, probes, comps, sweep, cliffs, run, costs)
+
+
+def _add_findings(run: dict[str, object], ps: ProbeSet, result: SweepResult, galleries: dict[str, _Gallery],
+                  state: _State, duplicates: list[dict[str, object]], duplicate_pairs: set[tuple[int, int]]) -> None:
+    """What the data cannot support, and which photos are suspect: run.json's threshold
+    resolution, duplicates and pairs, and a sentence for each in run.json's warnings."""
+    from facequant.datasets.folders import pairs_summary
+
+    config, close_d = ps.config, ps.distances[0]
+    sweep = result.sweep
+    close = sweep.loc[(sweep.backend == "fp32") & (sweep.distance_m == close_d)]
+    n_imp = int(close["n_impostor"].iloc[0]) if len(close) else 0
+    set_by_far = config.threshold is None
+    threshold = run["threshold"]
+    assert isinstance(threshold, dict)
+    threshold.update(honesty.far_resolution(n_imp, config.target_far))
+    degenerate = {str(r.backend): str(r.degenerate) for r in result.cliff.itertuples() if r.degenerate}
+    for backend, reason in degenerate.items():
+        honesty.add_warning(run, f"{backend} is degenerate: {reason}")
+    honesty.add_warning(run, honesty.far_resolution_warning(result.threshold, config.target_far, n_imp, close_d,
+                                                            given=not set_by_far))
+    if set_by_far and state.close_top is not None and duplicate_pairs:
+        top, pairs = state.close_top.sorted_desc()
+        simulated = ps.simulable(close_d)
+        in_set = (lambda p, g: True) if ps.pairs is None else _listed(ps)
+        n_dup = sum(1 for p, g in duplicate_pairs if simulated[p] and in_set(p, g))
+        effect, without = honesty.duplicate_threshold_effect(top, pairs, state.close_impostors, duplicate_pairs,
+                                                             n_dup, result.threshold, config.target_far)
+        if without is not None:
+            threshold["without_duplicates"] = without
+    else:
+        effect = ""
+    for message in honesty.duplicate_warnings(duplicates, effect):
+        honesty.add_warning(run, message)
+    honesty.add_warning(run, honesty.thin_tar_warning(sweep))
+    for backend in pd.unique(sweep.backend):
+        honesty.add_warning(run, honesty.far_excess_warning(sweep, str(backend), config.target_far))
+    pairs = pairs_summary(ps.dataset, set(ps.keys))
+    if pairs is not None:
+        run["pairs"] = pairs[0]
+        for message in pairs[1]:
+            honesty.add_warning(run, message)
+    for message in honesty.zero_embedding_warnings(result.probes, {n: g.prenorm for n, g in galleries.items()},
+                                                   cliff.DEFAULT_DEGENERATE.zero_prenorm):
+        honesty.add_warning(run, message)
+    _identification_findings(run, result, state)
+
+
+def _listed(ps: ProbeSet) -> Callable[[int, int], bool]:
+    assert ps.pairs is not None
+    listed = {(int(p), int(g)) for p, g, gen in zip(*ps.pairs, strict=True) if not gen}
+    return lambda p, g: (p, g) in listed
+
+
+def _identification_findings(run: dict[str, object], result: SweepResult, state: _State) -> None:
+    config, ident = result.config, result.identification
+    if ident is None:
+        honesty.add_warning(run, "identification not measured: it needs at least two people and a second photo of "
+                                 "someone enrolled" + ("" if config.protocol == "verification" else
+                                                      "; the cliff and the recommendation read verification"))
+        return
+    n = int(ident["n_nonmated"].iloc[0])
+    floor = honesty.min_resolvable_far(n)
+    info = run["identification"]
+    assert isinstance(info, dict)
+    info.update({"n_nonmated_at_closest": n, "min_resolvable_fpir": floor, "fpir_resolved": config.target_fpir >= floor})
+    # Said as a warning when identification is what the run reads; run.json records it always.
+    if config.target_fpir < floor and config.threshold is None and config.protocol == "identification":
+        honesty.add_warning(run, f"identification threshold {state.ident_threshold:.3f} is set at FPIR "
+                                 f"{config.target_fpir:g} on {n} non-mated probes, which resolve FPIR only down to "
+                                 f"~{floor:.2g} (rule of three, 95 %); use a set with more people left out "
+                                 f"(--nonmated-fraction) or more people")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from facequant.evaluate import metrics
+from facequant.evaluate.scoring import threshold_from_top
 
 #: The rule of three: with 0 false accepts in n impostors, FAR < 3 / n at 95 % confidence
 #: (exactly -ln(0.05) / n = 2.996 / n). A target FAR below 3 / n cannot be resolved.
@@ -167,19 +168,30 @@ def duplicate_warnings(duplicates: list[dict[str, object]], threshold_effect: st
     return out
 
 
-def duplicate_threshold_effect(close: pd.DataFrame, duplicates: list[dict[str, object]], threshold: float,
+def duplicate_comparisons(duplicates: list[dict[str, object]], keys: Sequence[str]) -> set[tuple[int, int]]:
+    """The (probe, gallery) photo-index pairs of duplicates across identities, both ways."""
+    index = {k: i for i, k in enumerate(keys)}
+    out: set[tuple[int, int]] = set()
+    for d in duplicates:
+        if not d["same_identity"]:
+            a, b = index[str(d["a"])], index[str(d["b"])]
+            out |= {(a, b), (b, a)}
+    return out
+
+
+def duplicate_threshold_effect(top_desc: np.ndarray, top_pairs: np.ndarray, n_impostor: int,
+                               duplicate_pairs: set[tuple[int, int]], n_duplicate_comparisons: int, threshold: float,
                                target_far: float) -> tuple[str, float | None]:
-    """How far duplicate pairs across identities pushed a FAR-set threshold, from the fp32
-    close-range comparisons: (warning, threshold without them); ("", None) when none of them
-    is an impostor comparison here."""
-    pairs = {frozenset((str(d["a"]), str(d["b"]))) for d in duplicates if not d["same_identity"]}
-    impostors = close.loc[~close["genuine"].astype(bool)]
-    is_dup = np.array([frozenset((p, g)) in pairs for p, g in zip(impostors["probe"], impostors["gallery"],
-                                                                    strict=True)], dtype=bool)
-    if not is_dup.any() or is_dup.all():
+    """How far duplicate pairs across identities pushed a FAR-set threshold, from the largest
+    fp32 close-range impostor scores (top_desc, with their (probe, gallery) pairs; they must
+    hold every duplicate comparison and `allowed + 1` more): (warning, threshold without them);
+    ("", None) when none of them is an impostor comparison here."""
+    is_dup = np.array([(int(p), int(g)) in duplicate_pairs for p, g in top_pairs], dtype=bool)
+    n_dup = int(is_dup.sum())
+    if not n_dup or n_dup >= n_impostor:
         return "", None
-    without = metrics.threshold_at_far(impostors["cosine"].to_numpy()[~is_dup], np.array([]), target_far)
-    return (f"the threshold at FAR {target_far:g} is pushed to {threshold:.3f} by {int(is_dup.sum())} impostor "
+    without = threshold_from_top(top_desc[~is_dup], n_impostor - n_duplicate_comparisons, target_far)
+    return (f"the threshold at FAR {target_far:g} is pushed to {threshold:.3f} by {n_dup} impostor "
             f"comparison(s) of duplicate photos ({without:.3f} without them); the pairs stay in (label noise is "
             "the data's to fix): move or remove the copies, or give --threshold"), without
 

@@ -460,3 +460,42 @@ def pooled_tar_gain(
         boot = np.nanmean((weights @ diff) / (weights @ n), axis=1)
     low, high = np.nanquantile(boot, [0.025, 0.975])
     return float(np.mean(diff.sum(0) / n.sum(0))), float(low), float(high)
+
+
+def cell_row(model: str, backend: str, distance: float, face_px: float, cell: pd.DataFrame,
+             genuine_scores: np.ndarray, n_impostor: int, impostor_sum: float, impostor_accepted: int,
+             threshold: float, n_not_simulated: int) -> dict[str, object]:
+    """One sweep-table row from a cell's simulated probe rows, its genuine scores and its
+    impostor counts (facequant.evaluate.scoring): what sweep_table computes from per-pair
+    rows, without them. Columns SWEEP_COLUMNS + SWEEP_EXTRA_COLUMNS."""
+    gen = np.asarray(genuine_scores, dtype=np.float64)
+    n_accept = int(np.count_nonzero(gen >= float(threshold)))
+    tar_lo, tar_hi = wilson_interval(n_accept, gen.size)
+    far_lo, far_hi = wilson_interval(impostor_accepted, n_impostor)
+    return {
+        "model": model, "backend": backend, "distance_m": distance, "face_px": face_px, "n_probes": len(cell),
+        "n_genuine": int(gen.size), "n_impostor": int(n_impostor),
+        "prenorm_mean": _mean(cell["prenorm"]), "prenorm_p05": _percentile(cell["prenorm"], 5),
+        "prenorm_p50": _percentile(cell["prenorm"], 50), "prenorm_p95": _percentile(cell["prenorm"], 95),
+        "cos_to_fp32_mean": _mean(cell["cos_to_fp32"]),
+        "genuine_cos_mean": float(gen.mean()) if gen.size else math.nan,
+        "impostor_cos_mean": impostor_sum / n_impostor if n_impostor else math.nan,
+        "threshold": float(threshold), "tar": n_accept / gen.size if gen.size else math.nan,
+        "tar_ci_low": tar_lo, "tar_ci_high": tar_hi,
+        "far": impostor_accepted / n_impostor if n_impostor else math.nan, "far_ci_low": far_lo, "far_ci_high": far_hi,
+        "n_not_simulated": int(n_not_simulated),
+    }
+
+
+def table_from_rows(rows: list[dict[str, object]]) -> pd.DataFrame:
+    """cell_row dicts -> the sweep table, with sweep_table's row order (backends in order of
+    first appearance, distances ascending), column order and dtypes."""
+    columns = list(SWEEP_COLUMNS) + list(SWEEP_EXTRA_COLUMNS)
+    order = {b: i for i, b in enumerate(dict.fromkeys(str(r["backend"]) for r in rows))}
+    rows = sorted(rows, key=lambda r: (order[str(r["backend"])], float(r["distance_m"])))  # type: ignore[arg-type]
+    table = pd.DataFrame(rows, columns=columns)
+    for col in COUNT_COLUMNS:
+        table[col] = table[col].astype(np.int64)
+    float_cols = [c for c in columns if c not in COUNT_COLUMNS and c not in ("model", "backend")]
+    table[float_cols] = table[float_cols].astype(np.float64)
+    return table

@@ -533,7 +533,13 @@ class FacePipeline:
         if det is None:
             return None  # unknown detector: results can't be keyed safely, so no cache
         lmk = "none" if self.landmarks is None else getattr(self.landmarks, "fingerprint", "?")
-        return f"v{CACHE_VERSION}|{self.crop_size}|{self.multi_face}|{det}|{lmk}"
+        # OpenCV resamples the crop: another release may give other pixels (4.x -> 5.x does).
+        return f"v{CACHE_VERSION}|{self.crop_size}|{self.multi_face}|{det}|{lmk}|cv{cv2.__version__}"
+
+    @property
+    def settings_key(self) -> str | None:
+        """Everything besides the photo's bytes that determines its crop (None: not keyable)."""
+        return self._settings_key
 
     def cache_path(self, data: bytes) -> Path | None:
         """Where the result for these file bytes lives (None when caching is off)."""

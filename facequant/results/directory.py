@@ -15,6 +15,7 @@ import pandas as pd
 from facequant.errors import FacequantError
 from facequant.evaluate import metrics
 from facequant.evaluate.engine import SweepResult
+from facequant.evaluate.identification import as_rates_view
 from facequant.names import ESCAPE, display
 from facequant.results.output import check_output_dir, inputs_of, staged_output  # noqa: F401 (check_output_dir: kept importable here)
 
@@ -26,7 +27,10 @@ COST_CSV = "cost.csv"
 CLIFF_CSV = "cliff.csv"
 RESULTS_CSV = "results.csv"  # the tidy table: backend x distance x metric
 PROBES_CSV = "probes.csv"
-COMPARISONS_CSV = "comparisons.csv.gz"
+GENUINE_PARQUET = "genuine.parquet"  # the genuine comparisons (linear in photos); all of them with --save-comparisons
+COMPARISONS_PARQUET = "comparisons.parquet"
+IDENTIFICATION_CSV = "identification.csv"
+IDENTIFICATION_PLOT = "identification_vs_distance.png"
 RUN_JSON = "run.json"
 TAR_PLOT = "tar_vs_distance.png"
 PRENORM_PLOT = "match_vs_prenorm.png"
@@ -65,12 +69,17 @@ def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
             result.cost.to_csv(staging / COST_CSV, index=False, errors=ESCAPE)
         metrics.to_long(result.sweep).to_csv(staging / RESULTS_CSV, index=False, errors=ESCAPE)
         result.probes.to_csv(staging / PROBES_CSV, index=False, errors=ESCAPE)
-        result.comparisons.to_csv(staging / COMPARISONS_CSV, index=False, errors=ESCAPE)
+        result.genuine.to_parquet(staging / GENUINE_PARQUET, index=False)
+        if result.comparisons_file is not None:
+            shutil.move(result.comparisons_file, staging / COMPARISONS_PARQUET)
+        if result.identification is not None:
+            result.identification.to_csv(staging / IDENTIFICATION_CSV, index=False, errors=ESCAPE)
+            plot_identification(result.identification, staging / IDENTIFICATION_PLOT)
         _copy_pow2_moves(result.run, staging)
         run = _finite_or_none(result.run)
         (staging / RUN_JSON).write_text(json.dumps(run, indent=2, default=_json_default))
         plot_tar_vs_distance(result.sweep, staging / TAR_PLOT)
-        plot_match_vs_prenorm(result.comparisons, result.threshold, result.cliff, staging / PRENORM_PLOT)
+        plot_match_vs_prenorm(result.genuine, result.threshold, result.cliff, staging / PRENORM_PLOT)
     return out
 
 
@@ -148,9 +157,13 @@ def load_results(out: Path) -> dict[str, object]:
     if "degenerate" in cliff:
         # CSV turns "" (healthy) into NaN; read it back as text
         cliff["degenerate"] = [v if isinstance(v, str) else "" for v in cliff["degenerate"]]
-    return {"sweep": read_table(out / SWEEP_CSV), "cliff": cliff,
+    sweep, run = read_table(out / SWEEP_CSV), read_run_json(out / RUN_JSON)
+    ident = read_table(out / IDENTIFICATION_CSV) if (out / IDENTIFICATION_CSV).is_file() else None
+    # What the run's protocol reads (cliff, recommendation, TUI colours): TAR, or TPIR.
+    rates = as_rates_view(sweep, ident) if run.get("protocol") == "identification" and ident is not None else sweep
+    return {"sweep": sweep, "cliff": cliff, "identification": ident, "rates": rates,
             "cost": read_table(out / COST_CSV) if (out / COST_CSV).is_file() else None,
-            "run": read_run_json(out / RUN_JSON), "path": out}
+            "run": run, "path": out}
 
 
 def pyplot() -> ModuleType:
@@ -185,6 +198,23 @@ def plot_tar_vs_distance(sweep: pd.DataFrame, path: Path) -> None:
     save_figure(fig, path)
 
 
+def plot_identification(table: pd.DataFrame, path: Path) -> None:
+    """Rank-1 rate (solid) and open-set TPIR at the FPIR threshold (dashed) per backend."""
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for backend, rows in table.groupby("backend", sort=False):
+        line, = ax.plot(rows.distance_m, rows.rank1, marker="o", label=f"{backend} rank-1")
+        ax.plot(rows.distance_m, rows.tpir, marker=".", ls="--", color=line.get_color(), label=f"{backend} TPIR")
+        ax.fill_between(rows.distance_m, rows.tpir_ci_low, rows.tpir_ci_high, color=line.get_color(), alpha=0.12)
+    threshold = float(table.threshold.iloc[0])
+    ax.set(xlabel="distance (m)", ylabel="identification rate", ylim=(-0.02, 1.02),
+           title=f"1:N identification vs distance (TPIR at cosine >= {threshold:.3f}; 95% Wilson bands)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", ncol=2)
+    save_figure(fig, path)
+
+
 def plot_paired_gain(paired: pd.DataFrame, base: str, other: str, contested: list[float], path: Path) -> None:
     """TAR(other) - TAR(base) per distance with its 95 % interval; the contested distances shaded."""
     plt = pyplot()
@@ -202,10 +232,9 @@ def plot_paired_gain(paired: pd.DataFrame, base: str, other: str, contested: lis
     save_figure(fig, path)
 
 
-def plot_match_vs_prenorm(comparisons: pd.DataFrame, threshold: float, cliff: pd.DataFrame, path: Path) -> None:
+def plot_match_vs_prenorm(genuine: pd.DataFrame, threshold: float, cliff: pd.DataFrame, path: Path) -> None:
     plt = pyplot()
 
-    genuine = comparisons[comparisons.genuine]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
     for backend, rows in genuine.groupby("backend", sort=False):
         bins = np.quantile(rows.probe_prenorm, np.linspace(0, 1, 16))

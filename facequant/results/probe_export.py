@@ -28,7 +28,7 @@ from facequant.backends.external import (
     tensor_name,
 )
 from facequant.errors import FacequantError
-from facequant.evaluate.engine import ProbeSet
+from facequant.evaluate.probes import ProbeSet
 from facequant.names import ESCAPE, display_all
 from facequant.results.directory import _json_default
 from facequant.results.output import check_output_dir, inputs_of, staged_output

@@ -45,7 +45,9 @@ from facequant.backends.quantize import RECIPES, graph_layers, split_recipe_name
 from facequant.backends.registry import BackendFactory, check_backend_name
 from facequant.backends.runtime import OrtBackend
 from facequant.errors import FacequantError
-from facequant.evaluate.engine import ProbeSet, SweepConfig, prepare_probes, versions
+from facequant.evaluate.config import SweepConfig
+from facequant.evaluate.engine import versions
+from facequant.evaluate.probes import ProbeSet, prepare_probes
 from facequant.ranges import COUNT_RANGE, Range, require
 
 Progress = Callable[[str, int, int], None]

@@ -1,0 +1,123 @@
+"""Embeddings of a set of photos at one distance (or enrolled), for every backend: from the
+embedding cache where it has them, from the executor for the rest.
+
+Photos go a chunk at a time: their crops are read back from the crop cache and simulated
+while the previous chunk's inference runs (a one-ahead thread: OpenCV and NumPy release the
+GIL), and only the probes some backend still needs are simulated at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from facequant.backends.base import Backend
+from facequant.evaluate.embedding_cache import EmbeddingCache
+from facequant.evaluate.executors import EmbedJob, Executor
+from facequant.evaluate.probes import ProbeSet, probe_id
+
+
+@dataclass
+class _Chunk:
+    rows: np.ndarray
+    ids: list[str]
+    keys: dict[str, list[bytes] | None]  # per backend: cache keys (None: not cacheable)
+    found: dict[str, dict[bytes, np.ndarray]]
+    missing: dict[str, np.ndarray]  # per backend: positions in `rows` still to compute
+    crops: dict[int, np.ndarray]  # position -> crop, for the positions some model backend needs
+
+
+class Embedder:
+    def __init__(self, ps: ProbeSet, backends: dict[str, Backend], executor: Executor, cache: EmbeddingCache) -> None:
+        self.ps = ps
+        self.backends = backends
+        self.executor = executor
+        self.cache = cache
+        self.computed = 0  # embeddings computed (not read from the cache)
+        self._backend_keys = {name: (b.cache_key() if ps.pipeline.settings_key is not None else None)
+                              for name, b in backends.items()}
+
+    def embed(self, rows: np.ndarray, distance: float | None, names: list[str]
+              ) -> dict[str, np.ndarray]:
+        """Raw float32 embeddings, (len(rows), D) per backend in `names`, rows in order."""
+        out: dict[str, np.ndarray] = {}
+        total = len(rows)
+
+        def jobs() -> Iterator[EmbedJob]:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                chunks = iter(self.ps.chunks(rows))
+                position = 0
+                ahead: Future[_Chunk] | None = None
+                first = next(chunks, None)
+                if first is not None:
+                    ahead = pool.submit(self._prepare, first, distance, names)
+                while ahead is not None:
+                    chunk = ahead.result()
+                    nxt = next(chunks, None)
+                    ahead = pool.submit(self._prepare, nxt, distance, names) if nxt is not None else None
+                    self._take_found(chunk, position, total, out)
+                    for name in names:
+                        todo = chunk.missing[name]
+                        if len(todo):
+                            model = self.backends[name].model_path is not None
+                            crops = np.stack([chunk.crops[int(i)] for i in todo]) if model else None
+                            yield EmbedJob(name, [chunk.ids[int(i)] for i in todo], crops,
+                                           tag=(position, chunk, todo))
+                    position += len(chunk.rows)
+
+        for job, raw in self.executor.map(jobs()):
+            position, chunk, todo = job.tag  # type: ignore[misc]
+            target = self._output(out, job.backend, total, raw.shape[1])
+            target[position + todo] = raw
+            self.computed += len(todo)
+            keys = chunk.keys[job.backend]
+            if keys is not None:
+                self.cache.put((keys[int(i)], raw[k]) for k, i in enumerate(todo))
+        return out
+
+    @staticmethod
+    def _output(out: dict[str, np.ndarray], name: str, n: int, dim: int) -> np.ndarray:
+        if name not in out:
+            out[name] = np.zeros((n, dim), np.float32)
+        return out[name]
+
+    def _take_found(self, chunk: _Chunk, position: int, total: int, out: dict[str, np.ndarray]) -> None:
+        """Copy the chunk's cached embeddings into the outputs."""
+        for name, vectors in chunk.found.items():
+            keys = chunk.keys[name]
+            if keys is None or not vectors:
+                continue
+            dim = len(next(iter(vectors.values())))
+            target = self._output(out, name, total, dim)
+            for i, key in enumerate(keys):
+                if key in vectors:
+                    target[position + i] = vectors[key]
+
+    def _prepare(self, rows: np.ndarray, distance: float | None, names: list[str]) -> _Chunk:
+        ids = [probe_id(self.ps.images[r].key, distance) for r in rows.tolist()]
+        crop_keys = [self.ps.crop_key(r, distance) for r in rows.tolist()]
+        keys: dict[str, list[bytes] | None] = {}
+        found: dict[str, dict[bytes, np.ndarray]] = {}
+        missing: dict[str, np.ndarray] = {}
+        need_crops: set[int] = set()
+        for name in names:
+            backend_key = self._backend_keys[name]
+            if backend_key is None:
+                keys[name], found[name] = None, {}
+                missing[name] = np.arange(len(rows))
+            else:
+                keys[name] = [EmbeddingCache.key(backend_key, k) for k in crop_keys]
+                found[name] = self.cache.get(keys[name])
+                missing[name] = np.array([i for i, k in enumerate(keys[name]) if k not in found[name]], np.int64)
+            if self.backends[name].model_path is not None:
+                need_crops.update(missing[name].tolist())
+        todo = np.array(sorted(need_crops), np.int64)
+        crops: dict[int, np.ndarray] = {}
+        if len(todo):
+            made = (self.ps.enrol_crops(rows[todo]) if distance is None
+                    else self.ps.distance_crops(rows[todo], distance))
+            crops = {int(i): c for i, c in zip(todo.tolist(), made, strict=True)}
+        return _Chunk(rows, ids, keys, found, missing, crops)
