@@ -13,7 +13,8 @@ import numpy as np
 import onnxruntime as ort
 
 from facequant import settings
-from facequant.evaluate.engine import SweepConfig, run_sweep
+from facequant.evaluate.config import SweepConfig
+from facequant.evaluate.engine import run_sweep
 from facequant.models.spec import inspect_model, normalize_model
 
 
