@@ -32,9 +32,8 @@ class ComparisonRows:
         schema = pa.schema([("backend", pa.dictionary(pa.int32(), pa.string())), ("distance_m", pa.float64()),
                             ("face_px", pa.float64()), ("probe", pa.string()), ("gallery", pa.string()),
                             ("genuine", pa.bool_()), ("cosine", pa.float64()), ("probe_prenorm", pa.float64())])
-        with open(fd, "wb"):
-            pass
-        self._writer = pq.ParquetWriter(self.path, schema, compression="zstd")
+        self._file = open(fd, "wb")  # noqa: SIM115 - a handle: pyarrow cannot open undecodable paths
+        self._writer = pq.ParquetWriter(self._file, schema, compression="zstd")
         self._schema = schema
 
     def sink(self, backend: str, distance: float, face_px: float, prenorm_by_row: np.ndarray):  # noqa: ANN201
@@ -58,10 +57,12 @@ class ComparisonRows:
 
     def close(self) -> Path:
         self._writer.close()
+        self._file.close()
         return self.path
 
     def discard(self) -> None:
         try:
             self._writer.close()
+            self._file.close()
         finally:
             self.path.unlink(missing_ok=True)

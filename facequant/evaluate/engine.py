@@ -27,7 +27,7 @@ from facequant.evaluate.comparison_rows import ComparisonRows
 from facequant.evaluate.config import Progress, SweepConfig
 from facequant.evaluate.embed import Embedder
 from facequant.evaluate.embedding_cache import EmbeddingCache
-from facequant.evaluate.executors import make_executor
+from facequant.evaluate.executors import check_executor, make_executor
 from facequant.evaluate.probes import ProbeSet, prepare_probes
 from facequant.faces.pipeline import FacePipeline
 from facequant.models.spec import ModelSpec, file_sha256
@@ -147,6 +147,7 @@ def run_sweep(
 ) -> SweepResult:
     """Run the whole sweep. on_distance(distance, sweep_rows_so_far) fires as each distance finishes."""
     profile = cost.load_device_profile(config.device_profile) if config.device_profile else None  # fail early
+    check_executor(config.executor)
     ps = prepare_probes(config, progress, pipeline)
     timings = ps.timings
     t0 = time.perf_counter()

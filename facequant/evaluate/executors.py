@@ -51,15 +51,21 @@ class LocalExecutor(Executor):
             yield job, np.asarray(self.backends[job.backend].embed_probes(crops, job.ids), dtype=np.float32)
 
 
-def make_executor(kind: str, backends: dict[str, Backend], address: str | None = None) -> Executor:
-    if kind == "local":
-        return LocalExecutor(backends)
+def check_executor(kind: str) -> None:
+    """Refuse, before any work, an executor this installation cannot run."""
     if kind == "ray":
         try:
-            from facequant.evaluate.ray_executor import RayExecutor
+            import ray  # noqa: F401
         except ModuleNotFoundError as exc:
-            if exc.name != "ray":
-                raise
             raise FacequantError("--executor ray: Ray is not installed (pip install -e '.[ray]')") from exc
+    elif kind != "local":
+        raise FacequantError(f"executor '{kind}': choose local or ray")
+
+
+def make_executor(kind: str, backends: dict[str, Backend], address: str | None = None) -> Executor:
+    check_executor(kind)
+    if kind == "ray":
+        from facequant.evaluate.ray_executor import RayExecutor
+
         return RayExecutor(backends, address)
-    raise FacequantError(f"executor '{kind}': choose local or ray")
+    return LocalExecutor(backends)

@@ -152,6 +152,9 @@ def identification_row(model: str, backend: str, distance: float, face_px: float
 
 
 def identification_table(rows: list[dict[str, object]]) -> pd.DataFrame:
+    """Rows ordered like the sweep table: backends in order of first appearance, distances ascending."""
+    order = {b: i for i, b in enumerate(dict.fromkeys(str(r["backend"]) for r in rows))}
+    rows = sorted(rows, key=lambda r: (order[str(r["backend"])], float(r["distance_m"])))  # type: ignore[arg-type]
     table = pd.DataFrame(rows, columns=list(IDENTIFICATION_COLUMNS))
     for col in ("n_mated", "n_nonmated"):
         table[col] = table[col].astype(np.int64)

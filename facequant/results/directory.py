@@ -69,7 +69,8 @@ def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
             result.cost.to_csv(staging / COST_CSV, index=False, errors=ESCAPE)
         metrics.to_long(result.sweep).to_csv(staging / RESULTS_CSV, index=False, errors=ESCAPE)
         result.probes.to_csv(staging / PROBES_CSV, index=False, errors=ESCAPE)
-        result.genuine.to_parquet(staging / GENUINE_PARQUET, index=False)
+        with open(staging / GENUINE_PARQUET, "wb") as fh:  # a handle: pyarrow cannot open undecodable paths
+            result.genuine.to_parquet(fh, index=False)
         if result.comparisons_file is not None:
             shutil.move(result.comparisons_file, staging / COMPARISONS_PARQUET)
         if result.identification is not None:
