@@ -343,36 +343,3 @@ def comparisons(dataset: Dataset, genuine_mode: str = "different-photo", usable:
         if a in ok and b in ok:
             yield a, b, True
             yield b, a, True
-
-
-def load_lfw(cache_root: Path, min_faces_per_person: int = 20, max_images: int = 500) -> Dataset:
-    """LFW through scikit-learn (downloads where a network exists), written out as identity
-    folders so it goes through the same face pipeline as any folder."""
-    from sklearn.datasets import fetch_lfw_people
-
-    out = Path(cache_root) / f"lfw-min{min_faces_per_person}"
-    if not out.is_dir():
-        try:
-            lfw = fetch_lfw_people(data_home=str(Path(cache_root) / "sklearn"), min_faces_per_person=min_faces_per_person,
-                                   color=True, resize=1.0, slice_=None, download_if_missing=True)
-        except OSError as exc:
-            raise FacequantError(f"could not download LFW through scikit-learn (no network?): {exc}") from exc
-        import cv2
-
-        tmp = out.with_suffix(".partial")
-        for i, (img, target) in enumerate(zip(lfw.images[:max_images], lfw.target[:max_images], strict=True)):
-            person = tmp / lfw.target_names[target].replace(" ", "_")
-            person.mkdir(parents=True, exist_ok=True)
-            pixels = np.clip(img * (255.0 if img.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-            cv2.imwrite(str(person / f"{i:05d}.jpg"), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
-        tmp.rename(out)
-    return load_identity_folders(out)
-
-
-def load_dataset(spec: str | Path, pairs_csv: Path | None = None, cache_root: Path | None = None) -> Dataset:
-    """A folder of identity folders, or 'lfw'."""
-    if str(spec) == "lfw":
-        from facequant import settings
-
-        return load_lfw(cache_root or settings.cache_dir() / "datasets")
-    return load_identity_folders(Path(spec), pairs_csv)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from facequant.backends.base import preprocess
-from facequant.datasets.folders import IMAGE_SUFFIXES, Dataset, FaceImage, comparisons, load_dataset
+from facequant.datasets.folders import IMAGE_SUFFIXES, Dataset, FaceImage, comparisons
+from facequant.datasets.load import load_dataset
 from facequant.errors import BadImageError, FacequantError
 from facequant.evaluate.config import Progress, SweepConfig
 from facequant.faces.pipeline import AlignedFace, FacePipeline, pipeline_for_model

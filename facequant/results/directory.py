@@ -306,21 +306,39 @@ def threshold_basis(run: dict[str, object], target_far: float) -> str:
     return f"FAR target {target_far:g}"
 
 
+def identification_line(table: pd.DataFrame, run: dict[str, object]) -> str:
+    """1:N identification in a few words per backend: rank-1 and TPIR, closest -> farthest."""
+    info = run.get("identification") or {}
+    assert isinstance(info, dict)
+    first = table.iloc[0]
+    head = (f"identification ({info.get('enrolled_identities', '?')} people enrolled, {int(first.n_mated)} mated / "
+            f"{int(first.n_nonmated)} non-mated probes, threshold {float(first.threshold):.3f}; identification.csv):")
+    parts = []
+    for backend, rows in table.groupby("backend", sort=False):
+        near, far = rows.iloc[0], rows.iloc[-1]
+        parts.append(f"{backend} rank-1 {near.rank1:.2f} -> {far.rank1:.2f}, TPIR {near.tpir:.2f} -> {far.tpir:.2f}")
+    return head + " " + "; ".join(parts) + f" ({table.distance_m.min():g} -> {table.distance_m.max():g} m)"
+
+
 def print_summary(result: SweepResult, out: Path | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{result.model_name}: threshold {result.threshold:.3f} "
                         f"({threshold_basis(result.run, result.config.target_far)}), camera {result.camera.name}")
-    for col in ("backend", "TAR close", "FAR close", "reliable to", "cliff at", "pre-norm cliff", "CPU vs fp32"):
+    identifying = result.rates is not result.sweep
+    rate, false = ("TPIR", "FPIR") if identifying else ("TAR", "FAR")
+    for col in ("backend", f"{rate} close", f"{false} close", "reliable to", "cliff at", "pre-norm cliff", "CPU vs fp32"):
         if col == "backend":
             table.add_column(col, no_wrap=True)
         else:
             table.add_column(col, justify="right")
-    for row in summary_rows(result.cliff, result.sweep, result.cost):
+    for row in summary_rows(result.cliff, result.rates, result.cost):
         table.add_row(*row)
     console = Console()
     console.print(table)
+    if result.identification is not None:
+        console.print(identification_line(result.identification, result.run), highlight=False)
     console.print("pre-norm cliff: pre-norm at 50 % match probability, w = 10-90 % width (small = cliff, large = slope); "
                   "CPU vs fp32: batch-1 latency on this machine, a proxy (cost.csv)", style="dim")
     for warning in run_warnings(result.run):
