@@ -38,7 +38,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    config = SweepConfig(model=args.model, data=args.data, backends=("fp32",))
+    # no embedding cache: every run computes its embeddings, which is what is timed
+    config = SweepConfig(model=args.model, data=args.data, backends=("fp32",), embedding_cache=False)
     run_sweep(config)  # warm-up: caches aligned crops and the normalized model
     sweep_rates, bare_rates = [], []
     for _ in range(args.repeats):
