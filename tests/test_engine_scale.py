@@ -107,3 +107,26 @@ def test_identification_is_measured_and_can_drive_the_cliff(tmp_path: Path, mode
     assert np.allclose(cliff.set_index("backend").tar_close, close.tpir.reindex(cliff.backend))
     assert any("identification threshold" in w for w in run["warnings"])  # 18 non-mated probes cannot resolve 0.01
     assert main(["recommend", "--results", str(out)]) == 0
+
+
+def test_comparison_files_of_killed_runs_are_cleared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import subprocess
+    import sys
+
+    from facequant.evaluate.comparison_rows import ComparisonRows
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = tmp_path / "cache" / "tmp"
+    folder.mkdir(parents=True)
+    stale = folder / f"comparisons-{int(dead.stdout)}-x.parquet"  # a run killed mid-write left it
+    stale.write_bytes(b"PAR1 half")
+    live = folder / f"comparisons-{__import__('os').getpid()}-y.parquet"  # a run still going
+    live.write_bytes(b"PAR1")
+    rows = ComparisonRows(["a", "b"])
+    rows.sink("fp32", 1.0, 50.0, np.ones(2))(np.array([0]), np.array([1]), np.array([0.5]), np.array([False]))
+    path = rows.close()
+    assert not stale.exists() and live.exists()
+    assert pd.read_parquet(path).to_dict("records") == [{"backend": "fp32", "distance_m": 1.0, "face_px": 50.0,
+                                                         "probe": "a", "gallery": "b", "genuine": False,
+                                                         "cosine": 0.5, "probe_prenorm": 1.0}]

@@ -5,6 +5,7 @@ moves it into the results directory."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -13,6 +14,28 @@ import numpy as np
 from facequant import settings
 
 COMPARISONS_PARQUET = "comparisons.parquet"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale(folder: Path) -> list[Path]:
+    """Comparison files left by killed runs (their pid, in the name, is gone): they can be
+    N^2 rows large, so the next run clears them."""
+    removed = []
+    for path in folder.glob("comparisons-*-*.parquet"):
+        pid = path.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 class ComparisonRows:
@@ -26,7 +49,8 @@ class ComparisonRows:
         self._pa, self._keys = pa, np.asarray(keys, dtype=object)
         folder = settings.cache_dir() / "tmp"
         folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="comparisons-", suffix=".parquet", dir=folder)
+        remove_stale(folder)
+        fd, name = tempfile.mkstemp(prefix=f"comparisons-{os.getpid()}-", suffix=".parquet", dir=folder)
         self.path = Path(name)
         self.rows = 0
         schema = pa.schema([("backend", pa.dictionary(pa.int32(), pa.string())), ("distance_m", pa.float64()),
