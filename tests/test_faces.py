@@ -98,7 +98,7 @@ def test_similarity_matrix_identity_on_scaled_template():
     m = similarity_matrix(ARCFACE_TEMPLATE_112 * 4, 448)
     np.testing.assert_allclose(m, [[1, 0, 0], [0, 1, 0]], atol=1e-4)
     with pytest.raises(ValueError):
-        similarity_matrix(ARCFACE_TEMPLATE_112, 100)
+        similarity_matrix(ARCFACE_TEMPLATE_112, 0)
 
 
 @pytest.mark.parametrize("scale", [0.6, 3.0, 9.0])  # enlarging, mild and strong shrinking

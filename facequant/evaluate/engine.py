@@ -26,7 +26,9 @@ from facequant.datasets.folders import (
 )
 from facequant.errors import BadImageError, FacequantError
 from facequant.evaluate import cliff, honesty, metrics
+from facequant.faces.alignment import crop_side
 from facequant.faces.pipeline import AlignedFace, FacePipeline, pipeline_for_model
+from facequant.models import preprocessing
 from facequant.models.spec import (
     ModelSpec,
     file_sha256,
@@ -39,6 +41,7 @@ from facequant.names import display
 from facequant.ranges import (
     COSINE_RANGE,
     COUNT_RANGE,
+    CROP_MARGIN_RANGE,
     DISTANCE_RANGE,
     FACE_PX_RANGE,
     FAR_RANGE,
@@ -88,6 +91,10 @@ class SweepConfig:
     seed: int = 0
     batch_size: int = 64
     model_overrides: dict[str, object] = field(default_factory=dict)
+    # Issue 12 (facequant.models.preprocessing): the preprocessing, checked on data ("auto":
+    # chosen by the check unless model_overrides set it), and extra border around the aligned face.
+    preprocessing: str = "auto"
+    crop_margin: float = 0.0
 
     def __post_init__(self) -> None:
         # The CLI checks every option where it is parsed; this keeps API callers (the TUI,
@@ -106,6 +113,8 @@ class SweepConfig:
         require("sweep config: calibration_size", self.calibration_size, COUNT_RANGE, integer=True)
         require("sweep config: batch_size", self.batch_size, COUNT_RANGE, integer=True)
         require("sweep config: seed", self.seed, SEED_RANGE, integer=True)
+        require("sweep config: crop_margin", self.crop_margin, CROP_MARGIN_RANGE)
+        preprocessing.check_mode(self.preprocessing, self.model_overrides)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -218,6 +227,7 @@ class ProbeSet:
     genuine: np.ndarray
     calibration_faces: dict[str, AlignedFace]
     timings: dict[str, float] = field(default_factory=dict)
+    check: preprocessing.ModelCheck | None = None  # issue 12: preprocessing, graph, alignment
 
     @property
     def model_px(self) -> int:
@@ -226,9 +236,13 @@ class ProbeSet:
     def face_px(self, distance: float) -> float:
         return self.camera.face_px(distance, self.config.iod_mm)
 
+    def _side(self, face_px: float) -> float:
+        """The whole crop's side for a face of face_px (--crop-margin adds border around it)."""
+        return crop_side(face_px, self.config.crop_margin)
+
     def gallery_crops(self) -> np.ndarray:
         """Enrolment: each photo at its own resolution, aligned to the model input."""
-        return np.stack([simulate(self.faces[img.key].crop, self.faces[img.key].native_face_px, self.model_px)
+        return np.stack([simulate(self.faces[img.key].crop, self._side(self.faces[img.key].native_face_px), self.model_px)
                          for img in self.images])
 
     def gallery_ids(self) -> list[str]:
@@ -240,8 +254,9 @@ class ProbeSet:
     def probe_crops(self, d_index: int) -> tuple[np.ndarray, np.ndarray, float]:
         """(crops, simulable mask, face px) at distances[d_index]; seeded per photo and distance."""
         px = self.face_px(self.distances[d_index])
-        ok = np.array([is_simulable(self.faces[img.key].native_face_px, px, self.model_px) for img in self.images])
-        crops = np.stack([simulate(self.faces[img.key].crop, px, self.model_px, self.config.degradation,
+        ok = np.array([is_simulable(self._side(self.faces[img.key].native_face_px), self._side(px), self.model_px)
+                       for img in self.images])
+        crops = np.stack([simulate(self.faces[img.key].crop, self._side(px), self.model_px, self.config.degradation,
                                    _probe_seed(self.config.seed, i, d_index))
                           for i, img in enumerate(self.images)])
         return crops, ok, px
@@ -251,7 +266,7 @@ class ProbeSet:
 
     def calibration_tensors(self) -> np.ndarray:
         """Preprocessed calibration crops: each calibration photo at each calibration distance."""
-        crops = [simulate(face.crop, self.face_px(d), self.model_px, self.config.degradation,
+        crops = [simulate(face.crop, self._side(self.face_px(d)), self.model_px, self.config.degradation,
                           _probe_seed(self.config.seed, i, 1000 + j))
                  for j, d in enumerate(self.calibration_distances())
                  for i, face in enumerate(self.calibration_faces.values())]
@@ -274,7 +289,7 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
 
     t0 = time.perf_counter()
     dataset = load_dataset(config.data, Path(config.pairs) if config.pairs else None)
-    pipeline = pipeline or pipeline_for_model(model_path, config.multi_face)
+    pipeline = pipeline or pipeline_for_model(model_path, config.multi_face, config.crop_margin)
     faces, skipped = extract_faces(dataset, pipeline, progress)
     if len(faces) < 2:
         raise FacequantError(f"{dataset.root}: only {len(faces)} usable face(s); need at least 2")
@@ -283,6 +298,10 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
     triples = list(comparisons(dataset, config.genuine_mode, usable=set(index)))
     if not any(g for _, _, g in triples):
         raise FacequantError(f"{dataset.root}: no genuine comparisons (every identity has one usable photo)")
+    # Issue 12: the preprocessing checked on close-range crops before any backend is built.
+    spec, check = preprocessing.check_for_sweep(config, model_path, normalized, spec, model_sha,
+                                                [faces[img.key] for img in images], [img.identity for img in images])
+    timings["check_s"] = check.preprocessing.seconds
 
     # Calibration: a seeded subset (what a deployment would calibrate on), of the evaluation
     # photos or of a separate folder.
@@ -296,7 +315,7 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
         config=config, model_path=Path(model_path), normalized=normalized, model_sha=model_sha, spec=spec,
         camera=camera, distances=distances, dataset=dataset, images=images, faces=faces, skipped=skipped,
         probe_idx=np.array([index[p] for p, _, _ in triples]), gallery_idx=np.array([index[g] for _, g, _ in triples]),
-        genuine=np.array([g for _, _, g in triples]), calibration_faces=calib_faces, timings=timings)
+        genuine=np.array([g for _, _, g in triples]), calibration_faces=calib_faces, timings=timings, check=check)
 
 
 @dataclass
@@ -324,6 +343,8 @@ def _add_findings(run: dict[str, object], ps: ProbeSet, f: _Findings) -> None:
     threshold.update(honesty.far_resolution(n_imp, config.target_far))
     degenerate = {str(r.backend): str(r.degenerate) for r in f.cliff.itertuples() if r.degenerate}
     for backend, reason in degenerate.items():
+        if backend == "fp32" and ps.check is not None:  # issue 12: name the preprocessing check's verdict
+            reason = f"{reason} ({ps.check.preprocessing.phrase()})"
         honesty.add_warning(run, f"{backend} is degenerate: {reason}")
     honesty.add_warning(run, honesty.far_resolution_warning(f.threshold, config.target_far, n_imp, close_d,
                                                             given=not set_by_far))
@@ -464,7 +485,10 @@ def run_sweep(
         "cost": {"device_profile": profile and {k: profile[k] for k in ("path", "device", "source")},
                  "cpu_latency": cost.CPU_LATENCY_SOURCE},
         "warnings": [],
+        **(ps.check.run_entries() if ps.check is not None else {}),  # issue 12: preprocessing, graph, alignment
     }
+    for message in ps.check.warnings() if ps.check is not None else []:
+        honesty.add_warning(run, message)
     _add_findings(run, ps, _Findings(comps, probes, sweep, cliffs, galleries["fp32"],
                                       {n: g.prenorm for n, g in galleries.items()}, threshold))
     return SweepResult(config, model_name, spec, camera, distances, threshold, probes, comps, sweep, cliffs, run, costs)
