@@ -398,7 +398,7 @@ def check_crops(model: Path, spec: ModelSpec, model_sha: str, crops: np.ndarray,
     verdict.cached = not missing
     verdict.scores = {c.name: by_key[c.key] for c in table}
     verdict.best = _best(table, verdict.scores)
-    name, verdict.reason, warnings = choose(table, verdict.scores, AUTO if given_name is None else "given", given_name)
+    name, verdict.reason, warnings = choose(table, verdict.scores, verdict.mode, given_name)
     verdict.chosen = next(c for c in table if c.name == name)
     verdict.warnings += warnings + norm_warnings(verdict.scores[name], verdict.chosen)
     return verdict
