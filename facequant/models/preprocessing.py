@@ -290,7 +290,7 @@ def choose(table: Sequence[Preprocessing], scores: Mapping[str, Score], mode: st
         if not math.isnan(a) and a >= b - AUC_TIE:
             why = "the graph's spec" + (", the best" if best == inferred else f", as good as the best ({best}, {b:.4f})")
             return inferred, f"chosen by the check: {why}, AUC {a:.4f}", warnings
-        return best, f"chosen by the check: the best, AUC {b:.4f} (the graph's spec {inferred}: {a:.4f})", warnings
+        return best, f"chosen by the check: the best, AUC {b:.4f} (the graph's spec: {a:.4f})", warnings
     assert given is not None
     g = scores[given].auc if given in scores else math.nan
     label = "--model-override" if mode == "given" else f"--preprocessing {given}"
