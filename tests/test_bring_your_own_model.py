@@ -198,3 +198,66 @@ def test_sweep_faceres_with_no_override(celebs13: Path, tmp_path: Path):
     aucs = {c["name"]: c["auc"] for c in run["preprocessing"]["candidates"]}
     assert aucs["bgr-caffe"] > 0.999 and aucs["inferred"] < 0.6
     assert "preprocessing: bgr-caffe = BGR, (pixel - 103.939,116.779,123.68) / 1" in " ".join(text.split())
+
+
+def _l2_model(path: Path) -> Path:
+    """A tiny embedding model that L2-normalizes its own output, as many exports do: 14x14
+    average pooling, a fixed random projection to 64 values ('raw'), LpNormalization."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).normal(size=(192, 64)).astype(np.float32)
+    nodes = [helper.make_node("AveragePool", ["data"], ["pooled"], kernel_shape=[14, 14], strides=[14, 14]),
+             helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "w"], ["raw"]),
+             helper.make_node("LpNormalization", ["raw"], ["embedding"], axis=1, p=2)]
+    graph = helper.make_graph(nodes, "l2", [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, 112, 112])],
+                              [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 64])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_sweep_l2_normalized_model_measures_the_raw_embedding(four_people: Path, tmp_path: Path):
+    out = tmp_path / "l2"
+    code, text, err = _run(["sweep", "--model", str(_l2_model(tmp_path / "l2.onnx")), "--data", str(four_people),
+                            "--backends", "fp32", "--distances", "0.5,2", "--no-latency", "--quiet", "--out", str(out)])
+    assert code == 0, err
+    run = json.loads((out / "run.json").read_text())
+    cut = run["model_graph"]["l2_normalized_output"]
+    assert cut["raw_tensor"] == "raw" and cut["pattern"] == "LpNormalization(p=2)"
+    assert "model output: the graph L2-normalizes its output (LpNormalization(p=2)); the raw embedding is tensor " \
+           "'raw' before it" in " ".join(text.split())
+    probes = pd.read_csv(out / "probes.csv")
+    assert probes.prenorm.std() / probes.prenorm.mean() > 0.05  # a pre-norm again, not 1 for every face
+    assert not any("norm is 1 for every face" in w for w in run["warnings"])
+
+
+@pytest.mark.slow
+def test_sweep_crop_margin_reaches_crops_and_run_json(four_people: Path, tmp_path: Path):
+    path = _shared_model(MOBILEFACE)
+    runs = {}
+    for margin in ("0", "0.25"):
+        out = tmp_path / f"margin-{margin}"
+        code, _, err = _run(["sweep", "--model", str(path), "--data", str(four_people), "--crop-margin", margin,
+                             "--backends", "fp32", "--distances", "0.5,3", "--no-latency", "--quiet", "--out", str(out)])
+        assert code == 0, err
+        runs[margin] = (json.loads((out / "run.json").read_text()), pd.read_csv(out / "probes.csv"))
+    (tight, tight_probes), (loose, loose_probes) = runs["0"], runs["0.25"]
+    assert tight["alignment"]["crop_margin"] == 0.0 and "--crop-margin" not in tight["alignment"]["summary"]
+    assert loose["alignment"]["crop_margin"] == 0.25 and loose["config"]["crop_margin"] == 0.25
+    assert loose["alignment"]["template_scale"] == pytest.approx(1 / 1.25)
+    assert "input, the face centred in a crop 1.25x its size (--crop-margin 0.25)" in loose["alignment"]["summary"]
+    # the same faces, seen through another crop: other embeddings, the same face sizes
+    assert (tight_probes.face_px == loose_probes.face_px).all()
+    assert (tight_probes.prenorm != loose_probes.prenorm).mean() > 0.9
+    # checked again on the looser crops (another data hash): human-mobileface was trained on
+    # tight ones, so no preprocessing rescues it, and the check says so; BGR's 0.832 against
+    # RGB's 0.822 is within the AUC's standard error on 29 photos, so auto keeps the graph's
+    assert loose["preprocessing"]["cached"] is False and loose["preprocessing"]["chosen"] == "inferred"
+    assert any("faces cropped unlike its training (alignment, --crop-margin)" in w for w in loose["warnings"])
+    assert not any("faces cropped unlike" in w for w in tight["warnings"])

@@ -120,6 +120,19 @@ def test_given_spec_clearly_worse_is_kept_with_both_aucs() -> None:
     assert pp.choose(TABLE, _scores(bgr_raw=0.990, inferred=0.996), "given", "bgr-raw")[2] == []
 
 
+def test_small_sets_widen_the_tie_by_the_aucs_standard_error() -> None:
+    # Hanley & McNeil: perfect separation has no error; 0.83 on 92 / 314 pairs about +-0.025
+    assert pp.auc_standard_error(1.0, 25, 471) == 0.0
+    assert 0.02 < pp.auc_standard_error(0.83, 92, 314) < 0.03
+    assert math.isnan(pp.auc_standard_error(0.9, 0, 10))
+    scores = _scores(inferred=0.822, bgr_raw=0.832)  # measured: mobileface on looser crops, 29 photos
+    assert pp.choose(TABLE, scores, AUTO)[0] == "bgr-raw"  # a 0.01 lead is more than AUC_TIE ...
+    se = pp.auc_standard_error(0.832, 92, 314)
+    assert pp.choose(TABLE, scores, AUTO, se=se)[0] == INFERRED  # ... but not more than the noise
+    assert pp.choose(TABLE, _scores(inferred=0.5, bgr_raw=0.832), AUTO, se=se)[0] == "bgr-raw"
+    assert pp.choose(TABLE, scores, "given", "inferred", se=se)[2][1:] == []  # no "clearly worse"
+
+
 def test_nothing_works_is_said() -> None:
     _, _, warnings = pp.choose(TABLE, _scores(), AUTO)
     assert len(warnings) == 1 and "no candidate preprocessing makes the model separate faces" in warnings[0]

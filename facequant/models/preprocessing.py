@@ -5,9 +5,9 @@ A wrong preprocessing looks exactly like a quantization collapse, so before a sw
 of photos under each candidate (RGB / BGR x raw 0..255, x / 255, (x - 127.5) / 127.5,
 (x - 127.5) / 128, Caffe means, ImageNet mean / std, and the spec inferred from the graph), and
 each is scored by verification AUC of cosine on genuine vs impostor pairs
-(sklearn.metrics.roc_auc_score). `auto` keeps the inferred spec unless a candidate clearly
-beats it; a spec the user gave is kept, with a warning when it scores clearly worse than the
-best. Scores are cached by (model hash, data hash).
+(sklearn.metrics.roc_auc_score). `auto` keeps the inferred spec unless a candidate beats it
+by more than the noise of the AUC; a spec the user gave is kept, with a warning when it
+scores clearly worse than the best. Scores are cached by (model hash, data hash).
 
 The scoring (`score_embeddings`), the candidate table (`candidates`) and the choice (`choose`)
 are pure functions; `check_faces` runs the model.
@@ -45,13 +45,14 @@ CHECK_VERSION = 1
 CHECK_PHOTOS = 32
 #: Fewer pairs than this of either kind and AUCs are noise: nothing is checked.
 MIN_PAIRS = 10
-#: AUCs this close are a tie: auto keeps the inferred spec unless a candidate beats it by more.
-#: Measured on celebs13: the right preprocessing and its near variants differ by <= 0.001
-#: (faceplugin 1.0000 for 127/128, 127.5/127.5, x/255 in either channel order).
+#: AUCs this close are a tie: auto keeps the inferred spec unless a candidate beats it by more
+#: than this or than the best AUC's standard error, whichever is larger (a small set cannot
+#: tell 0.82 from 0.83). Measured on celebs13: the right preprocessing and its near variants
+#: differ by <= 0.001 (faceplugin 1.0000 for 127/128, 127.5/127.5, x/255 in either order).
 AUC_TIE = 0.002
-#: A given spec this far below the best gets a warning: (x - 127.5) / 127.5 on hse-faceres
-#: is 0.43 below, a second normalization on human-mobileface 0.20; mobileface's BGR (which
-#: "also works, less well") 0.006 is not warned about.
+#: A given spec this far below the best (or two standard errors, if more) gets a warning:
+#: (x - 127.5) / 127.5 on hse-faceres is 0.48 below, a second normalization on
+#: human-mobileface 0.23; mobileface's BGR (which "also works, less well") is not warned about.
 AUC_CLEARLY_WORSE = 0.01
 #: Best AUC below this: no candidate works (a healthy face model scores > 0.99 here).
 AUC_BROKEN = 0.9
@@ -261,6 +262,15 @@ def _json(value: Channels) -> float | list[float]:
     return list(value) if isinstance(value, tuple) else value
 
 
+def auc_standard_error(auc: float, n_genuine: int, n_impostor: int) -> float:
+    """Hanley & McNeil's (1982) standard error of an AUC from its value and the two counts."""
+    if not (n_genuine and n_impostor) or math.isnan(auc):
+        return math.nan
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = (auc * (1 - auc) + (n_genuine - 1) * (q1 - auc * auc) + (n_impostor - 1) * (q2 - auc * auc))
+    return math.sqrt(max(var, 0.0) / (n_genuine * n_impostor))
+
+
 def _best(table: Sequence[Preprocessing], scores: Mapping[str, Score]) -> str | None:
     """The highest AUC (earlier candidates win exact ties); None when nothing scored."""
     finite = [c.name for c in table if c.name in scores and not math.isnan(scores[c.name].auc)]
@@ -268,12 +278,14 @@ def _best(table: Sequence[Preprocessing], scores: Mapping[str, Score]) -> str | 
 
 
 def choose(table: Sequence[Preprocessing], scores: Mapping[str, Score], mode: str,
-           given: str | None = None) -> tuple[str, str, list[str]]:
-    """(chosen candidate name, reason, warnings), pure. table[0] is the inferred spec.
+           given: str | None = None, se: float = 0.0) -> tuple[str, str, list[str]]:
+    """(chosen candidate name, reason, warnings), pure. table[0] is the inferred spec; `se`
+    the standard error of the best AUC (auc_standard_error), 0 when unknown.
 
-    auto: the inferred spec unless some candidate's AUC is more than AUC_TIE above it (then
-    the best). Otherwise `given` (a --model-override spec or a --preprocessing name) is kept,
-    with a warning when its AUC is more than AUC_CLEARLY_WORSE below the best."""
+    auto: the inferred spec unless some candidate's AUC is more than max(AUC_TIE, se) above
+    it (then the best). Otherwise `given` (a --model-override spec or a --preprocessing name)
+    is kept, with a warning when its AUC is more than max(AUC_CLEARLY_WORSE, 2 se) below the
+    best."""
     inferred = table[0].name
     best = _best(table, scores)
     if best is None:
@@ -281,20 +293,22 @@ def choose(table: Sequence[Preprocessing], scores: Mapping[str, Score], mode: st
         return keep, "not checked on data", []
     warnings: list[str] = []
     b = scores[best].auc
+    se = 0.0 if math.isnan(se) else se
     if b < AUC_BROKEN:
         warnings.append(f"no candidate preprocessing makes the model separate faces: the best, {best}, scores "
                         f"verification AUC {b:.3f} on close-range pairs (a healthy face model scores > 0.99): "
-                        "a broken model, or a preprocessing none of the candidates covers")
+                        "a broken model, faces cropped unlike its training (alignment, --crop-margin), or a "
+                        "preprocessing none of the candidates covers")
     if mode == AUTO:
         a = scores[inferred].auc if inferred in scores else math.nan
-        if not math.isnan(a) and a >= b - AUC_TIE:
+        if not math.isnan(a) and a >= b - max(AUC_TIE, se):
             why = "the graph's spec" + (", the best" if best == inferred else f", as good as the best ({best}, {b:.4f})")
             return inferred, f"chosen by the check: {why}, AUC {a:.4f}", warnings
         return best, f"chosen by the check: the best, AUC {b:.4f} (the graph's spec: {a:.4f})", warnings
     assert given is not None
     g = scores[given].auc if given in scores else math.nan
     label = "--model-override" if mode == "given" else f"--preprocessing {given}"
-    if not g >= b - AUC_CLEARLY_WORSE:  # `not >=`: a NaN AUC (non-finite output) is worse too
+    if not g >= b - max(AUC_CLEARLY_WORSE, 2 * se):  # `not >=`: a NaN AUC (non-finite output) is worse too
         c = next(c for c in table if c.name == given)
         warnings.append(f"preprocessing: the given {c.describe()} ({label}) scores verification AUC {g:.3f} on "
                         f"close-range pairs, clearly below {best}'s {b:.3f} "
@@ -398,7 +412,8 @@ def check_crops(model: Path, spec: ModelSpec, model_sha: str, crops: np.ndarray,
     verdict.cached = not missing
     verdict.scores = {c.name: by_key[c.key] for c in table}
     verdict.best = _best(table, verdict.scores)
-    name, verdict.reason, warnings = choose(table, verdict.scores, verdict.mode, given_name)
+    se = auc_standard_error(verdict.auc(verdict.best), verdict.n_genuine, verdict.n_impostor) if verdict.best else 0.0
+    name, verdict.reason, warnings = choose(table, verdict.scores, verdict.mode, given_name, se)
     verdict.chosen = next(c for c in table if c.name == name)
     verdict.warnings += warnings + norm_warnings(verdict.scores[name], verdict.chosen)
     return verdict
@@ -525,7 +540,7 @@ def alignment_report(model_size: tuple[int, int], source_crop_px: int, margin: f
     """How faces are aligned for this model: the 112 ArcFace template scaled (never cropped)."""
     h, w = model_size
     scale = h / 112.0 / (1.0 + margin)
-    border = f", {margin:g} of the face added as border" if margin else ""
+    border = f", the face centred in a crop {1 + margin:g}x its size (--crop-margin {margin:g})" if margin else ""
     return {"template": "ArcFace 5-point (insightface arcface_dst, 112 px)", "model_input": [h, w],
             "source_crop_px": source_crop_px, "crop_margin": margin, "template_scale": round(scale, 6),
             "summary": f"alignment: the 112-px ArcFace template scaled x{scale:.4g} to the {h}x{w} input{border} "
