@@ -294,3 +294,79 @@ def test_scores_are_cached_by_model_and_data(celebs13_faces: tuple[list[object],
     assert verdict.cached and verdict.seconds == 0.0 and verdict.chosen.name == INFERRED
     with pytest.raises(AssertionError, match="the model ran"):  # other data: not cached
         _check("human-mobileface", celebs13_faces, seed=1)
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def _tiny_model(path: Path) -> Path:
+    """[N,3,112,112] -> 14x14 average pooling -> a fixed projection to 32 values."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).normal(size=(192, 32)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("AveragePool", ["x"], ["p"], kernel_shape=[14, 14], strides=[14, 14]),
+         helper.make_node("Flatten", ["p"], ["f"], axis=1), helper.make_node("MatMul", ["f", "w"], ["y"])],
+        "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 112, 112])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 32])], [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_check_cache_hit_corrupt_entry_and_other_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from facequant.models.spec import inspect_model
+
+    model = _tiny_model(tmp_path / "tiny.onnx")
+    spec = inspect_model(model)
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (6, 1, 1, 3))  # six "people": a colour each, plus noise per photo
+    crops = np.clip(np.repeat(faces, 4, axis=0) + rng.integers(-30, 30, (24, 112, 112, 3)), 0, 255).astype(np.uint8)
+    ids = [f"p{i // 4}" for i in range(24)]
+    inferred = Preprocessing.of(INFERRED, spec)
+
+    first = pp.check_crops(model, spec, "sha-of-tiny", crops, ids, inferred)
+    assert not first.cached and first.seconds > 0 and len(first.scores) == 12
+    assert (first.n_genuine, first.n_impostor) == (36, 240)
+    calls: list[int] = []
+    real = pp._embed_all
+
+    def counting(*args: object, **kw: object) -> dict[str, np.ndarray]:
+        calls.append(1)
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pp, "_embed_all", counting)
+    again = pp.check_crops(model, spec, "sha-of-tiny", crops, ids, inferred)
+    assert again.cached and not calls and again.scores == first.scores and again.chosen == first.chosen
+
+    entry = next((settings.cache_dir() / "preprocessing").glob("sha-of-tiny-*.json"))
+    entry.write_text(entry.read_text().replace("auc", "AUC", 1))  # tampered: its recorded sha256 no longer holds
+    rebuilt = pp.check_crops(model, spec, "sha-of-tiny", crops, ids, inferred)
+    assert calls and not rebuilt.cached and rebuilt.scores == first.scores
+    assert "cached preprocessing check does not match its recorded sha256" in capsys.readouterr().err
+
+    calls.clear()
+    other = crops.copy()
+    other[0, 0, 0, 0] ^= 1  # one pixel of other data: another entry
+    assert not pp.check_crops(model, spec, "sha-of-tiny", other, ids, inferred).cached and calls
+
+    calls.clear()  # a user's given spec not among the candidates: only it is scored, the rest cached
+    given = Preprocessing("given", "RGB", 10.0, 20.0)
+    verdict = pp.check_crops(model, spec, "sha-of-tiny", crops, ids, inferred, given=given)
+    assert calls == [1] and verdict.mode == "given" and verdict.chosen.key == given.key and len(verdict.scores) == 13
+
+
+def test_check_too_few_pairs_is_said_not_guessed(tmp_path: Path) -> None:
+    from facequant.models.spec import inspect_model
+
+    model = _tiny_model(tmp_path / "tiny.onnx")
+    spec = inspect_model(model)
+    crops = np.random.default_rng(1).integers(0, 256, (8, 112, 112, 3), dtype=np.uint8)
+    verdict = pp.check_crops(model, spec, "sha", crops, [f"p{i // 2}" for i in range(8)],  # 4 genuine pairs
+                             Preprocessing.of(INFERRED, spec))
+    assert not verdict.checked and verdict.chosen.name == INFERRED and verdict.n_genuine == 4
+    assert verdict.warnings == [f"preprocessing RGB, (pixel - 127.5) / 127.5 was {verdict.reason}"]
+    assert "fewer than 10 of either" in verdict.reason and "not checked on data" in verdict.summary()

@@ -37,8 +37,8 @@ from facequant.models.spec import Channels, ModelSpec, channel_values, format_ch
 if TYPE_CHECKING:
     from facequant.faces.pipeline import AlignedFace
 
-#: Bump when scoring changes: cached scores of older code are not reused.
-CHECK_VERSION = 1
+#: Bump when scoring changes: cached scores of older code are not reused. 2: exact scores.
+CHECK_VERSION = 2
 #: Photos the check embeds per candidate (identity-stratified, seeded): cheap, and enough
 #: pairs for a broken preprocessing (AUC 0.5-0.8 on the shared models) to stand far apart
 #: from a working one (0.99-1.0).
@@ -138,8 +138,11 @@ class Score:
     prenorm_mean: float
     prenorm_cv: float  # std / mean of the output norm across faces
 
-    def to_dict(self) -> dict[str, float | None]:
-        return {k: (None if math.isnan(v) else round(v, 6)) for k, v in dataclasses.asdict(self).items()}
+    def to_dict(self, digits: int | None = 6) -> dict[str, float | None]:
+        """JSON-ready (NaN as null); rounded for run.json, exact (digits=None) for the cache, so
+        a cached verdict is the computed one."""
+        return {k: (None if math.isnan(v) else v if digits is None else round(v, digits))
+                for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, object]) -> Score:
@@ -347,7 +350,8 @@ def data_sha256(crops: np.ndarray, identities: Sequence[str]) -> str:
 
 
 def _cache_file(model_sha: str, data_sha: str) -> Path:
-    return settings.cache_dir() / "preprocessing" / f"{model_sha[:24]}-{data_sha[:24]}.json"
+    # The version in the name: entries of older code are left alone, never "rebuilt" with a warning.
+    return settings.cache_dir() / "preprocessing" / f"{model_sha[:24]}-{data_sha[:24]}.v{CHECK_VERSION}.json"
 
 
 def _cached_scores(path: Path, key: Mapping[str, object]) -> tuple[dict[str, Score], float]:
@@ -366,7 +370,7 @@ def _store_scores(path: Path, key: Mapping[str, object], scores: Mapping[str, Sc
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "w") as fh:
-            json.dump({"scores": {k: s.to_dict() for k, s in scores.items()}, "seconds": seconds}, fh, indent=1)
+            json.dump({"scores": {k: s.to_dict(None) for k, s in scores.items()}, "seconds": seconds}, fh, indent=1)
         cache_entry.commit(Path(tmp), path, key)
     except OSError:
         pass  # a read-only cache only costs time
