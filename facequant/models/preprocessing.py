@@ -560,5 +560,7 @@ def check_for_sweep(config: object, model_path: Path, normalized: Path, spec: Mo
                                 mode=str(getattr(config, "preprocessing", AUTO)),
                                 overrides=getattr(config, "model_overrides", None) or {}, margin=margin,
                                 seed=int(getattr(config, "seed", 0)), batch_size=int(getattr(config, "batch_size", 64)))
+    for message in verdict.warnings:  # said now, before the sweep spends minutes; run.json keeps them too
+        cache_entry.warn(message)
     return spec, ModelCheck(verdict, graph_report(model_path, normalized),
                             alignment_report(spec.input_size, int(faces[0].crop.shape[0]), margin))
