@@ -77,7 +77,7 @@ class AlignedFace:
     """A face aligned to the ArcFace template plus what is known of its size in the photo."""
 
     source: str  # image path
-    crop: np.ndarray  # crop_size x crop_size x 3 uint8 RGB
+    crop: np.ndarray  # crop_size x crop_size x 3 uint8 RGB: the template face (plus the pipeline's margin)
     native_iod_px: float  # inter-ocular distance in the original photo, pixels
     native_face_px: float  # width the 112-template crop spans in the original photo, pixels
     landmarks5: np.ndarray  # 5x2, source-image pixels
