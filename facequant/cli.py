@@ -44,7 +44,19 @@ def _add_sweep_args(p: argparse.ArgumentParser) -> None:
                         f"reference). {NAME_HELP}")
     g.add_argument("--config", type=Path, help="YAML file with any of these options (keys as the long option names, '-' or '_')")
     g.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE", type=options.model_override,
-                   help="override the inferred model spec, e.g. mean=127.5 std=127.5 channel_order=BGR")
+                   help="override the inferred model spec, e.g. mean=127.5 std=127.5 channel_order=BGR, or per channel "
+                        "mean=103.939,116.779,123.68 std=1,1,1 (in the model's channel order); a preprocessing set here "
+                        "is checked on data and kept, with a warning when it scores clearly worse than the best")
+    # Issue 12: preprocessing checked on data, and looser crops (facequant.models.preprocessing).
+    from facequant.models.preprocessing import preprocessing_choices
+
+    g.add_argument("--preprocessing", default="auto", type=options.preprocessing, metavar="NAME",
+                   help="auto (default): score candidate preprocessings on close-range pairs and use the best "
+                        "(the graph's own spec unless one clearly beats it); or one of "
+                        f"{', '.join(preprocessing_choices()[1:])} (see facequant models check)")
+    g.add_argument("--crop-margin", type=options.crop_margin, default=0.0, metavar="FRACTION",
+                   help="extra border around the aligned face, a fraction of it in [0, 1], for models trained on "
+                        "looser crops (default 0: the ArcFace template's crop)")
 
     g = p.add_argument_group("distance simulation")
     g.add_argument("--camera", default="1080p-90", type=options.camera, help=f"preset ({', '.join(load_cameras())}) or WIDTHxHFOV, e.g. 1920x90")
@@ -139,7 +151,8 @@ def _config_from_args(args: argparse.Namespace) -> tuple[object, Path]:
         batch_size=int(args.batch_size), model_overrides=dict(args.model_override), protocol=args.protocol,
         target_fpir=float(args.fpir), nonmated_fraction=float(args.nonmated_fraction),
         save_comparisons=bool(args.save_comparisons), executor=args.executor, ray_address=args.ray_address,
-        embedding_cache=not args.no_embedding_cache, chunk_size=int(args.chunk_size))
+        embedding_cache=not args.no_embedding_cache, chunk_size=int(args.chunk_size),
+        preprocessing=str(args.preprocessing), crop_margin=float(args.crop_margin))
     out = args.out or Path("runs") / f"{Path(model).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     return config, Path(out)
 
@@ -449,6 +462,14 @@ def cmd_models_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_check(args: argparse.Namespace) -> int:
+    from facequant.models.check import print_check, run_check
+
+    print_check(run_check(args.model, args.data or str(settings.default_dataset_path()), args.preprocessing,
+                          dict(args.model_override), args.crop_margin, args.seed, args.photos))
+    return 0
+
+
 def cmd_models_pull(args: argparse.Namespace) -> int:
     from facequant.models.spec import faceplugin_cache, pull_faceplugin, resolve_model
 
@@ -546,6 +567,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = msub.add_parser("inspect", help="print the inferred spec of a model (input, size, mean/std, opset, batch)")
     p.add_argument("model", help="ONNX path, 'faceplugin' or an insightface pack name")
     p.set_defaults(func=cmd_models_inspect)
+    p = msub.add_parser("check", help="score candidate preprocessings of a model on photos (verification AUC) and "
+                        "show what its graph does at both ends",
+                        description="Embed close-range aligned crops of a seeded, identity-stratified subset of DIR "
+                                    "under each candidate preprocessing (RGB/BGR x raw, x/255, (x-127.5)/127.5, "
+                                    "(x-127.5)/128, Caffe means, ImageNet mean/std, and the spec inferred from the "
+                                    "graph), score each by verification AUC on genuine vs impostor pairs, and say "
+                                    "which one a sweep would use. Also reports in-graph input normalization and an "
+                                    "output L2 normalization (cut off so that the pre-norm is measured).")
+    p.add_argument("model", type=options.text, help="ONNX path, 'faceplugin' or an insightface pack name")
+    p.add_argument("--data", default=None, type=options.text,
+                   help="folder of identity folders (default: celebs13 in the shared folder)")
+    p.add_argument("--preprocessing", default="auto", type=options.preprocessing, metavar="NAME",
+                   help="as facequant sweep: auto, inferred or a candidate name")
+    p.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE", type=options.model_override,
+                   help="as facequant sweep, e.g. mean=103.939,116.779,123.68 std=1 channel_order=BGR")
+    p.add_argument("--crop-margin", type=options.crop_margin, default=0.0, metavar="FRACTION",
+                   help="extra border around the aligned face (default 0)")
+    p.add_argument("--seed", type=options.seed, default=0, help="seed of the photo subset (default 0)")
+    p.add_argument("--photos", type=options.positive_int, default=None,
+                   help="photos to score on (default: as a sweep, 32, identity-stratified)")
+    p.set_defaults(func=cmd_models_check)
     p = msub.add_parser("pull", help="fetch a model: 'faceplugin' via npm pack (sha256-verified), or an insightface pack")
     p.add_argument("name", help="faceplugin, buffalo_l, buffalo_s or antelopev2")
     p.add_argument("--dest", help="folder for faceplugin (default: the cache)")

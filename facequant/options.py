@@ -18,6 +18,7 @@ from facequant.ranges import (
     CALIBRATION_METHODS,
     COSINE_RANGE,
     COUNT_RANGE,
+    CROP_MARGIN_RANGE,
     FACE_PX_RANGE,
     FAR_RANGE,
     IOD_RANGE,
@@ -75,6 +76,7 @@ iod_mm = number(IOD_RANGE)
 blur_sigma = number(BLUR_RANGE)
 noise_sigma = number(NOISE_RANGE)
 jpeg_quality = number(JPEG_RANGE, integer=True)
+crop_margin = number(CROP_MARGIN_RANGE)  # --crop-margin
 
 
 def float_list(rng: Range, what: str = "values", integer: bool = False) -> Callable[[str], tuple[float, ...]]:
@@ -177,3 +179,13 @@ def model_override_item(key: str, value: object) -> tuple[str, object]:
         return key, check_override(None, key, value)
     except FacequantError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def preprocessing(value: str) -> str:
+    """--preprocessing: auto, inferred, or a candidate name (facequant.models.preprocessing)."""
+    from facequant.models.preprocessing import preprocessing_choices
+
+    text = str(value).strip()
+    if text not in preprocessing_choices():
+        raise argparse.ArgumentTypeError(f"unknown preprocessing {text!r} (choose from {', '.join(preprocessing_choices())})")
+    return text

@@ -84,3 +84,6 @@ NOISE_RANGE = Range(0.0, 255.0)  # standard deviation in 8-bit levels, 0 = off
 JPEG_RANGE = Range(0, 100)  # 0 = off, else the quality OpenCV's encoder takes
 DISTANCE_RANGE = Range(0.0, MAX_DISTANCE_M, low_open=True)
 FACE_PX_RANGE = Range(1.0, 10_000.0)  # aligned face sizes in camera pixels
+#: Extra border around the aligned face, as a fraction of the face (0: the ArcFace template's
+#: tight crop; 1: the face fills half the crop's side). Looser than that is not a face crop.
+CROP_MARGIN_RANGE = Range(0.0, 1.0)

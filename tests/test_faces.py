@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import warnings
 from pathlib import Path
 
 import cv2
@@ -12,13 +13,15 @@ import onnxruntime as ort
 import pytest
 from insightface.utils import face_align
 
-from facequant.errors import BadImageError, BadModelError
+from facequant.errors import BadImageError, BadModelError, FacequantError
 from facequant.faces.alignment import (
     ARCFACE_TEMPLATE_112,
     TEMPLATE_EYE_DISTANCE_112,
     align,
+    crop_side,
     inter_ocular_px,
     similarity_matrix,
+    template,
 )
 from facequant.faces.pipeline import (
     AlignedFace,
@@ -98,7 +101,53 @@ def test_similarity_matrix_identity_on_scaled_template():
     m = similarity_matrix(ARCFACE_TEMPLATE_112 * 4, 448)
     np.testing.assert_allclose(m, [[1, 0, 0], [0, 1, 0]], atol=1e-4)
     with pytest.raises(ValueError):
-        similarity_matrix(ARCFACE_TEMPLATE_112, 100)
+        similarity_matrix(ARCFACE_TEMPLATE_112, 0)
+
+
+@pytest.mark.parametrize("size", [112, 160, 224, 256, 448], ids=lambda s: f"{s}px")
+def test_template_is_the_112_template_scaled_never_cropped(size):
+    # insightface's estimate_norm shifts the template by 8 px for multiples of 128 (its 128
+    # crops); facequant scales the 112 template to any model input, so 224 is 2x exactly.
+    np.testing.assert_allclose(template(size), ARCFACE_TEMPLATE_112 * size / 112, rtol=1e-6)
+    m = similarity_matrix(ARCFACE_TEMPLATE_112, size)  # 112 landmarks onto the size template
+    np.testing.assert_allclose(m, [[size / 112, 0, 0], [0, size / 112, 0]], atol=1e-4)
+
+
+def test_matrix_at_multiples_of_112_is_insightfaces():
+    # The sweep's numbers must not move: at margin 0 the fit is exactly insightface's.
+    pts = ARCFACE_TEMPLATE_112 * 3.1 + np.array([[200.0, 90.0]]) + np.random.default_rng(2).normal(0, 2, (5, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # skimage's deprecation, in insightface's call
+        theirs = face_align.estimate_norm(pts, 448)
+    np.testing.assert_array_equal(similarity_matrix(pts, 448), np.asarray(theirs, dtype=np.float64))
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.25, 1.0])
+def test_crop_margin_shrinks_the_face_around_the_centre(margin):
+    t = template(448, margin)
+    eye_distance = float(np.linalg.norm(t[1] - t[0]))
+    assert eye_distance == pytest.approx(TEMPLATE_EYE_DISTANCE_112 * 4 / (1 + margin), rel=1e-5)
+    # the template's own centre stays where it was: the border grows evenly on every side
+    centre_112 = (ARCFACE_TEMPLATE_112 - 56) * 4 / (1 + margin) + 224
+    np.testing.assert_allclose(t, centre_112, rtol=1e-5, atol=1e-4)
+    assert crop_side(100.0, margin) == pytest.approx(100.0 * (1 + margin))
+    with pytest.raises(ValueError):
+        template(448, -0.1)
+
+
+def test_pipeline_margin_changes_the_crop_and_its_cache_key(pipeline, celebs13):
+    loose = FacePipeline(pipeline.detector, pipeline.landmarks, cache_dir=pipeline.cache_dir, margin=0.25)
+    photo = celebs13 / "person01" / "img1.jpg"
+    assert loose.cache_path(photo.read_bytes()) != pipeline.cache_path(photo.read_bytes())
+    tight, wide = pipeline.extract(photo), loose.extract(photo)
+    assert wide.native_face_px == tight.native_face_px  # the face's own size does not change
+    # the tight crop is the middle of the loose one, scaled up by 1.25
+    middle = wide.crop[448 // 10 : 448 - 448 // 10, 448 // 10 : 448 - 448 // 10]
+    a = cv2.resize(middle, (112, 112), interpolation=cv2.INTER_AREA).astype(float)
+    b = cv2.resize(tight.crop, (112, 112), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(a - b).mean() < 6 and np.abs(wide.crop.astype(float) - tight.crop.astype(float)).mean() > 10
+    with pytest.raises(FacequantError, match="crop margin: must be a number in \\[0, 1\\]"):
+        FacePipeline(pipeline.detector, pipeline.landmarks, margin=1.5)
 
 
 @pytest.mark.parametrize("scale", [0.6, 3.0, 9.0])  # enlarging, mild and strong shrinking

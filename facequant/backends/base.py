@@ -65,7 +65,10 @@ def preprocess(crops: np.ndarray, spec: ModelSpec) -> np.ndarray:
     x = crops.astype(np.float32)
     if spec.channel_order == "BGR":
         x = x[..., ::-1]
-    x = (x - spec.mean) / spec.std
+    # A per-channel mean / std is in the model's channel order: it applies after the swap.
+    mean = np.asarray(spec.mean, np.float32) if isinstance(spec.mean, tuple) else spec.mean
+    std = np.asarray(spec.std, np.float32) if isinstance(spec.std, tuple) else spec.std
+    x = (x - mean) / std
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 

@@ -47,7 +47,7 @@ import pandas as pd
 from facequant.backends.base import FLOAT_BACKENDS, Backend
 from facequant.backends.quantize import RECIPES
 from facequant.errors import FacequantError
-from facequant.models.spec import ModelSpec, file_sha256, model_sha256
+from facequant.models.spec import ModelSpec, channel_values, file_sha256, model_sha256
 
 MANIFEST_CSV = "manifest.csv"
 MANIFEST_JSON = "manifest.json"
@@ -175,8 +175,16 @@ def _check_manifest_model(manifest_json: Path, spec: ModelSpec) -> None:
     if Path(spec.path).is_file() and sha != model_sha256(spec.path):
         raise FacequantError(f"{manifest_json}: exported for model sha256 {sha[:12]}, the sweep's model "
                              f"{spec.path} is another file; export again with the sweep's model")
-    ours = {"input_size": list(spec.input_size), "mean": spec.mean, "std": spec.std, "channel_order": spec.channel_order}
-    differ = [f"{k} {exported.get(k)!r} vs {v!r}" for k, v in ours.items() if exported.get(k) != v]
+    # Per-channel mean / std are lists in the manifest (ModelSpec.to_dict), scalars stay numbers.
+    theirs = dict(exported)
+    for key in ("mean", "std"):
+        try:
+            theirs[key] = channel_values(exported.get(key))
+        except ValueError:
+            pass  # not numbers: reported as different below
+    ours = {"input_size": list(spec.input_size), "mean": channel_values(spec.mean), "std": channel_values(spec.std),
+            "channel_order": spec.channel_order}
+    differ = [f"{k} {exported.get(k)!r} vs {spec.to_dict().get(k, v)!r}" for k, v in ours.items() if theirs.get(k) != v]
     if differ:
         raise FacequantError(f"{manifest_json}: exported with other preprocessing than the sweep's ({'; '.join(differ)})")
 

@@ -295,6 +295,8 @@ DEFAULT_DEGENERATE = DegenerateSettings()
 
 #: Appended to a degenerate float reference's reason: nothing quantized caused it.
 BROKEN_REFERENCE = "the float reference itself: a broken model or preprocessing, not quantization damage"
+#: Appended to a quantized backend's reason when the float reference is degenerate too.
+AS_REFERENCE = "so is the float reference: a broken model or preprocessing, not quantization damage"
 
 
 def _finite(value: object) -> float:
@@ -587,9 +589,12 @@ def cliff_table(
     ref_cliff = next(
         (r["cliff_distance_m"] for r in rows if r["backend"] == reference_backend), None
     )
+    broken = any(r["backend"] == reference_backend and r["degenerate"] for r in rows)
     for r in rows:
         if r["backend"] == reference_backend and r["degenerate"]:
             r["degenerate"] = f"{r['degenerate']}; {BROKEN_REFERENCE}"
+        elif broken and r["degenerate"]:  # issue 12: inherited from the float model, not caused here
+            r["degenerate"] = f"{r['degenerate']}; {AS_REFERENCE}"
     for r in rows:
         r["distance_cost_m"] = (
             math.nan

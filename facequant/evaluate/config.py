@@ -7,9 +7,11 @@ from dataclasses import asdict, dataclass, field
 
 from facequant.datasets.folders import GENUINE_MODES
 from facequant.errors import FacequantError
+from facequant.models import preprocessing
 from facequant.ranges import (
     COSINE_RANGE,
     COUNT_RANGE,
+    CROP_MARGIN_RANGE,
     DISTANCE_RANGE,
     FACE_PX_RANGE,
     FAR_RANGE,
@@ -54,6 +56,10 @@ class SweepConfig:
     seed: int = 0
     batch_size: int = 64
     model_overrides: dict[str, object] = field(default_factory=dict)
+    # The preprocessing, checked on data (facequant.models.preprocessing; "auto": chosen by the
+    # check unless model_overrides set it), and extra border around the aligned face.
+    preprocessing: str = "auto"
+    crop_margin: float = 0.0
     # Matching protocol (facequant.evaluate.identification): both are measured in every run;
     # this one is what the cliff, the recommendation and the TUI read.
     protocol: str = "verification"
@@ -83,6 +89,8 @@ class SweepConfig:
         require("sweep config: calibration_size", self.calibration_size, COUNT_RANGE, integer=True)
         require("sweep config: batch_size", self.batch_size, COUNT_RANGE, integer=True)
         require("sweep config: seed", self.seed, SEED_RANGE, integer=True)
+        require("sweep config: crop_margin", self.crop_margin, CROP_MARGIN_RANGE)
+        preprocessing.check_mode(self.preprocessing, self.model_overrides)
         require("sweep config: target_fpir", self.target_fpir, FAR_RANGE)
         require("sweep config: nonmated_fraction", self.nonmated_fraction, FAR_RANGE)
         require("sweep config: chunk_size", self.chunk_size, COUNT_RANGE, integer=True)

@@ -27,7 +27,7 @@ from facequant.evaluate.comparison_rows import ComparisonRows
 from facequant.evaluate.config import Progress, SweepConfig
 from facequant.evaluate.embed import Embedder
 from facequant.evaluate.embedding_cache import EmbeddingCache
-from facequant.evaluate.executors import check_executor, make_executor
+from facequant.evaluate.executors import Executor, LocalExecutor
 from facequant.evaluate.probes import ProbeSet, prepare_probes
 from facequant.faces.pipeline import FacePipeline
 from facequant.models.spec import ModelSpec, file_sha256
@@ -98,6 +98,26 @@ class _State:
     searches: dict[tuple[str, float], identification.Searches] = field(default_factory=dict)
     close_top: scoring.TopK | None = None
     close_impostors: int = 0
+
+
+def check_executor(kind: str) -> None:
+    """Refuse, before any work, an executor this installation cannot run."""
+    if kind == "ray":
+        try:
+            import ray  # noqa: F401
+        except ModuleNotFoundError as exc:
+            raise FacequantError("--executor ray: Ray is not installed (pip install -e '.[ray]')") from exc
+    elif kind != "local":
+        raise FacequantError(f"executor '{kind}': choose local or ray")
+
+
+def make_executor(kind: str, backends: dict[str, Backend], address: str | None = None) -> Executor:
+    check_executor(kind)
+    if kind == "ray":
+        from facequant.evaluate.ray_executor import RayExecutor
+
+        return RayExecutor(backends, address)
+    return LocalExecutor(backends)
 
 
 def checked(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -240,6 +260,8 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     timings["embeddings_per_s"] = n_embeddings / max(timings["sweep_s"], 1e-9)
     timings["embeddings_computed"] = embedder.computed
     result.run = _run_json(ps, backends, result, profile, split, duplicates)
+    for message in ps.check.warnings() if ps.check is not None else []:
+        honesty.add_warning(result.run, message)
     _add_findings(result.run, ps, result, galleries, state, duplicates, duplicate_pairs)
     return result
 
@@ -375,6 +397,7 @@ def _run_json(ps: ProbeSet, backends: dict[str, Backend], result: SweepResult, p
                  "cpu_latency": cost.CPU_LATENCY_SOURCE},
         "duplicates": duplicates,
         "warnings": [],
+        **(ps.check.run_entries() if ps.check is not None else {}),  # preprocessing, graph, alignment
     }
 
 
@@ -394,6 +417,8 @@ def _add_findings(run: dict[str, object], ps: ProbeSet, result: SweepResult, gal
     threshold.update(honesty.far_resolution(n_imp, config.target_far))
     degenerate = {str(r.backend): str(r.degenerate) for r in result.cliff.itertuples() if r.degenerate}
     for backend, reason in degenerate.items():
+        if backend == "fp32" and ps.check is not None:  # name the preprocessing check's verdict
+            reason = f"{reason} ({ps.check.preprocessing.phrase()})"
         honesty.add_warning(run, f"{backend} is degenerate: {reason}")
     honesty.add_warning(run, honesty.far_resolution_warning(result.threshold, config.target_far, n_imp, close_d,
                                                             given=not set_by_far))

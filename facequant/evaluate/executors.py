@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from facequant.backends.base import Backend
-from facequant.errors import FacequantError
 
 
 @dataclass
@@ -49,23 +48,3 @@ class LocalExecutor(Executor):
         for job in jobs:
             crops = job.crops if job.crops is not None else np.zeros((0, 1, 1, 3), np.uint8)
             yield job, np.asarray(self.backends[job.backend].embed_probes(crops, job.ids), dtype=np.float32)
-
-
-def check_executor(kind: str) -> None:
-    """Refuse, before any work, an executor this installation cannot run."""
-    if kind == "ray":
-        try:
-            import ray  # noqa: F401
-        except ModuleNotFoundError as exc:
-            raise FacequantError("--executor ray: Ray is not installed (pip install -e '.[ray]')") from exc
-    elif kind != "local":
-        raise FacequantError(f"executor '{kind}': choose local or ray")
-
-
-def make_executor(kind: str, backends: dict[str, Backend], address: str | None = None) -> Executor:
-    check_executor(kind)
-    if kind == "ray":
-        from facequant.evaluate.ray_executor import RayExecutor
-
-        return RayExecutor(backends, address)
-    return LocalExecutor(backends)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,9 @@ from facequant.datasets.folders import IMAGE_SUFFIXES, Dataset, FaceImage, compa
 from facequant.datasets.load import load_dataset
 from facequant.errors import BadImageError, FacequantError
 from facequant.evaluate.config import Progress, SweepConfig
+from facequant.faces.alignment import crop_side
 from facequant.faces.pipeline import AlignedFace, FacePipeline, pipeline_for_model
+from facequant.models import preprocessing
 from facequant.models.spec import (
     ModelSpec,
     file_sha256,
@@ -123,6 +125,7 @@ class ProbeSet:
     #: compares every photo with every other (scored blockwise, never listed).
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    check: preprocessing.ModelCheck | None = None  # the preprocessing check, graph and alignment reports
 
     @property
     def model_px(self) -> int:
@@ -135,11 +138,15 @@ class ProbeSet:
     def face_px(self, distance: float) -> float:
         return self.camera.face_px(distance, self.config.iod_mm)
 
+    def _side(self, face_px: float) -> float:
+        """The whole crop's side for a face of face_px (--crop-margin adds border around it)."""
+        return crop_side(face_px, self.config.crop_margin)
+
     def simulable(self, distance: float) -> np.ndarray:
         """Per photo: it holds the detail a face at this distance needs (else it is left out)."""
         px = self.face_px(distance)
-        return np.array([is_simulable(self.faces[img.key].native_face_px, px, self.model_px) for img in self.images],
-                        dtype=bool)
+        return np.array([is_simulable(self._side(self.faces[img.key].native_face_px), self._side(px), self.model_px)
+                         for img in self.images], dtype=bool)
 
     def chunks(self, rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
         """Photo indices, config.chunk_size at a time."""
@@ -159,13 +166,13 @@ class ProbeSet:
 
     def enrol_crops(self, rows: np.ndarray) -> np.ndarray:
         """Enrolment: each photo at its own resolution, aligned to the model input."""
-        return np.stack([simulate(self.source_crop(r), self.faces[self.images[r].key].native_face_px, self.model_px)
-                         for r in rows.tolist()])
+        return np.stack([simulate(self.source_crop(r), self._side(self.faces[self.images[r].key].native_face_px),
+                                  self.model_px) for r in rows.tolist()])
 
     def distance_crops(self, rows: np.ndarray, distance: float) -> np.ndarray:
         """The photos' probes at `distance`, seeded per photo and face size."""
         px = self.face_px(distance)
-        return np.stack([simulate(self.source_crop(r), px, self.model_px, self.config.degradation,
+        return np.stack([simulate(self.source_crop(r), self._side(px), self.model_px, self.config.degradation,
                                   self.noise_seed(r, px)) for r in rows.tolist()])
 
     def crop_key(self, row: int, distance: float | None) -> str:
@@ -197,11 +204,24 @@ class ProbeSet:
 
     def calibration_tensors(self) -> np.ndarray:
         """Preprocessed calibration crops: each calibration photo at each calibration distance."""
-        crops = [simulate(face.crop, self.face_px(d), self.model_px, self.config.degradation,
+        crops = [simulate(face.crop, self._side(self.face_px(d)), self.model_px, self.config.degradation,
                           _calibration_seed(self.config.seed, i, j))
                  for j, d in enumerate(self.calibration_distances())
                  for i, face in enumerate(self.calibration_faces.values())]
         return preprocess(np.stack(crops), self.spec)
+
+
+class _CachedFaces(Sequence[AlignedFace]):
+    """The photos' aligned faces, each read back from the crop cache when asked for."""
+
+    def __init__(self, images: list[FaceImage], pipeline: FacePipeline) -> None:
+        self._images, self._pipeline = images, pipeline
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __getitem__(self, i: int) -> AlignedFace:  # type: ignore[override]
+        return self._pipeline.extract(self._images[i].path)
 
 
 def _listed_pairs(dataset: Dataset, genuine_mode: str, index: dict[str, int]
@@ -227,7 +247,7 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
 
     t0 = time.perf_counter()
     dataset = load_dataset(config.data, Path(config.pairs) if config.pairs else None)
-    pipeline = pipeline or pipeline_for_model(model_path, config.multi_face)
+    pipeline = pipeline or pipeline_for_model(model_path, config.multi_face, config.crop_margin)
     faces, skipped = extract_faces(dataset, pipeline, progress)
     if len(faces) < 2:
         raise FacequantError(f"{dataset.root}: only {len(faces)} usable face(s); need at least 2")
@@ -242,6 +262,12 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
     if not has_genuine:
         raise FacequantError(f"{dataset.root}: no genuine comparisons (every identity has one usable photo)")
 
+    # The preprocessing checked on close-range crops of a seeded subset, before any backend is
+    # built (only those crops are read back from the cache).
+    spec, check = preprocessing.check_for_sweep(config, model_path, normalized, spec, model_sha,
+                                                _CachedFaces(images, pipeline), [img.identity for img in images])
+    timings["check_s"] = check.preprocessing.seconds
+
     # Calibration: a seeded subset (what a deployment would calibrate on), of the evaluation
     # photos or of a separate folder. Only these crops are held in memory (a few dozen).
     if config.calibration_data:
@@ -254,4 +280,4 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
         config=config, model_path=Path(model_path), normalized=normalized, model_sha=model_sha, spec=spec,
         camera=camera, distances=distances, dataset=dataset, images=images, faces=faces, skipped=skipped,
         pipeline=pipeline, identity=identity, identity_names=names, calibration_faces=calib_faces, pairs=pairs,
-        timings=timings)
+        timings=timings, check=check)

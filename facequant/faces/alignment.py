@@ -8,6 +8,7 @@ import warnings
 import cv2
 import numpy as np
 from insightface.utils import face_align
+from skimage import transform
 
 #: ArcFace 5-point template for a 112x112 crop (left eye, right eye, nose, mouth left, mouth right).
 #: Taken from insightface so it can never drift from what the embedding models were trained on.
@@ -27,17 +28,40 @@ def _check_landmarks(landmarks5: np.ndarray) -> np.ndarray:
     return pts
 
 
-def similarity_matrix(landmarks5: np.ndarray, size: int) -> np.ndarray:
-    """2x3 similarity transform mapping source landmarks onto the ArcFace template scaled to size."""
-    if size <= 0 or size % 112:
-        raise ValueError(f"size must be a positive multiple of 112, got {size}")
+def template(size: int, margin: float = 0.0) -> np.ndarray:
+    """The 112 ArcFace template scaled to a size x size crop, always scaled, never cropped or
+    shifted (insightface's estimate_norm shifts it by 8 px for multiples of 128). With a
+    margin the face shrinks to 1 / (1 + margin) of the crop, centred: a crop with that
+    fraction of extra border, for models trained on looser crops."""
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    if not (math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a number >= 0, got {margin}")
+    ratio = float(size) / 112.0
+    dst = ARCFACE_TEMPLATE_112 * ratio  # float32, exactly insightface's arithmetic at margin 0
+    if margin:
+        dst = dst / (1.0 + margin) + size * margin / (2.0 * (1.0 + margin))
+    return dst
+
+
+def crop_side(face_px: float, margin: float = 0.0) -> float:
+    """Side of the whole crop, border included, when the face (the 112-template region) spans
+    face_px: what simulation shrinks a crop to for that face size."""
+    return face_px * (1.0 + margin)
+
+
+def similarity_matrix(landmarks5: np.ndarray, size: int, margin: float = 0.0) -> np.ndarray:
+    """2x3 similarity transform mapping source landmarks onto the ArcFace template scaled to
+    size (with `margin` extra border: see template)."""
     pts = _check_landmarks(landmarks5)
-    # insightface still calls skimage's deprecated SimilarityTransform.estimate; the warning is
-    # about their code, not ours, and would otherwise fire once per face.
+    dst = template(size, margin)
+    # The same least-squares similarity insightface's estimate_norm fits; skimage deprecates
+    # estimate() in favour of from_estimate(), a warning that would fire once per face.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        matrix = face_align.estimate_norm(pts, image_size=size)
-    return np.asarray(matrix, dtype=np.float64)
+        tform = transform.SimilarityTransform()
+        tform.estimate(pts, dst)
+    return np.asarray(tform.params[0:2, :], dtype=np.float64)
 
 
 def _scale(matrix: np.ndarray) -> float:
@@ -45,9 +69,9 @@ def _scale(matrix: np.ndarray) -> float:
     return float(math.hypot(matrix[0, 0], matrix[1, 0]))
 
 
-def align(image_rgb: np.ndarray, landmarks5: np.ndarray, size: int) -> np.ndarray:
+def align(image_rgb: np.ndarray, landmarks5: np.ndarray, size: int, margin: float = 0.0) -> np.ndarray:
     """Warp the face to a size x size ArcFace-aligned crop (anti-aliased when shrinking)."""
-    matrix = similarity_matrix(landmarks5, size)
+    matrix = similarity_matrix(landmarks5, size, margin)
     scale = _scale(matrix)
     image = np.ascontiguousarray(image_rgb)
     if scale >= 1.0:

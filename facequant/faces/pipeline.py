@@ -30,6 +30,7 @@ from facequant.faces.alignment import (
     inter_ocular_px,
 )
 from facequant.models.spec import model_sha256
+from facequant.ranges import CROP_MARGIN_RANGE, require
 
 #: Bump when the crop recipe changes, so old cache entries are never reused.
 #: 2: each entry carries its own key and a checksum of its content.
@@ -76,7 +77,7 @@ class AlignedFace:
     """A face aligned to the ArcFace template plus what is known of its size in the photo."""
 
     source: str  # image path
-    crop: np.ndarray  # crop_size x crop_size x 3 uint8 RGB
+    crop: np.ndarray  # crop_size x crop_size x 3 uint8 RGB: the template face (plus the pipeline's margin)
     native_iod_px: float  # inter-ocular distance in the original photo, pixels
     native_face_px: float  # width the 112-template crop spans in the original photo, pixels
     landmarks5: np.ndarray  # 5x2, source-image pixels
@@ -492,15 +493,18 @@ class FacePipeline:
         crop_size: int = 448,
         multi_face: str = "primary",
         cache_dir: Path | None = None,
+        margin: float = 0.0,
     ) -> None:
         if crop_size <= 0 or crop_size % 112:
             raise ValueError(f"crop_size must be a positive multiple of 112, got {crop_size}")
         if multi_face not in MULTI_FACE_MODES:
             raise ValueError(f"multi_face must be one of {MULTI_FACE_MODES}, got {multi_face!r}")
+        require("crop margin", margin, CROP_MARGIN_RANGE)
         self.detector = detector
         self.landmarks = landmarks
         self.crop_size = int(crop_size)
         self.multi_face = multi_face
+        self.margin = float(margin)  # extra border around the template face, a fraction of it
         self.cache_dir = (
             Path(cache_dir) if cache_dir is not None else settings.cache_dir() / "crops"
         )
@@ -514,6 +518,7 @@ class FacePipeline:
         multi_face: str = "primary",
         cache_dir: Path | None = None,
         threads: int | None = None,
+        margin: float = 0.0,
     ) -> FacePipeline:
         """RFB detector + 68-point landmarks: the faceplugin models (shared folder, or pulled)."""
         from facequant.models.spec import faceplugin_file
@@ -524,6 +529,7 @@ class FacePipeline:
             crop_size=crop_size,
             multi_face=multi_face,
             cache_dir=cache_dir,
+            margin=margin,
         )
 
     # ------------------------------------------------------------------ cache
@@ -533,8 +539,10 @@ class FacePipeline:
         if det is None:
             return None  # unknown detector: results can't be keyed safely, so no cache
         lmk = "none" if self.landmarks is None else getattr(self.landmarks, "fingerprint", "?")
+        # The margin joins the key only when set: tight crops keep their cache entries.
+        margin = f"|margin{self.margin:g}" if self.margin else ""
         # OpenCV resamples the crop: another release may give other pixels (4.x -> 5.x does).
-        return f"v{CACHE_VERSION}|{self.crop_size}|{self.multi_face}|{det}|{lmk}|cv{cv2.__version__}"
+        return f"v{CACHE_VERSION}|{self.crop_size}|{self.multi_face}|{det}|{lmk}{margin}|cv{cv2.__version__}"
 
     @property
     def settings_key(self) -> str | None:
@@ -651,7 +659,10 @@ class FacePipeline:
         if self._is_prealigned(image, detections):
             side = image.shape[0]
             ratio = side / 112.0
-            crop = _resize(image, (self.crop_size, self.crop_size))
+            if self.margin:  # a tight crop given, a looser one wanted: the border is replicated
+                crop = align(image, ARCFACE_TEMPLATE_112.astype(np.float64) * ratio, self.crop_size, self.margin)
+            else:
+                crop = _resize(image, (self.crop_size, self.crop_size))
             best = choose_primary(detections) if detections else None
             return AlignedFace(
                 source=source,
@@ -678,7 +689,7 @@ class FacePipeline:
         iod = inter_ocular_px(pts)
         if not np.isfinite(iod) or iod < 1.0:
             raise BadImageError(source, "face landmarks degenerate (eyes coincide)")
-        crop = align(image, pts, self.crop_size)
+        crop = align(image, pts, self.crop_size, self.margin)
         return AlignedFace(
             source=source,
             crop=crop,
@@ -695,11 +706,12 @@ class FacePipeline:
 SCRFD_PATTERNS = ("det_*.onnx", "scrfd_*.onnx")
 
 
-def pipeline_for_model(model_path: Path, multi_face: str = "primary") -> FacePipeline:
+def pipeline_for_model(model_path: Path, multi_face: str = "primary", margin: float = 0.0) -> FacePipeline:
     """insightface's SCRFD (with its own 5 landmarks) when the model sits in a pack folder that
-    has one, else the default faceplugin detector and landmarks."""
+    has one, else the default faceplugin detector and landmarks. `margin`: extra border
+    around the template face (a fraction of it), for models trained on looser crops."""
     for pattern in SCRFD_PATTERNS:
         found = sorted(Path(model_path).parent.glob(pattern))
         if found:
-            return FacePipeline(SCRFDDetector(found[0]), None, multi_face=multi_face)
-    return FacePipeline.default(multi_face=multi_face)
+            return FacePipeline(SCRFDDetector(found[0]), None, multi_face=multi_face, margin=margin)
+    return FacePipeline.default(multi_face=multi_face, margin=margin)

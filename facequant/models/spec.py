@@ -34,6 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 from facequant import cache as cache_entry
 from facequant import settings
 from facequant.errors import BadModelError, FacequantError
+from facequant.models.graph import L2Tail, cut_l2, input_normalization, l2_tail
 
 #: sha256 of each file in faceplugin-face-recognition-js@0.0.1 package/model/ (SOURCE.md).
 FACEPLUGIN_SHA256: dict[str, str] = {
@@ -49,8 +50,8 @@ FACEPLUGIN_TGZ_SHA256 = "7ea06031d9a3f83753254fcff60506a07b81b46fc84d4ee024cd041
 INSIGHTFACE_PACKS: tuple[str, ...] = ("buffalo_l", "buffalo_s", "antelopev2")
 
 #: Bump whenever normalize_model's rewrite changes: the cache file name carries it, so old
-#: rewrites are never reused by new code.
-NORMALIZE_VERSION = 2
+#: rewrites are never reused by new code. 3: an output L2 normalization is cut off.
+NORMALIZE_VERSION = 3
 #: Lowest opset normalize_model produces: per-channel QDQ quantization needs >= 13.
 MIN_OPSET = 13
 #: Name of the symbolic batch dimension in normalized models.
@@ -63,9 +64,45 @@ VERIFY_BATCH = 3
 _META_SOURCE_SHA = "facequant.source_sha256"
 _META_PREPROCESS = "facequant.preprocess"
 _META_VERSION = "facequant.normalize_version"
+_META_L2_CUT = "facequant.l2_cut"
 
 _NPM_TIMEOUT_S = 180
 _PROBE_TIMEOUT_S = 5.0
+
+
+#: A preprocessing constant: one number for every channel, or one per channel.
+Channels = float | tuple[float, float, float]
+
+
+def channel_values(value: object) -> Channels:
+    """A mean or std as ModelSpec holds it: a float, or a 3-tuple when the channels differ.
+    Takes a number, a sequence of 1 or 3 numbers, or text "a,b,c"; ValueError otherwise."""
+    if isinstance(value, str):
+        items: list[object] = [v.strip() for v in value.split(",")]
+    elif isinstance(value, list | tuple | np.ndarray):
+        items = list(np.asarray(value, dtype=object).ravel())
+    else:
+        items = [value]
+    if len(items) not in (1, 3):
+        raise ValueError("one number or three (one per channel)")
+    numbers = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int | float | str | np.number):
+            raise ValueError("numbers")
+        try:
+            numbers.append(float(item))  # type: ignore[arg-type]
+        except ValueError:
+            raise ValueError("numbers") from None
+    if not all(np.isfinite(numbers)):
+        raise ValueError("finite numbers")
+    if len(set(numbers)) == 1:
+        return numbers[0]  # the same for every channel: a scalar, as before per-channel values
+    return (numbers[0], numbers[1], numbers[2])
+
+
+def format_channels(value: Channels) -> str:
+    """127.5, or 103.939,116.779,123.68 (the --model-override syntax)."""
+    return ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -76,17 +113,20 @@ class ModelSpec:
     input_name: str
     output_name: str
     input_size: tuple[int, int]  # (height, width)
-    mean: float  # preprocessing: (pixel - mean) / std
-    std: float
+    # preprocessing: (pixel - mean) / std, one number or one per channel in channel_order's order
+    mean: Channels
+    std: Channels
     channel_order: str  # "RGB" or "BGR": the order the model expects
     embedding_dim: int
     opset: int
     batch_dim: str | int  # 'batch' (symbolic) or the fixed int
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict (input_size as a list)."""
+        """A JSON-ready dict (input_size and per-channel mean/std as lists)."""
         d = dataclasses.asdict(self)
         d["input_size"] = list(self.input_size)
+        for key in ("mean", "std"):
+            d[key] = list(d[key]) if isinstance(d[key], tuple) else d[key]
         return d
 
 
@@ -157,6 +197,12 @@ def model_sha256(path: str | os.PathLike[str]) -> str:
 # --------------------------------------------------------------------------- inspect
 
 
+def load_graph(path: str | Path) -> onnx.ModelProto:
+    """A model file's graph without its external data (structure and small constants), with
+    facequant's errors for a missing or invalid file."""
+    return _load(Path(path).expanduser(), external_data=False)
+
+
 def _load(path: Path, external_data: bool) -> onnx.ModelProto:
     """onnx.load with facequant errors: missing file, not an ONNX protobuf."""
     if not path.is_file():
@@ -207,15 +253,35 @@ def _default_opset(model: onnx.ModelProto) -> int:
     return 0
 
 
-def _insightface_preprocess(graph: onnx.GraphProto) -> tuple[float, float]:
-    """Mean/std by insightface's ArcFaceONNX rule: mxnet models normalize in-graph."""
-    find_sub = find_mul = False
-    for node in graph.node[:8]:
-        if node.name.startswith(("Sub", "_minus")):
-            find_sub = True
-        if node.name.startswith(("Mul", "_mul")):
-            find_mul = True
-    return (0.0, 1.0) if find_sub and find_mul else (127.5, 127.5)
+#: Where an inferred spec's preprocessing came from (models check and run.json say which).
+PREPROCESS_GRAPH = "the graph normalizes its own input: raw pixels"
+PREPROCESS_KNOWN = "faceplugin's model card: (pixel - 127) / 128, RGB"
+PREPROCESS_DEFAULT = "insightface's ArcFace default: (pixel - 127.5) / 127.5, RGB"
+PREPROCESS_SOURCE = "the source model's (a normalized copy)"
+
+
+def _inferred_preprocessing(path: Path, model: onnx.ModelProto) -> tuple[Channels, Channels, str, str]:
+    """(mean, std, channel_order, why) for a model file, from its graph's ops, never node names:
+    a graph that normalizes its own input takes raw pixels; else the ArcFace convention."""
+    meta = {m.key: m.value for m in model.metadata_props}
+    if _META_PREPROCESS in meta:
+        # A normalize_model copy: keep the preprocessing inferred from its source file.
+        pre = json.loads(meta[_META_PREPROCESS])
+        return (channel_values(pre["mean"]), channel_values(pre["std"]), str(pre["channel_order"]),
+                str(pre.get("why", PREPROCESS_SOURCE)))
+    if file_sha256(path) == FACEPLUGIN_SHA256["fr_feature.onnx"]:
+        # faceplugin's MobileFaceNet was trained on (pixel - 127) / 128, RGB (SOURCE.md).
+        return 127.0, 128.0, "RGB", PREPROCESS_KNOWN
+    if input_normalization(model) is not None:
+        return 0.0, 1.0, "RGB", PREPROCESS_GRAPH
+    # ArcFaceONNX feeds blobFromImages(..., swapRB=True) of BGR images: RGB, 127.5 / 127.5.
+    return 127.5, 127.5, "RGB", PREPROCESS_DEFAULT
+
+
+def inferred_preprocessing_source(path: str | Path) -> str:
+    """Why inspect_model chose the preprocessing it did for this file (before overrides)."""
+    p = Path(path).expanduser()
+    return _inferred_preprocessing(p, _load(p, external_data=False))[3]
 
 
 def inspect_model(path: str | Path, overrides: Mapping[str, object] | None = None) -> ModelSpec:
@@ -275,16 +341,7 @@ def inspect_model(path: str | Path, overrides: Mapping[str, object] | None = Non
             f"model output has shape {_fmt_shape(out_dims)}: embedding size must be fixed (or set embedding_dim)",
         )
 
-    mean, std = _insightface_preprocess(graph)
-    channel_order = "RGB"  # ArcFaceONNX feeds blobFromImages(..., swapRB=True) of BGR images
-    meta = {m.key: m.value for m in model.metadata_props}
-    if _META_PREPROCESS in meta:
-        # A normalize_model copy: keep the preprocessing inferred from its source file.
-        pre = json.loads(meta[_META_PREPROCESS])
-        mean, std, channel_order = float(pre["mean"]), float(pre["std"]), str(pre["channel_order"])
-    elif file_sha256(p) == FACEPLUGIN_SHA256["fr_feature.onnx"]:
-        # faceplugin's MobileFaceNet was trained on (pixel - 127) / 128, RGB (SOURCE.md).
-        mean, std, channel_order = 127.0, 128.0, "RGB"
+    mean, std, channel_order, _ = _inferred_preprocessing(p, model)
 
     batch = in_dims[0]
     spec = ModelSpec(
@@ -342,11 +399,13 @@ def check_override(where: object | None, key: str, value: object, inputs: list[s
             raise bad("[height, width] as two positive integers")
         return (int(value[0]), int(value[1]))
     if key in ("mean", "std"):
-        if not (is_int(value) or isinstance(value, float)) or not np.isfinite(value):
-            raise bad("a finite number")
-        if key == "std" and value == 0:
-            raise bad("a non-zero number")
-        return float(value)
+        try:
+            channels = channel_values(value)
+        except ValueError:
+            raise bad("a finite number, or three (one per channel, e.g. 103.939,116.779,123.68)") from None
+        if key == "std" and 0.0 in (channels if isinstance(channels, tuple) else (channels,)):
+            raise bad("non-zero numbers")
+        return channels
     if key == "channel_order":
         if not isinstance(value, str) or value.upper() not in ("RGB", "BGR"):
             raise bad("'RGB' or 'BGR'")
@@ -367,8 +426,8 @@ def describe(spec: ModelSpec) -> str:
     """A human-readable multi-line summary (for `facequant models inspect`)."""
     h, w = spec.input_size
     batch = spec.batch_dim if isinstance(spec.batch_dim, int) else f"{spec.batch_dim} (any)"
-    mean = f"{spec.mean:g}"
-    std = f"{spec.std:g}"
+    mean = format_channels(spec.mean)
+    std = format_channels(spec.std)
     lines = [
         f"model          {spec.path}",
         f"input          {spec.input_name}  [N, 3, {h}, {w}]  {spec.channel_order}",
@@ -384,9 +443,10 @@ def describe(spec: ModelSpec) -> str:
 
 
 def normalize_model(path: str | Path, cache: Path | None = None, atol: float = 1e-5) -> Path:
-    """A verified copy of the model with opset >= 13 and a dynamic batch, in one file (external
-    data included), cached by the sha256 of every byte the source reads; the cached copy is
-    checked against its recorded hash on every use."""
+    """A verified copy of the model with opset >= 13, a dynamic batch and, when the graph
+    L2-normalizes its output, the raw embedding before that normalization as its output (same
+    name and shape), in one file (external data included), cached by the sha256 of every byte
+    the source reads; the cached copy is checked against its recorded hash on every use."""
     src = Path(path).expanduser()
     spec = inspect_model(src)  # fail early, with a clear reason, on files that are no use
     sha = model_sha256(src)  # a missing external-data file fails here, warm cache or not
@@ -397,16 +457,19 @@ def normalize_model(path: str | Path, cache: Path | None = None, atol: float = 1
         return target
 
     original = _load(src, external_data=True)
-    model = _rewrite(src, original, spec)
+    tail = l2_tail(original)
+    model = _rewrite(src, cut_l2(original, tail) if tail else original, spec)
     meta = {m.key: m.value for m in model.metadata_props}
     meta.setdefault(_META_SOURCE_SHA, sha)  # a re-normalized copy keeps the first source
     meta[_META_VERSION] = str(NORMALIZE_VERSION)
-    meta[_META_PREPROCESS] = json.dumps(
-        {"mean": spec.mean, "std": spec.std, "channel_order": spec.channel_order}
-    )
+    source_why = _inferred_preprocessing(src, original)[3]
+    meta[_META_PREPROCESS] = json.dumps({"mean": _json_channels(spec.mean), "std": _json_channels(spec.std),
+                                         "channel_order": spec.channel_order, "why": source_why})
+    if tail is not None:
+        meta[_META_L2_CUT] = json.dumps(tail.to_dict())
     helper.set_model_props(model, meta)
     data = model.SerializeToString()
-    _verify(src, data, spec, atol)
+    _verify(src, data, spec, atol, unit_reference=tail is not None)
 
     cache_root.mkdir(parents=True, exist_ok=True)
     # Temp file in the same folder, then os.replace: readers never see a half-written model.
@@ -419,6 +482,24 @@ def normalize_model(path: str | Path, cache: Path | None = None, atol: float = 1
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _json_channels(value: Channels) -> float | list[float]:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def l2_cut(path: str | Path) -> L2Tail | None:
+    """The output L2 normalization normalize_model cut off this model (read from a normalized
+    copy's metadata, or found in a source file's graph), or None."""
+    p = Path(path).expanduser()
+    model = _load(p, external_data=False)
+    meta = {m.key: m.value for m in model.metadata_props}
+    if _META_VERSION in meta:
+        if _META_L2_CUT not in meta:
+            return None
+        d = json.loads(meta[_META_L2_CUT])
+        return L2Tail(raw=d["raw_tensor"], output=d["output"], pattern=d["pattern"], nodes=tuple(d["nodes"]))
+    return l2_tail(model)
 
 
 def _rewrite(src: Path, original: onnx.ModelProto, spec: ModelSpec) -> onnx.ModelProto:
@@ -533,14 +614,24 @@ def _session(model: str | bytes) -> Any:
     return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def _verify(src: Path, rewritten: bytes, spec: ModelSpec, atol: float) -> None:
-    """The rewrite must run at batch > 1 and match the original sample by sample."""
+def _nchw(value: Channels) -> float | np.ndarray:
+    return np.asarray(value, dtype=np.float32).reshape(1, 3, 1, 1) if isinstance(value, tuple) else value
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _verify(src: Path, rewritten: bytes, spec: ModelSpec, atol: float, unit_reference: bool = False) -> None:
+    """The rewrite must run at batch > 1 and match the original sample by sample. With
+    unit_reference (the output L2 normalization cut off), the rewrite's raw embeddings,
+    L2-normalized, must match the original's output: the cut tensor is exactly the one the
+    original normalized."""
     h, w = spec.input_size
     rng = np.random.default_rng(0)
     # Preprocessed random pixels: the value range the model sees in real use.
     pixels = rng.uniform(0, 255, size=(VERIFY_BATCH, 3, h, w)).astype(np.float32)
-    x = ((pixels - spec.mean) / spec.std).astype(np.float32)
-
+    x = ((pixels - _nchw(spec.mean)) / _nchw(spec.std)).astype(np.float32)
     try:
         orig = _session(str(src))
     except Exception as e:
@@ -579,11 +670,14 @@ def _verify(src: Path, rewritten: bytes, spec: ModelSpec, atol: float) -> None:
             f"normalized model gives shape {list(got.shape)} at batch {VERIFY_BATCH}, "
             f"expected {list(expected.shape)} ({hint})",
         )
+    if unit_reference:
+        got = _unit(got.astype(np.float64))
     diff = float(np.max(np.abs(got.astype(np.float64) - expected)))
     if not diff <= atol:  # `not <=` so that a NaN diff fails too
         raise BadModelError(
             src,
-            f"normalized model differs from the original by {diff:.3g} (max abs) > atol {atol:g}",
+            f"normalized model differs from the original by {diff:.3g} (max abs) > atol {atol:g}"
+            + (" (after cutting its output L2 normalization)" if unit_reference else ""),
         )
 
 

@@ -336,12 +336,22 @@ def print_summary(result: SweepResult, out: Path | None = None) -> None:
     for row in summary_rows(result.cliff, result.rates, result.cost):
         table.add_row(*row)
     console = Console()
+    # Issue 12: a broken float reference leads: every other number of the run inherits it.
+    broken = [w for w in run_warnings(result.run) if w.startswith("fp32 is degenerate: ")]
+    for warning in broken:
+        console.print(f"BROKEN REFERENCE: {warning}", style="bold red", highlight=False)
     console.print(table)
     if result.identification is not None:
         console.print(identification_line(result.identification, result.run), highlight=False)
     console.print("pre-norm cliff: pre-norm at 50 % match probability, w = 10-90 % width (small = cliff, large = slope); "
                   "CPU vs fp32: batch-1 latency on this machine, a proxy (cost.csv)", style="dim")
+    from facequant.models.preprocessing import summary_lines
+
+    for line in summary_lines(result.run):  # preprocessing used and why, graph ends, alignment
+        console.print(line, highlight=False)
     for warning in run_warnings(result.run):
+        if warning in broken:
+            continue
         style = "bold red" if " is degenerate: " in warning else "yellow"
         console.print(f"warning: {warning}", style=style, highlight=False)
     skipped = result.run.get("skipped_images") or []

@@ -29,6 +29,7 @@ from facequant.backends.external import (
 )
 from facequant.errors import FacequantError
 from facequant.evaluate.probes import ProbeSet
+from facequant.models.spec import format_channels
 from facequant.names import ESCAPE, display_all
 from facequant.results.directory import _json_default
 from facequant.results.output import check_output_dir, inputs_of, staged_output
@@ -44,7 +45,7 @@ Files
                  simulated, npy (tensor file), row (index in it), png (the crop as an image)
   manifest.json  model ({model}, sha256 {sha}), spec, camera, sweep config, id order per tensor
   *.npy          model input, float32 NCHW [N, 3, {h}, {w}], already preprocessed:
-                 (pixel - {mean:g}) / {std:g}, channels in {order} order. Feed the rows as they are,
+                 (pixel - {mean}) / {std}, channels in {order} order. Feed the rows as they are,
                  {batch}, and keep the row order. Sets: {sets}.
   png/<set>/     the same crops as RGB uint8 {h}x{w} PNGs, sorted names = row order, for
                  toolchains that do their own preprocessing (use the mean/std/order above).
@@ -142,7 +143,7 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
         pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(staging / MANIFEST_CSV, index=False, errors=ESCAPE)
         readme = README_TEMPLATE.format(
             format=FORMAT, version=__version__, model=ps.model_path.name, sha=ps.model_sha[:12], h=h, w=w,
-            mean=spec.mean, std=spec.std, order=spec.channel_order, sets=", ".join(names), dim=spec.embedding_dim,
+            mean=format_channels(spec.mean), std=format_channels(spec.std), order=spec.channel_order, sets=", ".join(names), dim=spec.embedding_dim,
             batch=(f"{spec.batch_dim} at a time (the model file's fixed batch)" if isinstance(spec.batch_dim, int)
                    else "in batches of any size"),
             rows=len(rows), last=spec.embedding_dim - 1)
@@ -152,9 +153,12 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
             "model": {"path": str(ps.model_path), "sha256": ps.model_sha, "spec": ps.spec.to_dict(),
                       "normalized": str(ps.normalized)},  # facequant's dynamic-batch opset>=13 copy
             "input": {"layout": "NCHW", "dtype": "float32", "shape": [3, h, w], "channel_order": spec.channel_order,
-                      "mean": spec.mean, "std": spec.std, "formula": "(pixel - mean) / std",
+                      "mean": spec.to_dict()["mean"], "std": spec.to_dict()["std"],  # per channel: a list
+                      "formula": "(pixel - mean) / std",
                       "png": f"RGB uint8 {h}x{w}, before mean/std"},
             "output": {"embedding_dim": spec.embedding_dim, "what": "raw embeddings, before L2 normalisation"},
+            # issue 12: why this preprocessing (scored on data) and what the graph does at its ends
+            **(ps.check.run_entries() if ps.check is not None else {}),
             "camera": ps.camera.to_dict(),
             "distances_m": list(ps.distances),
             "config": ps.config.to_dict(),

@@ -1,0 +1,92 @@
+"""`facequant models check MODEL --data DIR`: what a sweep would learn about a model before
+running it (preprocessing scored on data, the graph's ends, alignment), printed for a person."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from facequant.errors import BadImageError, FacequantError
+from facequant.models import preprocessing
+from facequant.models.spec import ModelSpec
+
+
+@dataclass
+class CheckReport:
+    model: Path
+    data: str
+    spec: ModelSpec  # with the chosen preprocessing
+    check: preprocessing.ModelCheck
+    n_usable: int
+    n_identities: int
+    seconds: float  # the whole command: faces (cached after the first run) and scoring
+
+
+def run_check(model: str, data: str, mode: str = preprocessing.AUTO, overrides: dict[str, object] | None = None,
+              margin: float = 0.0, seed: int = 0, photos: int | None = None) -> CheckReport:
+    """The same check a sweep runs before its backends, on `data`'s photos."""
+    from facequant.datasets.load import load_dataset
+    from facequant.faces.pipeline import pipeline_for_model
+    from facequant.models.spec import inspect_model, model_sha256, normalize_model, resolve_model
+
+    t0 = time.perf_counter()
+    preprocessing.check_mode(mode, overrides)
+    path = resolve_model(model)
+    spec = inspect_model(path, overrides or None)
+    normalized = normalize_model(path)
+    dataset = load_dataset(data)
+    pipeline = pipeline_for_model(path, "primary", margin)
+    faces, identities = [], []
+    for img in dataset.images:
+        try:
+            faces.append(pipeline.extract(img.path))
+        except BadImageError:
+            continue  # as in a sweep: a photo without a usable face is left out
+        identities.append(img.identity)
+    if len(faces) < 2:
+        raise FacequantError(f"{dataset.root}: only {len(faces)} usable face(s); need at least 2")
+    spec, verdict = preprocessing.check_faces(normalized, spec, model_sha256(path), faces, identities, mode=mode,
+                                              overrides=overrides, margin=margin, seed=seed,
+                                              n_photos=photos or preprocessing.CHECK_PHOTOS)
+    check = preprocessing.ModelCheck(verdict, preprocessing.graph_report(path, normalized),
+                                     preprocessing.alignment_report(spec.input_size, int(faces[0].crop.shape[0]), margin))
+    return CheckReport(path, str(dataset.root), spec, check, len(faces), len(set(identities)),
+                       time.perf_counter() - t0)
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def report_lines(report: CheckReport) -> list[str]:
+    """The printed report, one string per line."""
+    v, spec = report.check.preprocessing, report.spec
+    h, w = spec.input_size
+    lines = [f"model          {report.model}",
+             f"input          {spec.input_name}  [N, 3, {h}, {w}];  output {spec.output_name}  [N, {spec.embedding_dim}]"]
+    lines += [f"graph          {line.split(': ', 1)[1]}" for line in report.check.graph["summary"]]  # type: ignore[attr-defined]
+    lines.append(f"inferred       {v.candidates[0].describe()}  ({v.inferred_from})")
+    lines.append(f"data           {report.data}: {v.n_photos} of {report.n_usable} photos ({report.n_identities} "
+                 f"identities), close range; {v.n_genuine} genuine / {v.n_impostor} impostor pairs")
+    lines.append(f"               {report.check.alignment['summary']}")
+    if v.checked:
+        lines.append("candidates     verification AUC (cosine), genuine / impostor cosine, output norm (CV)")
+        order = sorted(v.candidates, key=lambda c: -v.auc(c.name) if not math.isnan(v.auc(c.name)) else 2.0)
+        for c in order:
+            s = v.scores[c.name]
+            mark = "<-" if c.name == v.chosen.name else "  "
+            lines.append(f"  {mark} {c.name:14s} {c.describe():58s} AUC {_fmt(s.auc)}  {_fmt(s.genuine_cos, 2):>5s} / "
+                         f"{_fmt(s.impostor_cos, 2):>5s}  {s.prenorm_mean:.3g} ({_fmt(s.prenorm_cv, 3)})")
+    lines.append(f"chosen         {v.chosen.name}: {v.chosen.describe()}; {v.reason}")
+    cost = "from the cache" if v.cached else f"{v.seconds:.1f} s scoring"
+    lines.append(f"cost           {len(v.scores)} candidates x {v.n_photos} photos: {cost} "
+                 f"({report.seconds:.1f} s in all; scores cached by model and data hash)")
+    lines += [f"warning: {w}" for w in v.warnings]
+    return lines
+
+
+def print_check(report: CheckReport) -> None:
+    for line in report_lines(report):
+        print(line)
