@@ -12,12 +12,12 @@ import pytest
 from onnx import numpy_helper
 
 from facequant.backends.quantize import (
-    _best_pow2_for_constant,
     graph_layers,
     pow2_moves_path,
     resolve_recipe,
     split_recipe_name,
 )
+from facequant.backends.quantize.npu import _best_pow2_for_constant
 from facequant.backends.registry import BackendFactory, parse_backends
 from facequant.errors import FacequantError
 from facequant.evaluate.engine import ProbeSet, SweepConfig, prepare_probes

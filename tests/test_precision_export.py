@@ -13,11 +13,11 @@ from onnx import numpy_helper
 from onnxruntime.quantization import quantize_static
 
 from facequant.backends.quantize import (
-    _ArrayReader,
     build_quantized,
     prepare_for_quantization,
     resolve_recipe,
 )
+from facequant.backends.quantize.build import _ArrayReader
 from facequant.errors import FacequantError
 from facequant.evaluate.engine import SweepConfig, prepare_probes
 from facequant.models.spec import file_sha256, inspect_model, normalize_model
