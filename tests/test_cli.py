@@ -54,10 +54,11 @@ def test_config_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_example_config_parses():
     from facequant import settings
-    from facequant.cli import _config_from_args
+    from facequant.cli.common import values
+    from facequant.config import sweep_config
 
     args = build_parser().parse_args(["sweep", "--config", str(settings.configs_dir() / "example-sweep.yaml")])
-    config, _ = _config_from_args(args)
+    config = sweep_config(values(args))
     assert config.camera == "720p-60" and "a16w8" in config.backends and config.degradation.jpeg_quality == 90
 
 

@@ -115,7 +115,6 @@ def test_results_open_without_recomputing_rows_and_colours(results_dir: Path, mo
         raise AssertionError("opening results must not run a sweep")
 
     monkeypatch.setattr("facequant.evaluate.engine.run_sweep", no_sweep)
-    monkeypatch.setattr(state, "run_sweep", no_sweep)
     sweep = pd.read_csv(results_dir / "sweep.csv")
     started = time.monotonic()
 
@@ -472,7 +471,8 @@ def _fake_sweep_rows(distances: list[float]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_cancellation_stops_between_distances_and_saves_what_finished(tmp_path: Path):
+def test_cancellation_stops_between_distances_and_saves_what_finished(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch):
     cancel = threading.Event()
     seen: list[float] = []
 
@@ -489,8 +489,9 @@ def test_cancellation_stops_between_distances_and_saves_what_finished(tmp_path: 
 
     from facequant.evaluate.engine import SweepConfig
 
+    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", fake_sweep)
     config = SweepConfig(model="m.onnx", data="d", backends=("fp32", "int8-pt"), distances_m=(1.0, 2.0, 4.0))
-    outcome = state.run_cancellable(config, tmp_path / "run", cancel, sweep_fn=fake_sweep)
+    outcome = state.run_cancellable(config, tmp_path / "run", cancel)
     assert outcome.status == state.PARTIAL and seen == [1.0]  # stopped in on_distance of 2 m, after recording it
     assert outcome.data is not None and outcome.data.distances == [1.0, 2.0]
     assert "cancelled after 2 of 3 distances" in outcome.message
@@ -501,13 +502,16 @@ def test_cancellation_stops_between_distances_and_saves_what_finished(tmp_path: 
     # Cancelled before any distance: nothing is written, and it says so.
     early = threading.Event()
     early.set()
-    outcome = state.run_cancellable(config, tmp_path / "early", early, sweep_fn=fake_sweep)
+    outcome = state.run_cancellable(config, tmp_path / "early", early)
     assert outcome.data is None and "nothing to save" in outcome.message
     assert not (tmp_path / "early").exists()
 
 
-def _fake_run_sweep(distances: list[float], delay: float, fail: bool = False) -> Callable[..., None]:
-    """run_sweep's calling pattern (faces, then a callback per distance) without a model."""
+def _fake_run_sweep(distances: list[float], gate: threading.Event | None = None,
+                    fail: bool = False) -> Callable[..., None]:
+    """run_sweep's calling pattern (faces, then a callback per distance) without a model. With
+    a gate, every distance after the first waits for it: the test decides when the sweep may
+    go on, so a loaded machine cannot finish every distance before a key lands."""
 
     def fake(config: object, progress: Callable[..., None], on_distance: Callable[..., None]) -> None:
         progress("faces", 1, 1)
@@ -515,7 +519,8 @@ def _fake_run_sweep(distances: list[float], delay: float, fail: bool = False) ->
             raise RuntimeError("a bug in the sweep")
         done: list[float] = []
         for i, d in enumerate(distances):
-            time.sleep(delay)
+            if i and gate is not None and not gate.wait(30):
+                raise AssertionError("the test never opened the gate")
             done.append(d)
             on_distance(d, _fake_sweep_rows(done))
             progress("distances", i + 1, len(distances))
@@ -525,7 +530,8 @@ def _fake_run_sweep(distances: list[float], delay: float, fail: bool = False) ->
 
 
 def test_q_during_a_run_cancels_saves_then_quits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(state, "run_sweep", _fake_run_sweep([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 0.3))
+    gate = threading.Event()
+    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", _fake_run_sweep([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], gate))
     config = tmp_path / "c.yaml"
     config.write_text(f"model: m.onnx\ndata: {tmp_path}\nbackends: fp32,int8-pt\ndistances: 1,2,3,4,5,6\n")
     app = FacequantApp(config=config, runs_dir=tmp_path / "runs")
@@ -533,18 +539,22 @@ def test_q_during_a_run_cancels_saves_then_quits(tmp_path: Path, monkeypatch: py
     async def steps(pilot: Pilot) -> None:
         await pilot.press("r")
         await wait_until(pilot, lambda: app.screen.query_one(SweepTable).row_count >= 2, 10, "the first distance")
-        await pilot.press("q")
+        await pilot.press("q")  # the sweep waits at the gate: q lands while it runs, whatever the machine's load
+        assert app.active is not None and app.active.cancel.is_set() and app.return_code is None
+        gate.set()
         await wait_until(pilot, lambda: app.return_code is not None, 10, "the app to quit")
 
     drive(app, steps)
     assert app.return_code == 0
     (out,) = (tmp_path / "runs").iterdir()
     run = json.loads((out / "run.json").read_text())
-    assert run["partial"] is True and 1 <= len(run["distances_m"]) < 6
+    # cancelled in the second distance's callback, after recording it: 1 and 2 m saved, 3-6 m not run
+    assert run["partial"] is True and run["distances_m"] == [1.0, 2.0]
+    assert run["partial_reason"] == "cancelled after 2 of 6 distances"
 
 
 def test_a_failing_sweep_is_reported_and_the_tui_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(state, "run_sweep", _fake_run_sweep([1.0], 0.0, fail=True))
+    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", _fake_run_sweep([1.0], fail=True))
     config = tmp_path / "c.yaml"
     config.write_text(f"model: m.onnx\ndata: {tmp_path}\nbackends: fp32\ndistances: 1\n")
     app = FacequantApp(config=config, runs_dir=tmp_path / "runs")

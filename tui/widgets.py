@@ -20,8 +20,12 @@ from tui.state import RunData, display_path, tar_band
 
 #: TAR cell styles by side of the cliff (tui.state.tar_band).
 TAR_STYLES: dict[str, str] = {"reliable": "bold green", "degraded": "bold yellow", "cliff": "bold red", "": "dim"}
-TAR_LEGEND = ("TAR colour: [bold green]green[/] >= 90 % of fp32's close-range TAR (reliable), "
-              "[bold yellow]yellow[/] above 50 %, [bold red]red[/] at or past the cliff (<= 50 %)")
+#: The colour rule of tui.state.tar_band, in the words the README uses (a test holds them equal).
+TAR_RULE = ("green: at or above the reliable bar (cliff.csv's reliable_tar: 90 % of fp32's close-range TAR); "
+            "red: at or below 50 % of the backend's own close-range TAR (the cliff); yellow: between")
+TAR_RULE_MARKUP = (TAR_RULE.replace("green:", "[bold green]green[/]:").replace("red:", "[bold red]red[/]:")
+                   .replace("yellow:", "[bold yellow]yellow[/]:"))
+TAR_LEGEND = f"TAR colour: {TAR_RULE_MARKUP}"
 
 
 def _num(value: object, fmt: str) -> str:

@@ -45,6 +45,7 @@ verdicts (the result types and recommend.csv's columns), render (rich tables), w
 """
 
 from facequant.analysis.recommend.directory import (
+    RecommendConfig,
     load_search,
     recommend,
     recommend_dir,
@@ -79,7 +80,7 @@ from facequant.analysis.recommend.verdicts import (
 
 __all__ = [
     "COSTLIER", "DEFAULT_LATENCY_TOLERANCE", "RECOMMEND_COLUMNS", "RECOMMEND_CSV", "RECOMMEND_EXTRA_COLUMNS",
-    "RECOMMENDED", "REJECTED", "SEARCH_JSON", "BackendVerdict", "NotCoveredError", "Point", "Recommendation",
+    "RECOMMENDED", "REJECTED", "RecommendConfig", "SEARCH_JSON", "BackendVerdict", "NotCoveredError", "Point", "Recommendation",
     "Scenario", "ScenarioVerdict", "cost_order", "evaluate_scenario", "get_scenario", "load_scenario_file",
     "load_scenarios", "load_search", "recommend", "recommend_dir", "render", "scenarios_dir", "with_device_profile",
     "write_recommendation",

@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,19 @@ from facequant.ranges import Range, require
 if TYPE_CHECKING:
     pass
 
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """recommend: a results directory and the scenarios to judge it by (all of
+    configs/scenarios, or names / YAML paths), with an optional device profile."""
+
+    results: str
+    scenarios: tuple[str, ...] | None = None
+    scenarios_dir: str | None = None
+    device_profile: str | None = None
+    latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE
+    write: bool = True  # recommend.csv into the results directory (the TUI only views)
 
 
 def recommend(results: Mapping[str, Any], scenarios: Sequence[Scenario] | None = None,
