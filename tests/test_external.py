@@ -26,7 +26,7 @@ SETS = ("enrol", "probe_1m", "probe_6m")
 def export_dir(tmp_path_factory: pytest.TempPathFactory, model_path: Path, celebs13: Path) -> Path:
     out = tmp_path_factory.mktemp("export") / "probes"
     assert main(["export-probes", "--model", str(model_path), "--data", str(celebs13), "--distances", DISTANCES,
-                 "--backends", "fp32", "--out", str(out), "--quiet"]) == 0
+                 "--out", str(out), "--quiet"]) == 0
     return out
 
 
@@ -67,6 +67,9 @@ def device(tmp_path_factory: pytest.TempPathFactory, export_dir: Path, model_pat
 def test_export_writes_consistent_files(export_dir: Path, celebs13: Path):
     manifest = pd.read_csv(export_dir / "manifest.csv", keep_default_na=False)
     meta = json.loads((export_dir / "manifest.json").read_text())
+    run = json.loads((export_dir / "run.json").read_text())  # a results directory like every command's
+    assert run["command"] == "export-probes" and run["config"]["distances_m"] == [1.0, 6.0]
+    assert run["manifest"] == "manifest.json" and run["versions"]["onnxruntime"]
     assert list(manifest.columns) == MANIFEST_COLUMNS
     n = 61  # every celebs13 photo aligns
     assert len(manifest) == 3 * n and manifest.id.is_unique

@@ -92,6 +92,18 @@ def test_cli_export_precision(tmp_path: Path, model_path: Path, celebs13: Path, 
             "--calib-size", "4", "--out", str(out), "--quiet"]
     assert main(args) == 0
     captured = capsys.readouterr()
-    assert str(out / HAILO_ALLS) in captured.out
-    assert captured.err.count("warning") == 3  # three unmapped layers
+    assert str(out / HAILO_ALLS) in captured.out and str(out / "run.json") in captured.out
+    # no --name-map: one line on what that means (three ONNX names), none blaming a map not given
+    (warning,) = captured.err.splitlines()
+    assert warning.startswith("facequant: warning: no --name-map given") and "3 layer(s)" in warning
+    assert "in the name map" not in captured.err
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"] == "export-precision" and run["config"]["recipe"] == "int8-pt+16bit:last3"
+    assert run["config"]["sweep"]["calibration_size"] == 4 and len(run["warnings"]) == 1
+    names = tmp_path / "names.csv"
+    names.write_text("onnx,hailo\nConv_94,fc1\n")
+    assert main([*args, "--name-map", str(names), "--out", str(tmp_path / "mapped")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no compiler layer name in the name map") == 2 and "Conv_94" not in err  # the two unmapped
+    assert "quantization_param(fc1, precision_mode=a16_w16)" in (tmp_path / "mapped" / HAILO_ALLS).read_text()
     assert main(args) == 2  # never overwritten without --force

@@ -38,6 +38,7 @@ from tui.state import (
     SetupValues,
     display_path,
     list_runs,
+    model_file_name,
     run_config,
 )
 from tui.widgets import (
@@ -183,10 +184,10 @@ class SetupScreen(Screen[None]):
 
 
 def model_label(data: RunData) -> str:
-    """The model as one run names it throughout: the config's model (a path's file name, or
-    'faceplugin' as given), the same while it runs and when it is done."""
-    model = str(run_config(data.run).get("model") or "")
-    return Path(model).name if model else data.model_name
+    """The model as one run names it throughout: sweep.csv's model column (the file's name),
+    and before the first rows arrive the same name from the config ('faceplugin' is
+    fr_feature.onnx), not the name as typed."""
+    return data.model_name or model_file_name(str(run_config(data.run).get("model") or ""))
 
 
 def _describe_run(path: Path) -> str:

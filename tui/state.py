@@ -103,6 +103,20 @@ def run_config(run: dict[str, object]) -> dict[str, object]:
     return config if isinstance(config, dict) else {}
 
 
+def model_file_name(model: str) -> str:
+    """The model file's name as a sweep's results name it (sweep.csv's model column), known
+    before the run when it costs nothing: a path, or 'faceplugin' (the shared fr_feature.onnx).
+    An insightface pack keeps its name until its file is known."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path.name
+    if model.strip().lower() == "faceplugin":
+        from facequant import settings
+
+        return settings.default_model_path().name
+    return Path(model).name if model else ""
+
+
 def is_openable(path: Path) -> bool:
     """A folder the results screen can show: a sweep's (sweep.csv, complete or partial) or a
     diagnose directory (layers.csv). Studies, searches and exports have run.json too, but
