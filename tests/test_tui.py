@@ -627,3 +627,78 @@ def test_tar_band_follows_the_cliff_tables_reliable_bar():
     assert state.tar_band(0.85, 1.0, reliable_tar=0.81) == "reliable"
     assert state.tar_band(0.5, 1.0, reliable_tar=0.81) == "cliff"
     assert state.tar_band(float("nan"), 1.0, reliable_tar=0.81) == ""
+
+
+# --------------------------------------------------------------------------- issue 10: the TUI's findings
+
+
+def test_tui_command_line__prefills_the_form_as_sweep_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`facequant tui --model M --data D ...` (the first thing a user types) sets up that sweep."""
+    started: list[FacequantApp] = []
+    monkeypatch.setattr(FacequantApp, "run", lambda self: started.append(self))
+    data = tmp_path / "photos"
+    data.mkdir()
+    config = tmp_path / "c.yaml"
+    config.write_text("camera: 720p-60\nbackends: fp32,int8-pt\njpeg: 90\n")
+    assert main(["tui", "--model", "m.onnx", "--data", str(data), "--backends", "fp32,int8-pc", "--distances", "1,2",
+                 "--config", str(config), "--runs", str(tmp_path / "runs")]) == 0
+    (app,) = started
+    assert app.prefill == {"model": "m.onnx", "data": str(data), "backends": "fp32,int8-pc", "distances": (1.0, 2.0)}
+
+    async def steps(pilot: Pilot) -> None:
+        values = pilot.app.screen.read_values()
+        assert (values.model, values.data, values.backends, values.distances) == (
+            "m.onnx", str(data), "fp32,int8-pc", "1,2")  # the command line wins over the file ...
+        assert values.camera == "720p-60" and values.base.degradation.jpeg_quality == 90  # ... the file fills the rest
+        assert values.source == f"config {config} and the command line"
+
+    drive(FacequantApp(config=config, runs_dir=tmp_path / "runs", prefill=app.prefill), steps)
+
+
+def test_runs_list__leaves_out_folders_it_cannot_open__a_study(results_copy: Path):
+    from facequant.analysis import studies
+
+    runs = results_copy.parent
+    table = pd.DataFrame([dict.fromkeys(studies.STUDY_COLUMNS, 0.5) | {"variant": "N=4", "degenerate": ""}])
+    studies.write_study(studies.StudyResult("calibration-size", "int8-pt", table, {}), runs / "study-newer")
+    assert (runs / "study-newer" / "run.json").is_file()  # the newest run.json under runs/ is the study's
+    assert state.list_runs(runs) == [results_copy] and state.latest_run(runs) == results_copy
+
+    async def steps(pilot: Pilot) -> None:
+        screen = pilot.app.screen
+        listed = [item.name for item in screen.query_one("#runs").children]
+        assert listed == [str(results_copy)]  # only what the results screen can show
+        values = screen.read_values()
+        assert values.source == f"last run {results_copy}" and values.backends == "fp32,int8-pt"  # not "defaults"
+
+    drive(FacequantApp(runs_dir=runs), steps)
+
+
+def test_recommend_tab__scrolls_at_once(results_dir: Path):
+    async def steps(pilot: Pilot) -> None:
+        screen = pilot.app.screen
+        await pilot.press("6")
+        await pilot.pause(0.3)
+        pane = screen.query_one("#recommend-pane")
+        assert screen.focused is pane  # the keys go to the pane, no Tab needed
+        assert pane.max_scroll_y > 0  # three scenarios do not fit 80x24
+        await pilot.press("end")
+        await pilot.pause(0.3)
+        assert pane.scroll_y == pane.max_scroll_y
+        await pilot.press("1")  # another tab: its table takes the keys
+        assert isinstance(screen.focused, SweepTable)
+
+    drive(FacequantApp(results=results_dir, runs_dir=results_dir.parent), steps)
+
+
+def test_header__names_the_model_one_way_through_a_run():
+    from tui.screens import model_label
+
+    running = state.RunData(sweep=state.empty_sweep(), cliff=state.live_cliff(state.empty_sweep()),
+                            status=state.RUNNING, run={"config": {"model": "faceplugin"}})
+    rows = _fake_sweep_rows([1.0]).assign(model=settings.default_model_path().name)
+    done = state.RunData(sweep=rows, cliff=state.live_cliff(rows), run={"config": {"model": "faceplugin"}})
+    assert model_label(running) == model_label(done) == "fr_feature.onnx"
+    path_run = state.RunData(sweep=state.empty_sweep(), cliff=state.live_cliff(state.empty_sweep()),
+                             status=state.RUNNING, run={"config": {"model": "models/my.onnx"}})
+    assert model_label(path_run) == "my.onnx"
