@@ -136,7 +136,7 @@ def search_precision(config: SweepConfig, search: SearchSettings, output: Output
     final/ (the re-measured sweep) and run.json."""
     from facequant.analysis import search as search_module
 
-    output.checked(config)
+    Output(output.dir, output.force, (*output.inputs, *results_output.backend_inputs(search.base))).checked(config)
     result = search_module.search_precision(config, search, progress=progress)
     search_module.write_search(result, output.dir, force=output.force, run=_record("search-precision", config))
     return result

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from facequant import config as options_table
-from facequant import settings
 from facequant.config import Option
 
 if TYPE_CHECKING:
@@ -24,10 +23,9 @@ LABELS: dict[str, str] = {"faces": "detecting and aligning faces", "calibration"
                           "distances": "sweeping distances", "diagnose": "comparing tensors (distance x batch)",
                           "export": "writing tensors and crops", "captures": "aligning captures"}
 
-#: Options naming files or folders a command reads: a results folder holding one is never replaced.
-_INPUT_OPTIONS = ("model", "data", "pairs", "calib_data", "config", "device_profile", "name_map", "reference",
-                  "captures", "results", "scenarios_dir", "diagnostics")
-
+#: Inputs only the command line knows of (the API protects those its configs name: model,
+#: photos, pairs, calibration photos, device profile, name map, captures, backend files).
+_CLI_INPUTS = ("config",)
 
 def command(sub: argparse._SubParsersAction, name: str, opts: Sequence[Option] = (), **kwargs: object,
             ) -> argparse.ArgumentParser:
@@ -46,22 +44,9 @@ def values(args: argparse.Namespace) -> dict[str, object]:
 
 
 def inputs(values: Mapping[str, object]) -> tuple[tuple[str, str], ...]:
-    """(option, path) of every input the command reads, defaults included."""
-    from facequant.models.spec import INSIGHTFACE_PACKS
-    from facequant.results.output import backend_inputs
-
-    found = [(f"--{dest.replace('_', '-')}", str(values[dest])) for dest in _INPUT_OPTIONS
-             if values.get(dest) and Path(str(values[dest])).expanduser().exists()]
-    model = str(values.get("model") or "faceplugin")
-    if model == "faceplugin":
-        found.append(("--model", str(settings.default_model_path())))
-    elif model in INSIGHTFACE_PACKS:
-        found.append(("--model", str(Path("~/.insightface/models").expanduser() / model)))
-    if "data" in values and not values["data"]:
-        found.append(("--data", str(settings.default_dataset_path())))
-    for option in ("backends", "recipe", "base"):
-        found += backend_inputs(str(values.get(option) or ""))
-    return tuple(found)
+    """(option, path) of the inputs a results folder may not hold that no config names."""
+    return tuple((f"--{dest.replace('_', '-')}", str(values[dest])) for dest in _CLI_INPUTS
+                 if values.get(dest) and Path(str(values[dest])).expanduser().exists())
 
 
 def output(values: Mapping[str, object], default_stem: str) -> Output:
