@@ -198,13 +198,12 @@ def options_for(command: str, own: Sequence[Option] = ()) -> list[Option]:
 
 
 def add_options(parser: argparse.ArgumentParser, opts: Sequence[Option]) -> None:
-    """argparse groups in GROUPS order (options without a known group go under "options")."""
-    groups: dict[str, argparse._ActionsContainer] = {}
-    for name in GROUPS:
-        if any(o.group == name for o in opts):
-            groups[name] = parser.add_argument_group(name)
+    """argparse groups: GROUPS in their order, then a command's own groups as they come."""
+    names = [g for g in GROUPS if any(o.group == g for o in opts)]
+    names += [g for g in dict.fromkeys(o.group for o in opts) if g not in names]
+    groups = {name: parser.add_argument_group(name) for name in names}
     for o in opts:
-        o.add_to(groups.get(o.group, parser))
+        o.add_to(groups[o.group])
 
 
 # --------------------------------------------------------------------------- config files

@@ -19,13 +19,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_study(sub: argparse._SubParsersAction) -> None:
-    own = (Option("recipe", "the quantized backend to study (default int8-pt)", WHAT, default="int8-pt",
+    own = (Option("recipe", "the quantized backend to study (default int8-pt)", "study", default="int8-pt",
                   type=options.text),
            Option("sizes", "calibration sizes, e.g. 16,64,256 (default: 16, 64, ... up to the photos available; "
-                  "sizes above the photos available run once, as N=<photos> (all))", WHAT, type=options.sizes),
-           Option("mixes", "calibration distance mixes, ';' between mixes, e.g. '0.5;0.5,3,6;3,6'", WHAT,
+                  "sizes above the photos available run once, as N=<photos> (all))", "study", type=options.sizes),
+           Option("mixes", "calibration distance mixes, ';' between mixes, e.g. '0.5;0.5,3,6;3,6'", "study",
                   type=options.distance_mixes),
-           Option("methods", "calibration methods to compare", WHAT, default="minmax,entropy,percentile",
+           Option("methods", "calibration methods to compare", "study", default="minmax,entropy,percentile",
                   type=options.method_list),
            Option("out", "results directory (default runs/study-<kind>-<recipe>-<time>)", RUN, type=options.out_dir))
     p = common.command(sub, "study", options_for("study", own),
@@ -46,11 +46,11 @@ def _register_diagnose(sub: argparse._SubParsersAction) -> None:
                   "and external backends are refused (default int8-pt,int8-pc)", WHAT,
                   default="fp32,int8-pt,int8-pc", type=options.name_list),
            Option("out", "results directory (default runs/diagnose-<model>-<time>)", RUN, type=options.out_dir),
-           Option("max-probes", "diagnose a seeded subset of this many photos (default: all)", WHAT,
+           Option("max-probes", "diagnose a seeded subset of this many photos (default: all)", "diagnose",
                   type=options.positive_int),
            Option("layer", "layer for the activation histogram (default: the worst quantized layer at the farthest "
-                  "distance)", WHAT, type=options.text),
-           Option("snr-threshold", "SNR line in dB for the summary (default 10)", WHAT, default=10.0,
+                  "distance)", "diagnose", type=options.text),
+           Option("snr-threshold", "SNR line in dB for the summary (default 10)", "diagnose", default=10.0,
                   type=options.finite_float(-100.0, 200.0)))
     p = common.command(sub, "diagnose", options_for("diagnose", own),
                        help="layer diagnostics: per-layer SNR/PSNR, bins used, weight asymmetry by distance",
@@ -65,18 +65,18 @@ def _register_diagnose(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_search(sub: argparse._SubParsersAction) -> None:
-    own = (Option("base", "the INT8 recipe to improve (default int8-pt)", WHAT, default="int8-pt", type=options.text),
-           Option("budget", "most layers promoted to 16 bit (default 6)", WHAT, default=6,
+    own = (Option("base", "the INT8 recipe to improve (default int8-pt)", "search", default="int8-pt", type=options.text),
+           Option("budget", "most layers promoted to 16 bit (default 6)", "search", default=6,
                   type=options.int_range(1, 1000)),
-           Option("candidates", "layers confirmed by re-running (default 8)", WHAT, default=8,
+           Option("candidates", "layers confirmed by re-running (default 8)", "search", default=8,
                   type=options.positive_int),
-           Option("tolerance", "reliable distance within this of fp32, metres (default 0.25)", WHAT, default=0.25,
+           Option("tolerance", "reliable distance within this of fp32, metres (default 0.25)", "search", default=0.25,
                   type=options.finite_float(0.0, 100.0, low_open=True)),
-           Option("target-tar", "goal instead: this TAR ...", WHAT, type=options.finite_float(0.0, 1.0, low_open=True)),
-           Option("target-distance", "... at this distance (metres)", WHAT,
+           Option("target-tar", "goal instead: this TAR ...", "search", type=options.finite_float(0.0, 1.0, low_open=True)),
+           Option("target-distance", "... at this distance (metres)", "search",
                   type=options.finite_float(0.0, ranges.MAX_DISTANCE_M, low_open=True)),
            Option("no-refine", "keep the distance grid as given (default: add points every --tolerance metres where "
-                  "the base's and fp32's reliable distances are decided)", WHAT, flag=True),
+                  "the base's and fp32's reliable distances are decided)", "search", flag=True),
            Option("out", "results directory (default runs/search-<base>-<time>)", RUN, type=options.out_dir))
     p = common.command(sub, "search-precision", options_for("search-precision", own),
                        help="find the layers worth 16 bit: predicted, confirmed, greedy, re-measured",
