@@ -46,6 +46,7 @@ def test_fp32_batch_equals_single(factory: BackendFactory):
     assert np.abs(batch - single).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_quantized_backends_differ_from_fp32_by_precision(factory: BackendFactory):
     crops = _crops(6, 3)
     ref = factory.make("fp32").embed(crops)
@@ -100,6 +101,7 @@ def test_describe_has_cost_keys(factory: BackendFactory):
     assert factory.make("int8-pt").describe()["recipe"]["name"] == "int8-pt"
 
 
+@pytest.mark.slow
 def test_entropy_calibration_is_not_minmax_in_disguise(factory: BackendFactory):
     # quantize_static's own Entropy calibrator (128 bins -> 128 bins) returns MinMax's ranges;
     # facequant runs the KL search over 2048 bins, so the activation scales must differ.

@@ -30,6 +30,7 @@ def test_cameras_lists_presets(capsys: pytest.CaptureFixture[str]):
     assert "1080p-90" in out and "focal 960 px" in out
 
 
+@pytest.mark.slow
 def test_config_file_and_face_px_sweep(tmp_path: Path, model_path: Path, celebs13: Path):
     config = tmp_path / "c.yaml"
     config.write_text("backends: fp32\nface-px: 112,40\ncamera: 720p-60\nseed: 5\n")
@@ -62,6 +63,7 @@ def test_example_config_parses():
     assert config.camera == "720p-60" and "a16w8" in config.backends and config.degradation.jpeg_quality == 90
 
 
+@pytest.mark.slow
 def test_search_precision_command_writes_and_explains(tmp_path: Path, model_path: Path, celebs13: Path,
                                                       capsys: pytest.CaptureFixture[str]):
     # An unreachable target (TAR 0.99 at 6 m): the whole search runs once, small (budget 1).

@@ -104,6 +104,7 @@ def test_npy_is_the_preprocessed_png(export_dir: Path, model_path: Path):
         assert np.abs(preprocess(crops, spec) - np.load(export_dir / str(npy))).max() <= 1 / 128
 
 
+@pytest.mark.slow
 def test_export_refuses_an_existing_folder(export_dir: Path, tmp_path: Path, model_path: Path, celebs13: Path,
                                            capsys: pytest.CaptureFixture[str]):
     before = (export_dir / "manifest.csv").read_bytes()
@@ -123,6 +124,7 @@ def test_export_refuses_an_existing_folder(export_dir: Path, tmp_path: Path, mod
 # --------------------------------------------------------------------------- round trip
 
 
+@pytest.mark.slow
 def test_device_embeddings_reproduce_fp32_exactly(device: dict[str, Path], tmp_path: Path, model_path: Path,
                                                    celebs13: Path):
     externals = {name: f"external:{name}={device[name]}" for name in ("csv", "npz", "per-set", "whole")}

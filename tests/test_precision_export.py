@@ -37,6 +37,7 @@ def calib(model_path: Path, celebs13: Path) -> np.ndarray:
     return ps.calibration_tensors()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["int8-pt+16bit:last3", "int8-pc+16bit:last2+float:first1"])
 def test_ort_json_reloads_into_the_same_model(tmp_path: Path, model_path: Path, calib: np.ndarray, name: str):
     spec = inspect_model(model_path)

@@ -108,6 +108,7 @@ def results_copy(results_dir: Path, tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------- results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(80, 24), (132, 40)])
 def test_results_open_without_recomputing_rows_and_colours(results_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                            size: tuple[int, int]):
@@ -144,6 +145,7 @@ def test_results_open_without_recomputing_rows_and_colours(results_dir: Path, mo
     drive(FacequantApp(results=results_dir, runs_dir=results_dir.parent), steps, size)
 
 
+@pytest.mark.slow
 def test_cliff_tab_is_the_cli_summary_and_plots_draw(results_dir: Path):
     loaded = reports.load_results(results_dir)
     expected = reports.summary_rows(loaded["cliff"], loaded["sweep"], loaded["cost"])  # type: ignore[arg-type]
@@ -197,6 +199,7 @@ def test_diagnostics_columns_are_the_diagnose_module_s():
     assert set(SUMMARY_VIEW_COLUMNS) <= set(SUMMARY_COLUMNS)
 
 
+@pytest.mark.slow
 def test_layer_diagnostics_shown_when_present(results_copy: Path):
     _write_diagnostics(results_copy / "diagnostics")
     loaded = load_diagnostics(results_copy)
@@ -235,6 +238,7 @@ def test_a_diagnose_directory_opens_by_itself(tmp_path: Path):
     drive(FacequantApp(results=folder, runs_dir=folder.parent), steps)
 
 
+@pytest.mark.slow
 def test_recommendation_view_through_the_adapter(results_copy: Path, monkeypatch: pytest.MonkeyPatch):
     real = load_recommendations(results_copy)
     try:
@@ -263,6 +267,7 @@ def test_recommendation_view_through_the_adapter(results_copy: Path, monkeypatch
     drive(FacequantApp(results=results_copy, runs_dir=results_copy.parent), steps)
 
 
+@pytest.mark.slow
 def test_export_writes_csvs_and_notifies_the_path(results_copy: Path, results_dir: Path):
     app = FacequantApp(results=results_copy, runs_dir=results_copy.parent)
 
@@ -280,6 +285,7 @@ def test_export_writes_csvs_and_notifies_the_path(results_copy: Path, results_di
         pd.testing.assert_frame_equal(pd.read_csv(results_copy / name), pd.read_csv(results_dir / name))
 
 
+@pytest.mark.slow
 def test_help_lists_keys_and_q_quits(results_dir: Path):
     app = FacequantApp(results=results_dir, runs_dir=results_dir.parent)
 
@@ -305,6 +311,7 @@ def test_help_lists_keys_and_q_quits(results_dir: Path):
 # --------------------------------------------------------------------------- setup
 
 
+@pytest.mark.slow
 def test_setup_prefills_from_config_then_last_run(tmp_path: Path, results_copy: Path, celebs13: Path):
     config = tmp_path / "site.yaml"
     config.write_text("backends: fp32,int8-pc\ncamera: 720p-60\ndistances: 0.5,2,3\njpeg: 90\n")
@@ -369,6 +376,7 @@ def slow_distances(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ProbeSet, "probe_crops", slow)
 
 
+@pytest.mark.slow
 def test_run_from_setup_completes_and_shows_rows(tmp_path: Path, model_path: Path, small_data: Path,
                                                  slow_distances: None):
     runs = tmp_path / "runs"
@@ -424,6 +432,7 @@ def test_run_from_setup_completes_and_shows_rows(tmp_path: Path, model_path: Pat
     assert "partial" not in run and run["distances_m"] == [1.0, 6.0]
 
 
+@pytest.mark.slow
 def test_cancel_mid_run_keeps_finished_distances(tmp_path: Path, model_path: Path, small_data: Path,
                                                  slow_distances: None):
     runs = tmp_path / "runs"
@@ -587,6 +596,7 @@ def test_tui_subcommand_and_setup_errors(tmp_path: Path, capsys: pytest.CaptureF
     assert state.setup_from_config(config, "x").distances == "px:112,40"
 
 
+@pytest.mark.slow
 def test_screenshot_svg(results_dir: Path, tmp_path: Path):
     from tui.screenshot import screenshot
 
@@ -603,6 +613,7 @@ def _facequant_command() -> str:
     return str(script) if script.is_file() else f"{sys.executable} -m facequant.cli"
 
 
+@pytest.mark.slow
 def test_tmux_end_to_end(tmp_path: Path, model_path: Path, small_data: Path):
     if shutil.which("tmux") is None:
         reason = "tmux is not installed (CI installs it: apt-get install -y tmux)"
@@ -655,6 +666,7 @@ def test_tui_command_line__prefills_the_form_as_sweep_would(tmp_path: Path, monk
     drive(FacequantApp(config=config, runs_dir=tmp_path / "runs", prefill=app.prefill), steps)
 
 
+@pytest.mark.slow
 def test_runs_list__leaves_out_folders_it_cannot_open__a_study(results_copy: Path):
     from facequant.analysis import studies
 
@@ -674,6 +686,7 @@ def test_runs_list__leaves_out_folders_it_cannot_open__a_study(results_copy: Pat
     drive(FacequantApp(runs_dir=runs), steps)
 
 
+@pytest.mark.slow
 def test_recommend_tab__scrolls_at_once(results_dir: Path):
     async def steps(pilot: Pilot) -> None:
         screen = pilot.app.screen
