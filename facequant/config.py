@@ -37,8 +37,10 @@ DIAGNOSE, EXPORT_PROBES, EXPORT_PRECISION, VALIDATE, TUI = (
     "diagnose", "export-probes", "export-precision", "validate-sim", "tui")
 #: Every command that writes a results directory: --out, --force, --config, --quiet, --seed.
 WRITERS = (*SWEEPING, DIAGNOSE, EXPORT_PROBES, EXPORT_PRECISION, VALIDATE)
-#: Commands that embed the sweep's probes (faces, simulation) and calibrate.
+ALL = (*WRITERS, TUI)
+#: Commands that build the sweep's probes (model, faces, simulated distances) ...
 PROBES = (*SWEEPING, DIAGNOSE, EXPORT_PROBES, EXPORT_PRECISION, TUI)
+#: ... and those of them that calibrate quantized models.
 CALIBRATES = (*SWEEPING, DIAGNOSE, EXPORT_PRECISION, TUI)
 
 
@@ -111,8 +113,6 @@ def _distances_or_default(value: object) -> object:
 
     return value or DEFAULT_DISTANCES_M
 
-
-ALL = (*WRITERS, TUI)
 
 #: The sweep's options, in --help order. A row's `commands` lists who takes it.
 SWEEP_OPTIONS: tuple[Option, ...] = (

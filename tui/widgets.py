@@ -22,11 +22,11 @@ from tui.state import RunData, display_path, tar_band
 #: TAR cell styles by side of the cliff (tui.state.tar_band).
 TAR_STYLES: dict[str, str] = {"reliable": "bold green", "degraded": "bold yellow", "cliff": "bold red", "": "dim"}
 #: The colour rule of tui.state.tar_band, in the words the README uses (a test holds them equal).
-TAR_RULE = ("green: at or above the reliable bar (cliff.csv's reliable_tar: 90 % of fp32's close-range TAR); "
-            "red: at or below 50 % of the backend's own close-range TAR (the cliff); yellow: between")
+TAR_RULE = ("green: at or above the reliable bar (90 % of fp32's close-range TAR); "
+            "red: at or below 50 % of the backend's own close-range TAR; yellow: between")
 TAR_RULE_MARKUP = (TAR_RULE.replace("green:", "[bold green]green[/]:").replace("red:", "[bold red]red[/]:")
                    .replace("yellow:", "[bold yellow]yellow[/]:"))
-TAR_LEGEND = f"TAR colour: {TAR_RULE_MARKUP}"
+TAR_LEGEND = f"TAR {TAR_RULE_MARKUP}"
 
 
 def _num(value: object, fmt: str) -> str:
