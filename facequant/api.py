@@ -188,9 +188,11 @@ def export_probes(config: SweepConfig, output: Output, progress: Progress | None
 def export_precision(config: PrecisionExportConfig, output: Output, progress: Progress | None = None) -> dict[str, Any]:
     """A static recipe as ORT quantize_static options, per-layer precision JSON and Hailo
     model-script lines, with run.json. Returns the paths written and the warnings."""
+    from facequant.backends.registry import require_calibrated
     from facequant.evaluate import engine
     from facequant.results import precision_export
 
+    require_calibrated(config.recipe, "recipe", "no per-layer precision to export")  # before any work
     name_map = precision_export.load_name_map(Path(config.name_map)) if config.name_map else None
     inputs = output.checked(config)
     probes = engine.prepare_probes(config.sweep, progress)

@@ -228,3 +228,15 @@ def test_readme_commands__parse_as_written():
     for line in commands:
         args = build_parser().parse_args(shlex.split(line))
         assert callable(args.func), line
+
+
+@pytest.mark.parametrize("recipe", ["fp32", "int8-dyn", "external:dev=x"])
+def test_export_precision__uncalibrated_recipe_refused_before_any_work(recipe: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]):
+    from corpus import one_line_error
+
+    monkeypatch.setattr("facequant.evaluate.engine.prepare_probes", lambda *a, **k: pytest.fail("work started"))
+    assert main(["export-precision", recipe, "--out", str(tmp_path / "out")]) == 2
+    one_line_error(capsys, f"recipe {recipe}: not calibrated", "give a static recipe")
+    assert not (tmp_path / "out").exists()

@@ -62,15 +62,9 @@ class StudyResult:
 
 def check_calibrated(recipe: str) -> None:
     """A calibration study varies calibration: fp32, fp16, dynamic and external have none."""
-    from facequant.backends.base import EXTERNAL_PREFIX, FLOAT_BACKENDS
-    from facequant.backends.quantize import RECIPES, split_recipe_name
-    from facequant.backends.registry import parse_backends
+    from facequant.backends.registry import require_calibrated
 
-    parse_backends(recipe)  # a clear error for an unknown recipe before any work
-    if (recipe in FLOAT_BACKENDS or recipe.startswith(EXTERNAL_PREFIX)
-            or not RECIPES[split_recipe_name(recipe)[0]].needs_calibration):
-        raise FacequantError(f"--recipe {recipe}: not calibrated, nothing to study; give a static recipe "
-                             "(int8-pt, int8-pc, a16w8, ..., BASE+16bit:SEL)")
+    require_calibrated(recipe, "--recipe", "nothing to study")
 
 
 def variants(config: StudyConfig) -> list[Variant]:

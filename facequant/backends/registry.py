@@ -20,6 +20,7 @@ from facequant.backends.quantize import (
     pow2_moves_path,
     pow2_summary,
     resolve_recipe,
+    split_recipe_name,
 )
 from facequant.backends.runtime import InsightFaceBackend, OrtBackend
 from facequant.errors import FacequantError
@@ -47,6 +48,16 @@ def check_backend_name(name: str) -> None:
     if not is_recipe_name(name):
         raise FacequantError(f"backend '{name}': unknown; available: {', '.join(available_backends())}, "
                              f"or {NAME_HELP}")
+
+
+def require_calibrated(name: str, option: str, why: str) -> None:
+    """Refuse, before any work, a backend that is not a calibrated (static) recipe: fp32, fp16,
+    dynamic INT8 and external backends have no calibration and no per-layer precision."""
+    check_backend_name(name)
+    if (name in FLOAT_BACKENDS or name.startswith(EXTERNAL_PREFIX)
+            or not RECIPES[split_recipe_name(name)[0]].needs_calibration):
+        raise FacequantError(f"{option} {name}: not calibrated, {why}; give a static recipe "
+                             "(int8-pt, int8-pc, a16w8, ..., BASE+16bit:SEL)")
 
 
 def _backend_info(recipe: QuantRecipe, model: Path) -> dict[str, object]:

@@ -59,20 +59,28 @@ def output(values: Mapping[str, object], default_stem: str) -> Output:
 
 @contextmanager
 def progress_bar(quiet: object, labels: Mapping[str, str] | None = None) -> Iterator[Progress]:
-    """A rich progress bar, one task per stage as it first reports; nothing with --quiet."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """A rich progress bar, one task per stage as it first reports; nothing with --quiet, and
+    nothing at all (not an empty line) when the command fails before its first step."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
 
     names = {**LABELS, **(labels or {})}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=bool(quiet), transient=False) as bar:
-        tasks: dict[str, int] = {}
+    bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+              disable=bool(quiet), transient=False)
+    tasks: dict[str, int] = {}
 
-        def report(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(names.get(stage, stage), total=total)
-            bar.update(tasks[stage], completed=done, total=total)
+    def report(stage: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(names.get(stage, stage), total=total)
+        bar.update(tasks[stage], completed=done, total=total)
 
+    try:
         yield report
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def warn(message: str) -> None:
