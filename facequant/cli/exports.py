@@ -10,13 +10,16 @@ from facequant import options
 from facequant.cli import common
 from facequant.config import RUN, WHAT, Option, options_for, sweep_config
 
+#: --force as every command has it, worded for an export folder.
+_FORCE = Option("force", "replace an existing export folder, only one facequant wrote (its .facequant.json lists "
+                "every file in it)", RUN, flag=True)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from facequant.backends.external import LAYOUTS_HELP
 
     own = (Option("out", "export folder (default runs/probes-<model>-<time>)", RUN, type=options.out_dir),
-           Option("force", "replace an existing export folder, only one facequant wrote (its .facequant.json lists "
-                  "every file in it)", RUN, flag=True))
+           _FORCE)
     p = common.command(
         sub, "export-probes", options_for("export-probes", own),
         help="write the sweep's exact model inputs (NPY, PNG, manifest) to run on a device",
@@ -31,8 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     own = (Option("name-map", "ONNX node -> compiler layer names (YAML/JSON mapping or CSV onnx,hailo)", WHAT,
                   type=options.text),
            Option("out", "export folder (default runs/precision-<recipe>-<time>)", RUN, type=options.out_dir),
-           Option("force", "replace an existing export folder, only one facequant wrote (its .facequant.json lists "
-                  "every file in it)", RUN, flag=True))
+           _FORCE)
     p = common.command(
         sub, "export-precision", options_for("export-precision", own),
         help="export a mixed-precision recipe: ORT JSON, per-layer JSON, Hailo .alls",
