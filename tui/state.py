@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from facequant import api
+from facequant import api, settings
+from facequant.config import SWEEP_OPTIONS, read_config, sweep_config
+from facequant.config import default_out as default_results_dir
 from facequant.errors import FacequantError
 from facequant.evaluate import cliff, metrics
 from facequant.evaluate.engine import SweepConfig
@@ -111,8 +113,6 @@ def model_file_name(model: str) -> str:
     if path.is_file():
         return path.name
     if model.strip().lower() == "faceplugin":
-        from facequant import settings
-
         return settings.default_model_path().name
     return Path(model).name if model else ""
 
@@ -148,8 +148,6 @@ def initial_setup(config_path: Path | None, runs_dir: Path, prefill: Mapping[str
     """Prefill order: sweep options (a --config YAML with the same keys as `facequant sweep`,
     then `prefill`, the options given on the command line), else the latest run's config under
     runs_dir, else the defaults of `facequant sweep`."""
-    from facequant.config import SWEEP_OPTIONS, read_config, sweep_config
-
     prefill = dict(prefill or {})
     if config_path is not None or prefill:
         values = read_config(Path(config_path), SWEEP_OPTIONS) if config_path is not None else {}
@@ -207,8 +205,6 @@ def config_from_setup(values: SetupValues, runs_dir: Path) -> tuple[SweepConfig,
 
 def default_out(runs_dir: Path, model: str) -> Path:
     """runs/<model>-<time>, as `facequant sweep` names it; a suffix if that second is taken."""
-    from facequant.config import default_out as default_results_dir
-
     return default_results_dir(Path(model).stem, runs_dir)
 
 
