@@ -27,6 +27,7 @@ LABELS: dict[str, str] = {"faces": "detecting and aligning faces", "calibration"
 #: photos, pairs, calibration photos, device profile, name map, captures, backend files).
 _CLI_INPUTS = ("config",)
 
+
 def command(sub: argparse._SubParsersAction, name: str, opts: Sequence[Option] = (), **kwargs: object,
             ) -> argparse.ArgumentParser:
     """A subcommand whose description and examples keep their own line breaks, with `opts`
