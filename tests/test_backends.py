@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from facequant.backends.base import preprocess
-from facequant.backends.quantize import RECIPES, build_quantized, quantized_model_path
+from facequant.backends.quantize.build import build_quantized, quantized_model_path
+from facequant.backends.quantize.recipes import RECIPES
 from facequant.backends.registry import BackendFactory, available_backends, parse_backends
 from facequant.errors import FacequantError
 from facequant.models.spec import file_sha256, inspect_model, normalize_model
@@ -46,6 +47,7 @@ def test_fp32_batch_equals_single(factory: BackendFactory):
     assert np.abs(batch - single).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_quantized_backends_differ_from_fp32_by_precision(factory: BackendFactory):
     crops = _crops(6, 3)
     ref = factory.make("fp32").embed(crops)
@@ -100,6 +102,7 @@ def test_describe_has_cost_keys(factory: BackendFactory):
     assert factory.make("int8-pt").describe()["recipe"]["name"] == "int8-pt"
 
 
+@pytest.mark.slow
 def test_entropy_calibration_is_not_minmax_in_disguise(factory: BackendFactory):
     # quantize_static's own Entropy calibrator (128 bins -> 128 bins) returns MinMax's ranges;
     # facequant runs the KL search over 2048 bins, so the activation scales must differ.

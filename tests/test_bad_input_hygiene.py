@@ -261,15 +261,18 @@ def test_config_refused_study(text: str, key: str, tmp_path: Path, capsys: pytes
 def test_config_values_go_through_the_converters(tmp_path: Path):
     """The same converters: lists join as on the command line, booleans are booleans, and the
     command line still wins over the file."""
-    from facequant.cli import _config_from_args, build_parser
+    from facequant.cli.common import values
+    from facequant.cli.main import build_parser
+    from facequant.config import sweep_config
 
     config = tmp_path / "good.yaml"
     config.write_text("backends: [fp32, int8-pt]\ndistances: [3, 1]\nface-px: 112,40\nseed: 7\nquiet: true\n"
                       "model-override: {mean: 127.5}\ncamera: 1280x60\ncalib-distances: 0.5:6:3\n")
     args = build_parser().parse_args(["sweep", "--config", str(config), "--data", str(tmp_path), "--seed", "3"])
-    sweep, _ = _config_from_args(args)
+    given = values(args)
+    sweep = sweep_config(given)
     assert sweep.backends == ("fp32", "int8-pt") and sweep.distances_m == (1.0, 3.0)  # type: ignore[attr-defined]
-    assert sweep.face_px == (112.0, 40.0) and sweep.seed == 3 and args.quiet is True  # type: ignore[attr-defined]
+    assert sweep.face_px == (112.0, 40.0) and sweep.seed == 3 and given["quiet"] is True  # type: ignore[attr-defined]
     assert sweep.model_overrides == {"mean": 127.5} and sweep.camera == "1280x60"  # type: ignore[attr-defined]
     assert sweep.calibration_distances_m == (0.5, 1.732, 6.0)  # type: ignore[attr-defined]
 
@@ -444,11 +447,12 @@ def test_reader_external_csv_with_a_bom_reads(tmp_path: Path):
 
 def test_net_internal_error_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     import facequant.cli as cli
+    import facequant.cli.tools
 
     def boom(_args: object) -> int:
         raise RuntimeError("a bug\nover two lines")
 
-    monkeypatch.setattr(cli, "cmd_cameras", boom)
+    monkeypatch.setattr(facequant.cli.tools, "cmd_cameras", boom)
     monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
     assert main(["cameras"]) == 1
     err = one_line_error(capsys, "facequant: internal error: RuntimeError: a bug", cli.DEBUG_ENV)

@@ -99,13 +99,15 @@ def test_config_refused(config: dict[str, object], named: str, tmp_path: Path, o
 
 
 def test_config_per_channel_override_and_crop_margin_reach_the_sweep_config(tmp_path: Path):
-    from facequant.cli import _config_from_args, build_parser
+    from facequant.cli.common import values
+    from facequant.cli.main import build_parser
+    from facequant.config import sweep_config
 
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"model-override": {"mean": [103.939, 116.779, 123.68], "std": 1,
                                                        "channel_order": "BGR"}, "crop-margin": 0.2}))
     args = build_parser().parse_args(["sweep", "--config", str(path), "--data", str(tmp_path)])
-    config, _ = _config_from_args(args)
+    config = sweep_config(values(args))
     assert config.model_overrides == {"mean": (103.939, 116.779, 123.68), "std": 1.0, "channel_order": "BGR"}
     assert (config.crop_margin, config.preprocessing) == (0.2, "auto")
     d = json.loads(json.dumps(config.to_dict()))  # as run.json keeps it

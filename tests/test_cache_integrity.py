@@ -21,7 +21,8 @@ from corpus import one_line_error
 from onnx import numpy_helper
 
 from facequant import settings
-from facequant.backends.quantize import RECIPES, build_quantized, pow2_moves_path
+from facequant.backends.quantize.build import build_quantized, pow2_moves_path
+from facequant.backends.quantize.recipes import RECIPES
 from facequant.cache import sidecar
 from facequant.cli import main
 from facequant.errors import BadModelError
@@ -76,6 +77,7 @@ def external_models(tmp_path_factory: pytest.TempPathFactory, model_path: Path) 
 # --------------------------------------------------------------------------- class: keys cover external data
 
 
+@pytest.mark.slow
 def test_external_data__same_graph_file_other_weights_is_another_model(external_models: dict[str, Path],
                                                                          tmp_path: Path, inputs: np.ndarray):
     a, b = external_models["a"], external_models["b"]
@@ -188,6 +190,7 @@ def _build(normalized: Path, model_path: Path, recipe: str, calib: np.ndarray, c
 
 @pytest.mark.parametrize("corruption", ["garbage", "truncated", "bit flip", "swapped file", "swapped file and record",
                                         "record deleted"])
+@pytest.mark.slow
 def test_corrupt_quantized_model__rebuilt_with_a_warning(corruption: str, normalized: Path, model_path: Path,
                                                          inputs: np.ndarray, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]):
@@ -203,6 +206,7 @@ def test_corrupt_quantized_model__rebuilt_with_a_warning(corruption: str, normal
     np.testing.assert_array_equal(embed(entry, inputs), clean_out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("corruption", ["garbage", "other moves", "record deleted"])
 def test_corrupt_pow2_moves_list__rebuilt_with_a_warning(corruption: str, normalized: Path, model_path: Path,
                                                          inputs: np.ndarray, tmp_path: Path,
@@ -319,6 +323,7 @@ def test_hash_memo__rewrite_in_place_within_the_clock_tick(tmp_path: Path):
     assert file_sha256(f) != first == hashlib.sha256(b"A" * 1000).hexdigest()
 
 
+@pytest.mark.slow
 def test_hash_memo__rewrite_of_an_old_file_with_its_mtime_put_back(tmp_path: Path):
     f = tmp_path / "model.onnx"
     f.write_bytes(b"A" * 1000)

@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from facequant.cli import build_parser, main
+from facequant.cli import main
+from facequant.cli.main import build_parser
 
 
 def test_help_teaches(capsys: pytest.CaptureFixture[str]):
@@ -30,6 +31,7 @@ def test_cameras_lists_presets(capsys: pytest.CaptureFixture[str]):
     assert "1080p-90" in out and "focal 960 px" in out
 
 
+@pytest.mark.slow
 def test_config_file_and_face_px_sweep(tmp_path: Path, model_path: Path, celebs13: Path):
     config = tmp_path / "c.yaml"
     config.write_text("backends: fp32\nface-px: 112,40\ncamera: 720p-60\nseed: 5\n")
@@ -54,13 +56,15 @@ def test_config_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_example_config_parses():
     from facequant import settings
-    from facequant.cli import _config_from_args
+    from facequant.cli.common import values
+    from facequant.config import sweep_config
 
     args = build_parser().parse_args(["sweep", "--config", str(settings.configs_dir() / "example-sweep.yaml")])
-    config, _ = _config_from_args(args)
+    config = sweep_config(values(args))
     assert config.camera == "720p-60" and "a16w8" in config.backends and config.degradation.jpeg_quality == 90
 
 
+@pytest.mark.slow
 def test_search_precision_command_writes_and_explains(tmp_path: Path, model_path: Path, celebs13: Path,
                                                       capsys: pytest.CaptureFixture[str]):
     # An unreachable target (TAR 0.99 at 6 m): the whole search runs once, small (budget 1).

@@ -25,7 +25,8 @@ from facequant.backends.cost import (
     load_device_profile,
     measure_latency,
 )
-from facequant.backends.quantize import RECIPES, build_quantized
+from facequant.backends.quantize.build import build_quantized
+from facequant.backends.quantize.recipes import RECIPES
 from facequant.errors import FacequantError
 from facequant.models.spec import ModelSpec, file_sha256, inspect_model, normalize_model
 

@@ -58,6 +58,7 @@ def test_bad_inputs(tmp_path: Path, celebs13: Path):
         load_identity_folders(celebs13, wrong)
 
 
+@pytest.mark.slow
 def test_lfw_without_network_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from facequant.datasets.lfw import load_lfw
 

@@ -19,7 +19,8 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from facequant.backends.quantize import RECIPES, build_quantized
+from facequant.backends.quantize.build import build_quantized
+from facequant.backends.quantize.recipes import RECIPES
 from facequant.backends.runtime import OrtBackend
 from facequant.datasets.folders import comparisons
 from facequant.errors import FacequantError
@@ -344,12 +345,14 @@ def _reasons(real: _Tables) -> dict[str, str]:
     return dict(zip(real.cliff["backend"], real.cliff["degenerate"], strict=True))
 
 
+@pytest.mark.slow
 def test_healthy_backends_not_flagged(real: _Tables):
     reasons = _reasons(real)
     assert reasons["fp32"] == ""
     assert reasons["int8-pt"] == ""
 
 
+@pytest.mark.slow
 def test_collapsed_backend_flagged_on_every_criterion(real: _Tables):
     reason = _reasons(real)["collapsed"]
     assert "impostor cosine" in reason and "~ genuine" in reason
@@ -360,11 +363,13 @@ def test_collapsed_backend_flagged_on_every_criterion(real: _Tables):
     assert row["tar_close"] == 1.0
 
 
+@pytest.mark.slow
 def test_partially_collapsed_backend_flagged_by_cosine_and_far(real: _Tables):
     reason = _reasons(real)["prelu-clipped"]
     assert "impostor cosine" in reason and "FAR" in reason
 
 
+@pytest.mark.slow
 def test_constant_prenorm_backend_flagged(real: _Tables):
     # Its impostors stay apart (sign-only embeddings still discriminate a little); only its
     # constant pre-norm gives the saturated output away.
@@ -374,6 +379,7 @@ def test_constant_prenorm_backend_flagged(real: _Tables):
     assert row["impostor_cos_mean"] < 0.2
 
 
+@pytest.mark.slow
 def test_degenerate_column_follows_contract(real: _Tables):
     columns = list(real.cliff.columns)
     assert columns[: len(CLIFF_COLUMNS)] == list(CLIFF_COLUMNS)

@@ -147,11 +147,21 @@ def test_probe_subset_is_seeded_and_not_the_calibration_subset():
 
 # --- on the shared model and photos ---------------------------------------------------------------
 
+#: The progress events of the module's diagnosis (stage, done, total).
+EVENTS: list[tuple[str, int, int]] = []
+
+
 @pytest.fixture(scope="module")
 def result(model_path: Path, celebs13: Path) -> drun.DiagnoseResult:
     config = drun.DiagnoseConfig(SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", *BACKENDS),
                                            distances_m=DISTANCES), max_probes=MAX_PROBES)
-    return drun.run_diagnose(config)
+    return drun.run_diagnose(config, progress=lambda *event: EVENTS.append(event))
+
+
+@pytest.mark.slow
+def test_progress_counts_each_backend_built(result: drun.DiagnoseResult):
+    built = [(done, total) for stage, done, total in EVENTS if stage == "calibration"]
+    assert built == [(0, 3), (1, 3), (2, 3), (3, 3)]  # not "building backends 1/1" for three
 
 
 def _mean_snr(result: drun.DiagnoseResult, backend: str, distance: float) -> float:
@@ -159,6 +169,7 @@ def _mean_snr(result: drun.DiagnoseResult, backend: str, distance: float) -> flo
     return float(s[(s.backend == backend) & (s.distance_m == distance)].mean_snr_db.iloc[0])
 
 
+@pytest.mark.slow
 def test_per_tensor_int8_is_noisiest_at_every_distance(result: drun.DiagnoseResult):
     for d in DISTANCES:
         pt = _mean_snr(result, "int8-pt", d)
@@ -166,6 +177,7 @@ def test_per_tensor_int8_is_noisiest_at_every_distance(result: drun.DiagnoseResu
         assert pt < _mean_snr(result, "a16w8", d), d
 
 
+@pytest.mark.slow
 def test_embedding_snr_falls_with_distance_for_int8_pt(result: drun.DiagnoseResult):
     out = result.summary[result.summary.backend == "int8-pt"].set_index("distance_m").output_snr_db
     assert out[1.0] > out[8.0]
@@ -173,6 +185,7 @@ def test_embedding_snr_falls_with_distance_for_int8_pt(result: drun.DiagnoseResu
     assert set(rows.layer) == {"output"} and len(rows) == len(DISTANCES)
 
 
+@pytest.mark.slow
 def test_layers_table_shape_and_columns(result: drun.DiagnoseResult):
     layers = result.layers
     assert list(layers.columns[: len(drun.LAYER_COLUMNS)]) == list(drun.LAYER_COLUMNS)
@@ -190,6 +203,7 @@ def test_layers_table_shape_and_columns(result: drun.DiagnoseResult):
     assert first[first.op_type == "PRelu"].weight_range.isna().all()
 
 
+@pytest.mark.slow
 def test_bins_used_within_the_bit_width(result: drun.DiagnoseResult):
     layers = result.layers.dropna(subset=["act_bins_used"])
     assert (layers.act_bins_used <= 2 ** layers.act_bits).all() and (layers.act_bins_used >= 1).all()
@@ -201,6 +215,7 @@ def test_bins_used_within_the_bit_width(result: drun.DiagnoseResult):
     assert layers.act_at_rails.between(0, 1).all()
 
 
+@pytest.mark.slow
 def test_diagnosed_graph_is_the_backend(result: drun.DiagnoseResult, model_path: Path, celebs13: Path):
     # exposing only dequantized tensors keeps ORT's integer kernels: the same embedding, bit for bit
     for name in BACKENDS:
@@ -209,6 +224,7 @@ def test_diagnosed_graph_is_the_backend(result: drun.DiagnoseResult, model_path:
     assert set(result.run["layers"]["int8-pt"]["head"]) == {"Conv_91", "Conv_93", "Conv_94", "output"}  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_snr_agrees_with_onnxruntime_on_the_embedding(result: drun.DiagnoseResult, model_path: Path, celebs13: Path):
     # the embedding row, recomputed from the sweep's own backends and ORT's SNR function
     from facequant.backends.registry import BackendFactory
@@ -225,6 +241,7 @@ def test_snr_agrees_with_onnxruntime_on_the_embedding(result: drun.DiagnoseResul
     assert float(row.snr_db.iloc[0]) == pytest.approx(expected, abs=0.01)
 
 
+@pytest.mark.slow
 def test_histograms_default_to_the_worst_layer_at_the_farthest_distance(result: drun.DiagnoseResult):
     for name in BACKENDS:
         hist = result.histograms[name]
@@ -234,6 +251,7 @@ def test_histograms_default_to_the_worst_layer_at_the_farthest_distance(result: 
         assert np.count_nonzero(hist.counts) == used and len(hist.counts) == 2 ** hist.tap.bits
 
 
+@pytest.mark.slow
 def test_write_and_refuse_to_overwrite(result: drun.DiagnoseResult, tmp_path: Path):
     out = dreport.write_diagnosis(result, tmp_path / "diag")
     files = {p.name for p in out.iterdir()}
@@ -250,6 +268,7 @@ def test_write_and_refuse_to_overwrite(result: drun.DiagnoseResult, tmp_path: Pa
     assert (out / "layers.csv").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_cli_diagnose(tmp_path: Path, model_path: Path, celebs13: Path, capsys: pytest.CaptureFixture[str]):
     out = tmp_path / "cli"
     args = ["diagnose", "--model", str(model_path), "--data", str(celebs13), "--backends", "int8-pt+16bit:last3",

@@ -26,7 +26,7 @@ SETS = ("enrol", "probe_1m", "probe_6m")
 def export_dir(tmp_path_factory: pytest.TempPathFactory, model_path: Path, celebs13: Path) -> Path:
     out = tmp_path_factory.mktemp("export") / "probes"
     assert main(["export-probes", "--model", str(model_path), "--data", str(celebs13), "--distances", DISTANCES,
-                 "--backends", "fp32", "--out", str(out), "--quiet"]) == 0
+                 "--out", str(out), "--quiet"]) == 0
     return out
 
 
@@ -67,6 +67,9 @@ def device(tmp_path_factory: pytest.TempPathFactory, export_dir: Path, model_pat
 def test_export_writes_consistent_files(export_dir: Path, celebs13: Path):
     manifest = pd.read_csv(export_dir / "manifest.csv", keep_default_na=False)
     meta = json.loads((export_dir / "manifest.json").read_text())
+    run = json.loads((export_dir / "run.json").read_text())  # a results directory like every command's
+    assert run["command"] == "export-probes" and run["config"]["distances_m"] == [1.0, 6.0]
+    assert run["manifest"] == "manifest.json" and run["versions"]["onnxruntime"]
     assert list(manifest.columns) == MANIFEST_COLUMNS
     n = 61  # every celebs13 photo aligns
     assert len(manifest) == 3 * n and manifest.id.is_unique
@@ -101,6 +104,7 @@ def test_npy_is_the_preprocessed_png(export_dir: Path, model_path: Path):
         assert np.abs(preprocess(crops, spec) - np.load(export_dir / str(npy))).max() <= 1 / 128
 
 
+@pytest.mark.slow
 def test_export_refuses_an_existing_folder(export_dir: Path, tmp_path: Path, model_path: Path, celebs13: Path,
                                            capsys: pytest.CaptureFixture[str]):
     before = (export_dir / "manifest.csv").read_bytes()
@@ -120,6 +124,7 @@ def test_export_refuses_an_existing_folder(export_dir: Path, tmp_path: Path, mod
 # --------------------------------------------------------------------------- round trip
 
 
+@pytest.mark.slow
 def test_device_embeddings_reproduce_fp32_exactly(device: dict[str, Path], tmp_path: Path, model_path: Path,
                                                    celebs13: Path):
     externals = {name: f"external:{name}={device[name]}" for name in ("csv", "npz", "per-set", "whole")}

@@ -281,6 +281,7 @@ def test_resolve_installed_pack_picks_recognition_model(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- pull
 
 
+@pytest.mark.slow
 def test_pull_faceplugin(tmp_path: Path) -> None:
     if shutil.which("npm") is None:
         reason = "npm not installed: cannot fetch faceplugin-face-recognition-js"

@@ -299,16 +299,18 @@ def test_output_path_checked_before_work(command: str, place: str, tmp_path: Pat
     assert snapshot(tmp_path) == before
 
 
-def test_output_path_checked_before_work__tui_run(tmp_path: Path, photos: Path, model_path: Path):
+def test_output_path_checked_before_work__tui_run(tmp_path: Path, photos: Path, model_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch):
     import threading
 
     from facequant.evaluate.config import SweepConfig
     from tui.state import run_cancellable
 
+    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", lambda *a, **k: pytest.fail("work started"))
     out, reason = _under_a_file(tmp_path)
     config = SweepConfig(model=str(model_path), data=str(photos), backends=("fp32",), distances_m=(1.0,))
     with pytest.raises(FacequantError, match=reason):
-        run_cancellable(config, out, threading.Event(), sweep_fn=lambda *a, **k: pytest.fail("work started"))
+        run_cancellable(config, out, threading.Event())
 
 
 # --------------------------------------------------------------------------- class: staging, kills and the swap

@@ -11,13 +11,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from facequant.backends.quantize import (
-    _best_pow2_for_constant,
-    graph_layers,
-    pow2_moves_path,
-    resolve_recipe,
-    split_recipe_name,
-)
+from facequant.backends.quantize.build import pow2_moves_path
+from facequant.backends.quantize.layers import graph_layers, resolve_recipe
+from facequant.backends.quantize.npu import _best_pow2_for_constant
+from facequant.backends.quantize.recipes import split_recipe_name
 from facequant.backends.registry import BackendFactory, parse_backends
 from facequant.errors import FacequantError
 from facequant.evaluate.config import SweepConfig
@@ -65,12 +62,14 @@ def _graph(backend) -> tuple[onnx.GraphProto, dict[str, np.ndarray], dict[str, o
     return model.graph, inits, producer
 
 
+@pytest.mark.slow
 def test_more_bits_closer_to_fp32_at_far_range(cos_to_fp32):
     # The acceptance test, at 6 m (a 32 px face) on celebs13.
     assert cos_to_fp32("a16w16") > cos_to_fp32("int8-pc") > cos_to_fp32("int8-pt")
     assert cos_to_fp32("a16w16") > 0.999
 
 
+@pytest.mark.slow
 def test_fp16_and_dynamic(factory: BackendFactory, cos_to_fp32):
     assert cos_to_fp32("fp16") > 0.999
     assert cos_to_fp32("int8-dyn") < 0.9999  # really quantized
@@ -86,6 +85,7 @@ def test_fp16_and_dynamic(factory: BackendFactory, cos_to_fp32):
     assert factory.make("fp16").describe()["file_bytes"] < factory.make("fp32").describe()["file_bytes"] * 0.6
 
 
+@pytest.mark.slow
 def test_a16w16_uses_16bit_qdq(factory: BackendFactory):
     backend = factory.make("a16w16")
     graph, inits, _ = _graph(backend)
@@ -96,6 +96,7 @@ def test_a16w16_uses_16bit_qdq(factory: BackendFactory):
     assert onnx.load(str(backend.model_path)).opset_import[0].version >= 21  # ORT's 16-bit Q/DQ
 
 
+@pytest.mark.slow
 def test_last3_selects_16bit_layers(factory: BackendFactory, cos_to_fp32):
     name = "int8-pt+16bit:last3"
     backend = factory.make(name)
@@ -115,6 +116,7 @@ def test_last3_selects_16bit_layers(factory: BackendFactory, cos_to_fp32):
     assert cos_to_fp32(name) >= cos_to_fp32("int8-pt")
 
 
+@pytest.mark.slow
 def test_float_layers_keep_float_weights(factory: BackendFactory, cos_to_fp32):
     backend = factory.make("int8-pt+float:last3")
     assert backend.describe()["layers_float"] == LAST3
@@ -154,6 +156,7 @@ def test_selectors_resolve_on_the_model(factory: BackendFactory, tmp_path: Path)
         resolve_recipe(f"int8-pt+16bit:file={layer_file}", model)
 
 
+@pytest.mark.slow
 def test_chained_selectors(factory: BackendFactory, cos_to_fp32):
     name = "int8-pc+16bit:last3+float:first1"
     d = factory.make(name).describe()
@@ -165,6 +168,7 @@ def test_chained_selectors(factory: BackendFactory, cos_to_fp32):
     assert cos_to_fp32(name) > cos_to_fp32("int8-pt")
 
 
+@pytest.mark.slow
 def test_int8_npu_scales_are_powers_of_two(factory: BackendFactory, cos_to_fp32):
     backend = factory.make("int8-npu")
     graph, inits, _ = _graph(backend)
@@ -223,12 +227,14 @@ def test_pow2_weight_scale_is_the_one_with_the_smaller_error():
     assert chosen[1] == 2.0 ** np.floor(np.log2(s_c[1]))
 
 
+@pytest.mark.slow
 def test_int8_npu_promoting_a_layer_to_16_bit_helps(cos_to_fp32):
     # The first depthwise layer loses the most SNR; at 16 bit under power-of-two scales it must
     # help, not hurt (nearest-in-log2 weight scales once clipped its largest weights: -0.14).
     assert cos_to_fp32("int8-npu+16bit:nodes=Conv_2") > cos_to_fp32("int8-npu") + 0.02
 
 
+@pytest.mark.slow
 def test_int8_sym_zero_points_are_symmetric(factory: BackendFactory):
     graph, inits, _ = _graph(factory.make("int8-sym"))
     zps = [inits[n.input[2]] for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]

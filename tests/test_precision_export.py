@@ -12,12 +12,12 @@ import pytest
 from onnx import numpy_helper
 from onnxruntime.quantization import quantize_static
 
-from facequant.backends.quantize import (
+from facequant.backends.quantize.build import (
     _ArrayReader,
     build_quantized,
     prepare_for_quantization,
-    resolve_recipe,
 )
+from facequant.backends.quantize.layers import resolve_recipe
 from facequant.errors import FacequantError
 from facequant.evaluate.config import SweepConfig
 from facequant.evaluate.probes import prepare_probes
@@ -38,6 +38,7 @@ def calib(model_path: Path, celebs13: Path) -> np.ndarray:
     return ps.calibration_tensors()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["int8-pt+16bit:last3", "int8-pc+16bit:last2+float:first1"])
 def test_ort_json_reloads_into_the_same_model(tmp_path: Path, model_path: Path, calib: np.ndarray, name: str):
     spec = inspect_model(model_path)
@@ -93,6 +94,18 @@ def test_cli_export_precision(tmp_path: Path, model_path: Path, celebs13: Path, 
             "--calib-size", "4", "--out", str(out), "--quiet"]
     assert main(args) == 0
     captured = capsys.readouterr()
-    assert str(out / HAILO_ALLS) in captured.out
-    assert captured.err.count("warning") == 3  # three unmapped layers
+    assert str(out / HAILO_ALLS) in captured.out and str(out / "run.json") in captured.out
+    # no --name-map: one line on what that means (three ONNX names), none blaming a map not given
+    (warning,) = captured.err.splitlines()
+    assert warning.startswith("facequant: warning: no --name-map given") and "3 layer(s)" in warning
+    assert "in the name map" not in captured.err
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"] == "export-precision" and run["config"]["recipe"] == "int8-pt+16bit:last3"
+    assert run["config"]["sweep"]["calibration_size"] == 4 and len(run["warnings"]) == 1
+    names = tmp_path / "names.csv"
+    names.write_text("onnx,hailo\nConv_94,fc1\n")
+    assert main([*args, "--name-map", str(names), "--out", str(tmp_path / "mapped")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no compiler layer name in the name map") == 2 and "Conv_94" not in err  # the two unmapped
+    assert "quantization_param(fc1, precision_mode=a16_w16)" in (tmp_path / "mapped" / HAILO_ALLS).read_text()
     assert main(args) == 2  # never overwritten without --force

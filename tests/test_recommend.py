@@ -341,6 +341,7 @@ def _digests(folder: Path) -> dict[str, str]:
             if p.name != rc.RECOMMEND_CSV}
 
 
+@pytest.mark.slow
 def test_cli_on_celebs13(run_dir: Path, capsys: pytest.CaptureFixture[str]):
     before = _digests(run_dir)
     assert main(["recommend", "--results", str(run_dir)]) == 0
@@ -367,6 +368,7 @@ def test_cli_on_celebs13(run_dir: Path, capsys: pytest.CaptureFixture[str]):
     assert table[table.scenario == "far-field"].tar_basis.str.contains("face px").all()
 
 
+@pytest.mark.slow
 def test_recommendation_is_reproducible_and_the_api_matches_the_csv(run_dir: Path):
     assert main(["recommend", "--results", str(run_dir)]) == 0
     first = (run_dir / "recommend.csv").read_bytes()
@@ -381,6 +383,7 @@ def test_recommendation_is_reproducible_and_the_api_matches_the_csv(run_dir: Pat
         assert verdict.recommended == (rows.loc[rows.verdict == rc.RECOMMENDED, "backend"].tolist() or [None])[0]
 
 
+@pytest.mark.slow
 def test_device_profile_reorders_by_device_latency(run_dir: Path):
     from facequant import settings
 
@@ -397,6 +400,7 @@ def test_device_profile_reorders_by_device_latency(run_dir: Path):
     assert "slower than int8-pt: 2.80 ms > 1.50 ms" in verdicts["a16w8"].reason
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     cases = [
         (["--results", str(tmp_path / "none")], "no such results directory"),
@@ -412,6 +416,7 @@ def test_cli_errors_are_one_line(run_dir: Path, tmp_path: Path, capsys: pytest.C
         assert message in err and len(err.splitlines()) == 1, err
 
 
+@pytest.mark.slow
 def test_partially_covered_scenario_on_celebs13(run_dir: Path, tmp_path: Path):
     wide = tmp_path / "wide.yaml"
     wide.write_text("camera: 1080p-90\ndistance_m: [5, 20]\nrequired_tar: 0.01\n")

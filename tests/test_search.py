@@ -65,6 +65,7 @@ def config(model_path: Path, celebs13: Path) -> SweepConfig:
     return SweepConfig(model=str(model_path), data=str(celebs13), distances_m=(1.0, 6.0, 8.0), calibration_size=16)
 
 
+@pytest.mark.slow
 def test_search_confirms_candidates_and_remeasures(config: SweepConfig, tmp_path: Path):
     # an unreachable goal (TAR 0.99 at 8 m, where fp32 itself is near 0.3): the full search runs
     settings = SearchSettings(base="int8-pt", target_tar=0.99, target_distance_m=8.0, budget=1, candidates=2)
@@ -86,6 +87,7 @@ def test_search_confirms_candidates_and_remeasures(config: SweepConfig, tmp_path
     assert (out / "final" / "sweep.csv").is_file() and (out / "candidates.csv").is_file()
 
 
+@pytest.mark.slow
 def test_goal_already_met_returns_the_base(config: SweepConfig):
     result = search_precision(config, SearchSettings(base="int8-pt", tolerance_m=100.0))
     assert result.recipe == "int8-pt" and result.layers == [] and result.goal_met
@@ -98,6 +100,7 @@ def test_bad_settings(config: SweepConfig):
         search_precision(config, SearchSettings(base="int8-pt", budget=0))
 
 
+@pytest.mark.slow
 def test_search_recovers_reliable_distance_int8_pt_loses_against_an_fp32_gallery(model_path: Path, celebs13: Path,
                                                                                  tmp_path: Path):
     """The issue's acceptance run. Enrolled in float (a server-side gallery), probes quantized

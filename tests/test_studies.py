@@ -26,6 +26,7 @@ def test_default_sizes_stop_at_what_the_dataset_has(base: SweepConfig):
         studies.size_variants(base, [0])
 
 
+@pytest.mark.slow
 def test_calibration_size_study(base: SweepConfig):
     result = studies.run_study("calibration-size", base, "int8-pt", studies.size_variants(base, [2, 32]))
     t = result.table
@@ -37,6 +38,7 @@ def test_calibration_size_study(base: SweepConfig):
     assert len(runs["N=2"]["calibration"]["images"]) == 2
 
 
+@pytest.mark.slow
 def test_distance_aware_calibration_changes_the_model(base: SweepConfig):
     variants = studies.distance_variants(base, [(1.0,), (1.0, 6.0)])
     result = studies.run_study("calibration-distance", base, "int8-pt", variants)
@@ -47,6 +49,7 @@ def test_distance_aware_calibration_changes_the_model(base: SweepConfig):
     assert result.runs["1m+6m"]["calibration"]["distances_m"] == [1.0, 6.0]
 
 
+@pytest.mark.slow
 def test_study_cli_writes_table_plot_and_refuses_overwrite(tmp_path: Path, model_path: Path, celebs13: Path):
     out = tmp_path / "study"
     args = ["study", "calibration-method", "--recipe", "int8-pt", "--methods", "minmax,percentile",

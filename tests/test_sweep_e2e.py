@@ -30,6 +30,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, model_path: Path, celebs13
     return out
 
 
+@pytest.mark.slow
 def test_outputs_exist_with_contract_columns(run_dir: Path):
     for name in ("sweep.csv", "cliff.csv", "results.csv", "probes.csv", "genuine.parquet", "identification.csv", "run.json",
                  "tar_vs_distance.png", "match_vs_prenorm.png"):
@@ -43,6 +44,7 @@ def test_outputs_exist_with_contract_columns(run_dir: Path):
     assert (run_dir / "tar_vs_distance.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_fp32_matches_close_and_falls_with_distance(run_dir: Path):
     sweep = pd.read_csv(run_dir / "sweep.csv")
     fp32 = sweep[sweep.backend == "fp32"].sort_values("distance_m")
@@ -55,6 +57,7 @@ def test_fp32_matches_close_and_falls_with_distance(run_dir: Path):
     assert fp32.face_px.is_monotonic_decreasing
 
 
+@pytest.mark.slow
 def test_int8_drifts_from_fp32_with_distance(run_dir: Path):
     sweep = pd.read_csv(run_dir / "sweep.csv")
     pt = sweep[sweep.backend == "int8-pt"].sort_values("distance_m")
@@ -64,6 +67,7 @@ def test_int8_drifts_from_fp32_with_distance(run_dir: Path):
     assert np.all(pc.cos_to_fp32_mean.to_numpy() > pt.cos_to_fp32_mean.to_numpy())
 
 
+@pytest.mark.slow
 def test_cliff_report_is_consistent_with_sweep(run_dir: Path):
     sweep = pd.read_csv(run_dir / "sweep.csv")
     cliff = pd.read_csv(run_dir / "cliff.csv").set_index("backend")
@@ -79,6 +83,7 @@ def test_cliff_report_is_consistent_with_sweep(run_dir: Path):
     assert 0 < cliff.loc["fp32", "cliff_prenorm"] < sweep.prenorm_p95.max()
 
 
+@pytest.mark.slow
 def test_run_json_records_config_versions_calibration(run_dir: Path):
     run = json.loads((run_dir / "run.json").read_text())
     assert run["config"]["seed"] == 0
@@ -91,6 +96,7 @@ def test_run_json_records_config_versions_calibration(run_dir: Path):
     assert run["timings"]["embeddings_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_existing_results_are_never_overwritten(run_dir: Path, capsys: pytest.CaptureFixture[str]):
     before = (run_dir / "sweep.csv").read_bytes()
     code = main(["sweep", "--out", str(run_dir), "--distances", "1", "--quiet"])
@@ -100,6 +106,7 @@ def test_existing_results_are_never_overwritten(run_dir: Path, capsys: pytest.Ca
     assert (run_dir / "sweep.csv").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_sweep_is_reproducible(model_path: Path, celebs13: Path):
     from facequant.simulate.camera import Degradation
 
@@ -110,6 +117,7 @@ def test_sweep_is_reproducible(model_path: Path, celebs13: Path):
     pd.testing.assert_frame_equal(a.probes, b.probes)
 
 
+@pytest.mark.slow
 def test_bad_photos_are_recorded_not_dropped(tmp_path: Path, model_path: Path, celebs13: Path, multi_face: Path):
     data = tmp_path / "data"
     for person in ("person01", "person02"):
@@ -156,6 +164,7 @@ def test_nan_embeddings_are_refused_naming_the_backend():
         checked({"fp32": np.ones((3, 4)), "int8-pt": raw})
 
 
+@pytest.mark.slow
 def test_calibration_folder_is_used_and_recorded(model_path: Path, celebs13: Path, multi_face: Path):
     base = SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", "int8-pt"), distances_m=(2.0,))
     own = run_sweep(base)
@@ -170,6 +179,7 @@ def test_calibration_folder_is_used_and_recorded(model_path: Path, celebs13: Pat
     assert not np.allclose(a, b)
 
 
+@pytest.mark.slow
 def test_cost_table_written_with_layer_counts(run_dir: Path):
     from facequant.results.directory import load_results
 
@@ -195,6 +205,7 @@ def test_summary_hides_distances_of_a_degenerate_backend():
     assert rows["broken"][3] == "DEGENERATE" and rows["broken"][4] == "DEGENERATE"
 
 
+@pytest.mark.slow
 def test_pow2_moves_travel_with_the_results(tmp_path: Path, model_path: Path, celebs13: Path):
     from facequant.results.directory import write_results
 

@@ -23,7 +23,8 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, ProgressBar, Static, TabbedContent
 
 from facequant import settings
-from facequant.cli import build_parser, main
+from facequant.cli import main
+from facequant.cli.main import build_parser
 from facequant.errors import FacequantError
 from facequant.results import directory as reports
 from tui import state
@@ -108,6 +109,7 @@ def results_copy(results_dir: Path, tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------- results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(80, 24), (132, 40)])
 def test_results_open_without_recomputing_rows_and_colours(results_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                            size: tuple[int, int]):
@@ -115,7 +117,6 @@ def test_results_open_without_recomputing_rows_and_colours(results_dir: Path, mo
         raise AssertionError("opening results must not run a sweep")
 
     monkeypatch.setattr("facequant.evaluate.engine.run_sweep", no_sweep)
-    monkeypatch.setattr(state, "run_sweep", no_sweep)
     sweep = pd.read_csv(results_dir / "sweep.csv")
     started = time.monotonic()
 
@@ -145,6 +146,7 @@ def test_results_open_without_recomputing_rows_and_colours(results_dir: Path, mo
     drive(FacequantApp(results=results_dir, runs_dir=results_dir.parent), steps, size)
 
 
+@pytest.mark.slow
 def test_cliff_tab_is_the_cli_summary_and_plots_draw(results_dir: Path):
     loaded = reports.load_results(results_dir)
     expected = reports.summary_rows(loaded["cliff"], loaded["sweep"], loaded["cost"])  # type: ignore[arg-type]
@@ -198,6 +200,7 @@ def test_diagnostics_columns_are_the_diagnose_module_s():
     assert set(SUMMARY_VIEW_COLUMNS) <= set(SUMMARY_COLUMNS)
 
 
+@pytest.mark.slow
 def test_layer_diagnostics_shown_when_present(results_copy: Path):
     _write_diagnostics(results_copy / "diagnostics")
     loaded = load_diagnostics(results_copy)
@@ -236,6 +239,7 @@ def test_a_diagnose_directory_opens_by_itself(tmp_path: Path):
     drive(FacequantApp(results=folder, runs_dir=folder.parent), steps)
 
 
+@pytest.mark.slow
 def test_recommendation_view_through_the_adapter(results_copy: Path, monkeypatch: pytest.MonkeyPatch):
     real = load_recommendations(results_copy)
     try:
@@ -264,6 +268,7 @@ def test_recommendation_view_through_the_adapter(results_copy: Path, monkeypatch
     drive(FacequantApp(results=results_copy, runs_dir=results_copy.parent), steps)
 
 
+@pytest.mark.slow
 def test_export_writes_csvs_and_notifies_the_path(results_copy: Path, results_dir: Path):
     app = FacequantApp(results=results_copy, runs_dir=results_copy.parent)
 
@@ -281,6 +286,7 @@ def test_export_writes_csvs_and_notifies_the_path(results_copy: Path, results_di
         pd.testing.assert_frame_equal(pd.read_csv(results_copy / name), pd.read_csv(results_dir / name))
 
 
+@pytest.mark.slow
 def test_help_lists_keys_and_q_quits(results_dir: Path):
     app = FacequantApp(results=results_dir, runs_dir=results_dir.parent)
 
@@ -306,6 +312,7 @@ def test_help_lists_keys_and_q_quits(results_dir: Path):
 # --------------------------------------------------------------------------- setup
 
 
+@pytest.mark.slow
 def test_setup_prefills_from_config_then_last_run(tmp_path: Path, results_copy: Path, celebs13: Path):
     config = tmp_path / "site.yaml"
     config.write_text("backends: fp32,int8-pc\ncamera: 720p-60\ndistances: 0.5,2,3\njpeg: 90\n")
@@ -370,6 +377,7 @@ def slow_distances(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ProbeSet, "probe_crops", slow)
 
 
+@pytest.mark.slow
 def test_run_from_setup_completes_and_shows_rows(tmp_path: Path, model_path: Path, small_data: Path,
                                                  slow_distances: None):
     runs = tmp_path / "runs"
@@ -425,6 +433,7 @@ def test_run_from_setup_completes_and_shows_rows(tmp_path: Path, model_path: Pat
     assert "partial" not in run and run["distances_m"] == [1.0, 6.0]
 
 
+@pytest.mark.slow
 def test_cancel_mid_run_keeps_finished_distances(tmp_path: Path, model_path: Path, small_data: Path,
                                                  slow_distances: None):
     runs = tmp_path / "runs"
@@ -472,7 +481,8 @@ def _fake_sweep_rows(distances: list[float]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_cancellation_stops_between_distances_and_saves_what_finished(tmp_path: Path):
+def test_cancellation_stops_between_distances_and_saves_what_finished(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch):
     cancel = threading.Event()
     seen: list[float] = []
 
@@ -489,8 +499,9 @@ def test_cancellation_stops_between_distances_and_saves_what_finished(tmp_path: 
 
     from facequant.evaluate.config import SweepConfig
 
+    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", fake_sweep)
     config = SweepConfig(model="m.onnx", data="d", backends=("fp32", "int8-pt"), distances_m=(1.0, 2.0, 4.0))
-    outcome = state.run_cancellable(config, tmp_path / "run", cancel, sweep_fn=fake_sweep)
+    outcome = state.run_cancellable(config, tmp_path / "run", cancel)
     assert outcome.status == state.PARTIAL and seen == [1.0]  # stopped in on_distance of 2 m, after recording it
     assert outcome.data is not None and outcome.data.distances == [1.0, 2.0]
     assert "cancelled after 2 of 3 distances" in outcome.message
@@ -501,13 +512,16 @@ def test_cancellation_stops_between_distances_and_saves_what_finished(tmp_path: 
     # Cancelled before any distance: nothing is written, and it says so.
     early = threading.Event()
     early.set()
-    outcome = state.run_cancellable(config, tmp_path / "early", early, sweep_fn=fake_sweep)
+    outcome = state.run_cancellable(config, tmp_path / "early", early)
     assert outcome.data is None and "nothing to save" in outcome.message
     assert not (tmp_path / "early").exists()
 
 
-def _fake_run_sweep(distances: list[float], delay: float, fail: bool = False) -> Callable[..., None]:
-    """run_sweep's calling pattern (faces, then a callback per distance) without a model."""
+def _fake_run_sweep(distances: list[float], gate: threading.Event | None = None,
+                    fail: bool = False) -> Callable[..., None]:
+    """run_sweep's calling pattern (faces, then a callback per distance) without a model. With
+    a gate, every distance after the first waits for it: the test decides when the sweep may
+    go on, so a loaded machine cannot finish every distance before a key lands."""
 
     def fake(config: object, progress: Callable[..., None], on_distance: Callable[..., None]) -> None:
         progress("faces", 1, 1)
@@ -515,7 +529,8 @@ def _fake_run_sweep(distances: list[float], delay: float, fail: bool = False) ->
             raise RuntimeError("a bug in the sweep")
         done: list[float] = []
         for i, d in enumerate(distances):
-            time.sleep(delay)
+            if i and gate is not None and not gate.wait(30):
+                raise AssertionError("the test never opened the gate")
             done.append(d)
             on_distance(d, _fake_sweep_rows(done))
             progress("distances", i + 1, len(distances))
@@ -525,7 +540,8 @@ def _fake_run_sweep(distances: list[float], delay: float, fail: bool = False) ->
 
 
 def test_q_during_a_run_cancels_saves_then_quits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(state, "run_sweep", _fake_run_sweep([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 0.3))
+    gate = threading.Event()
+    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", _fake_run_sweep([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], gate))
     config = tmp_path / "c.yaml"
     config.write_text(f"model: m.onnx\ndata: {tmp_path}\nbackends: fp32,int8-pt\ndistances: 1,2,3,4,5,6\n")
     app = FacequantApp(config=config, runs_dir=tmp_path / "runs")
@@ -533,18 +549,22 @@ def test_q_during_a_run_cancels_saves_then_quits(tmp_path: Path, monkeypatch: py
     async def steps(pilot: Pilot) -> None:
         await pilot.press("r")
         await wait_until(pilot, lambda: app.screen.query_one(SweepTable).row_count >= 2, 10, "the first distance")
-        await pilot.press("q")
+        await pilot.press("q")  # the sweep waits at the gate: q lands while it runs, whatever the machine's load
+        assert app.active is not None and app.active.cancel.is_set() and app.return_code is None
+        gate.set()
         await wait_until(pilot, lambda: app.return_code is not None, 10, "the app to quit")
 
     drive(app, steps)
     assert app.return_code == 0
     (out,) = (tmp_path / "runs").iterdir()
     run = json.loads((out / "run.json").read_text())
-    assert run["partial"] is True and 1 <= len(run["distances_m"]) < 6
+    # cancelled in the second distance's callback, after recording it: 1 and 2 m saved, 3-6 m not run
+    assert run["partial"] is True and run["distances_m"] == [1.0, 2.0]
+    assert run["partial_reason"] == "cancelled after 2 of 6 distances"
 
 
 def test_a_failing_sweep_is_reported_and_the_tui_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(state, "run_sweep", _fake_run_sweep([1.0], 0.0, fail=True))
+    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", _fake_run_sweep([1.0], fail=True))
     config = tmp_path / "c.yaml"
     config.write_text(f"model: m.onnx\ndata: {tmp_path}\nbackends: fp32\ndistances: 1\n")
     app = FacequantApp(config=config, runs_dir=tmp_path / "runs")
@@ -577,6 +597,7 @@ def test_tui_subcommand_and_setup_errors(tmp_path: Path, capsys: pytest.CaptureF
     assert state.setup_from_config(config, "x").distances == "px:112,40"
 
 
+@pytest.mark.slow
 def test_screenshot_svg(results_dir: Path, tmp_path: Path):
     from tui.screenshot import screenshot
 
@@ -593,6 +614,7 @@ def _facequant_command() -> str:
     return str(script) if script.is_file() else f"{sys.executable} -m facequant.cli"
 
 
+@pytest.mark.slow
 def test_tmux_end_to_end(tmp_path: Path, model_path: Path, small_data: Path):
     if shutil.which("tmux") is None:
         reason = "tmux is not installed (CI installs it: apt-get install -y tmux)"
@@ -617,3 +639,80 @@ def test_tar_band_follows_the_cliff_tables_reliable_bar():
     assert state.tar_band(0.85, 1.0, reliable_tar=0.81) == "reliable"
     assert state.tar_band(0.5, 1.0, reliable_tar=0.81) == "cliff"
     assert state.tar_band(float("nan"), 1.0, reliable_tar=0.81) == ""
+
+
+# --------------------------------------------------------------------------- issue 10: the TUI's findings
+
+
+def test_tui_command_line__prefills_the_form_as_sweep_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`facequant tui --model M --data D ...` (the first thing a user types) sets up that sweep."""
+    started: list[FacequantApp] = []
+    monkeypatch.setattr(FacequantApp, "run", lambda self: started.append(self))
+    data = tmp_path / "photos"
+    data.mkdir()
+    config = tmp_path / "c.yaml"
+    config.write_text("camera: 720p-60\nbackends: fp32,int8-pt\njpeg: 90\n")
+    assert main(["tui", "--model", "m.onnx", "--data", str(data), "--backends", "fp32,int8-pc", "--distances", "1,2",
+                 "--config", str(config), "--runs", str(tmp_path / "runs")]) == 0
+    (app,) = started
+    assert app.prefill == {"model": "m.onnx", "data": str(data), "backends": "fp32,int8-pc", "distances": (1.0, 2.0)}
+
+    async def steps(pilot: Pilot) -> None:
+        values = pilot.app.screen.read_values()
+        assert (values.model, values.data, values.backends, values.distances) == (
+            "m.onnx", str(data), "fp32,int8-pc", "1,2")  # the command line wins over the file ...
+        assert values.camera == "720p-60" and values.base.degradation.jpeg_quality == 90  # ... the file fills the rest
+        assert values.source == f"config {config} and the command line"
+
+    drive(FacequantApp(config=config, runs_dir=tmp_path / "runs", prefill=app.prefill), steps)
+
+
+@pytest.mark.slow
+def test_runs_list__leaves_out_folders_it_cannot_open__a_study(results_copy: Path):
+    from facequant.analysis import studies
+
+    runs = results_copy.parent
+    table = pd.DataFrame([dict.fromkeys(studies.STUDY_COLUMNS, 0.5) | {"variant": "N=4", "degenerate": ""}])
+    studies.write_study(studies.StudyResult("calibration-size", "int8-pt", table, {}), runs / "study-newer")
+    assert (runs / "study-newer" / "run.json").is_file()  # the newest run.json under runs/ is the study's
+    assert state.list_runs(runs) == [results_copy] and state.latest_run(runs) == results_copy
+
+    async def steps(pilot: Pilot) -> None:
+        screen = pilot.app.screen
+        listed = [item.name for item in screen.query_one("#runs").children]
+        assert listed == [str(results_copy)]  # only what the results screen can show
+        values = screen.read_values()
+        assert values.source == f"last run {results_copy}" and values.backends == "fp32,int8-pt"  # not "defaults"
+
+    drive(FacequantApp(runs_dir=runs), steps)
+
+
+@pytest.mark.slow
+def test_recommend_tab__scrolls_at_once(results_dir: Path):
+    async def steps(pilot: Pilot) -> None:
+        screen = pilot.app.screen
+        await pilot.press("6")
+        await pilot.pause(0.3)
+        pane = screen.query_one("#recommend-pane")
+        assert screen.focused is pane  # the keys go to the pane, no Tab needed
+        assert pane.max_scroll_y > 0  # three scenarios do not fit 80x24
+        await pilot.press("end")
+        await pilot.pause(0.3)
+        assert pane.scroll_y == pane.max_scroll_y
+        await pilot.press("1")  # another tab: its table takes the keys
+        assert isinstance(screen.focused, SweepTable)
+
+    drive(FacequantApp(results=results_dir, runs_dir=results_dir.parent), steps)
+
+
+def test_header__names_the_model_one_way_through_a_run():
+    from tui.screens import model_label
+
+    running = state.RunData(sweep=state.empty_sweep(), cliff=state.live_cliff(state.empty_sweep()),
+                            status=state.RUNNING, run={"config": {"model": "faceplugin"}})
+    rows = _fake_sweep_rows([1.0]).assign(model=settings.default_model_path().name)
+    done = state.RunData(sweep=rows, cliff=state.live_cliff(rows), run={"config": {"model": "faceplugin"}})
+    assert model_label(running) == model_label(done) == "fr_feature.onnx"
+    path_run = state.RunData(sweep=state.empty_sweep(), cliff=state.live_cliff(state.empty_sweep()),
+                             status=state.RUNNING, run={"config": {"model": "models/my.onnx"}})
+    assert model_label(path_run) == "my.onnx"

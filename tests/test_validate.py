@@ -29,6 +29,7 @@ def series(tmp_path_factory: pytest.TempPathFactory, celebs13: Path) -> tuple[Pa
     return reference, out
 
 
+@pytest.mark.slow
 def test_simulation_matches_real_lower_resolution_captures(series: tuple[Path, Path], model_path: Path):
     reference, captures = series
     table = validate_simulation(str(model_path), reference, captures, backends="fp32,int8-pt")
@@ -43,6 +44,7 @@ def test_simulation_matches_real_lower_resolution_captures(series: tuple[Path, P
     assert table.loc[table.capture == "blank.png", "skipped"].iloc[0] == "no face found"
 
 
+@pytest.mark.slow
 def test_simulated_jpeg_matches_jpeg_captures(series: tuple[Path, Path], model_path: Path):
     reference, captures = series
     plain = validate_simulation(str(model_path), reference, captures, backends="fp32")

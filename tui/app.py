@@ -1,14 +1,15 @@
 """facequant's terminal UI: `facequant tui [--results DIR] [--config YAML] [--runs DIR]`.
 
-A thin layer over the same API as the CLI: the setup screen makes a SweepConfig the way
-`facequant sweep` does, a thread worker runs facequant.evaluate.engine.run_sweep and streams each
-finished distance's sweep rows back as messages, and results directories are written and
-read by facequant.results.directory. No metric is computed here.
+A thin layer over the same API as the CLI: the setup screen makes a SweepConfig from the same
+option table `facequant sweep` parses (facequant.config), a thread worker runs
+facequant.api.sweep and streams each finished distance's sweep rows back as messages, and
+results directories are read by facequant.results.directory. No metric is computed here.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.worker import Worker, WorkerState
 
+from facequant.api import Output
 from facequant.errors import FacequantError
 from facequant.evaluate.config import SweepConfig
 from tui import state
@@ -58,10 +60,12 @@ class FacequantApp(App[None]):
     ]
 
     def __init__(self, results: Path | None = None, config: Path | None = None,
-                 runs_dir: Path = Path("runs"), diagnostics: Path | None = None) -> None:
+                 runs_dir: Path = Path("runs"), diagnostics: Path | None = None,
+                 prefill: Mapping[str, object] | None = None) -> None:
         super().__init__()
         self.results_arg = results
         self.config_arg = config
+        self.prefill = dict(prefill or {})  # sweep options from the command line, by dest
         self.runs_dir = runs_dir
         self.diagnostics_dir = diagnostics
         self.active: ActiveRun | None = None
@@ -75,15 +79,16 @@ class FacequantApp(App[None]):
             self.open_results(self.results_arg)
 
     def _initial_values(self) -> state.SetupValues:
-        """--config wins; with --results the form shows that run's config (r re-runs it)."""
-        if self.config_arg is None and self.results_arg is not None:
+        """--config and command-line options win; with --results the form shows that run's
+        config (r re-runs it)."""
+        if self.config_arg is None and not self.prefill and self.results_arg is not None:
             try:
                 config = state.run_config(state.load_run(self.results_arg).run)
                 return state.setup_from_config(state.config_from_dict(config), f"run {self.results_arg}")
             except (FacequantError, OSError, ValueError, TypeError):
                 pass  # open_results reports the problem
         try:
-            return state.initial_setup(self.config_arg, self.runs_dir)
+            return state.initial_setup(self.config_arg, self.runs_dir, self.prefill)
         except FacequantError as exc:
             self.notify(str(exc), severity="error", timeout=10, markup=False)
             return state.initial_setup(None, self.runs_dir)
@@ -117,9 +122,7 @@ class FacequantApp(App[None]):
             return
         try:
             config, out = state.config_from_setup(self.setup_screen.read_values(), self.runs_dir)
-            from facequant.results.output import check_output_dir, inputs_of
-
-            check_output_dir(out, False, inputs_of(config))  # before any work, as the CLI does
+            Output(out).checked(config)  # before any work, as the CLI does
         except FacequantError as exc:
             self.notify(str(exc), title="cannot run", severity="error", timeout=10, markup=False)
             return
@@ -214,11 +217,14 @@ class FacequantApp(App[None]):
 
 
 def run_tui(results: Path | None = None, config: Path | None = None, runs_dir: Path = Path("runs"),
-            diagnostics: Path | None = None) -> int:
-    """Entry point of `facequant tui`; returns the exit code."""
+            diagnostics: Path | None = None, prefill: Mapping[str, object] | None = None) -> int:
+    """Entry point of `facequant tui`; returns the exit code. `prefill`: sweep options by dest
+    (as `facequant sweep` parses them) for the setup form, over --config."""
     if results is not None:
         state.load_run(results)  # a bad directory is a one-line CLI error, before the screen opens
     if config is not None and not Path(config).is_file():
         raise FacequantError(f"{config}: config file not found")
-    FacequantApp(results=results, config=config, runs_dir=runs_dir, diagnostics=diagnostics).run()
+    if config is not None or prefill:
+        state.initial_setup(config, runs_dir, prefill)  # a bad config or option: one line, before the screen
+    FacequantApp(results=results, config=config, runs_dir=runs_dir, diagnostics=diagnostics, prefill=prefill).run()
     return 0

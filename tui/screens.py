@@ -38,10 +38,12 @@ from tui.state import (
     SetupValues,
     display_path,
     list_runs,
+    model_file_name,
     run_config,
 )
 from tui.widgets import (
     TAR_LEGEND,
+    TAR_RULE_MARKUP,
     CliffPane,
     LayersPane,
     PrenormPlot,
@@ -181,6 +183,13 @@ class SetupScreen(Screen[None]):
             self.app.open_results(Path(event.item.name))  # type: ignore[attr-defined]
 
 
+def model_label(data: RunData) -> str:
+    """The model as one run names it throughout: sweep.csv's model column (the file's name),
+    and before the first rows arrive the same name from the config ('faceplugin' is
+    fr_feature.onnx), not the name as typed."""
+    return data.model_name or model_file_name(str(run_config(data.run).get("model") or ""))
+
+
 def _describe_run(path: Path) -> str:
     """One line for the runs list: name, backends, distances, partial or not."""
     try:
@@ -292,7 +301,7 @@ class ResultsScreen(Screen[None]):
     def show_progress(self, stage: str, done: int, total: int) -> None:
         if not self._ready:
             return
-        labels = {"faces": "faces", "calibration": "backends", "distances": "distances"}
+        labels = {"faces": "faces", "calibration": "building backends", "distances": "distances"}
         self.query_one("#stage", Label).update(f"{labels.get(stage, stage)} {done}/{total}")
         bar = self.query_one(ProgressBar)
         bar.update(total=max(total, 1), progress=done)
@@ -322,7 +331,7 @@ class ResultsScreen(Screen[None]):
         n_warn = len(d.warnings)
         warned = f" [yellow]{n_warn} warning{'s' if n_warn > 1 else ''} (2)[/]" if n_warn else ""
         self.query_one("#results-title", Static).update(
-            f"{state} {escape(d.model_name or str(config.get('model', '')))} {escape(str(camera))}{thr}{warned} "
+            f"{state} {escape(model_label(d))} {escape(str(camera))}{thr}{warned} "
             f"{len(d.distances)}{planned} dist [dim]{escape(where)}[/]")
 
     # -- actions -------------------------------------------------------------------------
@@ -349,6 +358,15 @@ class ResultsScreen(Screen[None]):
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
 
+    @on(TabbedContent.TabActivated)
+    def _focus_the_pane(self, event: TabbedContent.TabActivated) -> None:
+        # The pane's first focusable widget takes the keys: arrows and page keys scroll the
+        # Recommend tab's tables at once, not only after Tab is pressed.
+        for widget in event.pane.query("*"):
+            if widget.focusable:
+                widget.focus()
+                return
+
 
 HELP = """\
 [b]Keys[/b]
@@ -362,13 +380,15 @@ HELP = """\
  [b]?[/b]        this help ([b]esc[/b] closes it)
  [b]q[/b]        quit (a running sweep is cancelled and saved first)
 
-[b]Colours[/b]  TAR [bold green]green[/]: >= 90 % of fp32's close-range TAR (reliable);
-[bold yellow]yellow[/]: above 50 % of its own; [bold red]red[/]: at or past the cliff.
+[b]Colours[/b]  {colours}
 [bold magenta]![/] after a backend: degenerate (reason in the Cliff tab).
 
 Runs are saved to runs/<model>-<time>, as by facequant sweep;
 [b]facequant tui --results DIR[/b] opens one without recomputing.
 """
+
+
+HELP = HELP.replace("{colours}", TAR_RULE_MARKUP)
 
 
 class HelpScreen(ModalScreen[None]):

@@ -1,7 +1,7 @@
 """What the TUI shows and runs, without any widget: setup values <-> SweepConfig, results
 directories, a cancellable sweep, partial saves and CSV export.
 
-Every number comes from facequant's own API (run_sweep, cliff_table, load_results,
+Every number comes from facequant's own API (facequant.api.sweep, cliff_table, load_results,
 summary_rows); this module only moves tables between them, the disk and the screens, so it
 can be tested without a terminal.
 """
@@ -14,18 +14,21 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from facequant import api, settings
+from facequant.config import SWEEP_OPTIONS, read_config, sweep_config
+from facequant.config import default_out as default_results_dir
 from facequant.errors import FacequantError
 from facequant.evaluate import cliff, metrics
 from facequant.evaluate.config import SweepConfig
-from facequant.evaluate.engine import SweepResult, run_sweep
 from facequant.results import directory as reports
 from facequant.results import output
+from tui.layers import is_diagnostics_dir
 
 #: The fields the setup screen edits; everything else in a config is carried over as is.
 SETUP_FIELDS: tuple[str, ...] = ("model", "data", "camera", "distances", "backends", "out")
@@ -102,37 +105,57 @@ def run_config(run: dict[str, object]) -> dict[str, object]:
     return config if isinstance(config, dict) else {}
 
 
-def _cli_config(argv: list[str]) -> tuple[SweepConfig, str]:
-    """A config made exactly as `facequant sweep ARGV` makes it, and the --out it names ("" if none)."""
-    from facequant.cli import _config_from_args, build_parser
+def model_file_name(model: str) -> str:
+    """The model file's name as a sweep's results name it (sweep.csv's model column), known
+    before the run when it costs nothing: a path, or 'faceplugin' (the shared fr_feature.onnx).
+    An insightface pack keeps its name until its file is known."""
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path.name
+    if model.strip().lower() == "faceplugin":
+        return settings.default_model_path().name
+    return Path(model).name if model else ""
 
-    args = build_parser().parse_args(["sweep", *argv])
-    config, _ = _config_from_args(args)
-    assert isinstance(config, SweepConfig)
-    return config, str(args.out) if args.out else ""
+
+def is_openable(path: Path) -> bool:
+    """A folder the results screen can show: a sweep's (sweep.csv, complete or partial) or a
+    diagnose directory (layers.csv). Studies, searches and exports have run.json too, but
+    no table this screen reads."""
+    return (path / reports.SWEEP_CSV).is_file() or is_diagnostics_dir(path)
 
 
 def latest_run(runs_dir: Path) -> Path | None:
-    """The most recently written results directory under runs_dir (by run.json time)."""
-    runs = list_runs(runs_dir)
-    return runs[0] if runs else None
+    """The most recently written results directory under runs_dir that holds a sweep config."""
+    for path in list_runs(runs_dir):
+        try:
+            if run_config(json.loads((path / reports.RUN_JSON).read_text())):
+                return path
+        except (OSError, ValueError, AttributeError):
+            continue
+    return None
 
 
 def list_runs(runs_dir: Path, limit: int = 50) -> list[Path]:
-    """Results directories under runs_dir, newest first."""
+    """Results directories under runs_dir the TUI can open, newest first."""
     if not runs_dir.is_dir():
         return []
-    found = [p.parent for p in runs_dir.glob(f"*/{reports.RUN_JSON}")]
+    found = [p.parent for p in runs_dir.glob(f"*/{reports.RUN_JSON}") if is_openable(p.parent)]
     found.sort(key=lambda p: (p / reports.RUN_JSON).stat().st_mtime, reverse=True)
     return found[:limit]
 
 
-def initial_setup(config_path: Path | None, runs_dir: Path) -> SetupValues:
-    """Prefill order: a --config YAML (same keys as `facequant sweep`), else the latest run's
-    config under runs_dir, else the CLI's defaults."""
-    if config_path is not None:
-        config, out = _cli_config(["--config", str(config_path)])
-        return setup_from_config(config, f"config {config_path}", out)
+def initial_setup(config_path: Path | None, runs_dir: Path, prefill: Mapping[str, object] | None = None) -> SetupValues:
+    """Prefill order: sweep options (a --config YAML with the same keys as `facequant sweep`,
+    then `prefill`, the options given on the command line), else the latest run's config under
+    runs_dir, else the defaults of `facequant sweep`."""
+    prefill = dict(prefill or {})
+    if config_path is not None or prefill:
+        values = read_config(Path(config_path), SWEEP_OPTIONS) if config_path is not None else {}
+        values.update(prefill)
+        where = " and ".join(filter(None, [f"config {config_path}" if config_path is not None else "",
+                                           "the command line" if prefill else ""]))
+        out = values.get("out")
+        return setup_from_config(sweep_config(values), where, str(out) if out else "")
     last = latest_run(runs_dir)
     if last is not None:
         try:
@@ -141,8 +164,7 @@ def initial_setup(config_path: Path | None, runs_dir: Path) -> SetupValues:
         except (OSError, ValueError, KeyError, TypeError, FacequantError):
             pass  # an unreadable old run must not stop the TUI from starting
     try:
-        config, _ = _cli_config([])
-        return setup_from_config(config, "defaults of facequant sweep")
+        return setup_from_config(sweep_config({}), "defaults of facequant sweep")
     except FacequantError as exc:  # no ../shared: the user fills the form in
         return setup_from_config(SweepConfig(model="faceplugin", data=""), f"defaults ({exc})")
 
@@ -183,11 +205,7 @@ def config_from_setup(values: SetupValues, runs_dir: Path) -> tuple[SweepConfig,
 
 def default_out(runs_dir: Path, model: str) -> Path:
     """runs/<model>-<time>, as `facequant sweep` names it; a suffix if that second is taken."""
-    stem = f"{Path(model).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out, n = runs_dir / stem, 2
-    while out.exists():
-        out, n = runs_dir / f"{stem}-{n}", n + 1
-    return out
+    return default_results_dir(Path(model).stem, runs_dir)
 
 
 # --------------------------------------------------------------------------- results
@@ -236,8 +254,6 @@ def load_run(path: Path) -> RunData:
     """A results directory as it is on disk: nothing recomputed. Partial runs (cancelled in
     the TUI) carry "partial": true in run.json. A `facequant diagnose` directory (layers.csv,
     no sweep.csv) opens too, with only its layer diagnostics."""
-    from tui.layers import is_diagnostics_dir
-
     path = Path(path)
     if not (path / reports.SWEEP_CSV).is_file() and is_diagnostics_dir(path):
         try:
@@ -368,15 +384,15 @@ def run_cancellable(
     cancel: threading.Event,
     progress: Callable[[str, int, int], None] | None = None,
     on_rows: Callable[[RunData], None] | None = None,
-    sweep_fn: Callable[..., SweepResult] | None = None,
 ) -> RunOutcome:
-    """run_sweep with a stop between distances, then the results directory.
+    """facequant.api.sweep with a stop between distances: the results directory `facequant
+    sweep` writes, or what finished when cancelled.
 
-    run_sweep has no cancel flag of its own: its callbacks raise SweepCancelled once `cancel`
+    The sweep has no cancel flag of its own: its callbacks raise SweepCancelled once `cancel`
     is set. on_distance records the finished distance first, so a cancelled run keeps every
-    distance that completed and writes it (write_partial); a complete run is written by
-    reports.write_results exactly as `facequant sweep` writes it."""
-    output.check_output_dir(out, False, output.inputs_of(config))  # before any work, as the CLI does
+    distance that completed and writes it (write_partial)."""
+    target = api.Output(out)
+    target.checked(config)  # before any work, as the CLI does: a bad folder is the caller's error
     latest: dict[str, RunData] = {}
     planned: dict[str, int] = {}
 
@@ -398,7 +414,7 @@ def run_cancellable(
             raise SweepCancelled("distances")
 
     try:
-        result = (sweep_fn or run_sweep)(config, progress=on_progress, on_distance=on_distance)
+        api.sweep(config, target, progress=on_progress, on_distance=on_distance)
     except SweepCancelled:
         data = latest.get("data")
         if data is None:
@@ -413,6 +429,5 @@ def run_cancellable(
         return RunOutcome(PARTIAL, data, f"{reason}; saved to {display_path(out)}")
     except FacequantError as exc:
         return RunOutcome(FAILED, None, str(exc))
-    reports.write_results(result, out)
     done = load_run(out)  # what is on disk is what the screen shows and `e` exports
     return RunOutcome(COMPLETE, done, f"complete: saved to {display_path(out)}")

@@ -14,14 +14,19 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
+from facequant.results.directory import backend_labels
 from tui.layers import Diagnostics
 from tui.recommendation import Recommendations
 from tui.state import RunData, display_path, tar_band
 
 #: TAR cell styles by side of the cliff (tui.state.tar_band).
 TAR_STYLES: dict[str, str] = {"reliable": "bold green", "degraded": "bold yellow", "cliff": "bold red", "": "dim"}
-TAR_LEGEND = ("TAR colour: [bold green]green[/] >= 90 % of fp32's close-range TAR (reliable), "
-              "[bold yellow]yellow[/] above 50 %, [bold red]red[/] at or past the cliff (<= 50 %)")
+#: The colour rule of tui.state.tar_band, in the words the README uses (a test holds them equal).
+TAR_RULE = ("green: at or above the reliable bar (90 % of fp32's close-range TAR); "
+            "red: at or below 50 % of the backend's own close-range TAR; yellow: between")
+TAR_RULE_MARKUP = (TAR_RULE.replace("green:", "[bold green]green[/]:").replace("red:", "[bold red]red[/]:")
+                   .replace("yellow:", "[bold yellow]yellow[/]:"))
+TAR_LEGEND = f"TAR {TAR_RULE_MARKUP}"
 
 
 def _num(value: object, fmt: str) -> str:
@@ -54,12 +59,14 @@ class SweepTable(DataTable):
                       if "degenerate" in data.cliff else set())
         cursor = self.cursor_row
         self.clear()
+        labels = backend_labels(data.sweep.backend)
         for r in data.sweep.itertuples():
             backend = str(r.backend)
             tar = float(r.tar)
             band = tar_band(tar, close.get(backend, math.nan), bars.get(backend, math.nan))
             self.add_row(
-                Text(backend + (" !" if backend in degenerate else ""), style="bold magenta" if backend in degenerate else ""),
+                Text(labels[backend] + (" !" if backend in degenerate else ""),
+                     style="bold magenta" if backend in degenerate else ""),
                 Text(_num(r.distance_m, "g"), justify="right"),
                 Text(_num(r.face_px, ".0f"), justify="right"),
                 Text(_num(tar, ".3f"), style=TAR_STYLES[band], justify="right"),
@@ -133,10 +140,11 @@ class TarPlot(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
+        labels = backend_labels(data.sweep.backend)
         for i, (backend, rows) in enumerate(data.sweep.groupby("backend", sort=False)):
             rows = rows.sort_values("distance_m")
             x, y = rows["distance_m"].tolist(), rows["tar"].tolist()
-            plt.plot(x, y, marker="braille", color=_colour(i), label=str(backend))
+            plt.plot(x, y, marker="braille", color=_colour(i), label=labels[str(backend)])
             plt.scatter(x, y, marker="o", color=_colour(i))
         _rate_axis(plt)
         plt.title(f"TAR vs distance (threshold {data.threshold:.3f})" if len(data.sweep) else "TAR vs distance")
@@ -154,10 +162,11 @@ class PrenormPlot(PlotextPlot):
         plt.clear_figure()
         cliff_at = (dict(zip(data.cliff["backend"].astype(str), data.cliff["cliff_prenorm"], strict=False))
                     if "cliff_prenorm" in data.cliff else {})
+        labels = backend_labels(data.sweep.backend)
         for i, (backend, rows) in enumerate(data.sweep.groupby("backend", sort=False)):
             rows = rows.sort_values("prenorm_p50")
             x, y = rows["prenorm_p50"].tolist(), rows["tar"].tolist()
-            plt.plot(x, y, marker="braille", color=_colour(i), label=str(backend))
+            plt.plot(x, y, marker="braille", color=_colour(i), label=labels[str(backend)])
             plt.scatter(x, y, marker="o", color=_colour(i))
             value = cliff_at.get(str(backend))
             if value is not None and pd.notna(value) and math.isfinite(float(value)):

@@ -4,6 +4,8 @@ face with the same face size simulated from a high-resolution reference."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -31,6 +33,23 @@ RUN_JSON = "run.json"
 FIDELITY_COLUMNS = ["capture", "face_px", "backend", "real_cos", "sim_cos", "delta_cos", "real_prenorm", "sim_prenorm"]
 
 
+@dataclass(frozen=True)
+class ValidateConfig:
+    """validate-sim: a high-resolution reference photo, real captures of the same person, and
+    what to simulate (the camera's degradation); saved in run.json."""
+
+    reference: str
+    captures: str
+    model: str = "faceplugin"
+    backends: str = "fp32,int8-pt"
+    degradation: Degradation = field(default_factory=Degradation)
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        return {"model": self.model, "reference": self.reference, "captures": self.captures,
+                "backends": self.backends, "degradation": self.degradation.to_dict(), "seed": self.seed}
+
+
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
@@ -43,8 +62,10 @@ def validate_simulation(
     seed: int = 0,
     pipeline: FacePipeline | None = None,
     degradation: Degradation = Degradation(),
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """fidelity table: one row per capture x backend (columns FIDELITY_COLUMNS + skipped reason)."""
+    """fidelity table: one row per capture x backend (columns FIDELITY_COLUMNS + skipped reason).
+    progress("captures", done, total) as each capture is aligned."""
     model_path = resolve_model(model)
     spec = inspect_model(model_path)
     normalized = normalize_model(model_path)
@@ -58,7 +79,9 @@ def validate_simulation(
         raise FacequantError(f"{captures}: no images")
 
     real_crops, sim_crops, rows = [], [], []
-    for path in files:
+    for i, path in enumerate(files):
+        if progress:
+            progress("captures", i, len(files))
         try:
             face = pipeline.extract(path)
             image = read_image(path)
@@ -71,6 +94,8 @@ def validate_simulation(
         real_crops.append(cv2.warpAffine(image, matrix, (model_px, model_px), flags=cv2.INTER_LINEAR))
         sim_crops.append(simulate(ref.crop, face.native_face_px, model_px, degradation, np.random.default_rng(seed)))
         rows.append({"capture": display(path.name), "face_px": face.native_face_px})
+    if progress:
+        progress("captures", len(files), len(files))
     if not real_crops:
         raise FacequantError(f"{captures}: no capture holds a usable face")
     ref_crop = simulate(ref.crop, ref.native_face_px, model_px)

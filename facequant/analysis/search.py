@@ -23,7 +23,8 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
-from facequant.backends.quantize import RECIPES, graph_layers
+from facequant.backends.quantize.layers import graph_layers
+from facequant.backends.quantize.recipes import RECIPES
 from facequant.backends.registry import BackendFactory
 from facequant.errors import FacequantError
 from facequant.evaluate.config import SweepConfig
@@ -37,6 +38,7 @@ from facequant.results.output import inputs_of, staged_output
 T = TypeVar("T")
 
 SEARCH_JSON = "search.json"
+RUN_JSON = "run.json"
 CANDIDATES_CSV = "candidates.csv"
 STEPS_CSV = "steps.csv"
 PAIRED_CSV = "paired.csv"
@@ -298,8 +300,9 @@ def _pooled(result: SearchResult, against: str) -> dict[str, object]:
             "interval": "paired, bootstrap over identities"}
 
 
-def write_search(result: SearchResult, out: Path, force: bool = False) -> Path:
-    """Write the search into `out` atomically: a failure midway leaves any old results intact."""
+def write_search(result: SearchResult, out: Path, force: bool = False, run: dict[str, object] | None = None) -> Path:
+    """Write the search into `out` atomically: a failure midway leaves any old results intact.
+    run.json holds `run` (the command's record: config, settings) beside search.json's summary."""
     out = Path(out)
     with staged_output(out, force, inputs_of(result.final.config)) as staging:
         write_results(result.final, staging / "final")
@@ -313,4 +316,7 @@ def write_search(result: SearchResult, out: Path, force: bool = False) -> Path:
                              staging / PAIRED_PNG)
         summary = {**search_summary(result), **result.run, "versions": versions()}
         (staging / SEARCH_JSON).write_text(json.dumps(_finite_or_none(summary), indent=1, default=str))
+        record = {**(run or {}), "settings": result.settings.to_dict(), "versions": versions(),
+                  "summary": SEARCH_JSON, "final": "final/ (the re-measured sweep)"}
+        (staging / RUN_JSON).write_text(json.dumps(_finite_or_none(record), indent=1, default=str))
     return out

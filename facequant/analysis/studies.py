@@ -25,9 +25,31 @@ STUDY_COLUMNS = ["study", "variant", "backend", "n_calibration_crops", "tar_clos
 
 
 @dataclass(frozen=True)
+class StudyConfig:
+    """One study: the recipe calibrated several ways, each a sweep of fp32 and the recipe.
+    `sweep` carries everything else (model, photos, camera, distances, seed ...)."""
+
+    kind: str  # one of STUDIES
+    recipe: str
+    sweep: SweepConfig
+    sizes: tuple[int, ...] | None = None  # calibration-size: default 16, 64, ... up to the photos
+    mixes: tuple[tuple[float, ...], ...] | None = None  # calibration-distance: default close, +3, +6, +10 m
+    methods: tuple[str, ...] = ("minmax", "entropy", "percentile")  # calibration-method
+
+    def __post_init__(self) -> None:
+        if self.kind not in STUDIES:
+            raise FacequantError(f"study '{self.kind}': choose one of {', '.join(STUDIES)}")
+        check_calibrated(self.recipe)
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class Variant:
     label: str
     config: SweepConfig
+    note: str = ""  # what the label cannot say (a size capped to the photos available)
 
 
 @dataclass
@@ -36,6 +58,23 @@ class StudyResult:
     recipe: str
     table: pd.DataFrame
     runs: dict[str, dict[str, object]]  # variant label -> its run.json content
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def check_calibrated(recipe: str) -> None:
+    """A calibration study varies calibration: fp32, fp16, dynamic and external have none."""
+    from facequant.backends.registry import require_calibrated
+
+    require_calibrated(recipe, "--recipe", "nothing to study")
+
+
+def variants(config: StudyConfig) -> list[Variant]:
+    """The study's variants of config.sweep, by kind."""
+    if config.kind == "calibration-size":
+        return size_variants(config.sweep, config.sizes)
+    if config.kind == "calibration-distance":
+        return distance_variants(config.sweep, config.mixes)
+    return method_variants(config.sweep, config.methods)
 
 
 def available_calibration_photos(config: SweepConfig) -> int:
@@ -47,14 +86,24 @@ def available_calibration_photos(config: SweepConfig) -> int:
 
 
 def size_variants(base: SweepConfig, sizes: Sequence[int] | None = None) -> list[Variant]:
-    """N = 16, 64, 256, ... up to what the calibration source holds (and that count itself)."""
+    """N = 16, 64, 256, ... up to what the calibration source holds (and that count itself).
+    A size above the photos available would calibrate on the same photos as that count under
+    another label: such sizes become one variant, "N=<available> (all)", and its note says so."""
     available = available_calibration_photos(base)
     if sizes is None:
         sizes = [n for n in (16, 64, 256, 1024, 4096) if n < available] + [available]
     bad = [n for n in sizes if n < 1]
     if bad:
         raise FacequantError(f"calibration sizes must be positive, got {bad}")
-    return [Variant(f"N={n}", dataclasses.replace(base, calibration_size=int(n))) for n in sorted(set(sizes))]
+    over = sorted({int(n) for n in sizes if n > available})
+    kept = sorted({min(int(n), available) for n in sizes})
+    out = []
+    for n in kept:
+        label = f"N={n} (all)" if n == available and over else f"N={n}"
+        note = (f"--sizes {','.join(map(str, over))}: only {available} calibration photos available; "
+                f"run once as {label}" if n == available and over else "")
+        out.append(Variant(label, dataclasses.replace(base, calibration_size=n), note))
+    return out
 
 
 def distance_variants(base: SweepConfig, mixes: Sequence[Sequence[float]] | None = None) -> list[Variant]:
@@ -89,7 +138,7 @@ def run_study(
         if progress:
             progress(study, i + 1, len(variants))
     table = pd.DataFrame(rows, columns=STUDY_COLUMNS)
-    return StudyResult(study, recipe, table, runs)
+    return StudyResult(study, recipe, table, runs, [v.note for v in variants if v.note])
 
 
 def _row(study: str, label: str, recipe: str, result: SweepResult) -> dict[str, object]:
@@ -112,8 +161,8 @@ def write_study(result: StudyResult, out: Path, force: bool = False, inputs: Inp
     with staged_output(out, force, inputs) as staging:
         result.table.to_csv(staging / "study.csv", index=False)
         (staging / "run.json").write_text(json.dumps({"study": result.study, "recipe": result.recipe,
-                                                      "versions": versions(), "variants": result.runs},
-                                                     indent=2, default=str))
+                                                      "versions": versions(), "warnings": result.warnings,
+                                                      "variants": result.runs}, indent=2, default=str))
         plot_study(result, staging / "study.png")
     return out
 
@@ -152,5 +201,7 @@ def print_study(result: StudyResult, out: Path | None = None) -> None:
                       f"{r.cliff_distance_m:.2f} m", f"{r.distance_cost_m:+.2f} m", f"{r.cos_to_fp32_far:.3f}")
     console = Console()
     console.print(table)
+    for warning in result.warnings:
+        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
     if out is not None:
         console.print(f"results in {out}")

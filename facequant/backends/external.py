@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from facequant.backends.base import FLOAT_BACKENDS, Backend
-from facequant.backends.quantize import RECIPES
+from facequant.backends.quantize.recipes import RECIPES
 from facequant.errors import FacequantError
 from facequant.models.spec import ModelSpec, channel_values, file_sha256, model_sha256
 

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from facequant.backends.base import EXTERNAL_PREFIX, FLOAT_BACKENDS, Backend
-from facequant.backends.quantize import (
+from facequant.backends.quantize.build import build_quantized, pow2_moves_path
+from facequant.backends.quantize.layers import resolve_recipe
+from facequant.backends.quantize.npu import pow2_summary
+from facequant.backends.quantize.recipes import (
     RECIPES,
     SELECTOR_HELP,
     QuantRecipe,
-    build_quantized,
     is_recipe_name,
-    pow2_moves_path,
-    pow2_summary,
-    resolve_recipe,
+    split_recipe_name,
 )
 from facequant.backends.runtime import InsightFaceBackend, OrtBackend
 from facequant.errors import FacequantError
@@ -47,6 +47,16 @@ def check_backend_name(name: str) -> None:
     if not is_recipe_name(name):
         raise FacequantError(f"backend '{name}': unknown; available: {', '.join(available_backends())}, "
                              f"or {NAME_HELP}")
+
+
+def require_calibrated(name: str, option: str, why: str) -> None:
+    """Refuse, before any work, a backend that is not a calibrated (static) recipe: fp32, fp16,
+    dynamic INT8 and external backends have no calibration and no per-layer precision."""
+    check_backend_name(name)
+    if (name in FLOAT_BACKENDS or name.startswith(EXTERNAL_PREFIX)
+            or not RECIPES[split_recipe_name(name)[0]].needs_calibration):
+        raise FacequantError(f"{option} {name}: not calibrated, {why}; give a static recipe "
+                             "(int8-pt, int8-pc, a16w8, ..., BASE+16bit:SEL)")
 
 
 def _backend_info(recipe: QuantRecipe, model: Path) -> dict[str, object]:

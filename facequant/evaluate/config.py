@@ -21,7 +21,7 @@ from facequant.ranges import (
 )
 from facequant.simulate.camera import DEFAULT_DISTANCES_M, DEFAULT_IOD_MM, Degradation
 
-#: progress(stage, done, total): stages "faces", "backends", "gallery", "probes", "distances".
+#: progress(stage, done, total): stages "faces", "calibration" (building backends), "gallery", "distances".
 Progress = Callable[[str, int, int], None]
 
 PROTOCOLS = ("verification", "identification")

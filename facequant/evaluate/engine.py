@@ -208,7 +208,7 @@ def _build_backends(ps: ProbeSet, progress: Progress | None) -> dict[str, Backen
     for i, name in enumerate(config.backends):
         backends[name] = factory.make(name)
         if progress:
-            progress("backends", i + 1, len(config.backends))
+            progress("calibration", i + 1, len(config.backends))
     return backends
 
 

@@ -425,14 +425,17 @@ def check_override(where: object | None, key: str, value: object, inputs: list[s
 def describe(spec: ModelSpec) -> str:
     """A human-readable multi-line summary (for `facequant models inspect`)."""
     h, w = spec.input_size
-    batch = spec.batch_dim if isinstance(spec.batch_dim, int) else f"{spec.batch_dim} (any)"
+    fixed = isinstance(spec.batch_dim, int)  # the shapes say what the file says: [1, ...] next to "batch 1"
+    n = str(spec.batch_dim) if fixed else "N"
+    batch = (f"{spec.batch_dim} (fixed in the file; facequant evaluates a dynamic-batch copy)" if fixed
+             else f"{spec.batch_dim} (any)")
     mean = format_channels(spec.mean)
     std = format_channels(spec.std)
     lines = [
         f"model          {spec.path}",
-        f"input          {spec.input_name}  [N, 3, {h}, {w}]  {spec.channel_order}",
+        f"input          {spec.input_name}  [{n}, 3, {h}, {w}]  {spec.channel_order}",
         f"preprocessing  (pixel - {mean}) / {std}",
-        f"output         {spec.output_name}  [N, {spec.embedding_dim}]  embedding",
+        f"output         {spec.output_name}  [{n}, {spec.embedding_dim}]  embedding",
         f"batch          {batch}",
         f"opset          {spec.opset}",
     ]

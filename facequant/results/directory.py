@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -266,12 +268,22 @@ def _metres(value: float) -> str:
     return f"{value:.2f} m"
 
 
+def backend_labels(backends: Iterable[object]) -> dict[str, str]:
+    """How tables show each backend: `external:NAME=PATH` as NAME (the path stays in the CSVs
+    and run.json; a long one would squeeze every other column), unless two share that NAME."""
+    names = [str(b) for b in dict.fromkeys(backends)]
+    short = {b: b[len("external:"):].partition("=")[0] if b.startswith("external:") and "=" in b else b for b in names}
+    taken = Counter(short.values())
+    return {b: s if taken[s] == 1 else b for b, s in short.items()}
+
+
 def summary_rows(cliff: pd.DataFrame, sweep: pd.DataFrame | None = None,
                  cost: pd.DataFrame | None = None) -> list[tuple[str, ...]]:
     """(backend, close-range TAR, FAR at close range, reliable distance, cliff distance,
     pre-norm at cliff, CPU latency vs fp32). A degenerate backend's distances are not shown:
     its match rate is not a success."""
     rows = []
+    labels = backend_labels(cliff.backend)
     for r in cliff.itertuples():
         degenerate = bool(getattr(r, "degenerate", "") or "")
         pn = "-" if not np.isfinite(r.cliff_prenorm) else f"{r.cliff_prenorm:.2f} w{r.cliff_prenorm_width:.2f}"
@@ -286,7 +298,7 @@ def summary_rows(cliff: pd.DataFrame, sweep: pd.DataFrame | None = None,
                 latency = f"{c.latency_vs_fp32.iloc[0]:.2f}x"
         reliable = "DEGENERATE" if degenerate else _metres(r.reliable_distance_m)
         cliff_at = "DEGENERATE" if degenerate else _metres(r.cliff_distance_m)
-        rows.append((str(r.backend), f"{r.tar_close:.3f}", far, reliable, cliff_at, pn, latency))
+        rows.append((labels[str(r.backend)], f"{r.tar_close:.3f}", far, reliable, cliff_at, pn, latency))
     return rows
 
 

@@ -7,26 +7,27 @@ import csv
 import io
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
-from facequant.backends.quantize import (
-    QuantRecipe,
-    graph_layers,
-    prepare_for_quantization,
-    resolve_recipe,
-    static_quant_options,
-)
+from facequant.backends.quantize.build import prepare_for_quantization, static_quant_options
+from facequant.backends.quantize.layers import graph_layers, resolve_recipe
+from facequant.backends.quantize.recipes import QuantRecipe
 from facequant.errors import FacequantError
 from facequant.results.output import Inputs, staged_output
+
+if TYPE_CHECKING:
+    from facequant.evaluate.config import SweepConfig
 
 ORT_JSON = "ort_quantization.json"
 PRECISION_JSON = "layer_precision.json"
 HAILO_ALLS = "hailo_precision.alls"
+RUN_JSON = "run.json"
 _ENUMS = {"quant_format": QuantFormat, "activation_type": QuantType, "weight_type": QuantType,
           "calibrate_method": CalibrationMethod}
 
@@ -124,28 +125,48 @@ def _name_map_csv(path: Path, text: str) -> dict[str, str]:
 def hailo_script(precisions: dict[str, str], name_map: dict[str, str] | None) -> tuple[list[str], list[str]]:
     """Model-script lines for the 16-bit layers, and a warning per layer the map does not name
     (Hailo's parser renames layers: ONNX names would be silently ignored by the compiler)."""
-    name_map = name_map or {}
+    mapping = name_map or {}
     lines = ["# facequant: layers kept at 16 bit (Hailo model script, .alls)"]
-    warnings = []
+    unmapped = []
     for node, precision in precisions.items():
         if precision == "float":
             lines.append(f"# {node}: float in this recipe; Hailo has no float layers, nearest is a16_w16")
             precision = "a16_w16"
         if precision != "a16_w16":
             continue
-        if node in name_map:
-            lines.append(f"quantization_param({name_map[node]}, precision_mode=a16_w16)")
+        if node in mapping:
+            lines.append(f"quantization_param({mapping[node]}, precision_mode=a16_w16)")
         else:
-            warnings.append(f"{node}: no compiler layer name in the name map; written with its ONNX name, "
-                            "which the Hailo compiler will not recognise")
+            unmapped.append(node)
             lines.append(f"quantization_param({node}, precision_mode=a16_w16)  # WARNING: unmapped ONNX name")
-    return lines, warnings
+    if name_map is None:  # no map given: one word on what that means, not one per layer about a map
+        return lines, ([f"no --name-map given: {HAILO_ALLS} names its {len(unmapped)} layer(s) by their ONNX "
+                        "names, which Hailo's parser renames; give --name-map (CSV onnx,hailo) to translate them"]
+                       if unmapped else [])
+    return lines, [f"{node}: no compiler layer name in the name map; written with its ONNX name, which the "
+                   "Hailo compiler will not recognise" for node in unmapped]
+
+
+@dataclass(frozen=True)
+class PrecisionExportConfig:
+    """export-precision: a static recipe, the sweep config its calibration crops come from
+    (model, photos, camera, calibration subset and distances, seed), and an optional map of
+    ONNX node names to the compiler's layer names."""
+
+    recipe: str
+    sweep: SweepConfig
+    name_map: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"recipe": self.recipe, "sweep": self.sweep.to_dict(), "name_map": self.name_map}
 
 
 def export_precision(recipe_name: str, normalized_model: Path, input_name: str, calibration: np.ndarray, out: Path,
-                     name_map: dict[str, str] | None = None, force: bool = False, inputs: Inputs = ()) -> dict[str, Any]:
+                     name_map: dict[str, str] | None = None, force: bool = False, inputs: Inputs = (),
+                     run: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the three exports for a recipe into the results directory `out` (staged, with
-    its marker, like every results directory); returns paths and warnings."""
+    its marker, like every results directory), and run.json (`run`, with the recipe and the
+    warnings); returns paths and warnings."""
     recipe = resolve_recipe(recipe_name, normalized_model)
     if not recipe.needs_calibration:
         raise FacequantError(f"recipe '{recipe_name}': only static QDQ recipes have per-layer precision to export")
@@ -160,5 +181,7 @@ def export_precision(recipe_name: str, normalized_model: Path, input_name: str, 
         (staging / ORT_JSON).write_text(json.dumps(ort_doc, indent=1))
         (staging / PRECISION_JSON).write_text(json.dumps({"recipe": recipe.name, "layers": precisions}, indent=1))
         (staging / HAILO_ALLS).write_text("\n".join(lines) + "\n")
-    return {"ort": out / ORT_JSON, "precision": out / PRECISION_JSON, "hailo": out / HAILO_ALLS,
+        (staging / RUN_JSON).write_text(json.dumps({**(run or {}), "recipe": recipe.to_dict(), "warnings": warnings},
+                                                   indent=1, default=str))
+    return {"ort": out / ORT_JSON, "run": out / RUN_JSON, "precision": out / PRECISION_JSON, "hailo": out / HAILO_ALLS,
             "warnings": warnings, "recipe": recipe}

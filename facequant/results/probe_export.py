@@ -34,6 +34,7 @@ from facequant.names import ESCAPE, display_all
 from facequant.results.directory import _json_default
 from facequant.results.output import check_output_dir, inputs_of, staged_output
 
+RUN_JSON = "run.json"
 README_TEMPLATE = """\
 facequant probe export ({format}, facequant {version})
 
@@ -86,9 +87,11 @@ class ExportSummary:
 
 
 def export_probes(ps: ProbeSet, out: Path, force: bool = False,
-                  progress: Callable[[str, int, int], None] | None = None) -> ExportSummary:
+                  progress: Callable[[str, int, int], None] | None = None,
+                  run: dict[str, object] | None = None) -> ExportSummary:
     """Write the enrolment set and each distance's probes exactly as the sweep feeds them to a
-    backend: PNG crops, one NCHW float32 tensor per set, manifest.csv and manifest.json.
+    backend: PNG crops, one NCHW float32 tensor per set, manifest.csv and manifest.json, and
+    run.json (`run`: the command's record, as every results directory has one).
     Written to a staging folder and swapped in when complete, like a results directory."""
     out = Path(out)
     check_output_dir(out, force, inputs_of(ps.config))  # before any work
@@ -169,4 +172,6 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
         }
         (staging / MANIFEST_JSON).write_text(json.dumps(display_all(manifest), indent=2, default=_json_default))
         (staging / README_TXT).write_text(readme)
+        (staging / RUN_JSON).write_text(json.dumps(display_all({**(run or {}), "manifest": MANIFEST_JSON}), indent=2,
+                                                   default=_json_default))
     return ExportSummary(out, len(ps.images), tuple(f"{n}.npy" for n in names), len(rows), n_not_simulated, (3, h, w))

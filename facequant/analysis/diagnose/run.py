@@ -41,7 +41,8 @@ from facequant.analysis.diagnose.taps import (
     quantized_weight_table,
 )
 from facequant.backends.base import EXTERNAL_PREFIX, FLOAT_BACKENDS, preprocess
-from facequant.backends.quantize import RECIPES, graph_layers, split_recipe_name
+from facequant.backends.quantize.layers import graph_layers
+from facequant.backends.quantize.recipes import RECIPES, split_recipe_name
 from facequant.backends.registry import BackendFactory, check_backend_name
 from facequant.backends.runtime import OrtBackend
 from facequant.errors import FacequantError
@@ -300,14 +301,16 @@ def run_diagnose(config: DiagnoseConfig, progress: Progress | None = None,
     factory = BackendFactory(ps.normalized, ps.model_sha, ps.spec, calibration, config.sweep.calibration_method,
                              config.sweep.batch_size)
     built: dict[str, OrtBackend] = {}
-    for name in backends:
+    for i, name in enumerate(backends):
+        if progress:  # one step per backend built: "building backends 1/3", not 1/1 for all
+            progress("calibration", i, len(backends))
         b = factory.make(name)
         assert isinstance(b, OrtBackend)  # every static recipe is
         if not any(n.op_type == "QuantizeLinear" for n in onnx.load(str(b.model_path), load_external_data=False).graph.node):
             raise FacequantError(f"backend '{name}': its model {b.model_path} holds no QuantizeLinear node")
         built[name] = b
     if progress:
-        progress("calibration", 1, 1)
+        progress("calibration", len(backends), len(backends))
     timings["backends_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

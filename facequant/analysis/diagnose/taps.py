@@ -15,7 +15,7 @@ from onnxruntime.quantization.qdq_loss_debug import (
     create_weight_matching,
 )
 
-from facequant.backends.quantize import graph_layers
+from facequant.backends.quantize.layers import graph_layers
 
 #: progress(stage, done, total): stages "faces", "calibration" (building backends), "diagnose".
 

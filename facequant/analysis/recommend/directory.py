@@ -1,0 +1,149 @@
+"""Many scenarios over a results directory: recommend(), recommend_dir() and recommend.csv,
+the only file it writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from facequant.analysis.recommend.evaluate import evaluate_scenario
+from facequant.analysis.recommend.scenarios import Scenario, get_scenario, load_scenarios
+from facequant.analysis.recommend.verdicts import (
+    DEFAULT_LATENCY_TOLERANCE,
+    RECOMMEND_CSV,
+    SEARCH_JSON,
+    NotCoveredError,
+    Recommendation,
+    ScenarioVerdict,
+    _verdict_frame,
+)
+from facequant.errors import FacequantError
+from facequant.ranges import Range, require
+
+if TYPE_CHECKING:
+    pass
+
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """recommend: a results directory and the scenarios to judge it by (all of
+    configs/scenarios, or names / YAML paths), with an optional device profile."""
+
+    results: str
+    scenarios: tuple[str, ...] | None = None
+    scenarios_dir: str | None = None
+    device_profile: str | None = None
+    latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE
+    write: bool = True  # recommend.csv into the results directory (the TUI only views)
+
+
+def recommend(results: Mapping[str, Any], scenarios: Sequence[Scenario] | None = None,
+              latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE) -> Recommendation:
+    """Verdicts for several scenarios (default: every file in configs/scenarios). Pure apart
+    from reading the default scenarios. A scenario the sweep does not reach at all is
+    listed in ``skipped``; when none is reachable, NotCoveredError."""
+    chosen = list(scenarios) if scenarios is not None else list(load_scenarios().values())
+    # Near to far (kiosk, corridor, far field) reads better than alphabetical.
+    chosen.sort(key=lambda s: (s.near_m, s.far_m, s.name))
+    verdicts: dict[str, ScenarioVerdict] = {}
+    skipped: dict[str, str] = {}
+    for s in chosen:
+        try:
+            verdicts[s.name] = evaluate_scenario(results, s, latency_tolerance)
+        except NotCoveredError as exc:
+            skipped[s.name] = str(exc)
+    if not verdicts:
+        raise NotCoveredError(next(iter(skipped.values())) if len(skipped) == 1 else
+                              "no scenario lies within the sweep: " + "; ".join(skipped.values()))
+    return Recommendation(table=_verdict_frame(verdicts.values()), verdicts=verdicts, skipped=skipped)
+
+
+def load_search(out: str | Path) -> dict[str, Any] | None:
+    """A precision search's search.json for a results directory, else None (it is optional:
+    `facequant search-precision` writes it, a sweep does not). Looked for in the directory,
+    then beside it when the directory is a search's own `final/` results."""
+    out = Path(out)
+    candidates = [out / SEARCH_JSON] + ([out.parent / SEARCH_JSON] if out.name == "final" else [])
+    for path in candidates:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            return data
+    return None
+
+
+def with_device_profile(results: Mapping[str, Any], profile_path: str | Path) -> dict[str, Any]:
+    """A copy of ``results`` whose cost table takes device latencies from a device profile
+    (configs/devices/*.yaml) measured after the sweep; latency_vs_fp32 is recomputed."""
+    from facequant.backends.cost import (  # onnxruntime: only when asked
+        cost_table,
+        load_device_profile,
+    )
+
+    profile = load_device_profile(profile_path)
+    cost = results.get("cost")
+    if cost is None:
+        raise FacequantError(f"{profile_path}: the results have no cost.csv to apply a device profile to")
+    latency = profile["latency_ms"]
+    assert isinstance(latency, dict)
+    rows = []
+    for row in cost.to_dict("records"):
+        if row["backend"] in latency:
+            row["device_latency_ms"] = latency[row["backend"]]
+            row["latency_source"] = profile["device"]
+        rows.append(row)
+    return {**results, "cost": cost_table(rows)}
+
+
+def write_recommendation(rec: Recommendation, out: str | Path) -> Path:
+    """recommend.csv into the results directory, atomically (the only file written; it is
+    derived, so rewriting it is safe)."""
+    target = Path(out) / RECOMMEND_CSV
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".recommend.", suffix=".csv", dir=target.parent)
+        with os.fdopen(fd, "w", newline="") as fh:
+            rec.table.to_csv(fh, index=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise FacequantError(f"{target}: cannot write ({exc.strerror or exc})") from exc
+    return target
+
+
+def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None = None,
+                  scenarios_directory: str | Path | None = None, device_profile: str | Path | None = None,
+                  latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE, write: bool = True) -> Recommendation:
+    """Read a results directory, evaluate the scenarios (all, or the named ones: names or
+    YAML paths), and write recommend.csv into it (unless ``write`` is False)."""
+    from facequant.results.directory import load_results  # pulls in the sweep machinery; only here
+
+    require("latency_tolerance", latency_tolerance, Range(0.0, 1.0))
+    out = Path(results_dir)
+    if not out.is_dir():
+        raise FacequantError(f"{out}: no such results directory")
+    names = [scenario] if isinstance(scenario, str) else list(scenario or [])
+    chosen = ([get_scenario(n, scenarios_directory) for n in names] if names
+              else list(load_scenarios(scenarios_directory).values()))
+    results: dict[str, Any] = dict(load_results(out))
+    results["search"] = load_search(out)
+    if device_profile is not None:
+        results = with_device_profile(results, device_profile)
+    if names:
+        # Asked for by name: a scenario the sweep cannot answer is an error, not a skip.
+        verdicts = {s.name: evaluate_scenario(results, s, latency_tolerance) for s in chosen}
+        rec = Recommendation(table=_verdict_frame(verdicts.values()), verdicts=verdicts)
+    else:
+        rec = recommend(results, chosen, latency_tolerance)
+    if write:
+        write_recommendation(rec, out)
+    return rec
+
+

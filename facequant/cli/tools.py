@@ -1,0 +1,154 @@
+"""`facequant models`, `cameras`, `validate-sim` and `tui`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from facequant import options
+from facequant.cli import common
+from facequant.config import RUN, SWEEP_OPTIONS, TUI, WHAT, Option, defaults, options_for
+from facequant.errors import FacequantError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    models = sub.add_parser("models", help="inspect or obtain embedding models")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    p = msub.add_parser("inspect", help="print the inferred spec of a model (input, size, mean/std, opset, batch)")
+    p.add_argument("model", help="ONNX path, 'faceplugin' or an insightface pack name")
+    p.set_defaults(func=cmd_models_inspect)
+    p = msub.add_parser("check", help="score candidate preprocessings of a model on photos (verification AUC) and "
+                        "show what its graph does at both ends",
+                        description="Embed close-range aligned crops of a seeded, identity-stratified subset of DIR "
+                                    "under each candidate preprocessing (RGB/BGR x raw, x/255, (x-127.5)/127.5, "
+                                    "(x-127.5)/128, Caffe means, ImageNet mean/std, and the spec inferred from the "
+                                    "graph), score each by verification AUC on genuine vs impostor pairs, and say "
+                                    "which one a sweep would use. Also reports in-graph input normalization and an "
+                                    "output L2 normalization (cut off so that the pre-norm is measured).")
+    p.add_argument("model", type=options.text, help="ONNX path, 'faceplugin' or an insightface pack name")
+    p.add_argument("--data", default=None, type=options.text,
+                   help="folder of identity folders (default: celebs13 in the shared folder)")
+    p.add_argument("--preprocessing", default="auto", type=options.preprocessing, metavar="NAME",
+                   help="as facequant sweep: auto, inferred or a candidate name")
+    p.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE", type=options.model_override,
+                   help="as facequant sweep, e.g. mean=103.939,116.779,123.68 std=1 channel_order=BGR")
+    p.add_argument("--crop-margin", type=options.crop_margin, default=0.0, metavar="FRACTION",
+                   help="extra border around the aligned face (default 0)")
+    p.add_argument("--seed", type=options.seed, default=0, help="seed of the photo subset (default 0)")
+    p.add_argument("--photos", type=options.positive_int, default=None,
+                   help="photos to score on (default: as a sweep, 32, identity-stratified)")
+    p.set_defaults(func=cmd_models_check)
+    p = msub.add_parser("pull", help="fetch a model: 'faceplugin' via npm pack (sha256-verified), or an insightface pack")
+    p.add_argument("name", help="faceplugin, buffalo_l, buffalo_s or antelopev2")
+    p.add_argument("--dest", help="folder for faceplugin (default: the cache)")
+    p.set_defaults(func=cmd_models_pull)
+
+    p = sub.add_parser("cameras", help="list camera presets and the face size each gives by distance")
+    p.set_defaults(func=cmd_cameras)
+
+    own = (Option("reference", "high-resolution photo of the person", WHAT, type=options.text, required=True),
+           Option("captures", "folder of real lower-resolution or more distant captures", WHAT, type=options.text,
+                  required=True),
+           Option("model", "model (default: the shared faceplugin model)", WHAT, type=options.text),
+           Option("backends", "backends to compare (default fp32,int8-pt)", WHAT, default="fp32,int8-pt",
+                  type=options.name_list),
+           Option("out", "results directory: fidelity.csv, run.json (default runs/validate-<time>)", RUN,
+                  type=options.out_dir),
+           Option("seed", "seed of the simulated noise (default 0)", RUN, default=0, type=options.seed))
+    p = common.command(sub, "validate-sim", options_for("validate-sim", own),
+                       help="check the distance simulation against real lower-resolution captures",
+                       description="For each capture of the reference person, measure its face size, simulate that "
+                                   "size from the high-resolution reference, and compare cosine to the reference "
+                                   "embedding. Writes fidelity.csv and run.json into a results directory; "
+                                   "|delta_cos| <= 0.02 means the simulation can be trusted.")
+    p.set_defaults(func=cmd_validate_sim)
+
+    own = (Option("results", "open this results directory (nothing is recomputed)", RUN, type=Path),
+           Option("runs", "where runs are saved and listed (default runs/)", RUN, default=Path("runs"), type=Path),
+           Option("diagnostics", "layer diagnostics folder (layers.csv, summary.csv); default: "
+                  "<results>/diagnostics", RUN, type=Path),
+           Option("out", "prefills 'save to': the run's results directory (default runs/<model>-<time>)", RUN,
+                  type=options.out_dir))
+    p = common.command(sub, "tui", options_for(TUI, own),
+                       help="terminal UI: set up and run a sweep, watch results per distance, open old runs",
+                       description="Setup (model, dataset, camera, distances, backends; prefilled from these options "
+                                   "and --config as `facequant sweep` takes them, else from the last run under "
+                                   "--runs), a live sweep you can cancel without losing finished distances, and "
+                                   "results: table coloured by TAR, cliff summary, plots, layer diagnostics, "
+                                   "recommendation. Keys: r run, c cancel, e export CSV, ? help, q quit.",
+                       epilog="examples:\n  facequant tui --model my.onnx --data photos/ --backends fp32,int8-pt\n"
+                              "  facequant tui --config configs/example-sweep.yaml\n"
+                              "  facequant tui --results runs/first\n")
+    p.set_defaults(func=cmd_tui)
+
+
+def cmd_models_check(args: argparse.Namespace) -> int:
+    from facequant import settings
+    from facequant.models.check import print_check, run_check
+
+    print_check(run_check(args.model, args.data or str(settings.default_dataset_path()), args.preprocessing,
+                          dict(args.model_override), args.crop_margin, args.seed, args.photos))
+    return 0
+
+
+def cmd_models_inspect(args: argparse.Namespace) -> int:
+    from facequant import api
+    from facequant.models.spec import describe
+
+    print(describe(api.inspect_model(args.model)))
+    return 0
+
+
+def cmd_models_pull(args: argparse.Namespace) -> int:
+    from facequant.models.spec import faceplugin_cache, pull_faceplugin, resolve_model
+
+    if args.name == "faceplugin":
+        dest = Path(args.dest) if args.dest else faceplugin_cache()
+        path = pull_faceplugin(dest)
+    else:
+        path = resolve_model(args.name)
+    print(path)
+    return 0
+
+
+def cmd_cameras(args: argparse.Namespace) -> int:
+    from facequant import api
+
+    for name, cam in api.cameras().items():
+        at = ", ".join(f"{d:g} m: {cam.face_px(d):.0f} px" for d in (0.5, 1, 3, 5, 10))
+        print(f"{name:10s} {cam.description}\n{'':10s} focal {cam.focal:.0f} px; aligned face {at}")
+    return 0
+
+
+def cmd_validate_sim(args: argparse.Namespace) -> int:
+    from facequant import api
+    from facequant.analysis.fidelity import FIDELITY_CSV, ValidateConfig, print_fidelity
+    from facequant.simulate.camera import Degradation
+
+    values = common.values(args)
+    config = ValidateConfig(reference=str(values["reference"]), captures=str(values["captures"]),
+                            model=str(values.get("model") or "faceplugin"), backends=str(values["backends"]),
+                            degradation=Degradation(float(values["blur"]), float(values["noise"]),  # type: ignore[arg-type]
+                                                    int(values["jpeg"])),  # type: ignore[call-overload]
+                            seed=int(values["seed"]))  # type: ignore[call-overload]
+    output = common.output(values, "validate")
+    with common.progress_bar(values.get("quiet")) as progress:
+        table = api.validate_simulation(config, output, progress)
+    print_fidelity(table, output.dir / FIDELITY_CSV)
+    return 0
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    try:  # Textual loads only for the TUI: the other commands stay as quick to start as before
+        from tui.app import run_tui
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("tui", "textual", "textual_plotext"):
+            raise
+        raise FacequantError(f"the TUI needs {exc.name}: pip install -e . (it is a dependency)") from exc
+    given = vars(args)
+    base = defaults(SWEEP_OPTIONS)
+    # The sweep options given on the command line prefill the form (over --config, as for sweep).
+    prefill = {o.dest: given[o.dest] for o in SWEEP_OPTIONS
+               if o.dest in given and o.name != "config" and given[o.dest] != base[o.dest]}
+    return run_tui(results=args.results, config=args.config, runs_dir=args.runs, diagnostics=args.diagnostics,
+                   prefill=prefill)
