@@ -15,7 +15,8 @@ import onnxruntime as ort
 from facequant import settings
 from facequant.evaluate.config import SweepConfig
 from facequant.evaluate.engine import run_sweep
-from facequant.models.spec import inspect_model, normalize_model
+from facequant.models.normalize import normalize_model
+from facequant.models.spec import inspect_model
 
 
 def bare_ort(model: str, batch: int, n: int) -> float:

@@ -61,7 +61,7 @@ class Output:
 def config_inputs(config: object) -> list[tuple[str, str]]:
     """The input paths a config reads, defaults included, as (option, path): a results folder
     holding one is never replaced."""
-    from facequant.models.spec import INSIGHTFACE_PACKS
+    from facequant.models.files import INSIGHTFACE_PACKS
 
     sweep = getattr(config, "sweep", config)  # DiagnoseConfig, StudyConfig ... carry a SweepConfig
     found = results_output.inputs_of(sweep)
@@ -192,9 +192,10 @@ def export_precision(config: PrecisionExportConfig, output: Output, progress: Pr
 
 def inspect_model(model: str) -> ModelSpec:
     """The inferred spec of a model path, 'faceplugin' or an insightface pack."""
-    from facequant.models import spec
+    from facequant.models.sources import resolve_model
+    from facequant.models.spec import inspect_model as inspect_spec
 
-    return spec.inspect_model(spec.resolve_model(model))
+    return inspect_spec(resolve_model(model))
 
 
 def cameras() -> dict[str, CameraProfile]:

@@ -94,7 +94,7 @@ def _camera_help() -> str:
 
 
 def _preprocessing_help() -> str:
-    from facequant.models.preprocessing import preprocessing_choices
+    from facequant.models.preprocessing_check import preprocessing_choices
 
     return ("auto (default): score candidate preprocessings on close-range pairs and use the best (the graph's own "
             f"spec unless one clearly beats it); or one of {', '.join(preprocessing_choices()[1:])} "

@@ -10,7 +10,9 @@ from facequant.backends.quantize.build import build_quantized, quantized_model_p
 from facequant.backends.quantize.recipes import RECIPES
 from facequant.backends.registry import BackendFactory, available_backends, parse_backends
 from facequant.errors import FacequantError
-from facequant.models.spec import file_sha256, inspect_model, normalize_model
+from facequant.models.files import file_sha256
+from facequant.models.normalize import normalize_model
+from facequant.models.spec import inspect_model
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,8 @@ from facequant import settings
 from facequant.cli import main
 from facequant.datasets.folders import load_identity_folders
 from facequant.errors import BadImageError
-from facequant.faces.pipeline import MAX_PIXELS_ENV, FacePipeline
+from facequant.faces.images import MAX_PIXELS_ENV
+from facequant.faces.pipeline import FacePipeline
 
 # --------------------------------------------------------------------------- generators
 

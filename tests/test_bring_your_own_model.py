@@ -18,7 +18,7 @@ from corpus import one_line_error, snapshot
 
 from facequant import settings
 from facequant.cli import main
-from facequant.evaluate.cliff import AS_REFERENCE, BROKEN_REFERENCE
+from facequant.evaluate.degenerate import AS_REFERENCE, BROKEN_REFERENCE
 
 MOBILEFACE = "human-mobileface/mobileface.onnx"
 FACERES = "hse-faceres/faceres.onnx"

@@ -27,7 +27,9 @@ from facequant.cache import sidecar
 from facequant.cli import main
 from facequant.errors import BadModelError
 from facequant.faces.pipeline import FacePipeline
-from facequant.models.spec import file_sha256, inspect_model, model_sha256, normalize_model
+from facequant.models.files import file_sha256, model_sha256
+from facequant.models.normalize import normalize_model
+from facequant.models.spec import inspect_model
 
 # --------------------------------------------------------------------------- helpers
 
@@ -289,13 +291,14 @@ def test_corrupt_crop_entry__rebuilt_with_a_warning(corruption: str, celebs13: P
 def test_corrupt_faceplugin_copy__fetched_again_with_a_warning(tmp_path: Path, model_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]):
-    from facequant.models import spec as models
+    from facequant.models import sources as models
+    from facequant.models.files import FACEPLUGIN_SHA256
 
     monkeypatch.setenv(settings.SHARED_ENV, str(tmp_path / "no-shared"))  # no ../shared: the cached copy is used
     monkeypatch.setenv(settings.CACHE_ENV, str(tmp_path / "cache"))
     dest = tmp_path / "cache" / "faceplugin"
     dest.mkdir(parents=True)
-    for name in models.FACEPLUGIN_SHA256:
+    for name in FACEPLUGIN_SHA256:
         shutil.copy(model_path.parent / name, dest / name)
     (dest / "fr_feature.onnx").write_bytes(b"half a download")
 
@@ -307,7 +310,7 @@ def test_corrupt_faceplugin_copy__fetched_again_with_a_warning(tmp_path: Path, m
     monkeypatch.setattr(models, "pull_faceplugin", pull)
     path = models.faceplugin_file("fr_feature.onnx")
     one_warning(capsys, str(dest / "fr_feature.onnx"), "sha256", "fetching it again")
-    assert path == dest / "fr_feature.onnx" and file_sha256(path) == models.FACEPLUGIN_SHA256["fr_feature.onnx"]
+    assert path == dest / "fr_feature.onnx" and file_sha256(path) == FACEPLUGIN_SHA256["fr_feature.onnx"]
 
 
 # --------------------------------------------------------------------------- class: the hash memo

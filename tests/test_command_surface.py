@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from facequant import api, config
+from facequant import config
 from facequant.cli import main
 from facequant.cli.common import values
 from facequant.cli.main import build_parser
@@ -166,7 +166,8 @@ def test_building_backends__counts_every_backend(model_path: Path, celebs13: Pat
 
 
 def test_models_inspect__batch_shape_matches_the_batch(model_path: Path, capsys: pytest.CaptureFixture[str]):
-    from facequant.models.spec import describe, inspect_model, normalize_model
+    from facequant.models.normalize import normalize_model
+    from facequant.models.spec import describe, inspect_model
 
     assert main(["models", "inspect", str(model_path)]) == 0  # the shared model: batch fixed at 1
     text = capsys.readouterr().out

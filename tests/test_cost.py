@@ -28,7 +28,9 @@ from facequant.backends.cost import (
 from facequant.backends.quantize.build import build_quantized
 from facequant.backends.quantize.recipes import RECIPES
 from facequant.errors import FacequantError
-from facequant.models.spec import ModelSpec, file_sha256, inspect_model, normalize_model
+from facequant.models.files import file_sha256
+from facequant.models.normalize import normalize_model
+from facequant.models.spec import ModelSpec, inspect_model
 
 EXAMPLE_PROFILE = settings.configs_dir() / "devices" / "hailo8-example.yaml"
 

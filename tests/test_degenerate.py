@@ -25,13 +25,9 @@ from facequant.backends.runtime import OrtBackend
 from facequant.datasets.folders import comparisons
 from facequant.errors import FacequantError
 from facequant.evaluate import metrics
-from facequant.evaluate.cliff import (
-    CLIFF_COLUMNS,
-    DegenerateSettings,
-    cliff_table,
-    degenerate_reason,
-)
+from facequant.evaluate.cliff import CLIFF_COLUMNS, cliff_table
 from facequant.evaluate.config import SweepConfig
+from facequant.evaluate.degenerate import DegenerateSettings, degenerate_reason
 from facequant.evaluate.probes import ProbeSet, prepare_probes
 
 # ---------------------------------------------------------------- synthetic tables

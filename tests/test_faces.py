@@ -23,17 +23,15 @@ from facequant.faces.alignment import (
     similarity_matrix,
     template,
 )
-from facequant.faces.pipeline import (
-    AlignedFace,
+from facequant.faces.detectors import (
     Detection,
-    FacePipeline,
     LandmarkModel68,
     RFBDetector,
     SCRFDDetector,
-    _jpeg_truncated,
     choose_primary,
-    read_image,
 )
+from facequant.faces.images import _jpeg_truncated, read_image
+from facequant.faces.pipeline import AlignedFace, FacePipeline
 
 # The photo where RFB-320 puts a larger, slightly less confident box on the blurred crowd
 # beside the real face.
@@ -450,7 +448,8 @@ def test_pipeline_for_model_picks_pack_detector(tmp_path, model_path, detector_p
     import shutil
 
     from facequant.errors import BadModelError
-    from facequant.faces.pipeline import RFBDetector, pipeline_for_model
+    from facequant.faces.detectors import RFBDetector
+    from facequant.faces.pipeline import pipeline_for_model
 
     plain = tmp_path / "plain"
     plain.mkdir()

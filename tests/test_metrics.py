@@ -13,13 +13,12 @@ from facequant.evaluate.metrics import (
     SWEEP_COLUMNS,
     from_long,
     match_rates,
-    paired_tar_gain,
-    pooled_tar_gain,
     sweep_table,
     threshold_at_far,
     to_long,
     wilson_interval,
 )
+from facequant.evaluate.paired import paired_tar_gain, pooled_tar_gain
 
 # ---------------------------------------------------------------- wilson_interval
 

@@ -15,15 +15,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from facequant import settings
 from facequant.errors import BadModelError
+from facequant.models.files import load_graph
 from facequant.models.graph import cut_l2, input_normalization, l2_tail
+from facequant.models.normalize import l2_cut, normalize_model
 from facequant.models.spec import (
     PREPROCESS_DEFAULT,
     PREPROCESS_GRAPH,
     inferred_preprocessing_source,
     inspect_model,
-    l2_cut,
-    load_graph,
-    normalize_model,
 )
 
 SIZE = 8
@@ -248,7 +247,7 @@ def test_l2_tail_not_claimed(case: str, tmp_path: Path) -> None:
 def test_cut_that_changes_the_direction_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # If detection ever named the wrong tensor, the verification must refuse the rewrite rather
     # than sweep another model: emb -> Relu -> LpNormalization, cut as if the raw were 'emb'.
-    from facequant.models import spec
+    from facequant.models import normalize
 
     head = [helper.make_node("Relu", ["emb"], ["r"], name="relu"),
             helper.make_node("LpNormalization", ["r"], ["y"], axis=1, p=2, name="l2")]
@@ -256,7 +255,7 @@ def test_cut_that_changes_the_direction_is_refused(tmp_path: Path, monkeypatch: 
     tail = l2_tail(model)
     assert tail is not None and tail.raw == "r"
     wrong = dataclasses.replace(tail, raw="emb", nodes=("relu", "l2"))
-    monkeypatch.setattr(spec, "l2_tail", lambda _model: wrong)
+    monkeypatch.setattr(normalize, "l2_tail", lambda _model: wrong)
     with pytest.raises(BadModelError, match="after cutting its output L2 normalization"):
         normalize_model(_save(model, tmp_path / "m.onnx"), cache=tmp_path / "cache")
 

@@ -13,17 +13,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from facequant.errors import BadModelError, FacequantError
-from facequant.models import spec as models
-from facequant.models.spec import (
-    FACEPLUGIN_SHA256,
-    ModelSpec,
-    describe,
-    file_sha256,
-    inspect_model,
-    normalize_model,
-    pull_faceplugin,
-    resolve_model,
-)
+from facequant.models import sources as models
+from facequant.models.files import FACEPLUGIN_SHA256, file_sha256
+from facequant.models.normalize import normalize_model
+from facequant.models.sources import pull_faceplugin, resolve_model
+from facequant.models.spec import ModelSpec, describe, inspect_model
 
 # --------------------------------------------------------------------------- helpers
 

@@ -153,7 +153,7 @@ def test_force_protected__input_folder(option: str, tmp_path: Path, model_path: 
 
 def test_force_protected__models_pull_never_overwrites_another_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                     capsys: pytest.CaptureFixture[str]):
-    from facequant.models import spec as models
+    from facequant.models import sources as models
 
     monkeypatch.setattr(models.subprocess, "run", lambda *a, **k: pytest.fail("npm ran before the check"))
     victim = tmp_path / "my-models"

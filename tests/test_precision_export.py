@@ -21,7 +21,9 @@ from facequant.backends.quantize.layers import resolve_recipe
 from facequant.errors import FacequantError
 from facequant.evaluate.config import SweepConfig
 from facequant.evaluate.probes import prepare_probes
-from facequant.models.spec import file_sha256, inspect_model, normalize_model
+from facequant.models.files import file_sha256
+from facequant.models.normalize import normalize_model
+from facequant.models.spec import inspect_model
 from facequant.results.precision_export import (
     HAILO_ALLS,
     ORT_JSON,

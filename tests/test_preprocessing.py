@@ -16,6 +16,7 @@ from facequant import options, settings
 from facequant.backends.base import preprocess
 from facequant.errors import FacequantError
 from facequant.models import preprocessing as pp
+from facequant.models import preprocessing_check as ppc
 from facequant.models.preprocessing import AUTO, INFERRED, Preprocessing, Score
 from facequant.models.spec import ModelSpec, channel_values, check_override, format_channels
 
@@ -148,18 +149,18 @@ def test_a_non_finite_candidate_never_wins() -> None:
 
 def test_constant_output_norm_is_reported() -> None:
     c = TABLE[0]
-    assert pp.norm_warnings(_score(1.0, cv=0.09), c) == []
-    assert "nearly constant across faces" in pp.norm_warnings(_score(1.0, cv=0.002, mean=53.0), c)[0]
-    assert "norm is 1 for every face" in pp.norm_warnings(_score(1.0, cv=1e-7, mean=1.0), c)[0]
+    assert ppc.norm_warnings(_score(1.0, cv=0.09), c) == []
+    assert "nearly constant across faces" in ppc.norm_warnings(_score(1.0, cv=0.002, mean=53.0), c)[0]
+    assert "norm is 1 for every face" in ppc.norm_warnings(_score(1.0, cv=1e-7, mean=1.0), c)[0]
 
 
 def test_mode_checked_before_any_work() -> None:
-    pp.check_mode("auto", {"mean": 1.0})
-    pp.check_mode("bgr-caffe", {"input_size": [112, 112]})
+    ppc.check_mode("auto", {"mean": 1.0})
+    ppc.check_mode("bgr-caffe", {"input_size": [112, 112]})
     with pytest.raises(FacequantError, match="--preprocessing rgb-raw: conflicts with --model-override"):
-        pp.check_mode("rgb-raw", {"std": 2.0})
+        ppc.check_mode("rgb-raw", {"std": 2.0})
     with pytest.raises(FacequantError, match="--preprocessing bgr: unknown; choose auto, inferred, rgb-raw"):
-        pp.check_mode("bgr", None)
+        ppc.check_mode("bgr", None)
 
 
 # --------------------------------------------------------------------------- per-channel mean / std
@@ -243,14 +244,16 @@ SHARED = {"faceplugin": ("faceplugin-fr/fr_feature.onnx", INFERRED, ("RGB", 127.
 
 
 def _check(name: str, faces: tuple[list[object], list[str]], **kw: object) -> tuple[ModelSpec, pp.Verdict]:
-    from facequant.models.spec import inspect_model, model_sha256, normalize_model
+    from facequant.models.files import model_sha256
+    from facequant.models.normalize import normalize_model
+    from facequant.models.spec import inspect_model
 
     path = settings.shared_dir() / "models" / SHARED[name][0]
     if not path.is_file():
         pytest.skip(f"shared asset missing: {path}")
     overrides = kw.pop("overrides", {})
     spec = inspect_model(path, overrides or None)  # type: ignore[arg-type]
-    return pp.check_faces(normalize_model(path), spec, model_sha256(path), faces[0], faces[1],  # type: ignore[arg-type]
+    return ppc.check_faces(normalize_model(path), spec, model_sha256(path), faces[0], faces[1],  # type: ignore[arg-type]
                           overrides=overrides, **kw)  # type: ignore[arg-type]
 
 
@@ -289,7 +292,7 @@ def test_scores_are_cached_by_model_and_data(celebs13_faces: tuple[list[object],
     def no_model(*_: object) -> None:
         raise AssertionError("the model ran although every score is cached")
 
-    monkeypatch.setattr(pp, "_embed_all", no_model)
+    monkeypatch.setattr(ppc, "_embed_all", no_model)
     spec, verdict = _check("human-mobileface", celebs13_faces)
     assert verdict.cached and verdict.seconds == 0.0 and verdict.chosen.name == INFERRED
     with pytest.raises(AssertionError, match="the model ran"):  # other data: not cached
@@ -328,34 +331,34 @@ def test_check_cache_hit_corrupt_entry_and_other_data(tmp_path: Path, monkeypatc
     ids = [f"p{i // 4}" for i in range(24)]
     inferred = Preprocessing.of(INFERRED, spec)
 
-    first = pp.check_crops(model, spec, "sha-of-tiny", crops, ids, inferred)
+    first = ppc.check_crops(model, spec, "sha-of-tiny", crops, ids, inferred)
     assert not first.cached and first.seconds > 0 and len(first.scores) == 12
     assert (first.n_genuine, first.n_impostor) == (36, 240)
     calls: list[int] = []
-    real = pp._embed_all
+    real = ppc._embed_all
 
     def counting(*args: object, **kw: object) -> dict[str, np.ndarray]:
         calls.append(1)
         return real(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pp, "_embed_all", counting)
-    again = pp.check_crops(model, spec, "sha-of-tiny", crops, ids, inferred)
+    monkeypatch.setattr(ppc, "_embed_all", counting)
+    again = ppc.check_crops(model, spec, "sha-of-tiny", crops, ids, inferred)
     assert again.cached and not calls and again.scores == first.scores and again.chosen == first.chosen
 
     entry = next((settings.cache_dir() / "preprocessing").glob("sha-of-tiny-*.json"))
     entry.write_text(entry.read_text().replace("auc", "AUC", 1))  # tampered: its recorded sha256 no longer holds
-    rebuilt = pp.check_crops(model, spec, "sha-of-tiny", crops, ids, inferred)
+    rebuilt = ppc.check_crops(model, spec, "sha-of-tiny", crops, ids, inferred)
     assert calls and not rebuilt.cached and rebuilt.scores == first.scores
     assert "cached preprocessing check does not match its recorded sha256" in capsys.readouterr().err
 
     calls.clear()
     other = crops.copy()
     other[0, 0, 0, 0] ^= 1  # one pixel of other data: another entry
-    assert not pp.check_crops(model, spec, "sha-of-tiny", other, ids, inferred).cached and calls
+    assert not ppc.check_crops(model, spec, "sha-of-tiny", other, ids, inferred).cached and calls
 
     calls.clear()  # a user's given spec not among the candidates: only it is scored, the rest cached
     given = Preprocessing("given", "RGB", 10.0, 20.0)
-    verdict = pp.check_crops(model, spec, "sha-of-tiny", crops, ids, inferred, given=given)
+    verdict = ppc.check_crops(model, spec, "sha-of-tiny", crops, ids, inferred, given=given)
     assert calls == [1] and verdict.mode == "given" and verdict.chosen.key == given.key and len(verdict.scores) == 13
 
 
@@ -365,7 +368,7 @@ def test_check_too_few_pairs_is_said_not_guessed(tmp_path: Path) -> None:
     model = _tiny_model(tmp_path / "tiny.onnx")
     spec = inspect_model(model)
     crops = np.random.default_rng(1).integers(0, 256, (8, 112, 112, 3), dtype=np.uint8)
-    verdict = pp.check_crops(model, spec, "sha", crops, [f"p{i // 2}" for i in range(8)],  # 4 genuine pairs
+    verdict = ppc.check_crops(model, spec, "sha", crops, [f"p{i // 2}" for i in range(8)],  # 4 genuine pairs
                              Preprocessing.of(INFERRED, spec))
     assert not verdict.checked and verdict.chosen.name == INFERRED and verdict.n_genuine == 4
     assert verdict.warnings == [f"preprocessing RGB, (pixel - 127.5) / 127.5 was {verdict.reason}"]

@@ -28,7 +28,7 @@ from facequant.cli import main
 from facequant.datasets.folders import load_identity_folders
 from facequant.errors import FacequantError
 from facequant.evaluate import honesty
-from facequant.evaluate.cliff import BROKEN_REFERENCE, degenerate_reason
+from facequant.evaluate.degenerate import BROKEN_REFERENCE, degenerate_reason
 from facequant.results import directory as reports
 
 FAST = ["--backends", "fp32", "--distances", "1,3", "--no-latency", "--quiet", "--save-comparisons"]

@@ -17,13 +17,12 @@ from facequant.backends.registry import BackendFactory, parse_backends
 from facequant.datasets.folders import IMAGE_SUFFIXES
 from facequant.errors import BadImageError, FacequantError
 from facequant.faces.alignment import similarity_matrix
-from facequant.faces.pipeline import FacePipeline, pipeline_for_model, read_image
-from facequant.models.spec import (
-    inspect_model,
-    model_sha256,
-    normalize_model,
-    resolve_model,
-)
+from facequant.faces.images import read_image
+from facequant.faces.pipeline import FacePipeline, pipeline_for_model
+from facequant.models.files import model_sha256
+from facequant.models.normalize import normalize_model
+from facequant.models.sources import resolve_model
+from facequant.models.spec import inspect_model
 from facequant.names import display
 from facequant.results.output import Inputs, staged_output
 from facequant.simulate.camera import Degradation, simulate

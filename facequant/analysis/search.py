@@ -29,7 +29,7 @@ from facequant.backends.registry import BackendFactory
 from facequant.errors import FacequantError
 from facequant.evaluate.config import SweepConfig
 from facequant.evaluate.engine import SweepResult, run_sweep, versions
-from facequant.evaluate.metrics import paired_tar_gain, pooled_tar_gain
+from facequant.evaluate.paired import paired_tar_gain, pooled_tar_gain
 from facequant.evaluate.probes import ProbeSet, prepare_probes
 from facequant.ranges import COUNT_RANGE, DISTANCE_RANGE, Range, require
 from facequant.results.directory import _finite_or_none, plot_paired_gain, write_results

@@ -14,7 +14,8 @@ import onnxruntime as ort
 
 from facequant import settings
 from facequant.errors import FacequantError
-from facequant.models.spec import ModelSpec, file_sha256
+from facequant.models.files import file_sha256
+from facequant.models.spec import ModelSpec
 
 #: Float backends every sweep can run; the quantized ones are recipes (facequant.backends.quantize).
 FLOAT_BACKENDS = ("fp32", "insightface")

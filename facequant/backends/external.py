@@ -47,7 +47,8 @@ import pandas as pd
 from facequant.backends.base import FLOAT_BACKENDS, Backend
 from facequant.backends.quantize.recipes import RECIPES
 from facequant.errors import FacequantError
-from facequant.models.spec import ModelSpec, channel_values, file_sha256, model_sha256
+from facequant.models.files import file_sha256, model_sha256
+from facequant.models.spec import ModelSpec, channel_values
 
 MANIFEST_CSV = "manifest.csv"
 MANIFEST_JSON = "manifest.json"

@@ -10,7 +10,8 @@ import onnxruntime as ort
 
 from facequant.backends.base import Backend, preprocess, session_options, spec_key
 from facequant.errors import FacequantError
-from facequant.models.spec import ModelSpec, file_sha256
+from facequant.models.files import file_sha256
+from facequant.models.spec import ModelSpec
 from facequant.ranges import COUNT_RANGE, require
 
 

@@ -100,7 +100,7 @@ def cmd_models_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_models_pull(args: argparse.Namespace) -> int:
-    from facequant.models.spec import faceplugin_cache, pull_faceplugin, resolve_model
+    from facequant.models.sources import faceplugin_cache, pull_faceplugin, resolve_model
 
     if args.name == "faceplugin":
         dest = Path(args.dest) if args.dest else faceplugin_cache()

@@ -17,7 +17,7 @@ import numpy as np
 
 from facequant.datasets.folders import load_identity_folders
 from facequant.errors import FacequantError
-from facequant.faces.pipeline import read_image
+from facequant.faces.images import read_image
 
 
 def _perturb(image_rgb: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int]:

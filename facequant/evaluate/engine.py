@@ -25,12 +25,14 @@ from facequant.errors import FacequantError
 from facequant.evaluate import cliff, honesty, identification, metrics, scoring
 from facequant.evaluate.comparison_rows import ComparisonRows
 from facequant.evaluate.config import Progress, SweepConfig
+from facequant.evaluate.degenerate import DEFAULT_DEGENERATE
 from facequant.evaluate.embed import Embedder
 from facequant.evaluate.embedding_cache import EmbeddingCache
 from facequant.evaluate.executors import Executor, LocalExecutor
 from facequant.evaluate.probes import ProbeSet, prepare_probes
 from facequant.faces.pipeline import FacePipeline
-from facequant.models.spec import ModelSpec, file_sha256
+from facequant.models.files import file_sha256
+from facequant.models.spec import ModelSpec
 from facequant.simulate.camera import CameraProfile
 
 #: Columns of the genuine comparison rows (genuine.parquet; cliff's pre-norm fit reads them).
@@ -444,7 +446,7 @@ def _add_findings(run: dict[str, object], ps: ProbeSet, result: SweepResult, gal
         for message in pairs[1]:
             honesty.add_warning(run, message)
     for message in honesty.zero_embedding_warnings(result.probes, {n: g.prenorm for n, g in galleries.items()},
-                                                   cliff.DEFAULT_DEGENERATE.zero_prenorm):
+                                                   DEFAULT_DEGENERATE.zero_prenorm):
         honesty.add_warning(run, message)
     _identification_findings(run, result, state)
 

@@ -23,15 +23,11 @@ from facequant.errors import BadImageError, FacequantError
 from facequant.evaluate.config import Progress, SweepConfig
 from facequant.faces.alignment import crop_side
 from facequant.faces.pipeline import AlignedFace, FacePipeline, pipeline_for_model
-from facequant.models import preprocessing
-from facequant.models.spec import (
-    ModelSpec,
-    file_sha256,
-    inspect_model,
-    model_sha256,
-    normalize_model,
-    resolve_model,
-)
+from facequant.models import preprocessing_check
+from facequant.models.files import file_sha256, model_sha256
+from facequant.models.normalize import normalize_model
+from facequant.models.sources import resolve_model
+from facequant.models.spec import ModelSpec, inspect_model
 from facequant.names import display
 from facequant.simulate.camera import (
     CameraProfile,
@@ -125,7 +121,7 @@ class ProbeSet:
     #: compares every photo with every other (scored blockwise, never listed).
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    check: preprocessing.ModelCheck | None = None  # the preprocessing check, graph and alignment reports
+    check: preprocessing_check.ModelCheck | None = None  # the preprocessing check, graph and alignment reports
 
     @property
     def model_px(self) -> int:
@@ -264,7 +260,7 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
 
     # The preprocessing checked on close-range crops of a seeded subset, before any backend is
     # built (only those crops are read back from the cache).
-    spec, check = preprocessing.check_for_sweep(config, model_path, normalized, spec, model_sha,
+    spec, check = preprocessing_check.check_for_sweep(config, model_path, normalized, spec, model_sha,
                                                 _CachedFaces(images, pipeline), [img.identity for img in images])
     timings["check_s"] = check.preprocessing.seconds
 

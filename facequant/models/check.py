@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facequant.errors import BadImageError, FacequantError
-from facequant.models import preprocessing
+from facequant.models import preprocessing, preprocessing_check
 from facequant.models.spec import ModelSpec
 
 
@@ -18,7 +18,7 @@ class CheckReport:
     model: Path
     data: str
     spec: ModelSpec  # with the chosen preprocessing
-    check: preprocessing.ModelCheck
+    check: preprocessing_check.ModelCheck
     n_usable: int
     n_identities: int
     seconds: float  # the whole command: faces (cached after the first run) and scoring
@@ -29,10 +29,13 @@ def run_check(model: str, data: str, mode: str = preprocessing.AUTO, overrides: 
     """The same check a sweep runs before its backends, on `data`'s photos."""
     from facequant.datasets.load import load_dataset
     from facequant.faces.pipeline import pipeline_for_model
-    from facequant.models.spec import inspect_model, model_sha256, normalize_model, resolve_model
+    from facequant.models.files import model_sha256
+    from facequant.models.normalize import normalize_model
+    from facequant.models.sources import resolve_model
+    from facequant.models.spec import inspect_model
 
     t0 = time.perf_counter()
-    preprocessing.check_mode(mode, overrides)
+    preprocessing_check.check_mode(mode, overrides)
     path = resolve_model(model)
     spec = inspect_model(path, overrides or None)
     normalized = normalize_model(path)
@@ -47,11 +50,11 @@ def run_check(model: str, data: str, mode: str = preprocessing.AUTO, overrides: 
         identities.append(img.identity)
     if len(faces) < 2:
         raise FacequantError(f"{dataset.root}: only {len(faces)} usable face(s); need at least 2")
-    spec, verdict = preprocessing.check_faces(normalized, spec, model_sha256(path), faces, identities, mode=mode,
+    spec, verdict = preprocessing_check.check_faces(normalized, spec, model_sha256(path), faces, identities, mode=mode,
                                               overrides=overrides, margin=margin, seed=seed,
                                               n_photos=photos or preprocessing.CHECK_PHOTOS)
-    check = preprocessing.ModelCheck(verdict, preprocessing.graph_report(path, normalized),
-                                     preprocessing.alignment_report(spec.input_size, int(faces[0].crop.shape[0]), margin))
+    check = preprocessing_check.ModelCheck(verdict, preprocessing_check.graph_report(path, normalized),
+                                     preprocessing_check.alignment_report(spec.input_size, int(faces[0].crop.shape[0]), margin))
     return CheckReport(path, str(dataset.root), spec, check, len(faces), len(set(identities)),
                        time.perf_counter() - t0)
 

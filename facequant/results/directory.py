@@ -357,7 +357,7 @@ def print_summary(result: SweepResult, out: Path | None = None) -> None:
         console.print(identification_line(result.identification, result.run), highlight=False)
     console.print("pre-norm cliff: pre-norm at 50 % match probability, w = 10-90 % width (small = cliff, large = slope); "
                   "CPU vs fp32: batch-1 latency on this machine, a proxy (cost.csv)", style="dim")
-    from facequant.models.preprocessing import summary_lines
+    from facequant.models.preprocessing_check import summary_lines
 
     for line in summary_lines(result.run):  # preprocessing used and why, graph ends, alignment
         console.print(line, highlight=False)
