@@ -13,7 +13,7 @@ replacement engine or a test's stand-in is used by every caller alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from facequant.evaluate.config import SweepConfig
     from facequant.evaluate.engine import SweepResult
     from facequant.models.spec import ModelSpec
+    from facequant.results.multi_model import MultiModelResult
     from facequant.results.precision_export import PrecisionExportConfig
     from facequant.results.probe_export import ExportSummary
     from facequant.simulate.camera import CameraProfile
@@ -102,6 +103,36 @@ def sweep(config: SweepConfig, output: Output, progress: Progress | None = None,
     result = engine.run_sweep(config, progress=progress, on_distance=on_distance)
     directory.write_results(result, output.dir, force=output.force)
     return result
+
+
+def sweep_models(configs: Sequence[SweepConfig], output: Output, progress: Progress | None = None) -> MultiModelResult:
+    """Several models on the same probes, one results directory: each model's own results
+    under models/<label>/, the cross-model sweep, cliff and cost tables, models.csv,
+    cliff_by_model.png, and recommend.csv choosing among (model, backend) pairs per scenario.
+    Progress stages carry the model: "distances [faceres]"."""
+    from facequant.analysis.recommend.directory import recommend_dir
+    from facequant.analysis.recommend.verdicts import NotCoveredError
+    from facequant.evaluate import engine
+    from facequant.results import multi_model
+
+    multi_model.check_same_probes(configs)
+    for config in configs:
+        output.checked(config)
+    labels = multi_model.model_labels([c.model for c in configs])
+    results = []
+    for config, label in zip(configs, labels, strict=True):
+        def tagged(stage: str, done: int, total: int, label: str = label) -> None:
+            if progress:
+                progress(f"{stage} [{label}]", done, total)
+
+        results.append(engine.run_sweep(config, progress=tagged))
+    combined = multi_model.combine(results, labels, multi_model.multi_record(configs))
+    multi_model.write_multi(combined, output.dir, force=output.force)
+    try:
+        combined.recommendation = recommend_dir(output.dir)
+    except NotCoveredError as exc:
+        combined.not_covered = str(exc)
+    return combined
 
 
 def diagnose(config: DiagnoseConfig, output: Output, progress: Progress | None = None) -> DiagnoseResult:

@@ -595,6 +595,12 @@ def test_tui_subcommand_and_setup_errors(tmp_path: Path, capsys: pytest.CaptureF
     assert config.face_px == (112.0, 40.0) and config.backends == ("fp32", "int8-pt")
     assert out.parent == tmp_path / "runs" and out.name.startswith("m-")
     assert state.setup_from_config(config, "x").distances == "px:112,40"
+    # a run of several models prefills them as --model would, and the TUI says it runs one
+    several = state.config_from_dict({"model": ["a.onnx", "b.onnx"], "data": "d", "distances_m": [1]})
+    assert state.setup_from_config(several, "x").model == "a.onnx,b.onnx"
+    two = state.SetupValues("a.onnx,b.onnx", str(tmp_path), "720p-60", "1", "fp32", "", base, "test")
+    with pytest.raises(FacequantError, match="the TUI runs one model at a time.*facequant sweep"):
+        state.config_from_setup(two, tmp_path)
 
 
 @pytest.mark.slow

@@ -92,6 +92,8 @@ def config_from_dict(values: dict[str, object]) -> SweepConfig:
             kwargs[key] = tuple(kwargs[key])  # type: ignore[arg-type]
     if isinstance(kwargs.get("degradation"), dict):
         kwargs["degradation"] = Degradation(**kwargs["degradation"])  # type: ignore[arg-type]
+    if isinstance(kwargs.get("model"), list):  # a run of several models: the form shows them as --model does
+        kwargs["model"] = ",".join(map(str, kwargs["model"]))  # type: ignore[arg-type]
     if "model" not in kwargs or "data" not in kwargs:
         raise FacequantError("run.json config has no model or data")
     return SweepConfig(**kwargs)  # type: ignore[arg-type]
@@ -173,6 +175,7 @@ def config_from_setup(values: SetupValues, runs_dir: Path) -> tuple[SweepConfig,
     """The edited fields applied to the base config, checked the way the CLI checks them.
     Raises FacequantError with a one-line reason."""
     from facequant.backends.registry import parse_backends
+    from facequant.models.sources import split_models
     from facequant.simulate.camera import camera_from_spec, parse_distances
 
     model = values.model.strip()
@@ -181,6 +184,9 @@ def config_from_setup(values: SetupValues, runs_dir: Path) -> tuple[SweepConfig,
         raise FacequantError("model: give an ONNX path, 'faceplugin' or an insightface pack name")
     if not data:
         raise FacequantError("dataset: give a folder of identity folders, or 'lfw'")
+    if len(split_models(model)) > 1:
+        raise FacequantError("model: the TUI runs one model at a time; compare several with "
+                             "`facequant sweep --model a.onnx,b.onnx`, then open its results here")
     if data != "lfw":
         data = str(Path(data).expanduser())
         if not Path(data).is_dir():

@@ -74,7 +74,8 @@ def progress_bar(quiet: object, labels: Mapping[str, str] | None = None) -> Iter
         if not tasks:
             bar.start()
         if stage not in tasks:
-            tasks[stage] = bar.add_task(names.get(stage, stage), total=total)
+            base, tag, rest = stage.partition(" [")  # "distances [faceres]": one model of several
+            tasks[stage] = bar.add_task(names.get(base, base) + tag + rest, total=total)
         bar.update(tasks[stage], completed=done, total=total)
 
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from facequant.cli import common
@@ -11,6 +12,8 @@ from facequant.config import options_for, sweep_config
 EPILOG = """examples:
   facequant sweep                                   # shared model + celebs13, fp32 vs int8-pt vs int8-pc
   facequant sweep --backends fp32,int8-pt,int8-pc,a16w8 --camera 720p-60 --out runs/kiosk
+  facequant sweep --model ../shared/models/human-mobileface/mobileface.onnx,../shared/models/hse-faceres/faceres.onnx
+                                                    # two models, same probes: models.csv, recommend per scenario
   facequant sweep --face-px 160,112,80,64,48,40,32,24 --genuine same-photo
   facequant models inspect ../shared/models/faceplugin-fr/fr_feature.onnx
   facequant validate-sim --reference photo_hi.jpg --captures captures/
@@ -28,10 +31,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from facequant import api
+    from facequant.models.sources import split_models
     from facequant.results.directory import print_summary
 
     values = common.values(args)
     config = sweep_config(values)
+    models = split_models(config.model)
+    if len(models) > 1:  # several models on the same probes, one results directory
+        from facequant.results.multi_model import print_multi_summary
+
+        output = common.output(values, "models")
+        with common.progress_bar(values.get("quiet")) as progress:
+            combined = api.sweep_models([dataclasses.replace(config, model=m) for m in models], output, progress)
+        print_multi_summary(combined, output.dir)
+        return 0
     output = common.output(values, Path(config.model).stem)
     with common.progress_bar(values.get("quiet")) as progress:
         result = api.sweep(config, output, progress)

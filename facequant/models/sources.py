@@ -10,6 +10,7 @@ import subprocess
 import tarfile
 import tempfile
 import zipfile
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,21 @@ _PROBE_TIMEOUT_S = 5.0
 # --------------------------------------------------------------------------- resolve
 
 
+def split_models(value: str) -> list[str]:
+    """--model's text as a list of models: one path, name or pack, or several joined by ','.
+    A path that exists is one model even when its name holds a comma."""
+    text = str(value)
+    if "," not in text or Path(text).expanduser().exists():
+        return [text]
+    items = [item.strip() for item in text.split(",")]
+    if any(not item for item in items):
+        raise FacequantError(f"--model: expected comma-separated models, got {value!r} (an empty item)")
+    twice = [m for m, n in Counter(items).items() if n > 1]
+    if twice:
+        raise FacequantError(f"--model: {twice[0]} is listed twice")
+    return items
+
+
 def resolve_model(name_or_path: str, insightface_root: str | Path = "~/.insightface") -> Path:
     """A model file from a path, `faceplugin`, or an insightface pack name."""
     p = Path(name_or_path).expanduser()
@@ -45,6 +61,10 @@ def resolve_model(name_or_path: str, insightface_root: str | Path = "~/.insightf
     if name in INSIGHTFACE_PACKS:
         return _insightface_pack(name, Path(insightface_root).expanduser())
 
+    if "," in name_or_path:
+        # several models compare in one `facequant sweep`; every other command takes one
+        raise FacequantError(f"model '{name_or_path}': several models are compared by `facequant sweep` only; "
+                             "this command takes one model")
     known = ", ".join(("faceplugin", *INSIGHTFACE_PACKS))
     raise FacequantError(f"model '{name_or_path}' is neither a file nor a known name ({known})")
 

@@ -20,6 +20,7 @@ from facequant.evaluate.engine import SweepResult
 from facequant.evaluate.identification import as_rates_view
 from facequant.names import ESCAPE, display
 from facequant.results.output import check_output_dir, inputs_of, staged_output  # noqa: F401 (check_output_dir: kept importable here)
+from facequant.results.pairs import is_multi_model, pairs_view
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -64,26 +65,36 @@ def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
     """Write everything into `out` atomically: a failure midway leaves any old results intact."""
     out = Path(out)
     with staged_output(out, force, inputs_of(result.config)) as staging:
-        # errors=ESCAPE: a name from the command line (a model path) may hold undecodable bytes
-        result.sweep.to_csv(staging / SWEEP_CSV, index=False, errors=ESCAPE)
-        result.cliff.to_csv(staging / CLIFF_CSV, index=False, errors=ESCAPE)
-        if result.cost is not None:
-            result.cost.to_csv(staging / COST_CSV, index=False, errors=ESCAPE)
-        metrics.to_long(result.sweep).to_csv(staging / RESULTS_CSV, index=False, errors=ESCAPE)
-        result.probes.to_csv(staging / PROBES_CSV, index=False, errors=ESCAPE)
-        with open(staging / GENUINE_PARQUET, "wb") as fh:  # a handle: pyarrow cannot open undecodable paths
-            result.genuine.to_parquet(fh, index=False)
-        if result.comparisons_file is not None:
-            shutil.move(result.comparisons_file, staging / COMPARISONS_PARQUET)
-        if result.identification is not None:
-            result.identification.to_csv(staging / IDENTIFICATION_CSV, index=False, errors=ESCAPE)
-            plot_identification(result.identification, staging / IDENTIFICATION_PLOT)
-        _copy_pow2_moves(result.run, staging)
-        run = _finite_or_none(result.run)
-        (staging / RUN_JSON).write_text(json.dumps(run, indent=2, default=_json_default))
-        plot_tar_vs_distance(result.sweep, staging / TAR_PLOT)
-        plot_match_vs_prenorm(result.genuine, result.threshold, result.cliff, staging / PRENORM_PLOT)
+        write_into(result, staging)
     return out
+
+
+def write_into(result: SweepResult, staging: Path) -> None:
+    """Every file of one sweep's results into a folder being staged (no marker: the caller's)."""
+    staging.mkdir(parents=True, exist_ok=True)
+    # errors=ESCAPE: a name from the command line (a model path) may hold undecodable bytes
+    result.sweep.to_csv(staging / SWEEP_CSV, index=False, errors=ESCAPE)
+    result.cliff.to_csv(staging / CLIFF_CSV, index=False, errors=ESCAPE)
+    if result.cost is not None:
+        result.cost.to_csv(staging / COST_CSV, index=False, errors=ESCAPE)
+    metrics.to_long(result.sweep).to_csv(staging / RESULTS_CSV, index=False, errors=ESCAPE)
+    result.probes.to_csv(staging / PROBES_CSV, index=False, errors=ESCAPE)
+    with open(staging / GENUINE_PARQUET, "wb") as fh:  # a handle: pyarrow cannot open undecodable paths
+        result.genuine.to_parquet(fh, index=False)
+    if result.comparisons_file is not None:
+        shutil.move(result.comparisons_file, staging / COMPARISONS_PARQUET)
+    if result.identification is not None:
+        result.identification.to_csv(staging / IDENTIFICATION_CSV, index=False, errors=ESCAPE)
+        plot_identification(result.identification, staging / IDENTIFICATION_PLOT)
+    _copy_pow2_moves(result.run, staging)
+    write_run_json(result.run, staging / RUN_JSON)
+    plot_tar_vs_distance(result.sweep, staging / TAR_PLOT)
+    plot_match_vs_prenorm(result.genuine, result.threshold, result.cliff, staging / PRENORM_PLOT)
+
+
+def write_run_json(run: dict[str, object], path: Path) -> None:
+    """run.json: JSON with inf/nan as strings and undecodable bytes escaped."""
+    path.write_text(json.dumps(_finite_or_none(run), indent=2, default=_json_default))
 
 
 def _copy_pow2_moves(run: dict[str, object], staging: Path) -> None:
@@ -164,9 +175,11 @@ def load_results(out: Path) -> dict[str, object]:
     ident = read_table(out / IDENTIFICATION_CSV) if (out / IDENTIFICATION_CSV).is_file() else None
     # What the run's protocol reads (cliff, recommendation, TUI colours): TAR, or TPIR.
     rates = as_rates_view(sweep, ident) if run.get("protocol") == "identification" and ident is not None else sweep
-    return {"sweep": sweep, "cliff": cliff, "identification": ident, "rates": rates,
-            "cost": read_table(out / COST_CSV) if (out / COST_CSV).is_file() else None,
-            "run": run, "path": out}
+    loaded = {"sweep": sweep, "cliff": cliff, "identification": ident, "rates": rates,
+              "cost": read_table(out / COST_CSV) if (out / COST_CSV).is_file() else None,
+              "run": run, "path": out}
+    # Several models: every (model, backend) pair is a candidate of its own.
+    return pairs_view(loaded) if is_multi_model(run) else loaded
 
 
 def pyplot() -> ModuleType:

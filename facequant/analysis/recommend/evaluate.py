@@ -69,15 +69,18 @@ class _Check:
 
 
 def _read_points(curves: Mapping[str, _Curve], scenario: Scenario, distances: Sequence[float], iod: float,
-                 model_px: float) -> tuple[dict[str, list[Point]], list[float], list[float]]:
+                 model_px: float, per_backend_px: Mapping[str, float] | None = None,
+                 ) -> tuple[dict[str, list[Point]], list[float], list[float]]:
     """Every backend's reading at each distance a scenario wants; a distance is evaluated
-    only when every backend can be read there, so all are judged on the same points."""
+    only when every backend can be read there, so all are judged on the same points.
+    per_backend_px: each candidate's model input size where they differ (several models)."""
+    px_of = dict(per_backend_px or {})
     readings: dict[str, list[Point]] = {b: [] for b in curves}
     evaluated: list[float] = []
     uncovered: list[float] = []
     for d in distances:
         px = scenario.camera.face_px(d, iod)
-        values = {b: c.at(d, px, model_px) for b, c in curves.items()}
+        values = {b: c.at(d, px, px_of.get(b, model_px)) for b, c in curves.items()}
         if any(v is None for v in values.values()):
             uncovered.append(d)
             continue
@@ -153,7 +156,7 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
         tar_basis = (f"face px: scenario camera {scenario.camera.name} (focal {scenario.camera.focal:.0f} px) "
                      f"read on the run's {run_cam.name} (focal {run_cam.focal:.0f} px), log-px interpolation")
     readings, evaluated, uncovered = _read_points(curves, scenario, _evaluation_distances(sweep, scenario),
-                                                  iod, model_px)
+                                                  iod, model_px, results.get("model_px"))
     span = (f"the sweep spans {math.exp(min(c.log_px[0] for c in curves.values())):.0f}-"
             f"{math.exp(max(c.log_px[-1] for c in curves.values())):.0f} px faces")
     if not evaluated:

@@ -224,6 +224,8 @@ def cost_order(backends: Sequence[str], costs: Mapping[str, Mapping[str, Any]],
 def _latency_text(c: Mapping[str, Any], key: str) -> str:
     if key == "device_ms":
         return f"{c['device_ms']:.2f} ms"
+    if key == "cpu_ms" and not math.isfinite(c["cpu_ratio"]) and math.isfinite(c["cpu_ms"]):
+        return f"{c['cpu_ms']:.2f} ms CPU"  # pairs of several models: no one fp32 to divide by
     value = c["cpu_ratio"] if key == "cpu_ms" else c["ratio"]
     return f"{value:.2f}x fp32" if math.isfinite(value) else "latency unknown"
 
