@@ -186,15 +186,22 @@ def plot_models(sweep: pd.DataFrame, models: pd.DataFrame, path: Path) -> None:
     directory.save_figure(fig, path)
 
 
-def summary_rows(models: pd.DataFrame) -> list[tuple[str, ...]]:
-    """(model, backend, dim/px, TAR close, reliable to, cliff at, pre-norm cliff) per pair."""
+def summary_rows(models: pd.DataFrame, cost: pd.DataFrame | None = None) -> list[tuple[str, ...]]:
+    """(model, backend, dim/px, TAR close, reliable to, cliff at, CPU ms) per pair. The
+    pre-norm cliff is left out: pre-norm scales differ between models, so it does not compare."""
+    cpu: dict[tuple[str, str], float] = {}
+    if cost is not None and {"model", "backend", "cpu_latency_p50_ms"} <= set(cost.columns):
+        for c in cost.itertuples():
+            cpu[(str(c.model), str(c.backend))] = float(c.cpu_latency_p50_ms)
     rows = []
     for r in models.itertuples():
-        bad = bool(getattr(r, "degenerate", "") or "") if isinstance(getattr(r, "degenerate", ""), str) else False
-        pn = "-" if not np.isfinite(r.cliff_prenorm) else f"{r.cliff_prenorm:.2f}"
-        rows.append((str(r.model), str(r.backend), f"{r.embedding_dim}, {r.input_px}", f"{r.tar_close:.3f}",
+        flag = getattr(r, "degenerate", "")
+        bad = bool(flag) if isinstance(flag, str) else False
+        ms = cpu.get((str(r.model), str(r.backend)), float("nan"))
+        rows.append((str(r.model), str(r.backend), f"{r.embedding_dim}/{r.input_px}", f"{r.tar_close:.3f}",
                      "DEGENERATE" if bad else directory._metres(r.reliable_distance_m),
-                     "DEGENERATE" if bad else directory._metres(r.cliff_distance_m), pn))
+                     "DEGENERATE" if bad else directory._metres(r.cliff_distance_m),
+                     f"{ms:.1f}" if np.isfinite(ms) else "-"))
     return rows
 
 
@@ -206,9 +213,9 @@ def print_multi_summary(result: MultiModelResult, out: Path | None) -> None:
     for r in result.results:
         directory.print_summary(r)
     table = Table(title=f"{len(result.labels)} models on the same probes (models.csv, {MODELS_PLOT})")
-    for col in ("model", "backend", "dim, px", "TAR close", "reliable to", "cliff at", "pre-norm cliff"):
+    for col in ("model", "backend", "dim/px", "TAR close", "reliable to", "cliff at", "CPU ms"):
         table.add_column(col, no_wrap=col in ("model", "backend"), justify="left" if col in ("model", "backend") else "right")
-    for row in summary_rows(result.models):
+    for row in summary_rows(result.models, result.cost):
         table.add_row(*row)
     console = Console()
     console.print(table)
