@@ -143,3 +143,21 @@ def test_three_models_report_model_specific_damage_and_recommend_among_pairs(thr
     # the directory reads back as pairs for the recommendation and the TUI
     loaded = load_results(out)
     assert "faceres/int8-pc" in set(loaded["sweep"].backend) and loaded["model_px"]["faceres/int8-pc"] == 224.0
+
+
+@pytest.mark.slow
+def test_force_replaces_a_multi_model_directory_after_recommend_on_one_model(three_models: tuple[Path, str]):
+    from facequant.results.output import check_output_dir, marker_problem
+
+    out, _ = three_models
+    code, _, err = _run(["recommend", "--results", str(out / "models" / "mobileface")])
+    assert code == 0, err
+    assert (out / "models" / "mobileface" / "recommend.csv").is_file()
+    assert marker_problem(out) is None  # recommend.csv beside a run.json facequant wrote is its own
+    check_output_dir(out, force=True)
+    stray = out / "models" / "faceres" / "notes.txt"
+    stray.write_text("mine")
+    try:
+        assert "models/faceres/notes.txt" in (marker_problem(out) or "")
+    finally:
+        stray.unlink()

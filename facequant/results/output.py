@@ -18,7 +18,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -110,6 +110,13 @@ def _check_creatable(out: Path) -> None:
         raise FacequantError(f"{out}: cannot write there: {anchor} is not writable ({exc.strerror})") from exc
 
 
+def _derived(rel: str, listed: Collection[str]) -> bool:
+    """A file facequant adds later beside a results directory's run.json (recommend.csv), at
+    the top or in a nested results folder it wrote (one model's of several)."""
+    parent, _, name = rel.rpartition("/")
+    return name in DERIVED_FILES and (not parent or f"{parent}/run.json" in listed)
+
+
 def marker_problem(folder: Path) -> str | None:
     """None when facequant wrote everything in `folder` (its marker lists every file, nested
     results directories carry their own), else the reason it may not be replaced."""
@@ -137,7 +144,7 @@ def marker_problem(folder: Path) -> str | None:
                     return f"{sub.relative_to(folder).as_posix()}: {problem}"
         for name in files:
             rel = (here / name).relative_to(folder).as_posix()
-            if rel != MARKER and rel not in listed and rel not in DERIVED_FILES:
+            if rel != MARKER and rel not in listed and not _derived(rel, listed):
                 return f"holds {rel}, which facequant did not write"
     if unreadable:  # what cannot be listed cannot be shown to be facequant's
         return f"cannot read {unreadable[0].filename} ({unreadable[0].strerror})"
