@@ -113,11 +113,13 @@ def sweep_models(configs: Sequence[SweepConfig], output: Output, progress: Progr
     from facequant.analysis.recommend.directory import recommend_dir
     from facequant.analysis.recommend.verdicts import NotCoveredError
     from facequant.evaluate import engine
+    from facequant.models.sources import resolve_model
     from facequant.results import multi_model
 
     multi_model.check_same_probes(configs)
     for config in configs:
         output.checked(config)
+        resolve_model(config.model)  # every model found before the first one's work starts
     labels = multi_model.model_labels([c.model for c in configs])
     results = []
     for config, label in zip(configs, labels, strict=True):

@@ -69,6 +69,16 @@ def test_sweep_refuses_a_repeated_model_before_any_work(tmp_path: Path, capsys: 
     assert not (tmp_path / "r").exists()
 
 
+def test_a_missing_second_model_is_refused_before_the_first_one_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", lambda *a, **k: pytest.fail("work started"))
+    first = _shared_models()[0]
+    code = main(["sweep", "--model", f"{first},{tmp_path / 'missing.onnx'}", "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 2
+    one_line_error(capsys, "missing.onnx")
+    assert not (tmp_path / "r").exists()
+
+
 def test_other_commands_say_several_models_are_for_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     a, b = _shared_models()[:2]
     code = main(["export-probes", "--model", f"{a},{b}", "--out", str(tmp_path / "p"), "--quiet"])
@@ -161,3 +171,27 @@ def test_force_replaces_a_multi_model_directory_after_recommend_on_one_model(thr
         assert "models/faceres/notes.txt" in (marker_problem(out) or "")
     finally:
         stray.unlink()
+
+
+@pytest.mark.slow
+def test_identification_rates_and_the_tui_read_a_multi_model_directory_as_pairs(three_models: tuple[Path, str],
+                                                                                 tmp_path: Path):
+    import shutil
+
+    from facequant.analysis.recommend.directory import recommend_dir
+    from tui import state
+
+    out, _ = three_models
+    copy = tmp_path / "ident"
+    shutil.copytree(out, copy)
+    run = json.loads((copy / "run.json").read_text())
+    run["protocol"] = "identification"  # the same tables read under the other protocol
+    (copy / "run.json").write_text(json.dumps(run))
+    loaded = load_results(copy)
+    ident = pd.read_csv(copy / "identification.csv")
+    rates = loaded["rates"].set_index(["backend", "distance_m"])
+    for row in ident.itertuples():  # each pair's TPIR, not another model's with the same backend name
+        assert rates.loc[(f"{row.model}/{row.backend}", row.distance_m), "tar"] == pytest.approx(row.tpir, nan_ok=True)
+    assert recommend_dir(copy, write=False).verdicts
+    data = state.load_run(out)  # the TUI's results screen
+    assert len(data.sweep.backend.unique()) == 9 and data.sweep.backend.str.contains("/").all()

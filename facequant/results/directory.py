@@ -20,7 +20,7 @@ from facequant.evaluate.engine import SweepResult
 from facequant.evaluate.identification import as_rates_view
 from facequant.names import ESCAPE, display
 from facequant.results.output import check_output_dir, inputs_of, staged_output  # noqa: F401 (check_output_dir: kept importable here)
-from facequant.results.pairs import is_multi_model, pairs_view
+from facequant.results.pairs import is_multi_model, paired, pairs_view
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -174,12 +174,14 @@ def load_results(out: Path) -> dict[str, object]:
     sweep, run = read_table(out / SWEEP_CSV), read_run_json(out / RUN_JSON)
     ident = read_table(out / IDENTIFICATION_CSV) if (out / IDENTIFICATION_CSV).is_file() else None
     # What the run's protocol reads (cliff, recommendation, TUI colours): TAR, or TPIR.
+    multi = is_multi_model(run)
+    if multi:  # several models: every (model, backend) pair is a candidate of its own
+        sweep, ident = paired(sweep), paired(ident)
     rates = as_rates_view(sweep, ident) if run.get("protocol") == "identification" and ident is not None else sweep
     loaded = {"sweep": sweep, "cliff": cliff, "identification": ident, "rates": rates,
               "cost": read_table(out / COST_CSV) if (out / COST_CSV).is_file() else None,
               "run": run, "path": out}
-    # Several models: every (model, backend) pair is a candidate of its own.
-    return pairs_view(loaded) if is_multi_model(run) else loaded
+    return pairs_view(loaded) if multi else loaded
 
 
 def pyplot() -> ModuleType:

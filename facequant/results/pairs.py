@@ -25,7 +25,8 @@ def is_multi_model(run: Mapping[str, Any]) -> bool:
     return bool(run.get("multi_model")) and isinstance(run.get("models"), list)
 
 
-def _paired(table: pd.DataFrame | None) -> pd.DataFrame | None:
+def paired(table: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The table with each backend named by its pair, model/backend (None stays None)."""
     if table is None or "model" not in table.columns or "backend" not in table.columns:
         return table
     out = table.copy()
@@ -34,17 +35,17 @@ def _paired(table: pd.DataFrame | None) -> pd.DataFrame | None:
 
 
 def pairs_view(loaded: Mapping[str, Any]) -> dict[str, Any]:
-    """load_results' dict of a multi-model directory with every table keyed by pair, and
-    each pair's model input size ("model_px", which the recommendation reads instead of
-    run.json's single model). cost.csv's latency_vs_fp32 stays each model's own (what
+    """load_results' dict of a multi-model directory (its sweep, identification and rates
+    already paired: the rates view joins them on backend) with cliff and cost keyed by pair
+    too, and each pair's model input size ("model_px", which the recommendation reads
+    instead of run.json's single model). cost.csv's latency_vs_fp32 stays each model's own (what
     quantizing that model costs: a scenario's budget); pairs are ranked on absolute
     latency, which compares across models."""
     run = loaded["run"]
     models = [m for m in run.get("models", []) if isinstance(m, Mapping)]
     view = dict(loaded)
-    for key in ("sweep", "cliff", "identification", "rates"):
-        view[key] = _paired(loaded.get(key))
-    view["cost"] = _paired(loaded.get("cost"))
+    view["cliff"] = paired(loaded.get("cliff"))
+    view["cost"] = paired(loaded.get("cost"))
     px: dict[str, float] = {}
     sweep = view["sweep"]
     for m in models:
