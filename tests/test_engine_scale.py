@@ -24,6 +24,7 @@ def _sweep(out: Path, model: Path, data: Path, *args: str) -> dict[str, object]:
     return json.loads((out / "run.json").read_text())
 
 
+@pytest.mark.slow  # end-to-end sweeps: the full suite's
 def test_blocked_scores_equal_per_comparison_rows(tmp_path: Path, model_path: Path, celebs13: Path):
     out = tmp_path / "run"
     run = _sweep(out, model_path, celebs13, "--backends", "fp32,int8-pt", "--distances", "0.5,4", "--save-comparisons")
@@ -47,6 +48,7 @@ def test_blocked_scores_equal_per_comparison_rows(tmp_path: Path, model_path: Pa
     assert sorted(genuine.cosine.round(12)) == sorted(rows.cosine[rows.genuine].round(12))
 
 
+@pytest.mark.slow  # end-to-end sweeps: the full suite's
 def test_embedding_cache_computes_only_what_is_new(tmp_path: Path, model_path: Path, celebs13: Path,
                                                    monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
