@@ -26,7 +26,7 @@ from facequant.backends.quantize.recipes import RECIPES
 from facequant.cache import sidecar
 from facequant.cli import main
 from facequant.errors import BadModelError
-from facequant.faces.pipeline import FacePipeline
+from facequant.faces.pipeline import ENTRY_SUFFIX, FacePipeline, pack_entry, unpack_entry
 from facequant.models.files import file_sha256, model_sha256
 from facequant.models.normalize import normalize_model
 from facequant.models.spec import inspect_model
@@ -244,17 +244,13 @@ def _crop_swapped(entry: Path, other: Path) -> None:
 
 
 def _crop_tampered(entry: Path, _other: Path) -> None:
-    with np.load(entry) as z:
-        fields = dict(z)
-    fields["crop"] = fields["crop"] // 2 + 1  # a valid archive, key kept: only the checksum tells
-    np.savez(entry, **fields)
+    head, crop = unpack_entry(entry)
+    entry.write_bytes(pack_entry({k: v for k, v in head.items() if k != "shape"}, crop // 2 + 1))  # valid, key kept
 
 
 def _crop_old_format(entry: Path, _other: Path) -> None:
-    with np.load(entry) as z:
-        fields = {k: v for k, v in z.items() if k not in ("key", "digest")}
-    with open(entry, "wb") as fh:
-        np.savez(fh, **fields)
+    head, crop = unpack_entry(entry)
+    entry.write_bytes(pack_entry({k: v for k, v in head.items() if k not in ("key", "digest", "shape")}, crop))
 
 
 CROP_CORRUPTIONS = {
@@ -354,7 +350,7 @@ def test_end_to_end__corrupt_caches_give_the_clean_run_s_numbers(tmp_path: Path,
     args = ["sweep", "--model", str(model_path), "--data", str(data), "--backends", "fp32,int8-pt,int8-npu",
             "--distances", "1,4", "--calib-size", "4", "--no-latency", "--quiet"]
     assert main([*args, "--out", str(tmp_path / "clean")]) == 0
-    entries = [p for p in cache.rglob("*") if p.is_file() and (sidecar(p).is_file() or p.suffix == ".npz")]
+    entries = [p for p in cache.rglob("*") if p.is_file() and (sidecar(p).is_file() or p.suffix == ENTRY_SUFFIX)]
     assert {p.parent.name for p in entries} == {"models", "quantized", "crops"}
     for p in entries:  # garbage into every cached artefact
         p.write_bytes(os.urandom(256))

@@ -31,7 +31,7 @@ from facequant.faces.detectors import (
     choose_primary,
 )
 from facequant.faces.images import _jpeg_truncated, read_image
-from facequant.faces.pipeline import AlignedFace, FacePipeline
+from facequant.faces.pipeline import AlignedFace, FacePipeline, unpack_entry
 
 # The photo where RFB-320 puts a larger, slightly less confident box on the blurred crowd
 # beside the real face.
@@ -384,7 +384,7 @@ def test_cache_hit_and_corrupt_entry(detector_path, landmark_path, celebs13, tmp
     photo = celebs13 / "person02" / "img27.jpg"
     first = pipe.extract(photo)
     entry = pipe.cache_path(photo.read_bytes())
-    assert entry is not None and entry.is_file() and entry.suffix == ".npz"
+    assert entry is not None and entry.is_file() and entry.suffix == ".crop"
 
     def boom(image_rgb):
         raise AssertionError("detector called despite a cache entry")
@@ -411,11 +411,11 @@ def test_cache_hit_and_corrupt_entry(detector_path, landmark_path, celebs13, tmp
     other = FacePipeline(pipe.detector, pipe.landmarks, crop_size=224, cache_dir=tmp_path / "c")
     assert other.cache_path(photo.read_bytes()) != entry
 
-    entry.write_bytes(b"not an npz")
+    entry.write_bytes(b"not a crop entry")
     third = pipe.extract(photo)
     np.testing.assert_array_equal(third.crop, first.crop)
-    with np.load(entry) as z:  # rewritten as a valid entry
-        assert z["crop"].shape == (448, 448, 3)
+    head, crop = unpack_entry(entry)  # rewritten as a valid entry
+    assert crop.shape == (448, 448, 3) and head["key"] == entry.stem
 
 
 def test_default_pipeline_uses_settings_cache(celebs13):

@@ -3,7 +3,9 @@ embedding cache where it has them, from the executor for the rest.
 
 Photos go a chunk at a time: their crops are read back from the crop cache and simulated
 while the previous chunk's inference runs (a one-ahead thread: OpenCV and NumPy release the
-GIL), and only the probes some backend still needs are simulated at all.
+GIL), and only the probes some backend still needs are simulated at all. The caller may name
+its next call (`then`): that call's first chunk is prepared during this call's last one, so a
+set that fits in one chunk overlaps too.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ class _Chunk:
     crops: dict[int, np.ndarray]  # position -> crop, for the positions some model backend needs
 
 
+#: An embed call: photo rows, distance (None: enrolment), backend names.
+Call = tuple[np.ndarray, float | None, list[str]]
+
+
 class Embedder:
     def __init__(self, ps: ProbeSet, backends: dict[str, Backend], executor: Executor, cache: EmbeddingCache) -> None:
         self.ps = ps
@@ -39,34 +45,64 @@ class Embedder:
         self.computed = 0  # embeddings computed (not read from the cache)
         self._backend_keys = {name: (b.cache_key() if ps.pipeline.settings_key is not None else None)
                               for name, b in backends.items()}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facequant-probes")
+        # the next call's first chunk, prepared ahead: (its identity, the future)
+        self._pending: tuple[tuple[object, ...], Future[_Chunk]] | None = None
 
-    def embed(self, rows: np.ndarray, distance: float | None, names: list[str]
+    def close(self) -> None:
+        self._pending = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, rows: np.ndarray, distance: float | None, names: list[str]) -> Future[_Chunk]:
+        """The chunk's preparation: the one prepared ahead when it is this one, else a new one."""
+        key = (distance, tuple(rows.tolist()), tuple(names))
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] == key:
+            return pending[1]
+        return self._pool.submit(self._prepare, rows, distance, names)
+
+    def _prefetch(self, then: Call | None) -> None:
+        if then is None:
+            return
+        rows, distance, names = then
+        first = next(iter(self.ps.chunks(rows)), None)
+        if first is not None:
+            key = (distance, tuple(first.tolist()), tuple(names))
+            self._pending = (key, self._pool.submit(self._prepare, first, distance, names))
+
+    def embed(self, rows: np.ndarray, distance: float | None, names: list[str], then: Call | None = None
               ) -> dict[str, np.ndarray]:
-        """Raw float32 embeddings, (len(rows), D) per backend in `names`, rows in order."""
+        """Raw float32 embeddings, (len(rows), D) per backend in `names`, rows in order.
+        `then`: the next call, whose first chunk is prepared while this call's last one runs."""
         out: dict[str, np.ndarray] = {}
         total = len(rows)
 
         def jobs() -> Iterator[EmbedJob]:
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                chunks = iter(self.ps.chunks(rows))
-                position = 0
-                ahead: Future[_Chunk] | None = None
-                first = next(chunks, None)
-                if first is not None:
-                    ahead = pool.submit(self._prepare, first, distance, names)
-                while ahead is not None:
-                    chunk = ahead.result()
-                    nxt = next(chunks, None)
-                    ahead = pool.submit(self._prepare, nxt, distance, names) if nxt is not None else None
-                    self._take_found(chunk, position, total, out)
-                    for name in names:
-                        todo = chunk.missing[name]
-                        if len(todo):
-                            model = self.backends[name].model_path is not None
-                            crops = np.stack([chunk.crops[int(i)] for i in todo]) if model else None
-                            yield EmbedJob(name, [chunk.ids[int(i)] for i in todo], crops,
-                                           tag=(position, chunk, todo))
-                    position += len(chunk.rows)
+            chunks = iter(self.ps.chunks(rows))
+            position = 0
+            ahead: Future[_Chunk] | None = None
+            first = next(chunks, None)
+            if first is not None:
+                ahead = self._submit(first, distance, names)
+            else:
+                self._prefetch(then)
+            while ahead is not None:
+                chunk = ahead.result()
+                nxt = next(chunks, None)
+                if nxt is not None:
+                    ahead = self._pool.submit(self._prepare, nxt, distance, names)
+                else:
+                    ahead = None
+                    self._prefetch(then)
+                self._take_found(chunk, position, total, out)
+                for name in names:
+                    todo = chunk.missing[name]
+                    if len(todo):
+                        model = self.backends[name].model_path is not None
+                        crops = np.stack([chunk.crops[int(i)] for i in todo]) if model else None
+                        yield EmbedJob(name, [chunk.ids[int(i)] for i in todo], crops,
+                                       tag=(position, chunk, todo))
+                position += len(chunk.rows)
 
         for job, raw in self.executor.map(jobs()):
             position, chunk, todo = job.tag  # type: ignore[misc]

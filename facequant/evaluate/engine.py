@@ -26,7 +26,7 @@ from facequant.evaluate import cliff, honesty, identification, metrics, scoring
 from facequant.evaluate.comparison_rows import ComparisonRows
 from facequant.evaluate.config import Progress, SweepConfig
 from facequant.evaluate.degenerate import DEFAULT_DEGENERATE
-from facequant.evaluate.embed import Embedder
+from facequant.evaluate.embed import Call, Embedder
 from facequant.evaluate.embedding_cache import EmbeddingCache
 from facequant.evaluate.executors import Executor, LocalExecutor
 from facequant.evaluate.probes import ProbeSet, prepare_probes
@@ -178,8 +178,9 @@ def run_sweep(
     cache = EmbeddingCache.default(config.embedding_cache)
     executor = make_executor(config.executor, backends, config.ray_address)
     writer = ComparisonRows(ps.keys) if config.save_comparisons else None
+    embedder = Embedder(ps, backends, executor, cache)
     try:
-        result = _sweep(ps, backends, Embedder(ps, backends, executor, cache), writer, profile, progress, on_distance)
+        result = _sweep(ps, backends, embedder, writer, profile, progress, on_distance)
         result.run["execution"] = {**executor.describe(), "embedding_cache": cache.stats(),
                                    "chunk_size": config.chunk_size}
         if writer is not None:
@@ -191,6 +192,7 @@ def run_sweep(
             writer.discard()
         raise
     finally:
+        embedder.close()
         executor.close()
         cache.close()
 
@@ -222,7 +224,13 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     t0 = time.perf_counter()
     everyone = np.arange(len(ps.images))
     enrolling = [n for n in backends if config.gallery != "fp32" or n == "fp32"]
-    enrolled = checked(embedder.embed(everyone, None, enrolling))
+    def call(k: int) -> Call | None:
+        """The embed call of distance k (None past the last), for preparing it ahead."""
+        if k >= len(ps.distances):
+            return None
+        return np.flatnonzero(ps.simulable(ps.distances[k])), ps.distances[k], list(backends)
+
+    enrolled = checked(embedder.embed(everyone, None, enrolling, then=call(0)))
     galleries = {n: _Gallery(*scoring.unit_rows(raw, honesty.ZERO_NORM)) for n, raw in enrolled.items()}
     if config.gallery == "fp32":  # a device need not bring back enrolment embeddings then
         galleries = {n: galleries["fp32"] for n in backends}
@@ -237,7 +245,8 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     split = identification.split_identities(ps.identity, ps.identity_names, config.seed, config.nonmated_fraction)
     state = _State(threshold=config.threshold, ident_threshold=config.threshold)
     for k, distance in enumerate(ps.distances):
-        _one_distance(ps, k, distance, backends, galleries, embedder, writer, split, duplicate_pairs, state)
+        _one_distance(ps, k, distance, backends, galleries, embedder, writer, split, duplicate_pairs, state,
+                      call(k + 1))
         if on_distance:
             on_distance(distance, metrics.table_from_rows(state.rows))
         if progress:
@@ -270,13 +279,14 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
 
 def _one_distance(ps: ProbeSet, k: int, distance: float, backends: dict[str, Backend], galleries: dict[str, _Gallery],
                   embedder: Embedder, writer: ComparisonRows | None, split: identification.Split | None,
-                  duplicate_pairs: set[tuple[int, int]], state: _State) -> None:
-    """Embed, score and fold one distance; its embeddings are dropped on return."""
+                  duplicate_pairs: set[tuple[int, int]], state: _State, then: Call | None = None) -> None:
+    """Embed, score and fold one distance; its embeddings are dropped on return. `then`: the
+    next distance's embed call, prepared while this one's last chunk runs."""
     config = ps.config
     simulated = ps.simulable(distance)
     rows = np.flatnonzero(simulated)
     px = ps.face_px(distance)
-    raw = checked(embedder.embed(rows, distance, list(backends))) if len(rows) else {}
+    raw = checked(embedder.embed(rows, distance, list(backends), then=then)) if len(rows) else {}
     fp32_unit: np.ndarray | None = None
     for name in backends:
         unit, prenorm = (scoring.unit_rows(raw[name], honesty.ZERO_NORM) if name in raw
