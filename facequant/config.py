@@ -125,7 +125,9 @@ def _distances_or_default(value: object) -> object:
 #: The sweep's options, in --help order. A row's `commands` lists who takes it.
 SWEEP_OPTIONS: tuple[Option, ...] = (
     Option("model", "ONNX embedding model path, 'faceplugin', or an insightface pack (buffalo_l, buffalo_s, "
-           "antelopev2). Default: the faceplugin model in the shared folder.", WHAT, type=options.text,
+           "antelopev2). Default: the faceplugin model in the shared folder. `sweep` takes several, comma-separated: "
+           "the same probes through each, compared in one run (models.csv, a recommendation among (model, "
+           "backend) pairs).", WHAT, type=options.text,
            commands=(*PROBES, VALIDATE), field="model", to_field=lambda v: v or "faceplugin"),
     Option("data", "folder of identity folders (person/photo.jpg). Default: celebs13 in the shared "
            "folder; 'lfw' (every LFW photo) or 'lfw-pairs' (LFW's official pairs), through scikit-learn where a network "
