@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from corpus import one_line_error, snapshot
+from corpus import one_line_error, shared_asset, snapshot
 
 from facequant import settings
 from facequant.cli import main
@@ -25,10 +25,7 @@ FACERES = "hse-faceres/faceres.onnx"
 
 
 def _shared_model(rel: str) -> Path:
-    path = settings.shared_dir() / "models" / rel
-    if not path.is_file():
-        pytest.skip(f"shared asset missing: {path}")
-    return path
+    return shared_asset(settings.shared_dir() / "models" / rel)
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from corpus import shared_asset
 from onnx import TensorProto, helper, numpy_helper
 
 from facequant import settings
@@ -137,8 +138,7 @@ def shared_models(shared: Path) -> dict[str, Path]:
               "mobileface": shared / "models" / "human-mobileface" / "mobileface.onnx",
               "faceres": shared / "models" / "hse-faceres" / "faceres.onnx"}
     for path in models.values():
-        if not path.is_file():
-            pytest.skip(f"shared asset missing: {path}")
+        shared_asset(path)
     return models
 
 

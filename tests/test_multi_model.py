@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from corpus import one_line_error
+from corpus import one_line_error, shared_asset
 
 from facequant import settings
 from facequant.cli import main
@@ -25,10 +25,7 @@ MODELS = ("faceplugin-fr/fr_feature.onnx", "human-mobileface/mobileface.onnx", "
 
 def _shared_models() -> list[Path]:
     paths = [settings.shared_dir() / "models" / rel for rel in MODELS]
-    for path in paths:
-        if not path.is_file():
-            pytest.skip(f"shared asset missing: {path}")
-    return paths
+    return [shared_asset(path) for path in paths]
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:

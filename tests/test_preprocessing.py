@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus import shared_asset
 
 from facequant import options, settings
 from facequant.backends.base import preprocess
@@ -249,8 +250,7 @@ def _check(name: str, faces: tuple[list[object], list[str]], **kw: object) -> tu
     from facequant.models.spec import inspect_model
 
     path = settings.shared_dir() / "models" / SHARED[name][0]
-    if not path.is_file():
-        pytest.skip(f"shared asset missing: {path}")
+    shared_asset(path)
     overrides = kw.pop("overrides", {})
     spec = inspect_model(path, overrides or None)  # type: ignore[arg-type]
     return ppc.check_faces(normalize_model(path), spec, model_sha256(path), faces[0], faces[1],  # type: ignore[arg-type]

@@ -22,15 +22,10 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facequant.models.spec import Channels, ModelSpec, format_channels
-
-if TYPE_CHECKING:
-    pass
-
 
 #: Bump when scoring changes: cached scores of older code are not reused. 2: exact scores.
 CHECK_VERSION = 2

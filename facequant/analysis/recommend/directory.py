@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from facequant.analysis.recommend.evaluate import evaluate_scenario
 from facequant.analysis.recommend.scenarios import Scenario, get_scenario, load_scenarios
@@ -24,10 +24,6 @@ from facequant.analysis.recommend.verdicts import (
 )
 from facequant.errors import FacequantError
 from facequant.ranges import Range, require
-
-if TYPE_CHECKING:
-    pass
-
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -36,11 +36,6 @@ from facequant.analysis.recommend.verdicts import (
     ScenarioVerdict,
 )
 from facequant.analysis.recommend.wording import _m, _mb, _rate_vs, _sig_vs
-
-if TYPE_CHECKING:
-    pass
-
-
 
 # ---------------------------------------------------------------- one scenario
 

@@ -7,7 +7,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
@@ -15,11 +14,6 @@ from facequant import settings
 from facequant.analysis.recommend.wording import _m
 from facequant.errors import FacequantError
 from facequant.simulate.camera import CameraProfile, camera_from_spec
-
-if TYPE_CHECKING:
-    pass
-
-
 
 _SCENARIO_KEYS = ("description", "camera", "distance_m", "required_tar", "max_far_vs_target", "budget")
 _REQUIRED_KEYS = ("camera", "distance_m", "required_tar")

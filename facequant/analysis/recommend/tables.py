@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,11 +20,6 @@ from facequant.analysis.recommend.wording import _mb
 from facequant.errors import FacequantError
 from facequant.ranges import FAR_RANGE, Range, require
 from facequant.simulate.camera import DEFAULT_IOD_MM, CameraProfile
-
-if TYPE_CHECKING:
-    pass
-
-
 
 # ---------------------------------------------------------------- reading the run
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -14,11 +13,6 @@ import pandas as pd
 from facequant.analysis.recommend.scenarios import Scenario
 from facequant.analysis.recommend.wording import _m
 from facequant.errors import FacequantError
-
-if TYPE_CHECKING:
-    pass
-
-
 
 RECOMMEND_CSV = "recommend.csv"
 #: Optional output of a precision search (layer diagnostics); its "recipe" is mentioned.
