@@ -12,18 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from facequant import settings
+from facequant.results.output import process_alive
 
 COMPARISONS_PARQUET = "comparisons.parquet"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def remove_stale(folder: Path) -> list[Path]:
@@ -32,7 +23,7 @@ def remove_stale(folder: Path) -> list[Path]:
     removed = []
     for path in folder.glob("comparisons-*-*.parquet"):
         pid = path.name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -278,12 +278,13 @@ def _dead_staging(folder: Path) -> dict[str, object] | None:
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if host != socket.gethostname() or _alive(pid):
+    if host != socket.gethostname() or process_alive(pid):
         return None
     return owner
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host still runs (another user's counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
