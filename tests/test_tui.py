@@ -368,13 +368,13 @@ def slow_distances(monkeypatch: pytest.MonkeyPatch) -> None:
 
     from facequant.evaluate.probes import ProbeSet
 
-    real = ProbeSet.probe_crops
+    real = ProbeSet.distance_crops  # what the engine calls per distance (and chunk)
 
-    def slow(self: ProbeSet, d_index: int):  # noqa: ANN202
+    def slow(self: ProbeSet, rows, distance: float):  # noqa: ANN001, ANN202
         _time.sleep(0.6)
-        return real(self, d_index)
+        return real(self, rows, distance)
 
-    monkeypatch.setattr(ProbeSet, "probe_crops", slow)
+    monkeypatch.setattr(ProbeSet, "distance_crops", slow)
 
 
 @pytest.mark.slow
