@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from facequant import options, ranges, settings
+from facequant import options, ranges, settings, yamlfiles
 from facequant.errors import FacequantError
 
 if TYPE_CHECKING:  # the engine imports onnxruntime; the option table must stay cheap to import
@@ -255,12 +255,11 @@ def read_config(path: Path, opts: Iterable[Option]) -> dict[str, object]:
     line; a one-line FacequantError naming the file and the key otherwise."""
     by_dest = {o.dest: o for o in opts}
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise FacequantError(f"{path}: cannot read config: not valid YAML{where} ({problem})") from exc
+        raw = yamlfiles.safe_load(Path(path).read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:  # the file:line, then why (a duplicate key, an alias, bad syntax)
+        line = yamlfiles.error_line(exc)
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        raise FacequantError(f"{where}: cannot read config: not valid YAML ({yamlfiles.error_reason(exc)})") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise FacequantError(f"{path}: cannot read config ({getattr(exc, 'strerror', None) or exc})") from exc
     if raw is None:
@@ -283,10 +282,10 @@ def _config_value(path: Path, key: str, option: Option, value: object) -> object
 
     if option.flag:  # a flag such as --quiet: 'no' in quotes is a string, and true
         if not isinstance(value, bool):
-            raise bad(f"must be true or false (an unquoted YAML boolean), got {value!r}")
+            raise bad(f"must be true or false (an unquoted YAML boolean), got {yamlfiles.excerpt(value)}")
         return value
     if value is None or value == "" or isinstance(value, bool):
-        raise bad(f"expected a value for --{key.replace('_', '-')}, got {value!r}")
+        raise bad(f"expected a value for --{key.replace('_', '-')}, got {yamlfiles.excerpt(value)}")
     if option.repeat:  # --model-override: a mapping, or KEY=VALUE items
         try:
             if isinstance(value, dict):
@@ -298,7 +297,7 @@ def _config_value(path: Path, key: str, option: Option, value: object) -> object
     if text is None:
         raise bad(f"expected text or a number, got a {type(value).__name__}")
     if option.choices is not None and text not in option.choices:
-        raise bad(f"must be one of {', '.join(map(str, option.choices))}, got {value!r}")
+        raise bad(f"must be one of {', '.join(map(str, option.choices))}, got {yamlfiles.excerpt(value)}")
     if option.type is None:
         return text
     try:

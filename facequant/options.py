@@ -161,11 +161,13 @@ def model_override(text: str) -> tuple[str, object]:
     """--model-override KEY=VALUE: the value read as YAML and checked for its key."""
     import yaml
 
+    from facequant import yamlfiles
+
     key, sep, raw = str(text).partition("=")
     if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {yamlfiles.excerpt(text)}")
     try:
-        value = yaml.safe_load(raw)
+        value = yamlfiles.safe_load(raw)
     except yaml.YAMLError:
         value = raw
     return model_override_item(key.strip(), value)

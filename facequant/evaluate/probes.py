@@ -24,6 +24,7 @@ from facequant.evaluate.config import Progress, SweepConfig
 from facequant.faces.alignment import crop_side
 from facequant.faces.pipeline import AlignedFace, FacePipeline, pipeline_for_model
 from facequant.models import preprocessing_check
+from facequant.models.budget import check_buffers
 from facequant.models.files import file_sha256, model_sha256
 from facequant.models.normalize import normalize_model
 from facequant.models.sources import resolve_model
@@ -227,6 +228,15 @@ def _listed_pairs(dataset: Dataset, genuine_mode: str, index: dict[str, int]
             np.array([g for _, _, g in triples], dtype=bool))
 
 
+def sweep_buffers(config: SweepConfig) -> dict[str, int]:
+    """The buffers a sweep sizes from the model input, named by the options that set them
+    (as check_buffers takes them): inputs per batch, per chunk of photos, of calibration."""
+    n_calib = len(config.calibration_distances_m or (0.0,))
+    calib = f"--calib-size {config.calibration_size}" + (f" x {n_calib} --calib-distances" if n_calib > 1 else "")
+    return {f"--batch-size {config.batch_size}": config.batch_size, f"--chunk-size {config.chunk_size}": config.chunk_size,
+            calib: config.calibration_size * n_calib}
+
+
 def prepare_probes(config: SweepConfig, progress: Progress | None = None,
                    pipeline: FacePipeline | None = None) -> ProbeSet:
     """Model, faces, identities and calibration photos for a sweep: everything before inference."""
@@ -234,6 +244,7 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
     t0 = time.perf_counter()
     model_path = resolve_model(config.model)
     spec = inspect_model(model_path, config.model_overrides or None)
+    check_buffers(model_path, spec.input_size, sweep_buffers(config))
     normalized = normalize_model(model_path)
     model_sha = model_sha256(model_path)  # the .onnx and its external data: every byte it reads
     camera = camera_from_spec(config.camera)

@@ -16,6 +16,7 @@ import onnx
 from onnx import TensorProto
 
 from facequant.errors import BadModelError, FacequantError
+from facequant.models.budget import check_input
 from facequant.models.files import (
     _META_PREPROCESS,
     BATCH_PARAM,
@@ -24,6 +25,7 @@ from facequant.models.files import (
     file_sha256,
 )
 from facequant.models.graph import input_normalization
+from facequant.yamlfiles import excerpt
 
 #: A preprocessing constant: one number for every channel, or one per channel.
 Channels = float | tuple[float, float, float]
@@ -197,6 +199,7 @@ def inspect_model(path: str | Path, overrides: Mapping[str, object] | None = Non
 
     # Spatial size and embedding size must be fixed unless the config supplies them.
     h, w = in_dims[2], in_dims[3]
+    check_input(p, h, w)  # before anything is sized from it
     if not (isinstance(h, int) and isinstance(w, int)) and "input_size" not in overrides:
         raise BadModelError(
             p,
@@ -231,7 +234,9 @@ def inspect_model(path: str | Path, overrides: Mapping[str, object] | None = Non
         k: check_override(p, k, v, inputs=[inp.name], outputs=[out.name])
         for k, v in overrides.items()
     }
-    return dataclasses.replace(spec, **checked)
+    spec = dataclasses.replace(spec, **checked)
+    check_input(p, *spec.input_size)
+    return spec
 
 
 def check_override(where: object | None, key: str, value: object, inputs: list[str] | None = None,
@@ -241,7 +246,7 @@ def check_override(where: object | None, key: str, value: object, inputs: list[s
     checked only when the model's names are given."""
 
     def bad(expected: str) -> FacequantError:
-        return FacequantError(f"model override {key}={value!r}{f' for {where}' if where else ''}: expected {expected}")
+        return FacequantError(f"model override {key}={excerpt(value)}{f' for {where}' if where else ''}: expected {expected}")
 
     def is_int(v: object) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)

@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
+from facequant import yamlfiles
 from facequant.backends.quantize.build import prepare_for_quantization, static_quant_options
 from facequant.backends.quantize.layers import graph_layers, resolve_recipe
 from facequant.backends.quantize.recipes import QuantRecipe
@@ -93,9 +94,11 @@ def load_name_map(path: Path) -> dict[str, str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise FacequantError(f"{path}: cannot read the layer name map ({getattr(exc, 'strerror', None) or exc})") from exc
     try:
-        data = _name_map_csv(path, text) if path.suffix.lower() == ".csv" else yaml.safe_load(text)  # JSON is YAML
+        data = _name_map_csv(path, text) if path.suffix.lower() == ".csv" else yamlfiles.safe_load(text)  # JSON is YAML
     except yaml.YAMLError as exc:
-        raise FacequantError(f"{path}: not a name map (YAML/JSON mapping or CSV onnx,hailo): {exc}") from exc
+        line = yamlfiles.error_line(exc)
+        raise FacequantError(f"{path}{f':{line}' if line else ''}: not a name map (YAML/JSON mapping or CSV onnx,hailo): "
+                             f"{yamlfiles.error_reason(exc)}") from exc
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise FacequantError(f"{path}: the name map must map ONNX node names to compiler layer names (strings)")
     return data

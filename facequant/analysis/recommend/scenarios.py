@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from facequant import settings
+from facequant import settings, yamlfiles
 from facequant.analysis.recommend.wording import _m
 from facequant.errors import FacequantError
 from facequant.simulate.camera import CameraProfile, camera_from_spec
@@ -97,7 +97,7 @@ def load_scenario_file(path: str | Path) -> Scenario:
     problem is a one-line FacequantError naming the file and the key."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yamlfiles.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
