@@ -24,7 +24,7 @@ from facequant import options, ranges, settings, yamlfiles
 from facequant.errors import FacequantError
 
 if TYPE_CHECKING:  # the engine imports onnxruntime; the option table must stay cheap to import
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
 
 # Option groups, in --help order.
 WHAT, SIMULATION, PROTOCOL, QUANTIZATION, COST, RUN, SCALE = (
@@ -94,7 +94,7 @@ def _camera_help() -> str:
 
 
 def _preprocessing_help() -> str:
-    from facequant.models.preprocessing_check import preprocessing_choices
+    from facequant.models.preprocessing import preprocessing_choices
 
     return ("auto (default): score candidate preprocessings on close-range pairs and use the best (the graph's own "
             f"spec unless one clearly beats it); or one of {', '.join(preprocessing_choices()[1:])} "
@@ -352,7 +352,7 @@ def merge_config(values: Mapping[str, object], opts: Sequence[Option]) -> dict[s
 def sweep_config(values: Mapping[str, object]) -> SweepConfig:
     """A SweepConfig from option values by dest (a parsed command line, a config file, the
     TUI's form): every row with a `field`, missing values at the row's default."""
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
 
     given = {**defaults(SWEEP_OPTIONS), **{k: v for k, v in values.items() if v is not None}}
     fields: dict[str, object] = {}

@@ -185,7 +185,7 @@ def model_override_item(key: str, value: object) -> tuple[str, object]:
 
 def preprocessing(value: str) -> str:
     """--preprocessing: auto, inferred, or a candidate name (facequant.models.preprocessing)."""
-    from facequant.models.preprocessing_check import preprocessing_choices
+    from facequant.models.preprocessing import preprocessing_choices
 
     text = str(value).strip()
     if text not in preprocessing_choices():

@@ -157,7 +157,7 @@ def test_option_refused_out_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixt
     ("calibration_distances_m", (-1.0,)),
 ], ids=lambda v: str(v))
 def test_core_refuses_impossible_sweep_config(field: str, value: object):
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
 
     with pytest.raises(FacequantError, match=field):
         SweepConfig(model="m.onnx", data="d", **{field: value})  # type: ignore[arg-type]
@@ -194,7 +194,7 @@ def test_core_refuses_impossible_search_settings(kwargs: dict[str, object]):
 @pytest.mark.parametrize("kwargs", [{"max_probes": 0}, {"snr_threshold_db": float("nan")}], ids=lambda k: next(iter(k)))
 def test_core_refuses_impossible_diagnose_config(kwargs: dict[str, object]):
     from facequant.analysis.diagnose.run import DiagnoseConfig
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
 
     with pytest.raises(FacequantError, match=next(iter(kwargs))):
         DiagnoseConfig(SweepConfig(model="m.onnx", data="d"), **kwargs)  # type: ignore[arg-type]
@@ -405,7 +405,7 @@ def test_reader_refuses_bad_name_map(text: str | None, detail: str, tmp_path: Pa
 
 
 def test_reader_name_map_with_a_bom_reads(tmp_path: Path):
-    from facequant.results.precision_export import load_name_map
+    from facequant.backends.quantize.export import load_name_map
 
     names = tmp_path / "names.csv"
     names.write_bytes("\ufeffonnx,hailo\nConv_91,conv91\n".encode())  # Excel's "CSV UTF-8"

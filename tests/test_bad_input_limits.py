@@ -126,7 +126,7 @@ def test_yaml__duplicate_key_names_key_file_and_line(tmp_path: Path):
 READERS = {  # every other YAML file facequant reads: the function, called on the file
     "scenario": "from facequant.analysis.recommend.scenarios import load_scenario_file as read",
     "device profile": "from facequant.backends.cost import load_device_profile as read",
-    "name map": "from facequant.results.precision_export import load_name_map as read",
+    "name map": "from facequant.backends.quantize.export import load_name_map as read",
     "camera presets": "from facequant.simulate.camera import load_cameras as read",
 }
 _READ = """{}

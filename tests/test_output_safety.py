@@ -50,7 +50,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     for info in pkgutil.walk_packages(facequant.__path__, "facequant."):
         importlib.import_module(info.name)
 
-    for module, name in [("facequant.evaluate.engine", "prepare_probes"), ("facequant.evaluate.engine", "run_sweep"),
+    for module, name in [("facequant.sweep.engine", "prepare_probes"), ("facequant.sweep.engine", "run_sweep"),
                          ("facequant.analysis.fidelity", "validate_simulation"), ("facequant.analysis.studies", "run_study"),
                          ("facequant.analysis.search", "search_precision"), ("facequant.analysis.diagnose.run", "run_diagnose")]:
         monkeypatch.setattr(importlib.import_module(module), name, started)
@@ -303,10 +303,10 @@ def test_output_path_checked_before_work__tui_run(tmp_path: Path, photos: Path, 
                                                   monkeypatch: pytest.MonkeyPatch):
     import threading
 
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
     from tui.state import run_cancellable
 
-    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr("facequant.sweep.engine.run_sweep", lambda *a, **k: pytest.fail("work started"))
     out, reason = _under_a_file(tmp_path)
     config = SweepConfig(model=str(model_path), data=str(photos), backends=("fp32",), distances_m=(1.0,))
     with pytest.raises(FacequantError, match=reason):
@@ -426,7 +426,7 @@ def test_staging__empty_existing_folder_needs_no_force(tmp_path: Path):
 
 def test_marker__tui_partial_run_and_export(tmp_path: Path, photos: Path, model_path: Path):
     from facequant.evaluate import metrics
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
     from tui import state
 
     columns = [*metrics.SWEEP_COLUMNS, *metrics.SWEEP_EXTRA_COLUMNS]

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from facequant.cli import main
-from facequant.evaluate.config import SweepConfig
-from facequant.evaluate.engine import run_sweep
+from facequant.sweep.config import SweepConfig
+from facequant.sweep.engine import run_sweep
 
 SWEEP_COLUMNS = ["model", "backend", "distance_m", "face_px", "n_probes", "n_genuine", "n_impostor",
                  "prenorm_mean", "prenorm_p05", "prenorm_p50", "prenorm_p95", "cos_to_fp32_mean",
@@ -155,7 +155,7 @@ def test_missing_model_and_data_give_one_line_errors(tmp_path: Path, capsys: pyt
 
 def test_nan_embeddings_are_refused_naming_the_backend():
     from facequant.errors import FacequantError
-    from facequant.evaluate.engine import checked
+    from facequant.sweep.engine import checked
 
     raw = np.ones((3, 4), np.float32)
     assert checked({"fp32": raw})["fp32"] is raw

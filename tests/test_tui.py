@@ -116,7 +116,7 @@ def test_results_open_without_recomputing_rows_and_colours(results_dir: Path, mo
     def no_sweep(*_a: object, **_k: object) -> None:
         raise AssertionError("opening results must not run a sweep")
 
-    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", no_sweep)
+    monkeypatch.setattr("facequant.sweep.engine.run_sweep", no_sweep)
     sweep = pd.read_csv(results_dir / "sweep.csv")
     started = time.monotonic()
 
@@ -366,7 +366,7 @@ def slow_distances(monkeypatch: pytest.MonkeyPatch) -> None:
     before the UI polls it, and these tests are about what the UI shows while it runs."""
     import time as _time
 
-    from facequant.evaluate.probes import ProbeSet
+    from facequant.sweep.probes import ProbeSet
 
     real = ProbeSet.distance_crops  # what the engine calls per distance (and chunk)
 
@@ -497,9 +497,9 @@ def test_cancellation_stops_between_distances_and_saves_what_finished(tmp_path: 
             cancel.set()  # the user presses c during the second distance
         raise AssertionError("the sweep went on after cancellation")
 
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
 
-    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", fake_sweep)
+    monkeypatch.setattr("facequant.sweep.engine.run_sweep", fake_sweep)
     config = SweepConfig(model="m.onnx", data="d", backends=("fp32", "int8-pt"), distances_m=(1.0, 2.0, 4.0))
     outcome = state.run_cancellable(config, tmp_path / "run", cancel)
     assert outcome.status == state.PARTIAL and seen == [1.0]  # stopped in on_distance of 2 m, after recording it
@@ -541,7 +541,7 @@ def _fake_run_sweep(distances: list[float], gate: threading.Event | None = None,
 
 def test_q_during_a_run_cancels_saves_then_quits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     gate = threading.Event()
-    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", _fake_run_sweep([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], gate))
+    monkeypatch.setattr("facequant.sweep.engine.run_sweep", _fake_run_sweep([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], gate))
     config = tmp_path / "c.yaml"
     config.write_text(f"model: m.onnx\ndata: {tmp_path}\nbackends: fp32,int8-pt\ndistances: 1,2,3,4,5,6\n")
     app = FacequantApp(config=config, runs_dir=tmp_path / "runs")
@@ -564,7 +564,7 @@ def test_q_during_a_run_cancels_saves_then_quits(tmp_path: Path, monkeypatch: py
 
 
 def test_a_failing_sweep_is_reported_and_the_tui_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", _fake_run_sweep([1.0], fail=True))
+    monkeypatch.setattr("facequant.sweep.engine.run_sweep", _fake_run_sweep([1.0], fail=True))
     config = tmp_path / "c.yaml"
     config.write_text(f"model: m.onnx\ndata: {tmp_path}\nbackends: fp32\ndistances: 1\n")
     app = FacequantApp(config=config, runs_dir=tmp_path / "runs")

@@ -25,9 +25,9 @@ from facequant.config import SWEEP_OPTIONS, read_config, sweep_config
 from facequant.config import default_out as default_results_dir
 from facequant.errors import FacequantError
 from facequant.evaluate import cliff, metrics
-from facequant.evaluate.config import SweepConfig
 from facequant.results import directory as reports
 from facequant.results import output
+from facequant.sweep.config import SweepConfig
 from tui.layers import is_diagnostics_dir
 
 #: The fields the setup screen edits; everything else in a config is carried over as is.

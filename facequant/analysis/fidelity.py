@@ -125,7 +125,7 @@ def validate_simulation(
 def write_fidelity(table: pd.DataFrame, out: Path, config: dict[str, object], force: bool = False,
                    inputs: Inputs = ()) -> Path:
     """fidelity.csv and run.json (config, model hash, versions) into the results directory `out`."""
-    from facequant.evaluate.engine import versions
+    from facequant.sweep.engine import versions
 
     model = resolve_model(str(config["model"]))
     run = {"command": "validate-sim", "config": config,

@@ -14,10 +14,10 @@ import pandas as pd
 
 from facequant.datasets.folders import IMAGE_SUFFIXES
 from facequant.errors import FacequantError
-from facequant.evaluate.config import SweepConfig
-from facequant.evaluate.engine import SweepResult, run_sweep, versions
 from facequant.results.directory import pyplot, save_figure
 from facequant.results.output import Inputs, staged_output
+from facequant.sweep.config import SweepConfig
+from facequant.sweep.engine import SweepResult, run_sweep, versions
 
 STUDIES = ("calibration-size", "calibration-distance", "calibration-method")
 STUDY_COLUMNS = ["study", "variant", "backend", "n_calibration_crops", "tar_close", "reliable_distance_m",

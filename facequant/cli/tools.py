@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_models_check(args: argparse.Namespace) -> int:
     from facequant import settings
-    from facequant.models.check import print_check, run_check
+    from facequant.analysis.model_check import print_check, run_check
 
     print_check(run_check(args.model, args.data or str(settings.default_dataset_path()), args.preprocessing,
                           dict(args.model_override), args.crop_margin, args.seed, args.photos))

@@ -16,11 +16,12 @@ import pandas as pd
 
 from facequant.errors import FacequantError
 from facequant.evaluate import metrics
-from facequant.evaluate.engine import SweepResult
 from facequant.evaluate.identification import as_rates_view
-from facequant.names import ESCAPE, display
+from facequant.names import ESCAPE
+from facequant.results.jsonfile import write_run_json
 from facequant.results.output import check_output_dir, inputs_of, staged_output  # noqa: F401 (check_output_dir: kept importable here)
 from facequant.results.pairs import is_multi_model, paired, pairs_view
+from facequant.sweep.engine import SweepResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -37,28 +38,6 @@ IDENTIFICATION_PLOT = "identification_vs_distance.png"
 RUN_JSON = "run.json"
 TAR_PLOT = "tar_vs_distance.png"
 PRENORM_PLOT = "match_vs_prenorm.png"
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value)}")
-
-
-def _finite_or_none(obj: object) -> object:
-    """JSON has no inf/nan: write them as strings a reader can parse back. Strings are shown
-    with undecodable bytes as \\xNN (facequant.names), the rule of every output."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, str | Path):
-        return display(obj)
-    if isinstance(obj, dict):
-        return {display(k) if isinstance(k, str) else k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite_or_none(v) for v in obj]
-    return obj
 
 
 def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
@@ -90,11 +69,6 @@ def write_into(result: SweepResult, staging: Path) -> None:
     write_run_json(result.run, staging / RUN_JSON)
     plot_tar_vs_distance(result.sweep, staging / TAR_PLOT)
     plot_match_vs_prenorm(result.genuine, result.threshold, result.cliff, staging / PRENORM_PLOT)
-
-
-def write_run_json(run: dict[str, object], path: Path) -> None:
-    """run.json: JSON with inf/nan as strings and undecodable bytes escaped."""
-    path.write_text(json.dumps(_finite_or_none(run), indent=2, default=_json_default))
 
 
 def _copy_pow2_moves(run: dict[str, object], staging: Path) -> None:
@@ -372,7 +346,7 @@ def print_summary(result: SweepResult, out: Path | None = None) -> None:
         console.print(identification_line(result.identification, result.run), highlight=False)
     console.print("pre-norm cliff: pre-norm at 50 % match probability, w = 10-90 % width (small = cliff, large = slope); "
                   "CPU vs fp32: batch-1 latency on this machine, a proxy (cost.csv)", style="dim")
-    from facequant.models.preprocessing_check import summary_lines
+    from facequant.analysis.preprocessing_check import summary_lines
 
     for line in summary_lines(result.run):  # preprocessing used and why, graph ends, alignment
         console.print(line, highlight=False)

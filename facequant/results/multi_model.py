@@ -21,11 +21,11 @@ import pandas as pd
 
 from facequant.errors import FacequantError
 from facequant.evaluate import metrics
-from facequant.evaluate.engine import SweepResult, versions
 from facequant.models.spec import format_channels
 from facequant.names import ESCAPE, display
 from facequant.results import directory
 from facequant.results.output import inputs_of, staged_output
+from facequant.sweep.engine import SweepResult, versions
 
 MODELS_DIR = "models"
 MODELS_CSV = "models.csv"

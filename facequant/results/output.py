@@ -34,6 +34,7 @@ from facequant import __version__
 from facequant.cache import warn
 from facequant.errors import FacequantError
 from facequant.names import display
+from facequant.processes import process_alive
 
 #: The marker file in every results directory facequant writes.
 MARKER = ".facequant.json"
@@ -331,19 +332,6 @@ def _own_old_folder(old: Path) -> bool:
         return _marker_files(old) is not None or not any(old.iterdir())
     except OSError:
         return False
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process of this host still runs (another user's counts as running)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    except (OverflowError, ValueError):  # no pid this large exists
-        return False
-    return True
 
 
 def clean_stale_staging(parent: Path) -> list[Path]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from facequant import settings, yamlfiles
-from facequant.analysis.recommend.wording import _m
+from facequant.analysis.recommend.wording import metres
 from facequant.errors import FacequantError
 from facequant.simulate.camera import CameraProfile, camera_from_spec
 
@@ -49,7 +49,7 @@ class Scenario:
 
     def requirement(self) -> str:
         """One line: what the scenario asks for."""
-        parts = [f"TAR >= {self.required_tar:g} at {_m(self.near_m)}-{_m(self.far_m)} m",
+        parts = [f"TAR >= {self.required_tar:g} at {metres(self.near_m)}-{metres(self.far_m)} m",
                  f"FAR <= {self.max_far_vs_target:g}x target"]
         if self.max_latency_vs_fp32 is not None:
             parts.append(f"<= {self.max_latency_vs_fp32:g}x fp32 latency")

@@ -8,8 +8,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from facequant.analysis import preprocessing_check
 from facequant.errors import BadImageError, FacequantError
-from facequant.models import preprocessing, preprocessing_check
+from facequant.models import preprocessing
 from facequant.models.budget import check_buffers
 from facequant.models.spec import ModelSpec
 
@@ -36,7 +37,7 @@ def run_check(model: str, data: str, mode: str = preprocessing.AUTO, overrides: 
     from facequant.models.spec import inspect_model
 
     t0 = time.perf_counter()
-    preprocessing_check.check_mode(mode, overrides)
+    preprocessing.check_mode(mode, overrides)
     path = resolve_model(model)
     spec = inspect_model(path, overrides or None)
     n_photos = photos or preprocessing.CHECK_PHOTOS

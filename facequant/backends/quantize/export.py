@@ -23,7 +23,7 @@ from facequant.errors import FacequantError
 from facequant.results.output import Inputs, staged_output
 
 if TYPE_CHECKING:
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
 
 ORT_JSON = "ort_quantization.json"
 PRECISION_JSON = "layer_precision.json"

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from facequant.datasets.folders import GENUINE_MODES
 from facequant.errors import FacequantError
-from facequant.models import preprocessing_check
+from facequant.models.preprocessing import check_mode
 from facequant.ranges import (
     COSINE_RANGE,
     COUNT_RANGE,
@@ -90,7 +90,7 @@ class SweepConfig:
         require("sweep config: batch_size", self.batch_size, COUNT_RANGE, integer=True)
         require("sweep config: seed", self.seed, SEED_RANGE, integer=True)
         require("sweep config: crop_margin", self.crop_margin, CROP_MARGIN_RANGE)
-        preprocessing_check.check_mode(self.preprocessing, self.model_overrides)
+        check_mode(self.preprocessing, self.model_overrides)
         require("sweep config: target_fpir", self.target_fpir, FAR_RANGE)
         require("sweep config: nonmated_fraction", self.nonmated_fraction, FAR_RANGE)
         require("sweep config: chunk_size", self.chunk_size, COUNT_RANGE, integer=True)

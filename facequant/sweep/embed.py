@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from facequant.backends.base import Backend
-from facequant.evaluate.embedding_cache import EmbeddingCache
-from facequant.evaluate.executors import EmbedJob, Executor
-from facequant.evaluate.probes import ProbeSet, probe_id
+from facequant.sweep.embedding_cache import EmbeddingCache
+from facequant.sweep.executors import EmbedJob, Executor
+from facequant.sweep.probes import ProbeSet, probe_id
 
 
 @dataclass

@@ -28,11 +28,11 @@ from facequant.backends.external import (
     tensor_name,
 )
 from facequant.errors import FacequantError
-from facequant.evaluate.probes import ProbeSet
 from facequant.models.spec import format_channels
 from facequant.names import ESCAPE, display_all
-from facequant.results.directory import _json_default
+from facequant.results.jsonfile import json_default
 from facequant.results.output import check_output_dir, inputs_of, staged_output
+from facequant.sweep.probes import ProbeSet
 
 RUN_JSON = "run.json"
 README_TEMPLATE = """\
@@ -170,8 +170,8 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
             "excluded_files": ps.dataset.excluded,
             "readme": readme,
         }
-        (staging / MANIFEST_JSON).write_text(json.dumps(display_all(manifest), indent=2, default=_json_default))
+        (staging / MANIFEST_JSON).write_text(json.dumps(display_all(manifest), indent=2, default=json_default))
         (staging / README_TXT).write_text(readme)
         (staging / RUN_JSON).write_text(json.dumps(display_all({**(run or {}), "manifest": MANIFEST_JSON}), indent=2,
-                                                   default=_json_default))
+                                                   default=json_default))
     return ExportSummary(out, len(ps.images), tuple(f"{n}.npy" for n in names), len(rows), n_not_simulated, (3, h, w))

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from facequant.analysis import preprocessing_check
 from facequant.backends.base import preprocess
 from facequant.datasets.folders import IMAGE_SUFFIXES, Dataset, FaceImage, comparisons
 from facequant.datasets.load import load_dataset
 from facequant.errors import BadImageError, FacequantError
-from facequant.evaluate.config import Progress, SweepConfig
 from facequant.faces.alignment import crop_side
 from facequant.faces.pipeline import AlignedFace, FacePipeline, pipeline_for_model
-from facequant.models import preprocessing_check
 from facequant.models.budget import check_buffers
 from facequant.models.files import file_sha256, model_sha256
 from facequant.models.normalize import normalize_model
@@ -37,6 +36,7 @@ from facequant.simulate.camera import (
     is_simulable,
     simulate,
 )
+from facequant.sweep.config import Progress, SweepConfig
 
 
 def probe_id(image_key: str, distance_m: float | None) -> str:

@@ -23,17 +23,17 @@ from facequant.backends.base import Backend
 from facequant.backends.registry import BackendFactory
 from facequant.errors import FacequantError
 from facequant.evaluate import cliff, honesty, identification, metrics, scoring
-from facequant.evaluate.comparison_rows import ComparisonRows
-from facequant.evaluate.config import Progress, SweepConfig
 from facequant.evaluate.degenerate import DEFAULT_DEGENERATE
-from facequant.evaluate.embed import Call, Embedder
-from facequant.evaluate.embedding_cache import EmbeddingCache
-from facequant.evaluate.executors import Executor, LocalExecutor
-from facequant.evaluate.probes import ProbeSet, prepare_probes
 from facequant.faces.pipeline import FacePipeline
 from facequant.models.files import file_sha256
 from facequant.models.spec import ModelSpec
 from facequant.simulate.camera import CameraProfile
+from facequant.sweep.comparison_rows import ComparisonRows
+from facequant.sweep.config import Progress, SweepConfig
+from facequant.sweep.embed import Call, Embedder
+from facequant.sweep.embedding_cache import EmbeddingCache
+from facequant.sweep.executors import Executor, LocalExecutor
+from facequant.sweep.probes import ProbeSet, prepare_probes
 
 #: Columns of the genuine comparison rows (genuine.parquet; cliff's pre-norm fit reads them).
 GENUINE_COLUMNS = ("backend", "distance_m", "face_px", "probe", "gallery", "genuine", "cosine", "probe_prenorm")
@@ -116,7 +116,7 @@ def check_executor(kind: str) -> None:
 def make_executor(kind: str, backends: dict[str, Backend], address: str | None = None) -> Executor:
     check_executor(kind)
     if kind == "ray":
-        from facequant.evaluate.ray_executor import RayExecutor
+        from facequant.sweep.ray_executor import RayExecutor
 
         return RayExecutor(backends, address)
     return LocalExecutor(backends)

@@ -24,7 +24,7 @@ from ray.util import ActorPool
 from facequant.backends.base import Backend
 from facequant.backends.runtime import OrtBackend
 from facequant.errors import FacequantError
-from facequant.evaluate.executors import EmbedJob, Executor, LocalExecutor
+from facequant.sweep.executors import EmbedJob, Executor, LocalExecutor
 
 #: Jobs in flight per actor: enough to keep each busy while the driver prepares the next chunk,
 #: few enough that crops waiting in the object store stay a handful of chunks.
