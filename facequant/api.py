@@ -13,6 +13,7 @@ replacement engine or a test's stand-in is used by every caller alike.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,15 +93,18 @@ def _record(command: str, config: object) -> dict[str, Any]:
 
 
 def sweep(config: SweepConfig, output: Output, progress: Progress | None = None,
-          on_distance: Callable[[float, pd.DataFrame], None] | None = None) -> SweepResult:
+          on_distance: Callable[[float, pd.DataFrame], None] | None = None,
+          cancel: threading.Event | None = None) -> SweepResult:
     """The distance sweep: sweep.csv, identification.csv, cliff.csv, cost.csv, results.csv,
     probes.csv, genuine.parquet (comparisons.parquet with save_comparisons), run.json and plots.
-    on_distance(distance, rows so far) per distance."""
+    on_distance(distance, rows so far) per distance. Setting `cancel` stops it: before the first
+    distance finishes, facequant.errors.Cancelled and nothing written; after, the distances done
+    are written as a partial run (run.json "partial": true) by the same writer."""
     from facequant.results import directory
     from facequant.sweep import engine
 
     output.checked(config)
-    result = engine.run_sweep(config, progress=progress, on_distance=on_distance)
+    result = engine.run_sweep(config, progress=progress, on_distance=on_distance, cancel=cancel)
     directory.write_results(result, output.dir, force=output.force)
     return result
 

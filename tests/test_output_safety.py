@@ -16,7 +16,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from corpus import one_line_error, snapshot
 
@@ -424,21 +423,28 @@ def test_staging__empty_existing_folder_needs_no_force(tmp_path: Path):
 # --------------------------------------------------------------------------- class: every writer leaves its marker
 
 
-def test_marker__tui_partial_run_and_export(tmp_path: Path, photos: Path, model_path: Path):
-    from facequant.evaluate import metrics
+def test_marker__tui_partial_run_and_export(tmp_path: Path, photos: Path, model_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch):
+    import threading
+
+    from fake_sweep import fake_run_sweep
+
     from facequant.sweep.config import SweepConfig
     from tui import state
 
-    columns = [*metrics.SWEEP_COLUMNS, *metrics.SWEEP_EXTRA_COLUMNS]
-    rows = pd.DataFrame([{**dict.fromkeys(columns, 0.5), "model": "m", "backend": "fp32", "distance_m": 1.0,
-                          "n_genuine": 2, "n_impostor": 2}])
-    data = state.RunData(sweep=rows, cliff=state.live_cliff(rows), path=tmp_path / "run")
+    cancel = threading.Event()
+
+    def cancel_after_first(data: state.RunData) -> None:
+        cancel.set()
+
+    monkeypatch.setattr("facequant.sweep.engine.run_sweep", fake_run_sweep([1.0, 2.0]))
     config = SweepConfig(model=str(model_path), data=str(photos), backends=("fp32",), distances_m=(1.0, 2.0))
-    state.write_partial(data, config, tmp_path / "run", "cancelled after 1 of 2 distances")
+    outcome = state.run_cancellable(config, tmp_path / "run", cancel, on_rows=cancel_after_first)
+    assert outcome.status == state.PARTIAL and outcome.data is not None
     marker = json.loads((tmp_path / "run" / MARKER).read_text())
-    assert marker["files"] == ["cliff.csv", "results.csv", "run.json", "sweep.csv"]
-    data.status = state.PARTIAL
-    state.export_csvs(data)  # `e` rewrites two listed files: the folder stays replaceable
+    written = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name != MARKER)
+    assert marker["files"] == written and {"cliff.csv", "results.csv", "run.json", "sweep.csv"} <= set(written)
+    state.export_csvs(outcome.data)  # `e` rewrites two listed files: the folder stays replaceable
     assert output.marker_problem(tmp_path / "run") is None and hidden_entries(tmp_path) == []
 
 

@@ -218,3 +218,37 @@ def test_pow2_moves_travel_with_the_results(tmp_path: Path, model_path: Path, ce
     assert all(abs(m["log2_ratio"]) < 1.0 for m in moves if m["kind"] == "weight")  # below or above
     run = json.loads((out / "run.json").read_text())
     assert run["backends"]["int8-npu"]["pow2_scales"]["moves_file"] == "pow2_moves_int8-npu.json"
+
+
+@pytest.mark.slow
+def test_cancel_is_the_cores_and_a_partial_run_is_written_by_the_one_writer(tmp_path: Path, model_path: Path,
+                                                                           celebs13: Path):
+    import threading
+
+    from facequant import api
+    from facequant.errors import Cancelled
+    from facequant.results import directory
+
+    config = SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", "int8-pt"),
+                         distances_m=(1.0, 3.0, 6.0, 9.0), measure_cost=False)
+    cancel = threading.Event()
+    seen: list[float] = []
+
+    def on_distance(distance: float, rows: pd.DataFrame) -> None:
+        seen.append(distance)
+        cancel.set()  # pressed while the first distance finishes: it is kept, the rest never run
+
+    result = api.sweep(config, api.Output(tmp_path / "partial"), on_distance=on_distance, cancel=cancel)
+    assert result.partial and seen == [1.0] and result.distances_m == (1.0,)
+    loaded = directory.load_results(tmp_path / "partial")
+    run = loaded["run"]
+    assert isinstance(run, dict) and run["partial"] is True and run["distances_planned"] == [1.0, 3.0, 6.0, 9.0]
+    assert run["partial_reason"] == "cancelled after 1 of 4 distances" and run["distances_m"] == [1.0]
+    # the same files a complete run has, over the distance done
+    for name in ("sweep.csv", "cliff.csv", "results.csv", "probes.csv", "genuine.parquet", "tar_vs_distance.png"):
+        assert (tmp_path / "partial" / name).is_file(), name
+    assert sorted(pd.read_csv(tmp_path / "partial" / "sweep.csv").distance_m.unique()) == [1.0]
+
+    with pytest.raises(Cancelled):  # set before the first distance: nothing to keep, nothing written
+        api.sweep(config, api.Output(tmp_path / "early"), cancel=cancel)
+    assert not (tmp_path / "early").exists()

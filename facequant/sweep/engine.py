@@ -8,7 +8,9 @@ a distance's probe embeddings are dropped once scored, and comparisons are never
 
 from __future__ import annotations
 
+import dataclasses
 import platform
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from facequant import __version__
 from facequant.backends import cost
 from facequant.backends.base import Backend
 from facequant.backends.registry import BackendFactory
-from facequant.errors import FacequantError
+from facequant.errors import FacequantError, check_cancel
 from facequant.evaluate import cliff, honesty, identification, metrics, scoring
 from facequant.evaluate.degenerate import DEFAULT_DEGENERATE
 from facequant.faces.pipeline import FacePipeline
@@ -55,6 +57,11 @@ class SweepResult:
     cost: pd.DataFrame | None = None
     identification: pd.DataFrame | None = None  # one row per backend x distance, when the data allow
     comparisons_file: Path | None = None  # every comparison, with --save-comparisons (a temporary file)
+
+    @property
+    def partial(self) -> bool:
+        """Cancelled: the tables cover the distances done (run.json's distances_planned)."""
+        return bool(self.run.get("partial"))
 
     @property
     def rates(self) -> pd.DataFrame:
@@ -166,21 +173,27 @@ def run_sweep(
     progress: Progress | None = None,
     on_distance: Callable[[float, pd.DataFrame], None] | None = None,
     pipeline: FacePipeline | None = None,
+    cancel: threading.Event | None = None,
 ) -> SweepResult:
-    """Run the whole sweep. on_distance(distance, sweep_rows_so_far) fires as each distance finishes."""
+    """Run the whole sweep. on_distance(distance, sweep_rows_so_far) fires as each distance finishes.
+
+    Once `cancel` is set the sweep stops at the next step: before any distance has finished it
+    raises facequant.errors.Cancelled (nothing to keep); after, it finishes the distance it is
+    on and returns a partial result over the distances done (result.partial; run.json says
+    "partial": true, why, and the distances planned), written like any other."""
     profile = cost.load_device_profile(config.device_profile) if config.device_profile else None  # fail early
     check_executor(config.executor)
-    ps = prepare_probes(config, progress, pipeline)
+    ps = prepare_probes(config, progress, pipeline, cancel)
     timings = ps.timings
     t0 = time.perf_counter()
-    backends = _build_backends(ps, progress)
+    backends = _build_backends(ps, progress, cancel)
     timings["backends_s"] = time.perf_counter() - t0
     cache = EmbeddingCache.default(config.embedding_cache)
     executor = make_executor(config.executor, backends, config.ray_address)
     writer = ComparisonRows(ps.keys) if config.save_comparisons else None
     embedder = Embedder(ps, backends, executor, cache)
     try:
-        result = _sweep(ps, backends, embedder, writer, profile, progress, on_distance)
+        result = _sweep(ps, backends, embedder, writer, profile, progress, on_distance, cancel)
         result.run["execution"] = {**executor.describe(), "embedding_cache": cache.stats(),
                                    "chunk_size": config.chunk_size}
         if writer is not None:
@@ -197,7 +210,8 @@ def run_sweep(
         cache.close()
 
 
-def _build_backends(ps: ProbeSet, progress: Progress | None) -> dict[str, Backend]:
+def _build_backends(ps: ProbeSet, progress: Progress | None, cancel: threading.Event | None = None
+                    ) -> dict[str, Backend]:
     calibration: dict[str, np.ndarray] = {}
 
     def tensors() -> np.ndarray:
@@ -210,6 +224,7 @@ def _build_backends(ps: ProbeSet, progress: Progress | None) -> dict[str, Backen
                              config.batch_size)
     backends: dict[str, Backend] = {}
     for i, name in enumerate(config.backends):
+        check_cancel(cancel, "calibration")
         backends[name] = factory.make(name)
         if progress:
             progress("calibration", i + 1, len(config.backends))
@@ -218,8 +233,10 @@ def _build_backends(ps: ProbeSet, progress: Progress | None) -> dict[str, Backen
 
 def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, writer: ComparisonRows | None,
            profile: dict[str, object] | None, progress: Progress | None,
-           on_distance: Callable[[float, pd.DataFrame], None] | None) -> SweepResult:
+           on_distance: Callable[[float, pd.DataFrame], None] | None,
+           cancel: threading.Event | None = None) -> SweepResult:
     config, timings = ps.config, ps.timings
+    planned = ps.distances
     model_name = Path(ps.model_path).name
     t0 = time.perf_counter()
     everyone = np.arange(len(ps.images))
@@ -244,17 +261,23 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     duplicate_pairs = honesty.duplicate_comparisons(duplicates, ps.keys)
     split = identification.split_identities(ps.identity, ps.identity_names, config.seed, config.nonmated_fraction)
     state = _State(threshold=config.threshold, ident_threshold=config.threshold)
-    for k, distance in enumerate(ps.distances):
+    check_cancel(cancel, "gallery")
+    for k, distance in enumerate(planned):
         _one_distance(ps, k, distance, backends, galleries, embedder, writer, split, duplicate_pairs, state,
                       call(k + 1))
         if on_distance:
             on_distance(distance, metrics.table_from_rows(state.rows))
         if progress:
-            progress("distances", k + 1, len(ps.distances))
+            progress("distances", k + 1, len(planned))
+        if cancel is not None and cancel.is_set() and k + 1 < len(planned):
+            ps = dataclasses.replace(ps, distances=planned[: k + 1])  # what follows reads the distances done
+            break
     timings["sweep_s"] = time.perf_counter() - t0
+    partial = len(ps.distances) < len(planned)
 
     t0 = time.perf_counter()  # after the sweep, so timing does not compete with it
-    costs = cost.cost_table([cost.backend_cost(n, b.model_path, ps.spec, profile, measure=config.measure_cost)
+    costs = cost.cost_table([cost.backend_cost(n, b.model_path, ps.spec, profile,
+                                                measure=config.measure_cost and not partial)
                              for n, b in backends.items() if b.model_path is not None])
     timings["cost_s"] = time.perf_counter() - t0
     assert state.threshold is not None
@@ -274,6 +297,9 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     for message in ps.check.warnings() if ps.check is not None else []:
         honesty.add_warning(result.run, message)
     _add_findings(result.run, ps, result, galleries, state, duplicates, duplicate_pairs)
+    if partial:
+        result.run.update({"partial": True, "distances_planned": list(planned),
+                           "partial_reason": f"cancelled after {len(ps.distances)} of {len(planned)} distances"})
     return result
 
 

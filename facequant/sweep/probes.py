@@ -9,6 +9,7 @@ photos at a time, when a distance needs it.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from facequant.analysis import preprocessing_check
 from facequant.backends.base import preprocess
 from facequant.datasets.folders import IMAGE_SUFFIXES, Dataset, FaceImage, comparisons
 from facequant.datasets.load import load_dataset
-from facequant.errors import BadImageError, FacequantError
+from facequant.errors import BadImageError, FacequantError, check_cancel
 from facequant.faces.alignment import crop_side
 from facequant.faces.pipeline import AlignedFace, FacePipeline, pipeline_for_model
 from facequant.models.budget import check_buffers
@@ -54,13 +55,14 @@ class FaceInfo:
     crop_key: str
 
 
-def extract_faces(dataset: Dataset, pipeline: FacePipeline, progress: Progress | None = None
-                  ) -> tuple[dict[str, FaceInfo], list[dict[str, object]]]:
+def extract_faces(dataset: Dataset, pipeline: FacePipeline, progress: Progress | None = None,
+                  cancel: threading.Event | None = None) -> tuple[dict[str, FaceInfo], list[dict[str, object]]]:
     """FaceInfo by image key (the crops go to the cache, not to memory), and the photos that
-    gave none, with the reason."""
+    gave none, with the reason. Stops (Cancelled) between photos once `cancel` is set."""
     faces: dict[str, FaceInfo] = {}
     skipped: list[dict[str, object]] = []
     for i, img in enumerate(dataset.images):
+        check_cancel(cancel, "faces")
         try:
             face = pipeline.extract(img.path)
             faces[img.key] = FaceInfo(face.native_face_px, face.n_faces, _crop_key(img.path, pipeline))
@@ -238,7 +240,7 @@ def sweep_buffers(config: SweepConfig) -> dict[str, int]:
 
 
 def prepare_probes(config: SweepConfig, progress: Progress | None = None,
-                   pipeline: FacePipeline | None = None) -> ProbeSet:
+                   pipeline: FacePipeline | None = None, cancel: threading.Event | None = None) -> ProbeSet:
     """Model, faces, identities and calibration photos for a sweep: everything before inference."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -255,7 +257,7 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
     t0 = time.perf_counter()
     dataset = load_dataset(config.data, Path(config.pairs) if config.pairs else None)
     pipeline = pipeline or pipeline_for_model(model_path, config.multi_face, config.crop_margin)
-    faces, skipped = extract_faces(dataset, pipeline, progress)
+    faces, skipped = extract_faces(dataset, pipeline, progress, cancel)
     if len(faces) < 2:
         raise FacequantError(f"{dataset.root}: only {len(faces)} usable face(s); need at least 2")
     images: list[FaceImage] = [img for img in dataset.images if img.key in faces]
