@@ -83,7 +83,7 @@ def config_inputs(config: object) -> list[tuple[str, str]]:
 
 def _record(command: str, config: object) -> dict[str, Any]:
     """The run.json head every results directory shares: command, config, versions."""
-    from facequant.sweep.engine import versions
+    from facequant.versions import versions
 
     to_dict = getattr(config, "to_dict", None)
     return {"command": command, "config": to_dict() if callable(to_dict) else config, "versions": versions()}

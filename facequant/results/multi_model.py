@@ -25,7 +25,8 @@ from facequant.models.spec import format_channels
 from facequant.names import ESCAPE, display
 from facequant.results import directory
 from facequant.results.output import inputs_of, staged_output
-from facequant.sweep.engine import SweepResult, versions
+from facequant.sweep.engine import SweepResult
+from facequant.versions import versions
 
 MODELS_DIR = "models"
 MODELS_CSV = "models.csv"

@@ -9,7 +9,6 @@ a distance's probe embeddings are dropped once scored, and comparisons are never
 from __future__ import annotations
 
 import dataclasses
-import platform
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facequant import __version__
 from facequant.backends import cost
 from facequant.backends.base import Backend
 from facequant.backends.registry import BackendFactory
@@ -36,6 +34,7 @@ from facequant.sweep.embed import Call, Embedder
 from facequant.sweep.embedding_cache import EmbeddingCache
 from facequant.sweep.executors import Executor, LocalExecutor
 from facequant.sweep.probes import ProbeSet, prepare_probes
+from facequant.versions import versions
 
 #: Columns of the genuine comparison rows (genuine.parquet; cliff's pre-norm fit reads them).
 GENUINE_COLUMNS = ("backend", "distance_m", "face_px", "probe", "gallery", "genuine", "cosine", "probe_prenorm")
@@ -69,24 +68,6 @@ class SweepResult:
         if self.config.protocol == "identification" and self.identification is not None:
             return identification.as_rates_view(self.sweep, self.identification)
         return self.sweep
-
-
-def versions() -> dict[str, str]:
-    import cv2
-    import onnx
-    import onnxruntime
-    import sklearn
-
-    out = {"facequant": __version__, "python": platform.python_version(), "numpy": np.__version__,
-           "pandas": pd.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-           "scikit-learn": sklearn.__version__, "opencv": cv2.__version__, "platform": platform.platform()}
-    try:
-        from importlib.metadata import version
-
-        out["insightface"] = version("insightface")  # without importing it: it is slow to import
-    except Exception:  # noqa: BLE001 - a version we cannot read is just not recorded
-        pass
-    return out
 
 
 @dataclass

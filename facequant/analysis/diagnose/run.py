@@ -48,8 +48,8 @@ from facequant.backends.runtime import OrtBackend
 from facequant.errors import FacequantError
 from facequant.ranges import COUNT_RANGE, Range, require
 from facequant.sweep.config import SweepConfig
-from facequant.sweep.engine import versions
 from facequant.sweep.probes import ProbeSet, prepare_probes
+from facequant.versions import versions
 
 Progress = Callable[[str, int, int], None]
 #: The fixed columns of layers.csv, in order; more follow them.

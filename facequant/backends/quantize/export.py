@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from facequant.backends.quantize.build import prepare_for_quantization, static_q
 from facequant.backends.quantize.layers import graph_layers, resolve_recipe
 from facequant.backends.quantize.recipes import QuantRecipe
 from facequant.errors import FacequantError
+from facequant.results.jsonfile import write_json, write_run_json
 from facequant.results.output import Inputs, staged_output
 
 if TYPE_CHECKING:
@@ -181,10 +181,9 @@ def export_precision(recipe_name: str, normalized_model: Path, input_name: str, 
                "quant_pre_process (facequant runs it first)", "quantize_static": ort_options_to_json(options)}
     lines, warnings = hailo_script(precisions, name_map)
     with staged_output(out, force, inputs) as staging:
-        (staging / ORT_JSON).write_text(json.dumps(ort_doc, indent=1))
-        (staging / PRECISION_JSON).write_text(json.dumps({"recipe": recipe.name, "layers": precisions}, indent=1))
+        write_json(ort_doc, staging / ORT_JSON, indent=1)
+        write_json({"recipe": recipe.name, "layers": precisions}, staging / PRECISION_JSON, indent=1)
         (staging / HAILO_ALLS).write_text("\n".join(lines) + "\n")
-        (staging / RUN_JSON).write_text(json.dumps({**(run or {}), "recipe": recipe.to_dict(), "warnings": warnings},
-                                                   indent=1, default=str))
+        write_run_json({**(run or {}), "recipe": recipe.to_dict(), "warnings": warnings}, staging / RUN_JSON)
     return {"ort": out / ORT_JSON, "run": out / RUN_JSON, "precision": out / PRECISION_JSON, "hailo": out / HAILO_ALLS,
             "warnings": warnings, "recipe": recipe}
