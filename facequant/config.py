@@ -218,6 +218,9 @@ SWEEP_OPTIONS: tuple[Option, ...] = (
            field="executor"),
     Option("ray-address", "Ray cluster to join, e.g. 10.0.0.5:6379 or 'auto' (default: start a local Ray "
            "instance)", SCALE, type=options.text, field="ray_address"),
+    Option("ray-timeout", "seconds to wait for the Ray cluster to answer before giving up, in (0, 3600] (default 30; "
+           "FACEQUANT_RAY_LOGS=1 shows Ray's own log lines)", SCALE, default=30.0, type=options.ray_timeout,
+           field="ray_timeout_s", to_field=float),
     Option("no-embedding-cache", "compute every embedding afresh (default: reuse the ones cached for the same "
            "model, recipe and probe crop)", SCALE, flag=True, field="embedding_cache", to_field=lambda v: not v),
     Option("chunk-size", "photos whose crops are held in memory at once (default 256)", SCALE, default=256,
