@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -335,16 +335,16 @@ def defaults(opts: Iterable[Option]) -> dict[str, object]:
     return out
 
 
-def merge_config(values: Mapping[str, object], opts: Sequence[Option]) -> dict[str, object]:
-    """values (a command line's, by dest) with its --config file filled in: the command line
-    wins wherever it differs from the option's default."""
+def merge_config(values: Mapping[str, object], opts: Sequence[Option], given: Collection[str]) -> dict[str, object]:
+    """values (a command line's, by dest) with its --config file filled in: defaults < the file
+    < the command line, which wins for every dest in `given` (the options it gave), whether or
+    not the value it gave equals the default."""
     merged = dict(values)
     path = merged.get("config")
     if not path:
         return merged
-    base = defaults(opts)
     for dest, value in read_config(Path(str(path)), opts).items():
-        if merged.get(dest, base.get(dest)) == base.get(dest):
+        if dest not in given:
             merged[dest] = value
     return merged
 
