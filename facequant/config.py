@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -218,6 +218,9 @@ SWEEP_OPTIONS: tuple[Option, ...] = (
            field="executor"),
     Option("ray-address", "Ray cluster to join, e.g. 10.0.0.5:6379 or 'auto' (default: start a local Ray "
            "instance)", SCALE, type=options.text, field="ray_address"),
+    Option("ray-timeout", "seconds to wait for the Ray cluster to answer before giving up, in (0, 3600] (default 30; "
+           "FACEQUANT_RAY_LOGS=1 shows Ray's own log lines)", SCALE, default=30.0, type=options.ray_timeout,
+           field="ray_timeout_s", to_field=float),
     Option("no-embedding-cache", "compute every embedding afresh (default: reuse the ones cached for the same "
            "model, recipe and probe crop)", SCALE, flag=True, field="embedding_cache", to_field=lambda v: not v),
     Option("chunk-size", "photos whose crops are held in memory at once (default 256)", SCALE, default=256,
@@ -332,16 +335,16 @@ def defaults(opts: Iterable[Option]) -> dict[str, object]:
     return out
 
 
-def merge_config(values: Mapping[str, object], opts: Sequence[Option]) -> dict[str, object]:
-    """values (a command line's, by dest) with its --config file filled in: the command line
-    wins wherever it differs from the option's default."""
+def merge_config(values: Mapping[str, object], opts: Sequence[Option], given: Collection[str]) -> dict[str, object]:
+    """values (a command line's, by dest) with its --config file filled in: defaults < the file
+    < the command line, which wins for every dest in `given` (the options it gave), whether or
+    not the value it gave equals the default."""
     merged = dict(values)
     path = merged.get("config")
     if not path:
         return merged
-    base = defaults(opts)
     for dest, value in read_config(Path(str(path)), opts).items():
-        if merged.get(dest, base.get(dest)) == base.get(dest):
+        if dest not in given:
             merged[dest] = value
     return merged
 

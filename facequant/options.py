@@ -24,6 +24,7 @@ from facequant.ranges import (
     IOD_RANGE,
     JPEG_RANGE,
     NOISE_RANGE,
+    RAY_TIMEOUT_RANGE,
     SEED_RANGE,
     Range,
     problem,
@@ -77,6 +78,7 @@ blur_sigma = number(BLUR_RANGE)
 noise_sigma = number(NOISE_RANGE)
 jpeg_quality = number(JPEG_RANGE, integer=True)
 crop_margin = number(CROP_MARGIN_RANGE)  # --crop-margin
+ray_timeout = number(RAY_TIMEOUT_RANGE)  # --ray-timeout, seconds
 
 
 def float_list(rng: Range, what: str = "values", integer: bool = False) -> Callable[[str], tuple[float, ...]]:

@@ -156,3 +156,55 @@ def test_yaml__long_value_is_not_echoed_whole(tmp_path: Path):
     err = refused_in_one_line(run_limited(["sweep", "--config", str(config), "--out", str(tmp_path / "r")]),
                               str(config), "quiet")
     assert len(err) < 400
+
+
+# --------------------------------------------------------------------------- class: Ray addresses nobody answers
+
+
+def _ray_sweep(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["sweep", "--model", str(model), "--data", str(data), "--backends", "fp32,int8-pt", "--distances", "1",
+            "--no-latency", "--quiet", "--executor", "ray", "--out", str(out), *extra]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "192.0.2.1:6379"], ids=["refused", "unroutable"])
+def test_ray__unanswered_address_is_one_line_within_the_time_out(address: str, tmp_path: Path, model_path: Path,
+                                                                  celebs13: Path):
+    pytest.importorskip("ray", reason="the [ray] extra (CI installs it)")
+    import time
+
+    t0 = time.monotonic()
+    result = run_limited(_ray_sweep(model_path, celebs13, tmp_path / "out", "--ray-address", address,
+                                    "--ray-timeout", "5"))
+    err = refused_in_one_line(result, f"--ray-address {address}")
+    assert time.monotonic() - t0 < 40, "the time-out bounds the whole attempt"  # generous: a shared, loaded machine
+    assert "rpc_client" not in err and "GCS" not in result.stdout and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_ray__default_time_out_bounds_the_attempt(tmp_path: Path, model_path: Path, celebs13: Path):
+    pytest.importorskip("ray", reason="the [ray] extra (CI installs it)")
+    result = run_limited(_ray_sweep(model_path, celebs13, tmp_path / "out", "--ray-address", "192.0.2.1:6379"))
+    refused_in_one_line(result, "--ray-address 192.0.2.1:6379", "--ray-timeout")
+
+
+def test_ray__connection_is_tried_before_any_work(tmp_path: Path, model_path: Path, celebs13: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    pytest.importorskip("ray", reason="the [ray] extra (CI installs it)")
+    from corpus import one_line_error
+
+    from facequant.cli import main
+
+    monkeypatch.setattr("facequant.sweep.engine.prepare_probes", lambda *a, **k: pytest.fail("work started"))
+    assert main(_ray_sweep(model_path, celebs13, tmp_path / "out", "--ray-address", "127.0.0.1:1",
+                           "--ray-timeout", "5")) == 2
+    one_line_error(capsys, "--ray-address 127.0.0.1:1")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon", "100000"])
+def test_ray__time_out_option_checked_where_parsed(value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from corpus import one_line_error
+
+    from facequant.cli import main
+
+    assert main(["sweep", "--ray-timeout", value, "--out", str(tmp_path / "out")]) == 2
+    one_line_error(capsys, "argument --ray-timeout")

@@ -91,6 +91,63 @@ _NUMERIC = ("distance_m", "face_px", "n_probes", "n_genuine", "n_impostor", "thr
             "tar_ci_high", "far", "far_ci_low", "far_ci_high", "tar_close", "reliable_distance_m", "reliable_tar",
             "cliff_distance_m", "cliff_face_px", "cliff_prenorm", "cliff_prenorm_width", "distance_cost_m",
             "file_bytes", "cpu_latency_p50_ms", "cpu_latency_p95_ms", "device_latency_ms", "latency_vs_fp32")
+#: What a run can write in each numeric column (NaN, "not measured", passes unless said):
+#: rates in [0, 1], cosines in [-1, 1], distances and sizes positive and finite (a cliff beyond
+#: the sweep is +inf), counts whole and >= 0, norms and costs >= 0. Anything else did not come
+#: from facequant and is refused, not drawn or recommended on.
+_RATES = ("tar", "tar_ci_low", "tar_ci_high", "far", "far_ci_low", "far_ci_high", "tar_close", "reliable_tar",
+          "tar_far_end", "rank1", "rank1_ci_low", "rank1_ci_high", "tpir", "tpir_ci_low", "tpir_ci_high", "fpir",
+          "fpir_ci_low", "fpir_ci_high")
+_COSINES = ("threshold", "cos_to_fp32_mean", "genuine_cos_mean", "impostor_cos_mean", "mated_score_mean",
+            "nonmated_top_mean")
+_DISTANCES = ("distance_m", "face_px", "reliable_distance_m", "close_distance_m", "far_distance_m")
+_REACH = ("cliff_distance_m", "cliff_face_px")  # +inf: beyond the sweep
+_COUNTS = ("n_probes", "n_genuine", "n_impostor", "n_mated", "n_nonmated", "n_not_simulated", "n_genuine_fit",
+           "layers_8bit", "layers_16bit", "layers_float")
+_NON_NEGATIVE = ("prenorm_mean", "prenorm_p05", "prenorm_p50", "prenorm_p95", "cliff_prenorm", "cliff_prenorm_width",
+                 "file_bytes", "cpu_latency_p50_ms", "cpu_latency_p95_ms", "device_latency_ms", "latency_vs_fp32",
+                 "device_power_w")
+_SLACK = 1e-6
+#: Columns that must hold a number in every row (a sweep row is at a distance).
+_NEVER_MISSING = {SWEEP_CSV: ("distance_m", "face_px"), IDENTIFICATION_CSV: ("distance_m", "face_px")}
+
+
+def _domain_problem(column: str, values: np.ndarray, required: bool) -> np.ndarray:
+    """Per row: the value cannot have come from a run (see _RATES ...)."""
+    missing = np.isnan(values)
+    with np.errstate(invalid="ignore"):
+        if column in _RATES:  # with float rounding's slack (a cosine of a vector with itself: 1.0000000000000002)
+            bad = (values < -_SLACK) | (values > 1 + _SLACK) | np.isinf(values)
+        elif column in _COSINES:
+            bad = (values < -1 - _SLACK) | (values > 1 + _SLACK) | np.isinf(values)
+        elif column in _DISTANCES:
+            bad = (values <= 0) | np.isinf(values)
+        elif column in _REACH:
+            bad = (values <= 0) | np.isneginf(values)
+        elif column in _COUNTS:
+            bad = (values < 0) | np.isinf(values) | (~missing & (values != np.round(values)))
+        elif column in _NON_NEGATIVE:
+            bad = (values < 0) | np.isinf(values)
+        else:
+            bad = np.zeros(len(values), dtype=bool)
+    return bad | (missing if required else False)
+
+
+def _check_domains(path: Path, table: pd.DataFrame) -> None:
+    required = _NEVER_MISSING.get(path.name, ())
+    for column in table.columns:
+        if column not in (*_RATES, *_COSINES, *_DISTANCES, *_REACH, *_COUNTS, *_NON_NEGATIVE):
+            continue
+        values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = _domain_problem(str(column), values, column in required)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            what = ("a rate in [0, 1]" if column in _RATES else "a cosine in [-1, 1]" if column in _COSINES
+                    else "a whole count >= 0" if column in _COUNTS else "a number >= 0" if column in _NON_NEGATIVE
+                    else "a positive distance (inf: beyond the sweep)" if column in _REACH
+                    else "a positive, finite number")
+            raise FacequantError(f"{path}:{row + 2}: column {column} holds {table[column].iloc[row]!r}, not {what}; "
+                                 "not a value facequant writes")
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -112,6 +169,7 @@ def read_table(path: Path) -> pd.DataFrame:
         if bad.any():
             line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # the header is line 1
             raise FacequantError(f"{path}:{line}: column {column} holds {table[column][bad].iloc[0]!r}, not a number")
+    _check_domains(path, table)
     return table
 
 

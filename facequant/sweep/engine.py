@@ -90,19 +90,24 @@ class _State:
     close_impostors: int = 0
 
 
-def check_executor(kind: str) -> None:
-    """Refuse, before any work, an executor this installation cannot run."""
+def check_executor(kind: str, address: str | None = None, timeout_s: float = 30.0) -> None:
+    """Refuse, before any work, an executor this installation cannot run, or a Ray cluster
+    that does not answer within timeout_s (joined here, once per process)."""
     if kind == "ray":
         try:
             import ray  # noqa: F401
         except ModuleNotFoundError as exc:
             raise FacequantError("--executor ray: Ray is not installed (pip install -e '.[ray]')") from exc
+        from facequant.sweep.ray_executor import connect
+
+        connect(address, timeout_s)
     elif kind != "local":
         raise FacequantError(f"executor '{kind}': choose local or ray")
 
 
-def make_executor(kind: str, backends: dict[str, Backend], address: str | None = None) -> Executor:
-    check_executor(kind)
+def make_executor(kind: str, backends: dict[str, Backend], address: str | None = None,
+                  timeout_s: float = 30.0) -> Executor:
+    check_executor(kind, address, timeout_s)
     if kind == "ray":
         from facequant.sweep.ray_executor import RayExecutor
 
@@ -163,14 +168,14 @@ def run_sweep(
     on and returns a partial result over the distances done (result.partial; run.json says
     "partial": true, why, and the distances planned), written like any other."""
     profile = cost.load_device_profile(config.device_profile) if config.device_profile else None  # fail early
-    check_executor(config.executor)
+    check_executor(config.executor, config.ray_address, config.ray_timeout_s)  # a cluster that does not answer: now
     ps = prepare_probes(config, progress, pipeline, cancel)
     timings = ps.timings
     t0 = time.perf_counter()
     backends = _build_backends(ps, progress, cancel)
     timings["backends_s"] = time.perf_counter() - t0
     cache = EmbeddingCache.default(config.embedding_cache)
-    executor = make_executor(config.executor, backends, config.ray_address)
+    executor = make_executor(config.executor, backends, config.ray_address, config.ray_timeout_s)
     writer = ComparisonRows(ps.keys) if config.save_comparisons else None
     embedder = Embedder(ps, backends, executor, cache)
     try:
