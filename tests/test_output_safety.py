@@ -582,3 +582,109 @@ def test_staging_planted__own_stale_folder_is_restored_to_its_own_name(tmp_path:
     written_by_facequant(runs / "b")
     assert snapshot(target) == before and not staging.exists()
     assert capsys.readouterr().err == ""
+
+
+# --------------------------------------------------------------------------- class: Ctrl-C during the swap
+# SIGINT raised for real (signal.raise_signal) at each step of the final swap and of the clean-up:
+# what is on disk afterwards is the old results or the new, whole, with no staging folder left,
+# and the message says which.
+
+
+@pytest.fixture
+def fake_sweep(monkeypatch: pytest.MonkeyPatch, celebs13: Path) -> Callable[[Path], list[str]]:
+    """`facequant sweep` whose work is writing one new file through facequant's writer."""
+    import facequant.api
+
+    def sweep(_config: object, output: object, _progress: object = None) -> None:
+        with staged_output(output.dir, output.force) as staging:  # type: ignore[attr-defined]
+            (staging / "sweep.csv").write_text("new results\n")
+
+    monkeypatch.setattr(facequant.api, "sweep", sweep)
+    monkeypatch.setattr("facequant.results.directory.print_summary", lambda *a, **k: None)
+    return lambda out: ["sweep", "--data", str(celebs13), "--out", str(out), "--force", "--quiet"]
+
+
+def _ctrl_c_after(monkeypatch: pytest.MonkeyPatch, target: object, name: str, when: Callable[..., bool]) -> None:
+    """Patch target.name so that a real SIGINT arrives right after a call `when` picks."""
+    real = getattr(target, name)
+
+    def patched(*args: object, **kwargs: object) -> object:
+        result = real(*args, **kwargs)
+        if when(*args):
+            signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(target, name, patched)
+
+
+SWAP_STEPS = {  # id: (what is patched, the call after which Ctrl-C arrives)
+    "old results moved aside": ("rename", lambda src, dst: Path(str(dst)).name == OLD_DIR),
+    "new results renamed in": ("rename", lambda src, dst: Path(str(src)).name == "result"),
+    "staging folder being removed": ("rmtree", lambda path, *a: STAGING_TAG in str(path)),
+}
+
+
+@pytest.mark.parametrize("step", list(SWAP_STEPS))
+def test_interrupt__during_the_swap_says_what_is_on_disk(step: str, tmp_path: Path, fake_sweep: Callable[[Path], list[str]],
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]):
+    target = written_by_facequant(tmp_path / "run")
+    name, when = SWAP_STEPS[step]
+    _ctrl_c_after(monkeypatch, output.os if name == "rename" else output.shutil, name, when)
+    assert main(fake_sweep(target)) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "interrupted" in err and str(target) in err and "nothing" not in err, err
+    assert (target / "sweep.csv").read_text() == "new results\n" and output.marker_problem(target) is None
+    assert hidden_entries(tmp_path) == []  # no staging folder left behind, with or without its record
+
+
+def test_interrupt__while_the_staging_folder_is_made_leaves_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    target = written_by_facequant(tmp_path / "run")
+    before = snapshot(target)
+    real_mkdtemp = output.tempfile.mkdtemp
+
+    def mkdtemp(*args: object, **kwargs: object) -> str:
+        made = real_mkdtemp(*args, **kwargs)  # type: ignore[call-overload]
+        if STAGING_TAG in str(kwargs.get("prefix", "")):
+            signal.raise_signal(signal.SIGINT)  # before its owner record is written
+        return made  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(output.tempfile, "mkdtemp", mkdtemp)
+    with pytest.raises(KeyboardInterrupt), staged_output(target, force=True) as staging:
+        (staging / "sweep.csv").write_text("never finished")
+    assert snapshot(target) == before and hidden_entries(tmp_path) == []
+
+
+def test_interrupt__before_the_swap_says_nothing_was_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             fake_sweep: Callable[[Path], list[str]],
+                                                             capsys: pytest.CaptureFixture[str]):
+    target = written_by_facequant(tmp_path / "run")
+    before = snapshot(target)
+    _ctrl_c_after(monkeypatch, output, "write_marker", lambda *a: True)  # the last step before the swap
+    assert main(fake_sweep(target)) == 130
+    err = capsys.readouterr().err.strip()
+    assert "interrupted" in err and "nothing was written" in err
+    assert snapshot(target) == before and hidden_entries(tmp_path) == []
+
+
+def test_interrupt__staging_removal_keeps_its_record_to_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Even a kill (no handler runs) midway through removing a staging folder leaves its
+    owner record: the record is the last thing deleted, and what is left is never restored."""
+    target = written_by_facequant(tmp_path / "run")
+    order: list[str] = []
+    real_unlink, real_rmtree = os.unlink, shutil.rmtree
+
+    def unlink(path: object, *args: object, **kwargs: object) -> None:
+        order.append(Path(str(path)).name)
+        real_unlink(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    def rmtree(path: object, *args: object, **kwargs: object) -> None:
+        order.append(Path(str(path)).name)
+        real_rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(output.os, "unlink", unlink)
+    monkeypatch.setattr(output.shutil, "rmtree", rmtree)
+    with staged_output(target, force=True) as staging:
+        (staging / "sweep.csv").write_text("new")
+    assert OWNER_JSON in order and order.index(OWNER_JSON) == len(order) - 1, order
+    assert hidden_entries(tmp_path) == []

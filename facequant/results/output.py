@@ -22,11 +22,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TextIO
 
@@ -43,6 +45,8 @@ STAGING_TAG = ".facequant-staging-"
 OWNER_JSON = "owner.json"
 RESULT_DIR = "result"
 OLD_DIR = "old"
+#: A replaced folder being deleted with its staging folder: never restored.
+DISCARD_DIR = "discard"
 #: Files that mark a results directory of a facequant version before the marker existed.
 LEGACY_FILES = ("run.json", "manifest.json", "search.json", "study.csv", "fidelity.csv")
 #: Files facequant derives later from a results directory's own contents and writes into it
@@ -220,7 +224,9 @@ def _write_json(path: Path, data: dict[str, object]) -> None:
 @contextmanager
 def staged_output(out: str | os.PathLike[str], force: bool, inputs: Inputs = ()) -> Iterator[Path]:
     """A folder to write results into, renamed to `out` (with its marker) only when the
-    block completes: a failure or a kill midway leaves any old results as they were."""
+    block completes: a failure or a kill midway leaves any old results as they were. Ctrl-C
+    is held back while the staging folder is made, during the swap and while it is removed,
+    then raised: what is on disk is then whole, and written() says whether it is the new."""
     out = Path(out)
     inputs = list(inputs)
     check_output_dir(out, force, inputs)
@@ -229,16 +235,57 @@ def staged_output(out: str | os.PathLike[str], force: bool, inputs: Inputs = ())
     except OSError as exc:
         raise FacequantError(f"{out}: cannot create {out.parent} ({exc.strerror})") from exc
     clean_stale_staging(out.parent)
-    staging = _new_staging(out)
+    staging: Path | None = None
     try:
+        with interrupts_deferred():
+            staging = _new_staging(out)
         result = staging / RESULT_DIR
         result.mkdir()
         yield result
         write_marker(result)
         check_output_dir(out, force, inputs)  # again: something may have appeared meanwhile
-        _swap(staging, out)
+        with interrupts_deferred():
+            _swap(staging, out)
+            _written.append(out)
+            _discard(staging, out)
     finally:
-        _discard(staging, out)
+        if staging is not None:
+            with interrupts_deferred():
+                _discard(staging, out)
+
+
+#: Results directories this process has put in place (the CLI's message on Ctrl-C names them).
+_written: list[Path] = []
+
+
+def written() -> list[Path]:
+    """The results directories put in place since forget_written()."""
+    return list(_written)
+
+
+def forget_written() -> None:
+    _written.clear()
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """SIGINT (Ctrl-C) held back until the block ends, then raised as KeyboardInterrupt: a
+    step that must not stop halfway (a swap, a removal) completes first. Signals reach the main
+    thread only: elsewhere (the TUI's worker) there is nothing to hold back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        else:
+            raise KeyboardInterrupt
 
 
 def _new_staging(out: Path) -> Path:
@@ -274,7 +321,35 @@ def _discard(staging: Path, out: Path) -> None:
         _restore(staging, out)
     except OSError as exc:  # never delete the user's old results with the staging folder
         raise FacequantError(f"{out}: could not put the old results back; they are in {staging / OLD_DIR}") from exc
-    shutil.rmtree(staging, ignore_errors=True)
+    _remove_staging(staging)
+
+
+def _remove_staging(staging: Path) -> None:
+    """The owner record goes last, so a kill midway leaves a folder the next run still
+    recognises and removes; a replaced folder is renamed first (DISCARD_DIR), so what is left
+    of it is never mistaken for old results to restore."""
+    if not os.path.lexists(staging):
+        return
+    old = staging / OLD_DIR
+    if old.is_dir() and not old.is_symlink():
+        with suppress(OSError):
+            os.rename(old, staging / DISCARD_DIR)
+    try:
+        entries = [e for e in os.scandir(staging) if e.name != OWNER_JSON]
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with suppress(OSError):
+                os.unlink(entry.path)
+    with suppress(OSError):
+        os.unlink(staging / OWNER_JSON)
+    try:
+        os.rmdir(staging)
+    except OSError:  # something appeared meanwhile: it goes too
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def staging_target(folder: Path) -> str | None:
@@ -367,7 +442,7 @@ def clean_stale_staging(parent: Path) -> list[Path]:
             _restore(folder, parent / target)
         except OSError:
             continue  # leave it: it holds old results we could not put back
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_staging(folder)
         removed.append(folder)
     if foreign:
         names = ", ".join(display(str(f)).replace("\n", "\\n") for f in foreign)
