@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import onnx
 import pandas as pd
 import pytest
 from corpus import one_line_error, snapshot
@@ -688,3 +689,67 @@ def test_interrupt__staging_removal_keeps_its_record_to_the_end(tmp_path: Path, 
         (staging / "sweep.csv").write_text("new")
     assert OWNER_JSON in order and order.index(OWNER_JSON) == len(order) - 1, order
     assert hidden_entries(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- class: everything checked before the work
+
+
+@pytest.mark.parametrize("out", ["runs/x/sub/..", "runs/.."], ids=["sub-dotdot", "dotdot"])
+def test_before_work__out_ending_in_dotdot_refused_creating_nothing(out: str, tmp_path: Path, model_path: Path,
+                                                                    photos: Path, no_work: None,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    written_by_facequant(tmp_path / "runs" / "x")
+    before = snapshot(tmp_path)
+    assert main(sweep_args(model_path, photos, out, "--force")) == 2
+    one_line_error(capsys, out, "..")
+    assert snapshot(tmp_path) == before
+
+
+def test_before_work__dotdot_inside_out_creates_no_stray_folder(tmp_path: Path):
+    with staged_output(tmp_path / "runs" / "never" / ".." / "y", force=False) as staging:
+        (staging / "sweep.csv").write_text("x")
+    assert (tmp_path / "runs" / "y" / "sweep.csv").read_text() == "x"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["y"]
+
+
+def test_before_work__out_name_too_long_for_its_staging_folder(tmp_path: Path, model_path: Path, photos: Path,
+                                                               no_work: None, capsys: pytest.CaptureFixture[str]):
+    out = tmp_path / ("r" * 240)
+    assert main(sweep_args(model_path, photos, out)) == 2
+    one_line_error(capsys, "240 bytes", "staging")
+    assert list(tmp_path.iterdir()) == []
+    with staged_output(tmp_path / ("r" * 227), force=False) as staging:  # the longest that fits
+        (staging / "sweep.csv").write_text("x")
+
+
+@pytest.fixture
+def broken_models(tmp_path: Path, model_path: Path) -> dict[str, Path]:
+    """Model files each a later item of a --model list could be, none of them usable."""
+    from test_bad_input_limits import declared_input_model
+
+    not_onnx = tmp_path / "broken.onnx"
+    not_onnx.write_bytes(b"not a valid ONNX protobuf, just bytes")
+    grey = tmp_path / "grey.onnx"
+    onnx.save(onnx_model_with_input(model_path, channels=1), grey)
+    return {"not ONNX": not_onnx, "one-channel input": grey,
+            "gigapixel input": declared_input_model(tmp_path / "huge.onnx", 10000, 10000)}
+
+
+def onnx_model_with_input(model_path: Path, channels: int) -> onnx.ModelProto:
+    model = onnx.load(str(model_path))
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = channels
+    return model
+
+
+@pytest.mark.parametrize("broken", ["not ONNX", "one-channel input", "gigapixel input"])
+def test_before_work__every_model_of_a_list_checked_first(broken: str, broken_models: dict[str, Path], tmp_path: Path,
+                                                          model_path: Path, photos: Path, no_work: None,
+                                                          capsys: pytest.CaptureFixture[str]):
+    bad = broken_models[broken]
+    models = f"{model_path},{bad}"
+    assert main(sweep_args(Path(models), photos, tmp_path / "out")) == 2
+    one_line_error(capsys, str(bad))
+    assert not (tmp_path / "out").exists()

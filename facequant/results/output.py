@@ -22,10 +22,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -35,6 +33,7 @@ from typing import TextIO
 from facequant import __version__
 from facequant.cache import warn
 from facequant.errors import FacequantError
+from facequant.interrupts import interrupts_deferred
 from facequant.names import display
 
 #: The marker file in every results directory facequant writes.
@@ -81,7 +80,7 @@ def check_output_dir(out: str | os.PathLike[str], force: bool, inputs: Inputs = 
     """Refuse, before any work, an output folder facequant may not write or replace.
     `inputs` are (option, path) pairs: a folder holding one is never replaced."""
     out = Path(out)
-    problem = _protected(out, inputs)
+    problem = _protected(out, inputs) or _name_problem(out)
     if problem is None and out.is_symlink():
         problem = f"is a symbolic link to {os.path.realpath(out)}; give that folder itself"
     if problem is None and os.path.lexists(out) and not out.is_dir():
@@ -94,6 +93,27 @@ def check_output_dir(out: str | os.PathLike[str], force: bool, inputs: Inputs = 
         advice = ": move it away or choose another --out" if problem.endswith(_LEGACY) else ""
         raise FacequantError(f"{out}: {problem}; refusing to replace it{advice}")
     _check_creatable(out)
+
+
+def _name_problem(out: Path) -> str | None:
+    """Why `out`'s own name cannot be a results folder's: it is '..' (the folder it names is
+    not the one its parent path suggests, and that parent would be created for nothing), or
+    too long for the staging folder beside it (the name plus STAGING_TAG and 8 characters)."""
+    if out.name in ("", ".", ".."):
+        return f"ends in '{out.name or '/'}': give the results folder's own name"
+    anchor = Path(os.path.abspath(out)).parent
+    while not anchor.is_dir() and anchor != anchor.parent:
+        anchor = anchor.parent
+    try:
+        limit = os.pathconf(anchor, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    extra = len(f".{STAGING_TAG}") + 8
+    size = len(os.fsencode(out.name))
+    if size + extra > limit:
+        return (f"its name is {size} bytes: at most {limit - extra} fit here (its staging folder's name adds "
+                f"{extra} to it, and a name holds {limit}); choose a shorter --out")
+    return None
 
 
 def _protected(out: Path, inputs: Inputs) -> str | None:
@@ -227,13 +247,16 @@ def staged_output(out: str | os.PathLike[str], force: bool, inputs: Inputs = ())
     block completes: a failure or a kill midway leaves any old results as they were. Ctrl-C
     is held back while the staging folder is made, during the swap and while it is removed,
     then raised: what is on disk is then whole, and written() says whether it is the new."""
-    out = Path(out)
+    given = Path(out)
     inputs = list(inputs)
-    check_output_dir(out, force, inputs)
+    check_output_dir(given, force, inputs)
+    # Where the OS puts it: `..` inside the path resolved as the OS would (through any link
+    # before it), so no folder that `..` steps out of is created for nothing.
+    out = Path(os.path.realpath(given.parent)) / given.name
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FacequantError(f"{out}: cannot create {out.parent} ({exc.strerror})") from exc
+        raise FacequantError(f"{given}: cannot create {out.parent} ({exc.strerror})") from exc
     clean_stale_staging(out.parent)
     staging: Path | None = None
     try:
@@ -243,10 +266,10 @@ def staged_output(out: str | os.PathLike[str], force: bool, inputs: Inputs = ())
         result.mkdir()
         yield result
         write_marker(result)
-        check_output_dir(out, force, inputs)  # again: something may have appeared meanwhile
+        check_output_dir(given, force, inputs)  # again: something may have appeared meanwhile
         with interrupts_deferred():
             _swap(staging, out)
-            _written.append(out)
+            _written.append(given)
             _discard(staging, out)
     finally:
         if staging is not None:
@@ -265,27 +288,6 @@ def written() -> list[Path]:
 
 def forget_written() -> None:
     _written.clear()
-
-
-@contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """SIGINT (Ctrl-C) held back until the block ends, then raised as KeyboardInterrupt: a
-    step that must not stop halfway (a swap, a removal) completes first. Signals reach the main
-    thread only: elsewhere (the TUI's worker) there is nothing to hold back."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        if callable(previous):
-            previous(signal.SIGINT, None)
-        else:
-            raise KeyboardInterrupt
 
 
 def _new_staging(out: Path) -> Path:
