@@ -248,7 +248,8 @@ CONFIG_CASES: dict[str, tuple[str, str]] = {  # id: (file text, key the error mu
     "model-override-unknown": ("model-override: [meen=1]\n", "model-override"),
     "backends-mapping": ("backends: {fp32: yes}\n", "backends"), "out-empty": ("out: ''\n", "out"),
     "unknown-key": ("bogus: 1\n", "bogus"), "nested-config": ("config: other.yaml\n", "config"),
-    "internal-name": ("func: 1\n", "func"),
+    "internal-name": ("func: 1\n", "func"), "duplicate-key": ("seed: 1\nfar: 0.01\nseed: 2\n", "duplicate key 'seed'"),
+    "alias": ("far: &f 0.01\nfpir: *f\n", "alias"),
 }
 
 
@@ -528,3 +529,17 @@ def test_net_error_with_a_newline_in_a_name_stays_one_line(tmp_path: Path, capsy
     odd = tmp_path / "two\nlines.yaml"
     odd.write_text("bogus: 1\n")
     _refused(capsys, ["sweep", "--config", str(odd), "--out", str(tmp_path / "r")], "two\\nlines.yaml", "bogus")
+
+
+def test_reader_layer_file_error_quotes_no_file_lines(tmp_path: Path, model_path: Path):
+    """A file= selector naming a file that is not a list of the model's nodes: one line naming
+    the file, quoting a few names at most (never the file's lines: it may be anything)."""
+    from facequant.backends.quantize.layers import resolve_recipe
+
+    secrets = tmp_path / "secrets.txt"
+    secrets.write_text("".join(f"user{i}:password{i}:/home/user{i}\n" for i in range(200)))
+    with pytest.raises(FacequantError) as info:
+        resolve_recipe(f"int8-pt+16bit:file={secrets}", model_path)
+    message = str(info.value)
+    assert str(secrets) in message and "\n" not in message and len(message) < 500, message
+    assert "password150" not in message and "200" in message  # how many, not which

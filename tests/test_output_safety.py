@@ -202,6 +202,12 @@ def _foreign_marker(v: Path) -> None:
     (v / MARKER).write_text(json.dumps({"tool": "other", "files": ["sweep.csv", "plots/tar.png"]}))
 
 
+def _marker_files_a_string(v: Path) -> None:
+    v.mkdir()
+    (v / "a").write_text("the user's file named a")
+    (v / MARKER).write_text(json.dumps({"tool": "facequant", "files": "a"}))  # a string: its letters are no list
+
+
 def _symlink_inside(v: Path) -> None:
     written_by_facequant(v)
     (v.parent / "elsewhere.txt").write_text("precious")
@@ -226,6 +232,7 @@ NOT_OURS = {
     "unlisted nested file": (_unlisted_nested_file, "holds plots/notes.txt"),
     "broken marker": (_broken_marker, "not written by facequant"),
     "foreign marker": (_foreign_marker, "not written by facequant"),
+    "marker files a string": (_marker_files_a_string, "not written by facequant"),
     "symlink inside": (_symlink_inside, "holds link"),
     "out is a symlink": (_out_is_symlink, "symbolic link"),
     "nested results with a user file": (_nested_results_with_user_file, "diagnostics: holds notes.txt"),
@@ -753,3 +760,38 @@ def test_before_work__every_model_of_a_list_checked_first(broken: str, broken_mo
     assert main(sweep_args(Path(models), photos, tmp_path / "out")) == 2
     one_line_error(capsys, str(bad))
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- class: smaller findings, each a refusal or a stated choice
+
+
+@pytest.mark.parametrize("where", ["--data", "--calib-data"])
+def test_out_inside_an_input_folder_refused(where: str, tmp_path: Path, model_path: Path, photos: Path, no_work: None,
+                                            capsys: pytest.CaptureFixture[str]):
+    """Results written inside the photos would be read back as photos (an identity folder of
+    plots) by the next run over that folder."""
+    data = tmp_path / "data"
+    shutil.copytree(photos, data)
+    before = snapshot(data)
+    out = data / "person01" / "results" if where == "--data" else data / "results"
+    extra = ["--calib-data", str(data)] if where == "--calib-data" else []
+    assert main(sweep_args(model_path, data if where == "--data" else photos, out, *extra)) == 2
+    one_line_error(capsys, str(out), "inside the input", where)
+    assert snapshot(data) == before
+
+
+def test_model_folder_with_several_models_refused(tmp_path: Path, model_path: Path, photos: Path,
+                                                  capsys: pytest.CaptureFixture[str]):
+    """--model DIR takes the folder's one recognition model; with several it names them and asks
+    for the file, instead of taking the alphabetically first. (Finding the model is a sweep's
+    first step: nothing heavy runs before the refusal.)"""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("a-first.onnx", "b-second.onnx"):
+        shutil.copy(model_path, folder / name)
+    assert main(sweep_args(folder, photos, tmp_path / "out")) == 2
+    one_line_error(capsys, str(folder), "a-first.onnx", "b-second.onnx", "give the file")
+    (folder / "b-second.onnx").unlink()
+    from facequant.models.sources import resolve_model
+
+    assert resolve_model(str(folder)) == folder / "a-first.onnx"  # one: that one

@@ -127,6 +127,8 @@ def _protected(out: Path, inputs: Inputs) -> str | None:
         folder = source if source.is_dir() else source.parent
         if _within(folder, real):
             return f"is the input {option} {path}" if source == real else f"holds the input {option} {path}"
+        if source.is_dir() and _within(real, source):  # the next run over that folder would read the results
+            return f"is inside the input {option} {path}"
     return None
 
 
@@ -190,7 +192,7 @@ def _marker_files(folder: Path) -> set[str] | None:
     try:
         data = json.loads((folder / MARKER).read_text())
         files = data["files"]
-        if data.get("tool") != "facequant" or not all(isinstance(f, str) for f in files):
+        if data.get("tool") != "facequant" or not isinstance(files, list) or not all(isinstance(f, str) for f in files):
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
