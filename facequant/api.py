@@ -116,14 +116,15 @@ def sweep_models(configs: Sequence[SweepConfig], output: Output, progress: Progr
     Progress stages carry the model: "distances [faceres]"."""
     from facequant.analysis.recommend.directory import recommend_dir
     from facequant.analysis.recommend.verdicts import NotCoveredError
-    from facequant.models.sources import resolve_model
     from facequant.results import multi_model
     from facequant.sweep import engine
+    from facequant.sweep import probes as probe_set
 
     multi_model.check_same_probes(configs)
     for config in configs:
         output.checked(config)
-        resolve_model(config.model)  # every model found before the first one's work starts
+    for config in configs:  # every model loads, with a usable input, before the first one's work starts
+        probe_set.check_model(config)
     labels = multi_model.model_labels([c.model for c in configs])
     results = []
     for config, label in zip(configs, labels, strict=True):

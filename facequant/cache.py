@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -41,6 +42,9 @@ def commit(built: Path, path: Path, key: Mapping[str, object]) -> Path:
     entry without a record, which is rebuilt."""
     record = {"sha256": sha256_file(built), "size": built.stat().st_size, "key": dict(key),
               "facequant": __version__}
+    for place in (path, sidecar(path)):  # a folder where a file belongs: no rename replaces it
+        if place.is_dir() and not place.is_symlink():
+            warn(f"{place}: a folder where a cached file belongs; set aside as {set_aside(place).name}")
     os.replace(built, path)
     target = sidecar(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=path.parent)
@@ -54,8 +58,20 @@ def commit(built: Path, path: Path, key: Mapping[str, object]) -> Path:
     return path
 
 
+def set_aside(place: Path) -> Path:
+    """Move something that is not a cache entry out of an entry's way (never deleted: it is
+    not facequant's to delete), to `<name>.corrupt-<time>` beside it."""
+    aside = place.with_name(f"{place.name}.corrupt-{time.time_ns()}")
+    os.rename(place, aside)
+    return aside
+
+
 def problem(path: Path, key: Mapping[str, object]) -> str | None:
     """Why the entry at `path` may not be used for `key`, or None when it may."""
+    if path.is_dir() and not path.is_symlink():
+        return "is a folder, not a file"
+    if sidecar(path).is_dir() and not sidecar(path).is_symlink():
+        return f"record is a folder ({sidecar(path).name})"
     try:
         record = json.loads(sidecar(path).read_text())
         sha, size, stored = str(record["sha256"]), int(record["size"]), record["key"]
@@ -83,5 +99,12 @@ def verified(path: Path, key: Mapping[str, object], what: str) -> bool:
     reason = problem(path, key)
     if reason is None:
         return True
-    warn(f"{path}: cached {what} {reason}; rebuilding it")
+    aside = ""
+    for place in (path, sidecar(path)):
+        if place.is_dir() and not place.is_symlink():
+            try:
+                aside = f"; set aside as {set_aside(place).name}"
+            except OSError as exc:
+                aside = f"; cannot move it aside ({exc.strerror})"
+    warn(f"{path}: cached {what} {reason}{aside}; rebuilding it")
     return False

@@ -71,8 +71,16 @@ def require(what: str, value: object, rng: Range, integer: bool = False) -> None
         raise FacequantError(f"{what}: {why}")
 
 
+#: The smallest rate (FAR, FPIR, a fraction) a run takes: resolving 1e-12 takes 3e12 impostor
+#: comparisons, beyond any data set; smaller ones (5e-324) only overflow the arithmetic.
+MIN_RATE = 1e-12
+#: The closest a face can be: at 5 cm it no longer fits any camera's view.
+MIN_DISTANCE_M = 0.05
+#: The largest focal length in pixels (1e7: a 100k-pixel-wide frame behind a 0.6-degree lens).
+MAX_FOCAL_PX = 1e7
+
 #: Ranges the core checks again (SweepConfig, Degradation, backends, settings).
-FAR_RANGE = Range(0.0, 1.0, low_open=True, high_open=True)
+FAR_RANGE = Range(MIN_RATE, 1.0, high_open=True)
 COSINE_RANGE = Range(-1.0, 1.0)
 SEED_RANGE = Range(0, MAX_SEED)
 COUNT_RANGE = Range(1, 1_000_000)  # batch size, calibration size, candidates, probes
@@ -82,7 +90,7 @@ IOD_RANGE = Range(40.0, 90.0)
 BLUR_RANGE = Range(0.0, 100.0)  # Gaussian sigma in camera pixels, 0 = off
 NOISE_RANGE = Range(0.0, 255.0)  # standard deviation in 8-bit levels, 0 = off
 JPEG_RANGE = Range(0, 100)  # 0 = off, else the quality OpenCV's encoder takes
-DISTANCE_RANGE = Range(0.0, MAX_DISTANCE_M, low_open=True)
+DISTANCE_RANGE = Range(MIN_DISTANCE_M, MAX_DISTANCE_M)
 FACE_PX_RANGE = Range(1.0, 10_000.0)  # aligned face sizes in camera pixels
 #: Extra border around the aligned face, as a fraction of the face (0: the ArcFace template's
 #: tight crop; 1: the face fills half the crop's side). Looser than that is not a face crop.

@@ -42,11 +42,33 @@ def configs_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """$FACEQUANT_CACHE, else ~/.cache/facequant; created on first use."""
+    """$FACEQUANT_CACHE, else ~/.cache/facequant; created on first use, and checked then: a
+    folder one can write in (a file, /proc or /sys is a one-line error naming the setting)."""
     env = os.environ.get(CACHE_ENV)
     root = Path(env).expanduser() if env else Path.home() / ".cache" / "facequant"
-    root.mkdir(parents=True, exist_ok=True)
+    _check_cache(root, probe=str(root) not in _usable_caches)
+    _usable_caches.add(str(root))
     return root
+
+
+_usable_caches: set[str] = set()
+
+
+def _check_cache(root: Path, probe: bool) -> None:
+    """Create `root` (again if it went) and, the first time, try a folder inside it for real
+    (permissions alone do not tell for root, /proc or a read-only file system)."""
+    import tempfile
+
+    from facequant.errors import FacequantError
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if probe:
+            os.rmdir(tempfile.mkdtemp(prefix=".facequant-probe-", dir=root))
+    except OSError as exc:
+        why = "it is a file, not a folder" if root.is_file() else exc.strerror or type(exc).__name__
+        raise FacequantError(f"{CACHE_ENV}={root}: cannot keep facequant's cache there ({why}); "
+                             f"set {CACHE_ENV} to a folder you can write") from exc
 
 
 def ort_threads() -> int:

@@ -51,7 +51,9 @@ SWEEP_OPTION_CASES = {
     "distances-range-words": ["--distances", "a:b:c"], "distances-range-zero-points": ["--distances", "1:10:0"],
     "distances-range-two-parts": ["--distances", "1:10"], "distances-range-four-parts": ["--distances", "1:2:3:4"],
     "distances-range-zero-start": ["--distances", "0:5:3"], "distances-range-nan": ["--distances", "nan:5:3"],
-    "distances-too-far": ["--distances", "1,5000"],
+    "distances-too-far": ["--distances", "1,5000"], "distances-denormal": ["--distances", "5e-324"],
+    "distances-one-millimetre": ["--distances", "0.001,1"], "distances-range-denormal-start": ["--distances", "5e-324:5:3"],
+    "calib-distances-denormal": ["--calib-distances", "5e-324"],
     "face-px-zero": ["--face-px", "0"], "face-px-negative": ["--face-px=-40"], "face-px-nan": ["--face-px", "112,nan"],
     "face-px-empty-item": ["--face-px", "112,,40"],
     "iod-mm-zero": ["--iod-mm", "0"], "iod-mm-nan": ["--iod-mm", "nan"], "iod-mm-centimetres": ["--iod-mm", "6.3"],
@@ -60,6 +62,8 @@ SWEEP_OPTION_CASES = {
     "noise-negative": ["--noise=-0.5"], "noise-inf": ["--noise", "inf"],
     "jpeg-101": ["--jpeg", "101"], "jpeg-negative": ["--jpeg=-1"], "jpeg-fraction": ["--jpeg", "50.5"],
     "far-zero": ["--far", "0"], "far-one": ["--far", "1"], "far-nan": ["--far", "nan"], "far-percent": ["--far", "5"],
+    "far-denormal": ["--far", "1e-320"], "far-below-resolvable": ["--far", "1e-15"], "fpir-denormal": ["--fpir", "1e-320"],
+    "nonmated-fraction-denormal": ["--nonmated-fraction", "5e-324"],
     "threshold-above-one": ["--threshold", "2"], "threshold-nan": ["--threshold", "nan"],
     "threshold-below-minus-one": ["--threshold=-1.5"],
     "calib-size-zero": ["--calib-size", "0"], "calib-size-negative": ["--calib-size=-4"],
@@ -69,6 +73,7 @@ SWEEP_OPTION_CASES = {
     "camera-zero-width": ["--camera", "0x90"], "camera-zero-fov": ["--camera", "1920x0"],
     "camera-180-fov": ["--camera", "1920x180"], "camera-nan-fov": ["--camera", "1920xnan"],
     "camera-zero-focal": ["--camera", "f0w1920"], "camera-empty": ["--camera", ""], "camera-unknown": ["--camera", "potato"],
+    "camera-denormal-fov": ["--camera", "1920x1e-300"], "camera-needle-fov": ["--camera", "1920x0.0001"],
     "calib-distances-zero": ["--calib-distances", "0"], "calib-distances-nan": ["--calib-distances", "0.5,nan"],
     "model-override-std-zero": ["--model-override", "std=0"], "model-override-mean-nan": ["--model-override", "mean=nan"],
     "model-override-std-inf": ["--model-override", "std=.inf"],
@@ -152,8 +157,8 @@ def test_option_refused_out_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixt
 
 @pytest.mark.parametrize("field,value", [
     ("batch_size", -1), ("batch_size", 0), ("calibration_size", 0), ("seed", -1), ("seed", 1.5),
-    ("target_far", 0.0), ("target_far", float("nan")), ("threshold", 1.5), ("iod_mm", 0.0),
-    ("distances_m", (1.0, float("nan"))), ("distances_m", ()), ("face_px", (0.0,)),
+    ("target_far", 0.0), ("target_far", float("nan")), ("target_far", 1e-320), ("threshold", 1.5), ("iod_mm", 0.0),
+    ("distances_m", (1.0, float("nan"))), ("distances_m", ()), ("distances_m", (5e-324,)), ("face_px", (0.0,)),
     ("calibration_distances_m", (-1.0,)),
 ], ids=lambda v: str(v))
 def test_core_refuses_impossible_sweep_config(field: str, value: object):
@@ -173,8 +178,9 @@ def test_core_refuses_impossible_degradation(kwargs: dict[str, object]):
 
 
 @pytest.mark.parametrize("kwargs", [{"width_px": 0, "hfov_deg": 90.0}, {"width_px": 1920, "hfov_deg": float("nan")},
-                                    {"width_px": 1920, "focal_px": 0.0}, {"width_px": "1920", "hfov_deg": 90.0}],
-                         ids=["width-0", "hfov-nan", "focal-0", "width-text"])
+                                    {"width_px": 1920, "focal_px": 0.0}, {"width_px": "1920", "hfov_deg": 90.0},
+                                    {"width_px": 1920, "hfov_deg": 1e-300}],
+                         ids=["width-0", "hfov-nan", "focal-0", "width-text", "hfov-denormal"])
 def test_core_refuses_impossible_camera(kwargs: dict[str, object]):
     from facequant.simulate.camera import CameraProfile
 
@@ -208,6 +214,20 @@ def test_core_refuses_impossible_batch_size(model_path: Path):
         OrtBackend("fp32", model_path, inspect_model(model_path), batch_size=-1)
 
 
+@pytest.mark.parametrize("place", ["a file", "under a file", "/proc", "/sys", "/proc/self"])
+def test_setting_refused_cache_folder(place: str, tmp_path: Path, model_path: Path, celebs13: Path,
+                                      monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """FACEQUANT_CACHE naming somewhere no cache can be kept: one line naming the setting."""
+    (tmp_path / "notes.txt").write_text("mine")
+    cache = {"a file": tmp_path / "notes.txt", "under a file": tmp_path / "notes.txt" / "cache",
+             "/proc": Path("/proc/facequant-test"), "/sys": Path("/sys/facequant-test"), "/proc/self": Path("/proc/self")}
+    monkeypatch.setenv(settings.CACHE_ENV, str(cache[place]))
+    _refused(capsys, ["sweep", "--model", str(model_path), "--data", str(celebs13), "--backends", "fp32",
+                      "--distances", "1", "--no-latency", "--quiet", "--out", str(tmp_path / "out")],
+             settings.CACHE_ENV, str(cache[place]))
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "out").exists()
+
+
 # --------------------------------------------------------------------------- class 5: config files
 
 CONFIG_CASES: dict[str, tuple[str, str]] = {  # id: (file text, key the error must name; "" = the file only)
@@ -228,7 +248,8 @@ CONFIG_CASES: dict[str, tuple[str, str]] = {  # id: (file text, key the error mu
     "model-override-unknown": ("model-override: [meen=1]\n", "model-override"),
     "backends-mapping": ("backends: {fp32: yes}\n", "backends"), "out-empty": ("out: ''\n", "out"),
     "unknown-key": ("bogus: 1\n", "bogus"), "nested-config": ("config: other.yaml\n", "config"),
-    "internal-name": ("func: 1\n", "func"),
+    "internal-name": ("func: 1\n", "func"), "duplicate-key": ("seed: 1\nfar: 0.01\nseed: 2\n", "duplicate key 'seed'"),
+    "alias": ("far: &f 0.01\nfpir: *f\n", "alias"),
 }
 
 
@@ -508,3 +529,17 @@ def test_net_error_with_a_newline_in_a_name_stays_one_line(tmp_path: Path, capsy
     odd = tmp_path / "two\nlines.yaml"
     odd.write_text("bogus: 1\n")
     _refused(capsys, ["sweep", "--config", str(odd), "--out", str(tmp_path / "r")], "two\\nlines.yaml", "bogus")
+
+
+def test_reader_layer_file_error_quotes_no_file_lines(tmp_path: Path, model_path: Path):
+    """A file= selector naming a file that is not a list of the model's nodes: one line naming
+    the file, quoting a few names at most (never the file's lines: it may be anything)."""
+    from facequant.backends.quantize.layers import resolve_recipe
+
+    secrets = tmp_path / "secrets.txt"
+    secrets.write_text("".join(f"user{i}:password{i}:/home/user{i}\n" for i in range(200)))
+    with pytest.raises(FacequantError) as info:
+        resolve_recipe(f"int8-pt+16bit:file={secrets}", model_path)
+    message = str(info.value)
+    assert str(secrets) in message and "\n" not in message and len(message) < 500, message
+    assert "password150" not in message and "200" in message  # how many, not which

@@ -99,6 +99,32 @@ def test_external_data__same_graph_file_other_weights_is_another_model(external_
     assert quantized["a"] != quantized["b"]
 
 
+@pytest.mark.parametrize("where", ["absolute, outside", "absolute, beside", "relative, outside", "a folder"])
+def test_external_data__location_outside_the_model_folder_is_one_line(where: str, external_models: dict[str, Path],
+                                                                     tmp_path: Path, celebs13: Path,
+                                                                     capsys: pytest.CaptureFixture[str]):
+    """ONNX reads external data only from files inside the model's own folder: a location that
+    is absolute, climbs out with '..' or names a folder is refused in one line naming it."""
+    source = external_models["a"]
+    folder = tmp_path / "model"
+    shutil.copytree(source.parent, folder)
+    outside = tmp_path / "elsewhere.data"
+    shutil.copy(folder / "model.onnx.data", outside)
+    location = {"absolute, outside": str(outside), "absolute, beside": str(folder / "model.onnx.data"),
+                "relative, outside": "../elsewhere.data", "a folder": "."}[where]
+    model = onnx.load(str(folder / "model.onnx"), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save(model, str(folder / "odd.onnx"))
+    with pytest.raises(BadModelError, match="external data"):
+        model_sha256(folder / "odd.onnx")
+    assert main(["sweep", "--model", str(folder / "odd.onnx"), "--data", str(celebs13), "--backends", "fp32",
+                 "--distances", "1", "--no-latency", "--quiet", "--out", str(tmp_path / "out")]) == 2
+    one_line_error(capsys, str(folder / "odd.onnx"), location)
+
+
 def test_external_data__missing_weights_file_is_one_line_error_on_a_warm_cache(
         external_models: dict[str, Path], tmp_path: Path, celebs13: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch):
@@ -149,6 +175,16 @@ def _record_garbage(entry: Path, _other: Path) -> None:
     sidecar(entry).write_text("{not json")
 
 
+def _folder_in_its_place(entry: Path, _other: Path) -> None:
+    entry.unlink()
+    (entry / "inside").mkdir(parents=True)
+
+
+def _record_a_folder(entry: Path, _other: Path) -> None:
+    sidecar(entry).unlink()
+    sidecar(entry).mkdir()
+
+
 CORRUPTIONS: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "garbage": (_garbage, "replaced"),
     "truncated": (_truncated, "truncated"),
@@ -157,6 +193,8 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "swapped file and record": (_swapped_with_record, "other inputs"),
     "record deleted": (_record_deleted, "no .json record"),
     "record garbage": (_record_garbage, "unreadable"),
+    "a folder in its place": (_folder_in_its_place, "is a folder"),
+    "record a folder": (_record_a_folder, "record is a folder"),
 }
 
 
@@ -191,7 +229,7 @@ def _build(normalized: Path, model_path: Path, recipe: str, calib: np.ndarray, c
 
 
 @pytest.mark.parametrize("corruption", ["garbage", "truncated", "bit flip", "swapped file", "swapped file and record",
-                                        "record deleted"])
+                                        "record deleted", "a folder in its place", "record a folder"])
 @pytest.mark.slow
 def test_corrupt_quantized_model__rebuilt_with_a_warning(corruption: str, normalized: Path, model_path: Path,
                                                          inputs: np.ndarray, tmp_path: Path,

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import onnx
 import pytest
 from corpus import one_line_error, snapshot
 
@@ -200,6 +201,12 @@ def _foreign_marker(v: Path) -> None:
     (v / MARKER).write_text(json.dumps({"tool": "other", "files": ["sweep.csv", "plots/tar.png"]}))
 
 
+def _marker_files_a_string(v: Path) -> None:
+    v.mkdir()
+    (v / "a").write_text("the user's file named a")
+    (v / MARKER).write_text(json.dumps({"tool": "facequant", "files": "a"}))  # a string: its letters are no list
+
+
 def _symlink_inside(v: Path) -> None:
     written_by_facequant(v)
     (v.parent / "elsewhere.txt").write_text("precious")
@@ -224,6 +231,7 @@ NOT_OURS = {
     "unlisted nested file": (_unlisted_nested_file, "holds plots/notes.txt"),
     "broken marker": (_broken_marker, "not written by facequant"),
     "foreign marker": (_foreign_marker, "not written by facequant"),
+    "marker files a string": (_marker_files_a_string, "not written by facequant"),
     "symlink inside": (_symlink_inside, "holds link"),
     "out is a symlink": (_out_is_symlink, "symbolic link"),
     "nested results with a user file": (_nested_results_with_user_file, "diagnostics: holds notes.txt"),
@@ -588,3 +596,208 @@ def test_staging_planted__own_stale_folder_is_restored_to_its_own_name(tmp_path:
     written_by_facequant(runs / "b")
     assert snapshot(target) == before and not staging.exists()
     assert capsys.readouterr().err == ""
+
+
+# --------------------------------------------------------------------------- class: Ctrl-C during the swap
+# SIGINT raised for real (signal.raise_signal) at each step of the final swap and of the clean-up:
+# what is on disk afterwards is the old results or the new, whole, with no staging folder left,
+# and the message says which.
+
+
+@pytest.fixture
+def fake_sweep(monkeypatch: pytest.MonkeyPatch, celebs13: Path) -> Callable[[Path], list[str]]:
+    """`facequant sweep` whose work is writing one new file through facequant's writer."""
+    import facequant.api
+
+    def sweep(_config: object, output: object, _progress: object = None) -> None:
+        with staged_output(output.dir, output.force) as staging:  # type: ignore[attr-defined]
+            (staging / "sweep.csv").write_text("new results\n")
+
+    monkeypatch.setattr(facequant.api, "sweep", sweep)
+    monkeypatch.setattr("facequant.results.directory.print_summary", lambda *a, **k: None)
+    return lambda out: ["sweep", "--data", str(celebs13), "--out", str(out), "--force", "--quiet"]
+
+
+def _ctrl_c_after(monkeypatch: pytest.MonkeyPatch, target: object, name: str, when: Callable[..., bool]) -> None:
+    """Patch target.name so that a real SIGINT arrives right after a call `when` picks."""
+    real = getattr(target, name)
+
+    def patched(*args: object, **kwargs: object) -> object:
+        result = real(*args, **kwargs)
+        if when(*args):
+            signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(target, name, patched)
+
+
+SWAP_STEPS = {  # id: (what is patched, the call after which Ctrl-C arrives)
+    "old results moved aside": ("rename", lambda src, dst: Path(str(dst)).name == OLD_DIR),
+    "new results renamed in": ("rename", lambda src, dst: Path(str(src)).name == "result"),
+    "staging folder being removed": ("rmtree", lambda path, *a: STAGING_TAG in str(path)),
+}
+
+
+@pytest.mark.parametrize("step", list(SWAP_STEPS))
+def test_interrupt__during_the_swap_says_what_is_on_disk(step: str, tmp_path: Path, fake_sweep: Callable[[Path], list[str]],
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]):
+    target = written_by_facequant(tmp_path / "run")
+    name, when = SWAP_STEPS[step]
+    _ctrl_c_after(monkeypatch, output.os if name == "rename" else output.shutil, name, when)
+    assert main(fake_sweep(target)) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "interrupted" in err and str(target) in err and "nothing" not in err, err
+    assert (target / "sweep.csv").read_text() == "new results\n" and output.marker_problem(target) is None
+    assert hidden_entries(tmp_path) == []  # no staging folder left behind, with or without its record
+
+
+def test_interrupt__while_the_staging_folder_is_made_leaves_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    target = written_by_facequant(tmp_path / "run")
+    before = snapshot(target)
+    real_mkdtemp = output.tempfile.mkdtemp
+
+    def mkdtemp(*args: object, **kwargs: object) -> str:
+        made = real_mkdtemp(*args, **kwargs)  # type: ignore[call-overload]
+        if STAGING_TAG in str(kwargs.get("prefix", "")):
+            signal.raise_signal(signal.SIGINT)  # before its owner record is written
+        return made  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(output.tempfile, "mkdtemp", mkdtemp)
+    with pytest.raises(KeyboardInterrupt), staged_output(target, force=True) as staging:
+        (staging / "sweep.csv").write_text("never finished")
+    assert snapshot(target) == before and hidden_entries(tmp_path) == []
+
+
+def test_interrupt__before_the_swap_says_nothing_was_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             fake_sweep: Callable[[Path], list[str]],
+                                                             capsys: pytest.CaptureFixture[str]):
+    target = written_by_facequant(tmp_path / "run")
+    before = snapshot(target)
+    _ctrl_c_after(monkeypatch, output, "write_marker", lambda *a: True)  # the last step before the swap
+    assert main(fake_sweep(target)) == 130
+    err = capsys.readouterr().err.strip()
+    assert "interrupted" in err and "nothing was written" in err
+    assert snapshot(target) == before and hidden_entries(tmp_path) == []
+
+
+def test_interrupt__staging_removal_keeps_its_record_to_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Even a kill (no handler runs) midway through removing a staging folder leaves its
+    owner record: the record is the last thing deleted, and what is left is never restored."""
+    target = written_by_facequant(tmp_path / "run")
+    order: list[str] = []
+    real_unlink, real_rmtree = os.unlink, shutil.rmtree
+
+    def unlink(path: object, *args: object, **kwargs: object) -> None:
+        order.append(Path(str(path)).name)
+        real_unlink(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    def rmtree(path: object, *args: object, **kwargs: object) -> None:
+        order.append(Path(str(path)).name)
+        real_rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(output.os, "unlink", unlink)
+    monkeypatch.setattr(output.shutil, "rmtree", rmtree)
+    with staged_output(target, force=True) as staging:
+        (staging / "sweep.csv").write_text("new")
+    assert OWNER_JSON in order and order.index(OWNER_JSON) == len(order) - 1, order
+    assert hidden_entries(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- class: everything checked before the work
+
+
+@pytest.mark.parametrize("out", ["runs/x/sub/..", "runs/.."], ids=["sub-dotdot", "dotdot"])
+def test_before_work__out_ending_in_dotdot_refused_creating_nothing(out: str, tmp_path: Path, model_path: Path,
+                                                                    photos: Path, no_work: None,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    written_by_facequant(tmp_path / "runs" / "x")
+    before = snapshot(tmp_path)
+    assert main(sweep_args(model_path, photos, out, "--force")) == 2
+    one_line_error(capsys, out, "..")
+    assert snapshot(tmp_path) == before
+
+
+def test_before_work__dotdot_inside_out_creates_no_stray_folder(tmp_path: Path):
+    with staged_output(tmp_path / "runs" / "never" / ".." / "y", force=False) as staging:
+        (staging / "sweep.csv").write_text("x")
+    assert (tmp_path / "runs" / "y" / "sweep.csv").read_text() == "x"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["y"]
+
+
+def test_before_work__out_name_too_long_for_its_staging_folder(tmp_path: Path, model_path: Path, photos: Path,
+                                                               no_work: None, capsys: pytest.CaptureFixture[str]):
+    out = tmp_path / ("r" * 240)
+    assert main(sweep_args(model_path, photos, out)) == 2
+    one_line_error(capsys, "240 bytes", "staging")
+    assert list(tmp_path.iterdir()) == []
+    with staged_output(tmp_path / ("r" * 227), force=False) as staging:  # the longest that fits
+        (staging / "sweep.csv").write_text("x")
+
+
+@pytest.fixture
+def broken_models(tmp_path: Path, model_path: Path) -> dict[str, Path]:
+    """Model files each a later item of a --model list could be, none of them usable."""
+    from test_bad_input_limits import declared_input_model
+
+    not_onnx = tmp_path / "broken.onnx"
+    not_onnx.write_bytes(b"not a valid ONNX protobuf, just bytes")
+    grey = tmp_path / "grey.onnx"
+    onnx.save(onnx_model_with_input(model_path, channels=1), grey)
+    return {"not ONNX": not_onnx, "one-channel input": grey,
+            "gigapixel input": declared_input_model(tmp_path / "huge.onnx", 10000, 10000)}
+
+
+def onnx_model_with_input(model_path: Path, channels: int) -> onnx.ModelProto:
+    model = onnx.load(str(model_path))
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = channels
+    return model
+
+
+@pytest.mark.parametrize("broken", ["not ONNX", "one-channel input", "gigapixel input"])
+def test_before_work__every_model_of_a_list_checked_first(broken: str, broken_models: dict[str, Path], tmp_path: Path,
+                                                          model_path: Path, photos: Path, no_work: None,
+                                                          capsys: pytest.CaptureFixture[str]):
+    bad = broken_models[broken]
+    models = f"{model_path},{bad}"
+    assert main(sweep_args(Path(models), photos, tmp_path / "out")) == 2
+    one_line_error(capsys, str(bad))
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- class: smaller findings, each a refusal or a stated choice
+
+
+@pytest.mark.parametrize("where", ["--data", "--calib-data"])
+def test_out_inside_an_input_folder_refused(where: str, tmp_path: Path, model_path: Path, photos: Path, no_work: None,
+                                            capsys: pytest.CaptureFixture[str]):
+    """Results written inside the photos would be read back as photos (an identity folder of
+    plots) by the next run over that folder."""
+    data = tmp_path / "data"
+    shutil.copytree(photos, data)
+    before = snapshot(data)
+    out = data / "person01" / "results" if where == "--data" else data / "results"
+    extra = ["--calib-data", str(data)] if where == "--calib-data" else []
+    assert main(sweep_args(model_path, data if where == "--data" else photos, out, *extra)) == 2
+    one_line_error(capsys, str(out), "inside the input", where)
+    assert snapshot(data) == before
+
+
+def test_model_folder_with_several_models_refused(tmp_path: Path, model_path: Path, photos: Path,
+                                                  capsys: pytest.CaptureFixture[str]):
+    """--model DIR takes the folder's one recognition model; with several it names them and asks
+    for the file, instead of taking the alphabetically first. (Finding the model is a sweep's
+    first step: nothing heavy runs before the refusal.)"""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("a-first.onnx", "b-second.onnx"):
+        shutil.copy(model_path, folder / name)
+    assert main(sweep_args(folder, photos, tmp_path / "out")) == 2
+    one_line_error(capsys, str(folder), "a-first.onnx", "b-second.onnx", "give the file")
+    (folder / "b-second.onnx").unlink()
+    from facequant.models.sources import resolve_model
+
+    assert resolve_model(str(folder)) == folder / "a-first.onnx"  # one: that one

@@ -505,7 +505,8 @@ def test_q_during_a_run_cancels_saves_then_quits(tmp_path: Path, monkeypatch: py
     gate = threading.Event()
     monkeypatch.setattr("facequant.sweep.engine.run_sweep", fake_run_sweep([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], gate))
     config = tmp_path / "c.yaml"
-    config.write_text(f"model: m.onnx\ndata: {tmp_path}\nbackends: fp32,int8-pt\ndistances: 1,2,3,4,5,6\n")
+    (tmp_path / "photos").mkdir()  # beside runs/: a results folder inside the photos is refused
+    config.write_text(f"model: m.onnx\ndata: {tmp_path / 'photos'}\nbackends: fp32,int8-pt\ndistances: 1,2,3,4,5,6\n")
     app = FacequantApp(config=config, runs_dir=tmp_path / "runs")
 
     async def steps(pilot: Pilot) -> None:
@@ -528,7 +529,8 @@ def test_q_during_a_run_cancels_saves_then_quits(tmp_path: Path, monkeypatch: py
 def test_a_failing_sweep_is_reported_and_the_tui_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr("facequant.sweep.engine.run_sweep", fake_run_sweep([1.0], fail=True))
     config = tmp_path / "c.yaml"
-    config.write_text(f"model: m.onnx\ndata: {tmp_path}\nbackends: fp32\ndistances: 1\n")
+    (tmp_path / "photos").mkdir()  # beside runs/: a results folder inside the photos is refused
+    config.write_text(f"model: m.onnx\ndata: {tmp_path / 'photos'}\nbackends: fp32\ndistances: 1\n")
     app = FacequantApp(config=config, runs_dir=tmp_path / "runs")
 
     async def steps(pilot: Pilot) -> None:

@@ -54,9 +54,10 @@ def _tolerant_streams() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from facequant.results.output import set_command
+    from facequant.results.output import forget_written, set_command, written
 
     _tolerant_streams()
+    forget_written()
     try:
         args = build_parser().parse_args(argv)
         set_command(sys.argv[1:] if argv is None else argv)  # recorded in each results directory's marker
@@ -66,8 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:  # output piped into `head` and friends
         return 0
-    except KeyboardInterrupt:
-        print("facequant: interrupted; nothing was written", file=sys.stderr)
+    except KeyboardInterrupt:  # what is on disk: each results folder is whole, old or new
+        done = written()
+        said = (f"the results in {', '.join(_one_line(str(p)) for p in done)} are complete" if done
+                else "nothing was written")
+        print(f"facequant: interrupted; {said}", file=sys.stderr)
         return 130
     except Exception as exc:  # the safety net: a bug must still not show a user a traceback
         if os.environ.get(DEBUG_ENV):

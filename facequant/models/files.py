@@ -69,13 +69,28 @@ def model_files(path: str | os.PathLike[str]) -> list[Path]:
     # onnx's own walk over initializers, Constant attributes and subgraphs
     for tensor in external_data_helper._get_all_tensors(model):
         if external_data_helper.uses_external_data(tensor):
-            location = path.parent / external_data_helper.ExternalDataInfo(tensor).location
+            location = _external_location(path, str(external_data_helper.ExternalDataInfo(tensor).location))
             if location not in files:
                 files.append(location)
     for file in files[1:]:
         if not file.is_file():
             raise BadModelError(file, f"external data file of {path.name} not found")
     return files
+
+
+def _external_location(model: Path, location: str) -> Path:
+    """Where an external-data location points, refused as ONNX refuses it: absolute, or
+    outside the model's own folder (after '..' and links), or the folder itself."""
+    where = f"external data location {location!r}"
+    if not location or Path(location).is_absolute():
+        raise BadModelError(model, f"{where}: ONNX reads external data only from a file named relative to the "
+                                   "model's own folder")
+    folder = Path(os.path.realpath(model.parent))
+    target = Path(os.path.realpath(model.parent / location))
+    if folder not in target.parents:
+        raise BadModelError(model, f"{where} points outside the model's folder ({folder}); ONNX reads external "
+                                   "data only from inside it")
+    return model.parent / location
 
 
 def model_sha256(path: str | os.PathLike[str]) -> str:

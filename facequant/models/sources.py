@@ -118,6 +118,9 @@ def _recognition_model(folder: Path) -> Path:
         raise FacequantError(
             f"no recognition model (112x112 input, [batch, D] output) in {folder}: pass a model path"
         )
+    if len(found) > 1:  # which one is meant is not facequant's to guess (the first by name was taken before)
+        names = ", ".join(f.relative_to(folder).as_posix() for f in found[:4]) + (", ..." if len(found) > 4 else "")
+        raise FacequantError(f"{folder}: {len(found)} recognition models ({names}); give the file itself as --model")
     return found[0]
 
 

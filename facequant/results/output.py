@@ -26,13 +26,14 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TextIO
 
 from facequant import __version__
 from facequant.cache import warn
 from facequant.errors import FacequantError
+from facequant.interrupts import interrupts_deferred
 from facequant.names import display
 from facequant.processes import process_alive
 
@@ -44,6 +45,8 @@ STAGING_TAG = ".facequant-staging-"
 OWNER_JSON = "owner.json"
 RESULT_DIR = "result"
 OLD_DIR = "old"
+#: A replaced folder being deleted with its staging folder: never restored.
+DISCARD_DIR = "discard"
 #: Files that mark a results directory of a facequant version before the marker existed.
 LEGACY_FILES = ("run.json", "manifest.json", "search.json", "study.csv", "fidelity.csv")
 #: Files facequant derives later from a results directory's own contents and writes into it
@@ -78,7 +81,7 @@ def check_output_dir(out: str | os.PathLike[str], force: bool, inputs: Inputs = 
     """Refuse, before any work, an output folder facequant may not write or replace.
     `inputs` are (option, path) pairs: a folder holding one is never replaced."""
     out = Path(out)
-    problem = _protected(out, inputs)
+    problem = _protected(out, inputs) or _name_problem(out)
     if problem is None and out.is_symlink():
         problem = f"is a symbolic link to {os.path.realpath(out)}; give that folder itself"
     if problem is None and os.path.lexists(out) and not out.is_dir():
@@ -93,6 +96,27 @@ def check_output_dir(out: str | os.PathLike[str], force: bool, inputs: Inputs = 
     _check_creatable(out)
 
 
+def _name_problem(out: Path) -> str | None:
+    """Why `out`'s own name cannot be a results folder's: it is '..' (the folder it names is
+    not the one its parent path suggests, and that parent would be created for nothing), or
+    too long for the staging folder beside it (the name plus STAGING_TAG and 8 characters)."""
+    if out.name in ("", ".", ".."):
+        return f"ends in '{out.name or '/'}': give the results folder's own name"
+    anchor = Path(os.path.abspath(out)).parent
+    while not anchor.is_dir() and anchor != anchor.parent:
+        anchor = anchor.parent
+    try:
+        limit = os.pathconf(anchor, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    extra = len(f".{STAGING_TAG}") + 8
+    size = len(os.fsencode(out.name))
+    if size + extra > limit:
+        return (f"its name is {size} bytes: at most {limit - extra} fit here (its staging folder's name adds "
+                f"{extra} to it, and a name holds {limit}); choose a shorter --out")
+    return None
+
+
 def _protected(out: Path, inputs: Inputs) -> str | None:
     """Why `out` may never be written or replaced whatever the options, or None."""
     real = _real(out)
@@ -104,6 +128,8 @@ def _protected(out: Path, inputs: Inputs) -> str | None:
         folder = source if source.is_dir() else source.parent
         if _within(folder, real):
             return f"is the input {option} {path}" if source == real else f"holds the input {option} {path}"
+        if source.is_dir() and _within(real, source):  # the next run over that folder would read the results
+            return f"is inside the input {option} {path}"
     return None
 
 
@@ -167,7 +193,7 @@ def _marker_files(folder: Path) -> set[str] | None:
     try:
         data = json.loads((folder / MARKER).read_text())
         files = data["files"]
-        if data.get("tool") != "facequant" or not all(isinstance(f, str) for f in files):
+        if data.get("tool") != "facequant" or not isinstance(files, list) or not all(isinstance(f, str) for f in files):
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -221,25 +247,50 @@ def _write_json(path: Path, data: dict[str, object]) -> None:
 @contextmanager
 def staged_output(out: str | os.PathLike[str], force: bool, inputs: Inputs = ()) -> Iterator[Path]:
     """A folder to write results into, renamed to `out` (with its marker) only when the
-    block completes: a failure or a kill midway leaves any old results as they were."""
-    out = Path(out)
+    block completes: a failure or a kill midway leaves any old results as they were. Ctrl-C
+    is held back while the staging folder is made, during the swap and while it is removed,
+    then raised: what is on disk is then whole, and written() says whether it is the new."""
+    given = Path(out)
     inputs = list(inputs)
-    check_output_dir(out, force, inputs)
+    check_output_dir(given, force, inputs)
+    # Where the OS puts it: `..` inside the path resolved as the OS would (through any link
+    # before it), so no folder that `..` steps out of is created for nothing.
+    out = Path(os.path.realpath(given.parent)) / given.name
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FacequantError(f"{out}: cannot create {out.parent} ({exc.strerror})") from exc
+        raise FacequantError(f"{given}: cannot create {out.parent} ({exc.strerror})") from exc
     clean_stale_staging(out.parent)
-    staging = _new_staging(out)
+    staging: Path | None = None
     try:
+        with interrupts_deferred():
+            staging = _new_staging(out)
         result = staging / RESULT_DIR
         result.mkdir()
         yield result
         write_marker(result)
-        check_output_dir(out, force, inputs)  # again: something may have appeared meanwhile
-        _swap(staging, out)
+        check_output_dir(given, force, inputs)  # again: something may have appeared meanwhile
+        with interrupts_deferred():
+            _swap(staging, out)
+            _written.append(given)
+            _discard(staging, out)
     finally:
-        _discard(staging, out)
+        if staging is not None:
+            with interrupts_deferred():
+                _discard(staging, out)
+
+
+#: Results directories this process has put in place (the CLI's message on Ctrl-C names them).
+_written: list[Path] = []
+
+
+def written() -> list[Path]:
+    """The results directories put in place since forget_written()."""
+    return list(_written)
+
+
+def forget_written() -> None:
+    _written.clear()
 
 
 def _new_staging(out: Path) -> Path:
@@ -275,7 +326,35 @@ def _discard(staging: Path, out: Path) -> None:
         _restore(staging, out)
     except OSError as exc:  # never delete the user's old results with the staging folder
         raise FacequantError(f"{out}: could not put the old results back; they are in {staging / OLD_DIR}") from exc
-    shutil.rmtree(staging, ignore_errors=True)
+    _remove_staging(staging)
+
+
+def _remove_staging(staging: Path) -> None:
+    """The owner record goes last, so a kill midway leaves a folder the next run still
+    recognises and removes; a replaced folder is renamed first (DISCARD_DIR), so what is left
+    of it is never mistaken for old results to restore."""
+    if not os.path.lexists(staging):
+        return
+    old = staging / OLD_DIR
+    if old.is_dir() and not old.is_symlink():
+        with suppress(OSError):
+            os.rename(old, staging / DISCARD_DIR)
+    try:
+        entries = [e for e in os.scandir(staging) if e.name != OWNER_JSON]
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with suppress(OSError):
+                os.unlink(entry.path)
+    with suppress(OSError):
+        os.unlink(staging / OWNER_JSON)
+    try:
+        os.rmdir(staging)
+    except OSError:  # something appeared meanwhile: it goes too
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def staging_target(folder: Path) -> str | None:
@@ -355,7 +434,7 @@ def clean_stale_staging(parent: Path) -> list[Path]:
             _restore(folder, parent / target)
         except OSError:
             continue  # leave it: it holds old results we could not put back
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_staging(folder)
         removed.append(folder)
     if foreign:
         names = ", ".join(display(str(f)).replace("\n", "\\n") for f in foreign)

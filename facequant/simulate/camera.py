@@ -17,9 +17,10 @@ from facequant.errors import FacequantError
 from facequant.faces.alignment import TEMPLATE_EYE_DISTANCE_112
 from facequant.ranges import (
     BLUR_RANGE,
+    DISTANCE_RANGE,
     JPEG_RANGE,
-    MAX_DISTANCE_M,
     MAX_DISTANCE_POINTS,
+    MAX_FOCAL_PX,
     NOISE_RANGE,
     Range,
     require,
@@ -50,7 +51,10 @@ class CameraProfile:
         if self.hfov_deg is not None:
             require(f"camera '{self.name}': hfov_deg", self.hfov_deg, Range(0, 180, low_open=True, high_open=True))
         if self.focal_px is not None:
-            require(f"camera '{self.name}': focal_px", self.focal_px, Range(0, 1e7, low_open=True))
+            require(f"camera '{self.name}': focal_px", self.focal_px, Range(0, MAX_FOCAL_PX, low_open=True))
+        elif self.focal > MAX_FOCAL_PX:  # a needle-thin field of view: a focal length no lens has
+            raise FacequantError(f"camera '{self.name}': hfov_deg {self.hfov_deg:g} gives a focal length of "
+                                 f"{self.focal:.3g} px, over {MAX_FOCAL_PX:g}")
 
     @property
     def focal(self) -> float:
@@ -163,7 +167,7 @@ def simulate(
 
 def parse_distances(text: str | None) -> tuple[float, ...]:
     """'0.5,1,2' or 'START:STOP:N' (geometric); None or '' -> the defaults. Every distance must be
-    finite and in (0, MAX_DISTANCE_M] metres; FacequantError naming the text otherwise."""
+    in DISTANCE_RANGE metres; FacequantError naming the text otherwise."""
     if not text:
         return DEFAULT_DISTANCES_M
 
@@ -179,8 +183,8 @@ def parse_distances(text: str | None) -> tuple[float, ...]:
             if not 1 <= n <= MAX_DISTANCE_POINTS:
                 raise bad(f"N must be an integer in [1, {MAX_DISTANCE_POINTS}], got {n}")
             ends = (start, stop)
-            if not all(math.isfinite(v) and 0 < v <= MAX_DISTANCE_M for v in ends):
-                raise bad(f"START and STOP must be in (0, {MAX_DISTANCE_M:g}] metres")
+            if not all(DISTANCE_RANGE.contains(v) for v in ends):
+                raise bad(f"START and STOP must be {DISTANCE_RANGE} metres")
             values = tuple(float(v) for v in np.geomspace(start, stop, n).round(3))
         else:
             if any(not item.strip() for item in text.split(",")):
@@ -188,8 +192,8 @@ def parse_distances(text: str | None) -> tuple[float, ...]:
             values = tuple(float(v) for v in text.split(","))
     except ValueError:
         raise bad("expected '0.5,1,2' or 'START:STOP:N'") from None
-    if not all(math.isfinite(v) and 0 < v <= MAX_DISTANCE_M for v in values):
-        raise bad(f"every distance must be a number in (0, {MAX_DISTANCE_M:g}] metres")
+    if not all(DISTANCE_RANGE.contains(v) for v in values):
+        raise bad(f"every distance must be a number {DISTANCE_RANGE} metres")
     return tuple(sorted(set(values)))
 
 

@@ -239,15 +239,23 @@ def sweep_buffers(config: SweepConfig) -> dict[str, int]:
             calib: config.calibration_size * n_calib}
 
 
+def check_model(config: SweepConfig) -> tuple[Path, ModelSpec, Path]:
+    """The sweep's model found, its declared input usable and within budget (with the buffers
+    this config derives from it), and loaded and run once by ONNX Runtime (its normalized copy,
+    cached): (file, spec, normalized copy). Cheap next to a sweep; a list of models runs it on
+    every one before the first is swept."""
+    model_path = resolve_model(config.model)
+    spec = inspect_model(model_path, config.model_overrides or None)
+    check_buffers(model_path, spec.input_size, sweep_buffers(config))
+    return model_path, spec, normalize_model(model_path)
+
+
 def prepare_probes(config: SweepConfig, progress: Progress | None = None,
                    pipeline: FacePipeline | None = None, cancel: threading.Event | None = None) -> ProbeSet:
     """Model, faces, identities and calibration photos for a sweep: everything before inference."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    model_path = resolve_model(config.model)
-    spec = inspect_model(model_path, config.model_overrides or None)
-    check_buffers(model_path, spec.input_size, sweep_buffers(config))
-    normalized = normalize_model(model_path)
+    model_path, spec, normalized = check_model(config)
     model_sha = model_sha256(model_path)  # the .onnx and its external data: every byte it reads
     camera = camera_from_spec(config.camera)
     distances = (distances_for_face_px(camera, config.face_px, config.iod_mm) if config.face_px

@@ -21,6 +21,7 @@ from facequant.backends.quantize.recipes import (
     split_recipe_name,
 )
 from facequant.errors import FacequantError
+from facequant.yamlfiles import excerpt
 
 # --- the model's layers --------------------------------------------------------------------
 
@@ -104,11 +105,19 @@ def graph_layers(model: Path) -> GraphLayers:
     return _graph_layers_cached(str(model.resolve()), model.stat().st_mtime_ns)
 
 
+#: A layer file lists node names, one a line: a few kB. A larger file is not one.
+MAX_LAYER_FILE_BYTES = 1 << 20
+
+
 def _read_layer_file(name: str, path: Path) -> list[str]:
     try:
+        if path.stat().st_size > MAX_LAYER_FILE_BYTES:
+            raise FacequantError(f"backend '{name}': layer file {path} is {path.stat().st_size:,} bytes, not a list of "
+                                 f"node names (at most {MAX_LAYER_FILE_BYTES:,})")
         lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise FacequantError(f"backend '{name}': layer file {path} cannot be read ({exc.strerror})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or "not text"
+        raise FacequantError(f"backend '{name}': layer file {path} cannot be read ({why})") from exc
     out = [line.split("#", 1)[0].strip() for line in lines]
     out = [n for n in out if n]
     if not out:
@@ -137,9 +146,10 @@ def select_layers(layers: GraphLayers, selector: str, name: str = "") -> list[st
         raise FacequantError(f"backend '{name}': selector '{selector}' not understood; use {SELECTOR_HELP}")
     known = set(layers.nodes)
     unknown = [n for n in chosen if n not in known]
-    if unknown:
+    if unknown:  # named by a few, counted in full: a file= selector may name any file at all
         sample = [*layers.weighted[:3], "...", *layers.weighted[-3:]] if len(layers.weighted) > 6 else list(layers.weighted)
-        raise FacequantError(f"backend '{name}': node(s) {', '.join(unknown)} not in the model; "
+        shown = ", ".join(excerpt(n) for n in unknown[:3]) + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else "")
+        raise FacequantError(f"backend '{name}': {len(unknown)} node name(s) not in the model ({shown}); "
                              f"valid names include {', '.join(sample)}")
     order = {n: i for i, n in enumerate(layers.nodes)}
     return sorted(dict.fromkeys(chosen), key=order.__getitem__)
