@@ -267,7 +267,11 @@ class TestFarResolution:
     def test_several_impostors_allowed_still_unresolved(self):
         # 1500 impostors at FAR 1e-3: one false accept allowed, yet 3 / 1500 = 0.002 > 0.001
         text = honesty.far_resolution_warning(0.5, 1e-3, 1500, 0.5)
-        assert "on the 2 largest impostor scores" in text and "~0.002" in text
+        assert "just above the 2nd-largest impostor score" in text and "~0.002" in text
+        # one sentence whose numbers agree with its words: 3 / 2998 printed apart from the target
+        text = honesty.far_resolution_warning(0.5, 1e-3, 2998, 0.5)
+        assert "down to ~0.001001 (rule of three, 95 %), above the target 0.001" in text
+        assert "known only to be below ~0.001001, not below 0.001" in text
 
     def test_far_above_3x_target_on_one_impostor_cannot_tell(self, small_run: Run):
         row = small_run.sweep[(small_run.sweep.distance_m == 3.0)].iloc[0]

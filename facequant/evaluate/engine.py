@@ -481,7 +481,9 @@ def _identification_findings(run: dict[str, object], result: SweepResult, state:
     info.update({"n_nonmated_at_closest": n, "min_resolvable_fpir": floor, "fpir_resolved": config.target_fpir >= floor})
     # Said as a warning when identification is what the run reads; run.json records it always.
     if config.target_fpir < floor and config.threshold is None and config.protocol == "identification":
-        honesty.add_warning(run, f"identification threshold {state.ident_threshold:.3f} is set at FPIR "
-                                 f"{config.target_fpir:g} on {n} non-mated probes, which resolve FPIR only down to "
-                                 f"~{floor:.2g} (rule of three, 95 %); use a set with more people left out "
-                                 f"(--nonmated-fraction) or more people")
+        assert state.ident_threshold is not None
+        text = honesty.far_resolution_warning(
+            state.ident_threshold, config.target_fpir, n, result.distances_m[0], rate="FPIR",
+            what="fp32 non-mated probes", score="non-mated top score",
+            remedy="use more people, or leave more of them out (--nonmated-fraction)")
+        honesty.add_warning(run, "identification " + text)
