@@ -188,9 +188,9 @@ def _print_search(result: object, search: object, out: Path) -> None:
                       f"(every {search.tolerance_m:g} m where the reliable distances are decided)")
     for backend, r in summary["remeasured"].items():  # type: ignore[union-attr]
         c = summary["cost"].get(backend, {})  # type: ignore[union-attr]
-        cliff_at = r["cliff_distance_m"]
-        cliff_text = "beyond the sweep" if cliff_at == float("inf") else f"{cliff_at:.2f} m"
-        console.print(f"  {backend:40s} reliable {r['reliable_distance_m']:.2f} m, cliff {cliff_text}, "
+        reliable_text, cliff_text = ("beyond the sweep" if r[k] == float("inf") else f"{r[k]:.2f} m"
+                                     for k in ("reliable_distance_m", "cliff_distance_m"))
+        console.print(f"  {backend:40s} reliable {reliable_text}, cliff {cliff_text}, "
                       f"{c.get('layers_16bit', '-')} 16-bit layers, {c.get('file_bytes', 0) / 1e6:.2f} MB, "
                       + (f"CPU {c['latency_vs_fp32']:.2f}x fp32" if _is_number(c.get("latency_vs_fp32")) else "CPU not timed"))
     for against in (search.base, "fp32"):
