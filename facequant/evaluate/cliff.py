@@ -28,6 +28,7 @@ from facequant.evaluate.degenerate import (
     degenerate_reason,
 )
 from facequant.evaluate.metrics import _as_bool, _require_columns, simulated_comparisons
+from facequant.evaluate.verdicts import VERDICT_COLUMNS
 
 #: The contract: cliff_table's columns start exactly with these, in this order.
 CLIFF_COLUMNS: tuple[str, ...] = (
@@ -44,9 +45,12 @@ CLIFF_COLUMNS: tuple[str, ...] = (
 )
 
 #: Extra columns appended after CLIFF_COLUMNS. "degenerate" comes first, right after the
-#: contract, so a collapsed backend is flagged next to the numbers it invalidates.
+#: contract, so a collapsed backend is flagged next to the numbers it invalidates; then the
+#: verdict against fp32 and the distances' intervals (facequant.evaluate.verdicts: empty / NaN
+#: until a sweep's per-person counts fill them).
 CLIFF_EXTRA_COLUMNS: tuple[str, ...] = (
     "degenerate",
+    *VERDICT_COLUMNS,
     "reliable_tar",
     "close_distance_m",
     "far_distance_m",
@@ -301,6 +305,7 @@ def cliff_table(
                 "cliff_prenorm_width": width,
                 "degenerate": degenerate_reason(cell, backend_probes, degenerate_settings,
                                                 (embedding_dims or {}).get(str(backend))),
+                **{c: "" if c == "verdict" else math.nan for c in VERDICT_COLUMNS},
                 "reliable_tar": settings.reliable_fraction * bar_close,
                 "close_distance_m": close_d,
                 "far_distance_m": float(d[-1]) if d.size else math.nan,

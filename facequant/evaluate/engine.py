@@ -22,7 +22,7 @@ from facequant.backends import cost
 from facequant.backends.base import Backend
 from facequant.backends.registry import BackendFactory
 from facequant.errors import FacequantError
-from facequant.evaluate import cliff, honesty, identification, metrics, scoring
+from facequant.evaluate import cliff, honesty, identification, metrics, people, scoring, verdicts
 from facequant.evaluate.comparison_rows import ComparisonRows
 from facequant.evaluate.config import Progress, SweepConfig
 from facequant.evaluate.degenerate import DEFAULT_DEGENERATE
@@ -265,12 +265,20 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     ident_table = _identification_table(model_name, ps, state) if split is not None else None
     result = SweepResult(config, model_name, ps.spec, ps.camera, ps.distances, state.threshold, probes, genuine,
                          sweep, sweep.iloc[0:0], {}, costs, ident_table)
-    matches = _matches(result, state)
+    matches = _matches(result, state, ps.keys)
     result.cliff = cliff.cliff_table(result.rates, matches, model_name, probes=probes, embedding_dims=dims)
+    counts = people.person_counts(people.outcomes(matches, float(result.rates.threshold.iloc[0])),
+                                  {k: img.identity for k, img in zip(ps.keys, ps.images, strict=True)},
+                                  list(backends), ps.distances)
+    identifying = result.rates is not result.sweep
+    result.cliff, judged = verdicts.judge(result.cliff, result.rates, counts, config.target_fpir if identifying
+                                          else config.target_far, verdicts.VerdictSettings(seed=config.seed),
+                                          identification=identifying)
     n_embeddings = len(ps.images) * (len(ps.distances) + 1) * len(backends)
     timings["embeddings_per_s"] = n_embeddings / max(timings["sweep_s"], 1e-9)
     timings["embeddings_computed"] = embedder.computed
     result.run = _run_json(ps, backends, result, profile, split, duplicates)
+    result.run["verdicts"] = judged
     for message in ps.check.warnings() if ps.check is not None else []:
         honesty.add_warning(result.run, message)
     _add_findings(result.run, ps, result, galleries, state, duplicates, duplicate_pairs)
@@ -353,13 +361,14 @@ def _identification_table(model: str, ps: ProbeSet, state: _State) -> pd.DataFra
     return identification.identification_table(rows)
 
 
-def _matches(result: SweepResult, state: _State) -> pd.DataFrame:
+def _matches(result: SweepResult, state: _State, keys: list[str]) -> pd.DataFrame:
     """The comparisons the pre-norm cliff is fitted on: genuine ones (verification), or mated
     searches (identification: matched = right person first and above the threshold)."""
     if result.config.protocol != "identification" or result.identification is None:
         return result.genuine
     threshold = float(result.identification["threshold"].iloc[0])
-    frames = [pd.DataFrame({"backend": name, "distance_m": d, "genuine": True, "cosine": s.mated_top,
+    frames = [pd.DataFrame({"backend": name, "distance_m": d, "probe": [keys[r] for r in s.mated_rows.tolist()],
+                            "genuine": True, "cosine": s.mated_top,
                             "probe_prenorm": s.extra["prenorm"], "matched": s.matched(threshold)})
               for (name, d), s in state.searches.items()]
     return pd.concat(frames, ignore_index=True)
