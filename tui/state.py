@@ -27,7 +27,7 @@ from facequant.errors import FacequantError
 from facequant.evaluate import cliff, metrics
 from facequant.evaluate.config import SweepConfig
 from facequant.results import directory as reports
-from facequant.results import output
+from facequant.results import output, summary
 from tui.layers import is_diagnostics_dir
 
 #: The fields the setup screen edits; everything else in a config is carried over as is.
@@ -252,8 +252,8 @@ class RunData:
         return reports.run_warnings(self.run)
 
     def summary(self) -> list[tuple[str, ...]]:
-        """The CLI's summary rows (reports.summary_rows) for this run."""
-        return reports.summary_rows(self.cliff, self.sweep, self.cost) if len(self.cliff) else []
+        """The CLI's summary rows (facequant.results.summary.summary_rows) for this run."""
+        return summary.summary_rows(self.cliff, self.sweep, self.cost) if len(self.cliff) else []
 
 
 def load_run(path: Path) -> RunData:

@@ -8,6 +8,7 @@ a distance's probe embeddings are dropped once scored, and comparisons are never
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -100,6 +101,7 @@ class _State:
     searches: dict[tuple[str, float], identification.Searches] = field(default_factory=dict)
     close_top: scoring.TopK | None = None
     close_impostors: int = 0
+    close_auc: float = float("nan")  # fp32's at the closest distance
 
 
 def check_executor(kind: str) -> None:
@@ -143,13 +145,14 @@ def _impostor_count(ps: ProbeSet, simulated: np.ndarray) -> int:
 
 
 def _score(ps: ProbeSet, unit: np.ndarray, rows: np.ndarray, gallery: np.ndarray, threshold: float | None,
-           keep_top: int, sink: scoring.BlockSink | None) -> scoring.CellScores:
+           keep_top: int, sink: scoring.BlockSink | None, histogram: bool) -> scoring.CellScores:
     if ps.pairs is not None:
         probe, enrolled, genuine = ps.pairs
         by_row = {int(r): unit[i] for i, r in enumerate(rows.tolist())}
-        return scoring.score_listed_pairs(by_row, gallery, probe, enrolled, genuine, threshold, keep_top, sink)
+        return scoring.score_listed_pairs(by_row, gallery, probe, enrolled, genuine, threshold, keep_top, sink,
+                                          histogram)
     return scoring.score_all_pairs(unit, rows, gallery, ps.identity, ps.config.genuine_mode == "same-photo",
-                                   threshold, keep_top, sink)
+                                   threshold, keep_top, sink, histogram)
 
 
 def _set_threshold(state: _State, config: SweepConfig, cell: scoring.CellScores) -> None:
@@ -311,11 +314,14 @@ def _one_distance(ps: ProbeSet, k: int, distance: float, backends: dict[str, Bac
         prenorm_by_row = np.full(len(ps.images), np.nan)
         prenorm_by_row[rows] = prenorm
         sink = writer.sink(name, distance, px, prenorm_by_row) if writer is not None else None
-        cell = _score(ps, unit, rows, galleries[name].unit, state.threshold, keep_top, sink)
+        reference_close = name == "fp32" and k == 0  # its AUC says how good the reference is
+        cell = _score(ps, unit, rows, galleries[name].unit, state.threshold, keep_top, sink, reference_close)
         if first:
             _set_threshold(state, config, cell)
         assert state.threshold is not None
         probe, enrolled, cosine = cell.genuine.arrays()
+        if reference_close and cell.impostors.histogram is not None:
+            state.close_auc = scoring.auc_from_histogram(cosine, cell.impostors.histogram)
         state.genuine.append(pd.DataFrame({
             "backend": name, "distance_m": distance, "face_px": px, "probe": [ps.keys[i] for i in probe.tolist()],
             "gallery": [ps.keys[i] for i in enrolled.tolist()], "genuine": True, "cosine": cosine,
@@ -467,32 +473,18 @@ def _add_findings(run: dict[str, object], ps: ProbeSet, result: SweepResult, gal
     for message in honesty.zero_embedding_warnings(result.probes, {n: g.prenorm for n, g in galleries.items()},
                                                    DEFAULT_DEGENERATE.zero_prenorm):
         honesty.add_warning(run, message)
-    _identification_findings(run, result, state)
+    ident = result.identification
+    info = run["identification"]
+    assert isinstance(info, dict)
+    honesty.add_warning(run, honesty.identification_findings(
+        info, None if ident is None else int(ident["n_nonmated"].iloc[0]), config.target_fpir,
+        config.protocol, state.ident_threshold if set_by_far else None, close_d))
+    reference = honesty.reference_quality(float(close["tar"].iloc[0]) if len(close) else math.nan, state.close_auc)
+    run["reference"] = reference
+    honesty.add_warning(run, str(reference["warning"]))
 
 
 def _listed(ps: ProbeSet) -> Callable[[int, int], bool]:
     assert ps.pairs is not None
     listed = {(int(p), int(g)) for p, g, gen in zip(*ps.pairs, strict=True) if not gen}
     return lambda p, g: (p, g) in listed
-
-
-def _identification_findings(run: dict[str, object], result: SweepResult, state: _State) -> None:
-    config, ident = result.config, result.identification
-    if ident is None:
-        honesty.add_warning(run, "identification not measured: it needs at least two people and a second photo of "
-                                 "someone enrolled" + ("" if config.protocol == "verification" else
-                                                      "; the cliff and the recommendation read verification"))
-        return
-    n = int(ident["n_nonmated"].iloc[0])
-    floor = honesty.min_resolvable_far(n)
-    info = run["identification"]
-    assert isinstance(info, dict)
-    info.update({"n_nonmated_at_closest": n, "min_resolvable_fpir": floor, "fpir_resolved": config.target_fpir >= floor})
-    # Said as a warning when identification is what the run reads; run.json records it always.
-    if config.target_fpir < floor and config.threshold is None and config.protocol == "identification":
-        assert state.ident_threshold is not None
-        text = honesty.far_resolution_warning(
-            state.ident_threshold, config.target_fpir, n, result.distances_m[0], rate="FPIR",
-            what="fp32 non-mated probes", score="non-mated top score",
-            remedy="use more people, or leave more of them out (--nonmated-fraction)")
-        honesty.add_warning(run, "identification " + text)

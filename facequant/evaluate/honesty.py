@@ -98,6 +98,50 @@ def far_resolution_warning(threshold: float, target_far: float, n_impostor: int,
             f"or {remedy}")
 
 
+def identification_findings(info: dict[str, object], n_nonmated: int | None, target_fpir: float, protocol: str,
+                            threshold_set: float | None, distance_m: float) -> str:
+    """run.json's identification resolution (recorded always) and the warning to give: why
+    identification was not measured, or (when it is what the run reads and its threshold was set
+    here) that its non-mated probes cannot resolve the target FPIR; "" when there is nothing to say."""
+    if n_nonmated is None:
+        return ("identification not measured: it needs at least two people and a second photo of someone enrolled"
+                + ("" if protocol == "verification" else "; the cliff and the recommendation read verification"))
+    floor = min_resolvable_far(n_nonmated)
+    info.update({"n_nonmated_at_closest": n_nonmated, "min_resolvable_fpir": floor,
+                 "fpir_resolved": target_fpir >= floor})
+    if target_fpir >= floor or threshold_set is None or protocol != "identification":
+        return ""
+    return "identification " + far_resolution_warning(
+        threshold_set, target_fpir, n_nonmated, distance_m, rate="FPIR", what="fp32 non-mated probes",
+        score="non-mated top score", remedy="use more people, or leave more of them out (--nonmated-fraction)")
+
+
+#: A float reference below either bar is weak: every verdict is relative to it. A face model
+#: on full-resolution faces misses fewer than 1 genuine pair in 10 at FAR 1e-3 and ranks a
+#: genuine pair above an impostor pair 99.9 % of the time; the shared MobileFaceNet reaches
+#: TAR 0.993 and AUC 1.000 on celebs13.
+WEAK_TAR = 0.9
+WEAK_AUC = 0.99
+
+
+def reference_quality(tar_close: float, auc_close: float) -> dict[str, object]:
+    """run.json's `reference`: fp32's close-range TAR (at the run's threshold) and ROC AUC
+    (threshold-free), the bars, and the warning when either is below its bar ("" otherwise)."""
+    weak = []
+    if math.isfinite(tar_close) and tar_close < WEAK_TAR:
+        weak.append(f"TAR {tar_close:.3f}, below {WEAK_TAR:g}")
+    if math.isfinite(auc_close) and auc_close < WEAK_AUC:
+        weak.append(f"AUC {auc_close:.4f}, below {WEAK_AUC:g}")
+    warning = ""
+    if weak:
+        other = "" if len(weak) == 2 else (f" (AUC {auc_close:.4f})" if "TAR" in weak[0] else f" (TAR {tar_close:.3f})")
+        warning = (f"weak float reference: fp32 at the closest distance has {' and '.join(weak)}{other}, so every "
+                   "distance and verdict here is relative to a model that already misses faces it sees in full; "
+                   "check its preprocessing (facequant models check) and the photos before reading the rest")
+    return {"tar_close": tar_close, "auc_close": auc_close, "weak_tar_below": WEAK_TAR, "weak_auc_below": WEAK_AUC,
+            "weak": bool(weak), "warning": warning}
+
+
 def thin_tar_warning(sweep: pd.DataFrame) -> str:
     """The distances whose TAR rests on too few genuine comparisons to place the reliable and
     cliff distances ("" when every distance has enough). n_genuine is the same for every

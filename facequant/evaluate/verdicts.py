@@ -141,8 +141,8 @@ def verdict(tests: pd.DataFrame, rates: pd.DataFrame, backend: str, target_far: 
     sig = tests[tests.significant]
     worse, better = sig[sig.matches_gained < 0], sig[sig.matches_gained > 0]
     n_family = int(tests.in_family.sum())
-    how = (f"{'none' if not n_family else n_family} of {len(tests)} distances can reach significance"
-           if n_family < len(tests) else f"all {len(tests)} distances tested")
+    how = (f"{'none' if not n_family else n_family} of {len(tests)} can reach it with these people"
+           if n_family < len(tests) else f"all {len(tests)} tested")
 
     def listed(rows: pd.DataFrame) -> str:
         first = rows.iloc[0]

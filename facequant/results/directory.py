@@ -275,14 +275,6 @@ def plot_match_vs_prenorm(genuine: pd.DataFrame, threshold: float, cliff: pd.Dat
     save_figure(fig, path)
 
 
-def _metres(value: float) -> str:
-    if isinstance(value, float) and math.isinf(value):
-        return "beyond sweep"
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.2f} m"
-
-
 def backend_labels(backends: Iterable[object]) -> dict[str, str]:
     """How tables show each backend: `external:NAME=PATH` as NAME (the path stays in the CSVs
     and run.json; a long one would squeeze every other column), unless two share that NAME."""
@@ -292,100 +284,7 @@ def backend_labels(backends: Iterable[object]) -> dict[str, str]:
     return {b: s if taken[s] == 1 else b for b, s in short.items()}
 
 
-def summary_rows(cliff: pd.DataFrame, sweep: pd.DataFrame | None = None,
-                 cost: pd.DataFrame | None = None) -> list[tuple[str, ...]]:
-    """(backend, close-range TAR, FAR at close range, reliable distance, cliff distance,
-    pre-norm at cliff, CPU latency vs fp32). A degenerate backend's distances are not shown:
-    its match rate is not a success."""
-    rows = []
-    labels = backend_labels(cliff.backend)
-    for r in cliff.itertuples():
-        degenerate = bool(getattr(r, "degenerate", "") or "")
-        pn = "-" if not np.isfinite(r.cliff_prenorm) else f"{r.cliff_prenorm:.2f} w{r.cliff_prenorm_width:.2f}"
-        far = "-"
-        if sweep is not None:
-            rows_b = sweep[sweep.backend == r.backend].sort_values("distance_m")
-            far = f"{rows_b.far.iloc[0]:.4f}" if len(rows_b) else "-"
-        latency = "-"
-        if cost is not None and "latency_vs_fp32" in cost:
-            c = cost[cost.backend == r.backend]
-            if len(c) and np.isfinite(c.latency_vs_fp32.iloc[0]):
-                latency = f"{c.latency_vs_fp32.iloc[0]:.2f}x"
-        reliable = "DEGENERATE" if degenerate else _metres(r.reliable_distance_m)
-        cliff_at = "DEGENERATE" if degenerate else _metres(r.cliff_distance_m)
-        rows.append((labels[str(r.backend)], f"{r.tar_close:.3f}", far, reliable, cliff_at, pn, latency))
-    return rows
-
-
 def run_warnings(run: dict[str, object]) -> list[str]:
     """run.json's warnings (every warning of a run is there; an older run.json has none)."""
     warnings = run.get("warnings")
     return [str(w) for w in warnings] if isinstance(warnings, list) else []
-
-
-def threshold_basis(run: dict[str, object], target_far: float) -> str:
-    """How the threshold was set, for a title: flags a FAR the impostors cannot resolve."""
-    info = run.get("threshold")
-    if not isinstance(info, dict) or info.get("set_on") == "given":
-        return "given"
-    if info.get("far_resolved") is False:
-        return f"FAR target {target_far:g} NOT RESOLVED by {info.get('n_impostor')} impostors"
-    return f"FAR target {target_far:g}"
-
-
-def identification_line(table: pd.DataFrame, run: dict[str, object]) -> str:
-    """1:N identification in a few words per backend: rank-1 and TPIR, closest -> farthest."""
-    info = run.get("identification") or {}
-    assert isinstance(info, dict)
-    first = table.iloc[0]
-    head = (f"identification ({info.get('enrolled_identities', '?')} people enrolled, {int(first.n_mated)} mated / "
-            f"{int(first.n_nonmated)} non-mated probes, threshold {float(first.threshold):.3f}; identification.csv):")
-    parts = []
-    for backend, rows in table.groupby("backend", sort=False):
-        near, far = rows.iloc[0], rows.iloc[-1]
-        parts.append(f"{backend} rank-1 {near.rank1:.2f} -> {far.rank1:.2f}, TPIR {near.tpir:.2f} -> {far.tpir:.2f}")
-    return head + " " + "; ".join(parts) + f" ({table.distance_m.min():g} -> {table.distance_m.max():g} m)"
-
-
-def print_summary(result: SweepResult, out: Path | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{result.model_name}: threshold {result.threshold:.3f} "
-                        f"({threshold_basis(result.run, result.config.target_far)}), camera {result.camera.name}")
-    identifying = result.rates is not result.sweep
-    rate, false = ("TPIR", "FPIR") if identifying else ("TAR", "FAR")
-    for col in ("backend", f"{rate} close", f"{false} close", "reliable to", "cliff at", "pre-norm cliff", "CPU vs fp32"):
-        if col == "backend":
-            table.add_column(col, no_wrap=True)
-        else:
-            table.add_column(col, justify="right")
-    for row in summary_rows(result.cliff, result.rates, result.cost):
-        table.add_row(*row)
-    console = Console()
-    # Issue 12: a broken float reference leads: every other number of the run inherits it.
-    broken = [w for w in run_warnings(result.run) if w.startswith("fp32 is degenerate: ")]
-    for warning in broken:
-        console.print(f"BROKEN REFERENCE: {warning}", style="bold red", highlight=False)
-    console.print(table)
-    if result.identification is not None:
-        console.print(identification_line(result.identification, result.run), highlight=False)
-    console.print("pre-norm cliff: pre-norm at 50 % match probability, w = 10-90 % width (small = cliff, large = slope); "
-                  "CPU vs fp32: batch-1 latency on this machine, a proxy (cost.csv)", style="dim")
-    from facequant.models.preprocessing_check import summary_lines
-
-    for line in summary_lines(result.run):  # preprocessing used and why, graph ends, alignment
-        console.print(line, highlight=False)
-    for warning in run_warnings(result.run):
-        if warning in broken:
-            continue
-        style = "bold red" if " is degenerate: " in warning else "yellow"
-        console.print(f"warning: {warning}", style=style, highlight=False)
-    skipped = result.run.get("skipped_images") or []
-    if skipped:
-        console.print(f"{len(skipped)} photo(s) skipped (reasons in run.json)")
-    excluded = result.run.get("excluded_files") or []
-    if excluded:
-        console.print(f"{len(excluded)} file(s) left out of the dataset (reasons in run.json excluded_files)")
-    if out is not None:
-        console.print(f"results in {out}")

@@ -24,7 +24,7 @@ from facequant.evaluate import metrics
 from facequant.evaluate.engine import SweepResult, versions
 from facequant.models.spec import format_channels
 from facequant.names import ESCAPE, display
-from facequant.results import directory
+from facequant.results import directory, summary
 from facequant.results.output import inputs_of, staged_output
 
 MODELS_DIR = "models"
@@ -199,8 +199,8 @@ def summary_rows(models: pd.DataFrame, cost: pd.DataFrame | None = None) -> list
         bad = bool(flag) if isinstance(flag, str) else False
         ms = cpu.get((str(r.model), str(r.backend)), float("nan"))
         rows.append((str(r.model), str(r.backend), f"{r.embedding_dim}/{r.input_px}", f"{r.tar_close:.3f}",
-                     "DEGENERATE" if bad else directory._metres(r.reliable_distance_m),
-                     "DEGENERATE" if bad else directory._metres(r.cliff_distance_m),
+                     "DEGENERATE" if bad else summary.metres(r.reliable_distance_m),
+                     "DEGENERATE" if bad else summary.metres(r.cliff_distance_m),
                      f"{ms:.1f}" if np.isfinite(ms) else "-"))
     return rows
 
@@ -211,7 +211,7 @@ def print_multi_summary(result: MultiModelResult, out: Path | None) -> None:
     from rich.table import Table
 
     for r in result.results:
-        directory.print_summary(r)
+        summary.print_summary(r)
     table = Table(title=f"{len(result.labels)} models on the same probes (models.csv, {MODELS_PLOT})")
     for col in ("model", "backend", "dim/px", "TAR close", "reliable to", "cliff at", "CPU ms"):
         table.add_column(col, no_wrap=col in ("model", "backend"), justify="left" if col in ("model", "backend") else "right")
