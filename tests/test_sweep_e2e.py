@@ -195,14 +195,14 @@ def test_cost_table_written_with_layer_counts(run_dir: Path):
 
 
 def test_summary_hides_distances_of_a_degenerate_backend():
-    from facequant.results.directory import summary_rows
+    from facequant.results.summary import summary_rows
 
     cliff = pd.DataFrame({"backend": ["fp32", "broken"], "tar_close": [0.99, 1.0], "reliable_distance_m": [5.0, 12.0],
                           "cliff_distance_m": [7.0, float("inf")], "cliff_prenorm": [3.1, float("nan")],
                           "cliff_prenorm_width": [0.7, float("nan")], "degenerate": ["", "pre-norm CV 0.001 (constant)"]})
     rows = {r[0]: r for r in summary_rows(cliff)}
-    assert rows["fp32"][3] == "5.00 m"
-    assert rows["broken"][3] == "DEGENERATE" and rows["broken"][4] == "DEGENERATE"
+    assert rows["fp32"][2] == "5.00 m" and rows["fp32"][1] == "ref."
+    assert rows["broken"][2] == "DEGENERATE" and rows["broken"][3] == "DEGENERATE"
 
 
 @pytest.mark.slow

@@ -100,7 +100,12 @@ def _register_recommend(sub: argparse._SubParsersAction) -> None:
            Option("device-profile", "device latencies (configs/devices/*.yaml) to use instead of the sweep's CPU "
                   "timing", WHAT, type=options.text),
            Option("latency-tolerance", "CPU latencies within this fraction of each other are a tie, broken by file "
-                  "size (default 0.10)", WHAT, default=0.10, type=options.finite_float(0.0, 1.0)),
+                  "size (default 0.10); so are those within each other's spread across interleaved rounds", WHAT,
+                  default=0.10, type=options.finite_float(0.0, 1.0)),
+           Option("latency", "which latency orders the backends and checks the budget: cpu (this machine's "
+                  "interleaved timing), device (the --device-profile's or the sweep's device figures), off (file "
+                  "size, then 16-bit/float layers). Default: device when every backend has a device figure, else "
+                  "cpu", WHAT, choices=("cpu", "device", "off")),
            Option("config", "YAML file with any of these options (keys as the long option names, '-' or '_')", WHAT,
                   type=Path))
     p = common.command(sub, "recommend", own,
@@ -218,7 +223,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise FacequantError("recommend: give --results DIR, the results directory of a sweep")
     names = [n.strip() for n in str(values.get("scenario") or "").split(",") if n.strip()]
     config = RecommendConfig(str(values["results"]), tuple(names) or None, values.get("scenarios_dir"),  # type: ignore[arg-type]
-                             values.get("device_profile"), float(values["latency_tolerance"]))  # type: ignore[arg-type]
+                             values.get("device_profile"), float(values["latency_tolerance"]),  # type: ignore[arg-type]
+                             latency=str(values.get("latency") or "auto"))
     rec = api.recommend(config)
     console = Console()
     for item in render(rec):

@@ -257,7 +257,8 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     timings["sweep_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()  # after the sweep, so timing does not compete with it
-    costs = cost.cost_table([cost.backend_cost(n, b.model_path, ps.spec, profile, measure=config.measure_cost)
+    timed = cost.cpu_latencies(backends, ps.spec) if config.measure_cost else {}
+    costs = cost.cost_table([cost.backend_cost(n, b.model_path, ps.spec, profile, timed.get(n))
                              for n, b in backends.items() if b.model_path is not None])
     timings["cost_s"] = time.perf_counter() - t0
     assert state.threshold is not None
@@ -421,7 +422,7 @@ def _run_json(ps: ProbeSet, backends: dict[str, Backend], result: SweepResult, p
         "timings": ps.timings,
         "degenerate": {r.backend: r.degenerate for r in result.cliff.itertuples() if r.degenerate},
         "cost": {"device_profile": profile and {k: profile[k] for k in ("path", "device", "source")},
-                 "cpu_latency": cost.CPU_LATENCY_SOURCE},
+                 "cpu_latency": cost.CPU_LATENCY_SOURCE, "timing": cost.timing_record()},
         "duplicates": duplicates,
         "warnings": [],
         **(ps.check.run_entries() if ps.check is not None else {}),  # preprocessing, graph, alignment
@@ -481,7 +482,8 @@ def _add_findings(run: dict[str, object], ps: ProbeSet, result: SweepResult, gal
         config.protocol, state.ident_threshold if set_by_far else None, close_d))
     reference = honesty.reference_quality(float(close["tar"].iloc[0]) if len(close) else math.nan, state.close_auc)
     run["reference"] = reference
-    honesty.add_warning(run, str(reference["warning"]))
+    if "fp32" not in degenerate:  # a broken reference is said already, and louder
+        honesty.add_warning(run, str(reference["warning"]))
 
 
 def _listed(ps: ProbeSet) -> Callable[[int, int], bool]:

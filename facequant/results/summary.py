@@ -100,7 +100,7 @@ def summary_rows(cliff: pd.DataFrame, sweep: pd.DataFrame | None = None,
             if len(c) and math.isfinite(_finite(c.latency_vs_fp32.iloc[0])):
                 spread = (interval(c.latency_vs_fp32_low.iloc[0], c.latency_vs_fp32_high.iloc[0])
                           if {"latency_vs_fp32_low", "latency_vs_fp32_high"} <= set(c.columns) else "")
-                latency = _cell(f"{_finite(c.latency_vs_fp32.iloc[0]):.2f}x", spread)
+                latency = _cell(f"{_finite(c.latency_vs_fp32.iloc[0]):.2f}x", spread if r["backend"] != "fp32" else "")
         if degenerate:
             reliable = cliff_at = cost_at = "DEGENERATE"
             verdict = verdict or "degenerate"
@@ -110,11 +110,61 @@ def summary_rows(cliff: pd.DataFrame, sweep: pd.DataFrame | None = None,
             cliff_at = _cell(metres(r["cliff_distance_m"], far),
                              interval(r.get("cliff_distance_low_m"), r.get("cliff_distance_high_m"), close, far))
             cost_at = "-" if r["backend"] == "fp32" else _cell(
-                difference(r["distance_cost_m"], r.get("distance_cost_low_m"), r.get("distance_cost_high_m")),
+                difference(r.get("distance_cost_m"), r.get("distance_cost_low_m"), r.get("distance_cost_high_m")),
                 interval(r.get("distance_cost_low_m"), r.get("distance_cost_high_m"), signed=True))
         rows.append((labels[str(r["backend"])], verdict, reliable, cliff_at, cost_at,
                      _cell(f"{_finite(r['tar_close']):.3f}", far_close), latency))
     return rows
+
+
+#: What the table's columns are, printed under it.
+LEGEND = ("cliff cost: fp32's cliff minus the backend's (> 0: it breaks closer), none: its interval holds 0; CPU vs "
+          "fp32: batch-1 latency on this machine, a proxy: median of interleaved rounds [p10, p90] (cost.csv).")
+
+
+def prenorm_line(cliff: pd.DataFrame) -> str:
+    """The pre-norm cliff per backend, in one line."""
+    labels = backend_labels(cliff.backend)
+    parts = [f"{labels[str(r['backend'])]} {_finite(r['cliff_prenorm']):.2f} (w {_finite(r['cliff_prenorm_width']):.2f})"
+             for r in cliff.to_dict("records") if math.isfinite(_finite(r.get("cliff_prenorm")))]
+    return f"pre-norm at 50 % match probability (w: 10-90 % width): {'; '.join(parts) or '-'}"
+
+
+def distance_lines(cliff: pd.DataFrame) -> list[str]:
+    """How far each backend holds, one line each from cliff.csv alone: its verdict against
+    fp32, reliable and cliff distance and cliff cost, each with its interval."""
+    if "verdict" not in cliff:
+        return []
+    labels = backend_labels(cliff.backend)
+    lines = ["how far each backend holds (cliff.csv; verdict against fp32, 95 % intervals over people):"]
+    for r in cliff.to_dict("records"):
+        close, far = _finite(r.get("close_distance_m")), _finite(r.get("far_distance_m"))
+        flag = r.get("degenerate")
+        if isinstance(flag, str) and flag.strip():
+            lines.append(f"  {labels[str(r['backend'])]}: degenerate")
+            continue
+        verdict = r.get("verdict") if isinstance(r.get("verdict"), str) and r.get("verdict") else "reference"
+        if verdict == "worse" and math.isfinite(_finite(r.get("worse_from_m"))):
+            verdict += f" from {_finite(r['worse_from_m']):g} m"
+        text = (f"  {labels[str(r['backend'])]}: {verdict}; reliable to {metres(r['reliable_distance_m'], far)} "
+                f"{interval(r.get('reliable_distance_low_m'), r.get('reliable_distance_high_m'), close, far)}, "
+                f"cliff at {metres(r['cliff_distance_m'], far)} "
+                f"{interval(r.get('cliff_distance_low_m'), r.get('cliff_distance_high_m'), close, far)}")
+        if r["backend"] != "fp32":
+            text += (f", cliff cost {difference(r.get('distance_cost_m'), r.get('distance_cost_low_m'), r.get('distance_cost_high_m'))} "
+                     f"{interval(r.get('distance_cost_low_m'), r.get('distance_cost_high_m'), signed=True)}")
+        lines.append(text.replace(" ,", ",").rstrip())
+    return lines
+
+
+#: The summary table's columns as shown (display_rows): the verdict sits under the backend's name.
+DISPLAY_HEADERS = ("backend\nvs fp32", "reliable to", "cliff at", "cliff cost", "TAR/FAR\nclose", "CPU vs\nfp32")
+
+
+def display_rows(rows: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """summary_rows as the CLI and the TUI show them, 80 columns wide: the verdict under the
+    backend's name, so the numbers keep their width."""
+    return [(f"{r[0]}\n{r[1]}" if r[1] else r[0], *r[2:]) for r in rows]
 
 
 def verdict_lines(cliff: pd.DataFrame, run: Mapping[str, Any]) -> list[str]:
@@ -183,6 +233,7 @@ def print_summary(result: SweepResult, out: Path | None = None) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     warnings = run_warnings(result.run)
@@ -190,39 +241,33 @@ def print_summary(result: SweepResult, out: Path | None = None) -> None:
     first = [w for w in warnings if w.startswith(BROKEN) or w.startswith(WEAK)]
     for warning in first:
         label = "BROKEN REFERENCE" if warning.startswith(BROKEN) else "WEAK REFERENCE"
-        console.print(f"{label}: {warning}", style="bold red", highlight=False)
-    console.print(title(result), style="bold", highlight=False)
+        console.print(f"{label}: {warning}", style="bold red", highlight=False, markup=False)
+    console.print(title(result), style="bold", highlight=False, markup=False)
     for line in verdict_lines(result.cliff, result.run):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)
     identifying = result.rates is not result.sweep
     rate, false = ("TPIR", "FPIR") if identifying else ("TAR", "FAR")
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for col in ("backend", "verdict", "reliable to", "cliff at", "cliff cost", f"{rate}/{false}\nclose",
-                "CPU vs\nfp32"):
-        if col == "backend":  # a long recipe name folds onto a second line rather than squeezing the numbers
-            table.add_column(col, overflow="fold")
+    for col in DISPLAY_HEADERS:
+        if col.startswith("backend"):  # a long recipe name folds rather than squeezing the numbers
+            table.add_column(col, overflow="fold", min_width=8)
         else:
-            table.add_column(col, justify="left" if col == "verdict" else "right", no_wrap=True)
-    for row in summary_rows(result.cliff, result.rates, result.cost):
-        table.add_row(*row)
+            table.add_column(col.replace("TAR/FAR", f"{rate}/{false}"), justify="right", no_wrap=True)
+    for row in display_rows(summary_rows(result.cliff, result.rates, result.cost)):
+        table.add_row(*(Text(cell) for cell in row))  # Text: an interval's brackets are not markup
     console.print(table)
     if result.identification is not None:
-        console.print(identification_line(result.identification, result.run), highlight=False)
-    prenorm = "; ".join(f"{label} {r.cliff_prenorm:.2f} (w {r.cliff_prenorm_width:.2f})" for label, r in zip(
-        backend_labels(result.cliff.backend).values(), result.cliff.itertuples(), strict=True)
-        if math.isfinite(r.cliff_prenorm))
-    console.print(f"cliff cost: fp32's cliff minus the backend's (> 0: it breaks closer); none: its interval holds 0. "
-                  f"pre-norm at 50 % match probability (w: 10-90 % width): {prenorm or '-'}. CPU vs fp32: batch-1 "
-                  "latency on this machine, a proxy (cost.csv)", style="dim")
+        console.print(identification_line(result.identification, result.run), highlight=False, markup=False)
+    console.print(f"{LEGEND} {prenorm_line(result.cliff)}", style="dim", highlight=False, markup=False)
     from facequant.models.preprocessing_check import summary_lines
 
     for line in summary_lines(result.run):  # preprocessing used and why, graph ends, alignment
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)
     for warning in warnings:
         if warning in first:
             continue
         style = "bold red" if " is degenerate: " in warning else "yellow"
-        console.print(f"warning: {warning}", style=style, highlight=False)
+        console.print(f"warning: {warning}", style=style, highlight=False, markup=False)
     skipped = result.run.get("skipped_images") or []
     if skipped:
         console.print(f"{len(skipped)} photo(s) skipped (reasons in run.json)")
@@ -230,4 +275,4 @@ def print_summary(result: SweepResult, out: Path | None = None) -> None:
     if excluded:
         console.print(f"{len(excluded)} file(s) left out of the dataset (reasons in run.json excluded_files)")
     if out is not None:
-        console.print(f"results in {out}")
+        console.print(f"results in {out}", markup=False, highlight=False)
