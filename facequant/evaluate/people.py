@@ -75,12 +75,14 @@ def person_counts(outcomes: pd.DataFrame, person_of: Mapping[str, str], backends
         if column not in outcomes:
             raise FacequantError(f"genuine outcomes are missing column {column}")
     names = list(backends) if backends is not None else [str(b) for b in pd.unique(outcomes["backend"])]
-    people = sorted({str(v) for v in person_of.values()})
+    probes = outcomes["probe"].astype(str)
+    unknown = ~probes.isin(list(person_of))
+    if unknown.any():
+        raise FacequantError(f"genuine outcomes: probe {probes[unknown].iloc[0]} has no person")
+    # The people with pairs (or mated probes): someone with none carries no information.
+    people = sorted({str(person_of[k]) for k in pd.unique(probes)})
     person_code = {p: i for i, p in enumerate(people)}
-    probe_codes = outcomes["probe"].astype(str).map(lambda k: person_code.get(str(person_of.get(k, "")), -1))
-    if (probe_codes < 0).any():
-        missing = outcomes.loc[probe_codes < 0, "probe"].iloc[0]
-        raise FacequantError(f"genuine outcomes: probe {missing} has no person")
+    probe_codes = probes.map(lambda k: person_code[str(person_of[k])])
     seen = {float(d) for d in outcomes["distance_m"]}
     grid = np.array(sorted(seen | {float(d) for d in distances or ()}), dtype=np.float64)
     d_code = np.searchsorted(grid, outcomes["distance_m"].to_numpy(np.float64))

@@ -174,7 +174,8 @@ def verdict_lines(cliff: pd.DataFrame, run: Mapping[str, Any]) -> list[str]:
         return []
     labels = backend_labels(cliff.backend)
     boot = record.get("bootstrap") or {}
-    head = (f"verdicts against {record.get('reference', 'fp32')} on the same pairs of {record.get('people')} people "
+    pairs = "mated probes" if "mated" in str(record.get("unit", "")) else "pairs"
+    head = (f"verdicts against {record.get('reference', 'fp32')} on the same {pairs} of {record.get('people')} people "
             f"(exact sign-flip test per distance, Holm over distances, {record.get('alpha', 0.05):g}); intervals: "
             f"95 %, {boot.get('resamples', '?')} bootstrap resamples of people")
     lines = [head]

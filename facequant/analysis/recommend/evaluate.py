@@ -208,7 +208,7 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
     if recommended is None:
         # Closest: smallest worst TAR shortfall, among healthy backends within FAR and budget
         # when there are any (a suggestion should be deployable), else among all healthy ones.
-        healthy = [b for b in backends if b not in degenerate]
+        healthy = [b for b in backends if b not in degenerate and checked[b].failures]  # not-resolvable ones fail nothing
         pool = [b for b in healthy if not checked[b].other_fails] or healthy
         if pool:
             pool_order, cost_basis = cost_order(pool, costs, latency_tolerance, latency)
@@ -288,10 +288,16 @@ def _no_winner(scenario: Scenario, closest: str | None, checked: Mapping[str, _C
                recipe: str | None) -> tuple[str, list[str]]:
     """The summary line and notes when no backend qualifies."""
     head = f"{scenario.name}: no backend meets {scenario.requirement().split('; camera')[0]}"
+    unresolved = [v.backend for v in verdicts if v.verdict == NOT_RESOLVED]
+    if unresolved:
+        head += (f"; not resolvable: {', '.join(unresolved)} meet{'s' if len(unresolved) == 1 else ''} the rest, "
+                 "but the data cannot tell whether their FAR is within the limit")
     if closest is not None:
         ch = checked[closest]
         reach = f"; meets TAR up to {_m(ch.holds_to)} m" if ch.holds_to is not None else ""
         summary = f"{head}; closest: {closest} ({'; '.join(ch.failures)}{reach})"
+    elif unresolved:
+        summary = head
     else:
         summary = f"{head}; every backend is degenerate"
     notes: list[str] = []

@@ -12,7 +12,7 @@ from facequant.analysis.recommend.verdicts import (
     REJECTED,
     Recommendation,
 )
-from facequant.analysis.recommend.wording import _m
+from facequant.analysis.recommend.wording import _m, protocol_words
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -33,7 +33,8 @@ def render(rec: Recommendation) -> list[RenderableType]:
     out: list[RenderableType] = []
     for sv in rec.verdicts.values():
         s = sv.scenario
-        table = Table(title=f"{s.name}: {s.requirement()}", title_justify="left", expand=False)
+        title = protocol_words(s.requirement(), sv.words[0] == "TPIR")
+        table = Table(title=f"{s.name}: {title}", title_justify="left", expand=False)
         table.add_column("backend", no_wrap=True)
         table.add_column("verdict", no_wrap=True)
         table.add_column(f"worst {sv.words[0]}", justify="right", no_wrap=True)
