@@ -180,12 +180,13 @@ def judge(cliff: pd.DataFrame, rates: pd.DataFrame, counts: people.PersonCounts,
           identification: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
     """cliff.csv with its verdict and interval columns filled in, and run.json's `verdicts`."""
     rate, false = ("TPIR", "FPIR") if identification else ("TAR", "FAR")
-    boot = bootstrap_distances(counts, s, reference)
     table = cliff.copy()
     for column in VERDICT_COLUMNS:
         table[column] = "" if column == "verdict" else np.nan
     table["verdict"] = table["verdict"].astype(object)
     entries: dict[str, Any] = {}
+    # No genuine pair anywhere (one photo per person): nothing to resample, nothing to judge.
+    boot = bootstrap_distances(counts, s, reference) if counts.total.sum() > 0 else {}
     for i, row in table.iterrows():
         name = str(row.backend)
         if name not in boot:

@@ -116,7 +116,11 @@ _REQUIRED = {SWEEP_CSV: ("backend", "distance_m", "face_px", "tar", "far"), CLIF
 _NUMERIC = ("distance_m", "face_px", "n_probes", "n_genuine", "n_impostor", "threshold", "tar", "tar_ci_low",
             "tar_ci_high", "far", "far_ci_low", "far_ci_high", "tar_close", "reliable_distance_m", "reliable_tar",
             "cliff_distance_m", "cliff_face_px", "cliff_prenorm", "cliff_prenorm_width", "distance_cost_m",
-            "file_bytes", "cpu_latency_p50_ms", "cpu_latency_p95_ms", "device_latency_ms", "latency_vs_fp32")
+            "file_bytes", "cpu_latency_p50_ms", "cpu_latency_p95_ms", "device_latency_ms", "latency_vs_fp32",
+            "worse_from_m", "reliable_distance_low_m", "reliable_distance_high_m", "cliff_distance_low_m",
+            "cliff_distance_high_m", "distance_cost_low_m", "distance_cost_high_m", "cpu_latency_low_ms",
+            "cpu_latency_high_ms", "cpu_vs_fp32", "cpu_vs_fp32_low", "cpu_vs_fp32_high", "latency_vs_fp32_low",
+            "latency_vs_fp32_high")
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -168,9 +172,9 @@ def load_results(out: Path) -> dict[str, object]:
         if not (out / name).is_file():
             raise FacequantError(f"{out}: not a facequant results directory (missing {name})")
     cliff = read_table(out / CLIFF_CSV)
-    if "degenerate" in cliff:
-        # CSV turns "" (healthy) into NaN; read it back as text
-        cliff["degenerate"] = [v if isinstance(v, str) else "" for v in cliff["degenerate"]]
+    for column in ("degenerate", "verdict"):
+        if column in cliff:  # CSV turns "" (healthy; fp32's verdict) into NaN; read it back as text
+            cliff[column] = [v if isinstance(v, str) else "" for v in cliff[column]]
     sweep, run = read_table(out / SWEEP_CSV), read_run_json(out / RUN_JSON)
     ident = read_table(out / IDENTIFICATION_CSV) if (out / IDENTIFICATION_CSV).is_file() else None
     # What the run's protocol reads (cliff, recommendation, TUI colours): TAR, or TPIR.
