@@ -131,3 +131,15 @@ def test_budget_exceeded_only_within_the_spread_is_no_rejection():
     cost.loc[cost.backend == "slow", ["latency_vs_fp32_low"]] = 1.55
     v = rc.evaluate_scenario(results, scenario(budget=1.5))
     assert {b.backend: b for b in v.backends}["slow"].reason == "over budget: 1.60x fp32 (cpu) > 1.5x"
+
+
+def test_recommend_latency_off_in_a_config_file_is_the_choice_not_false(tmp_path):
+    from facequant.config import WHAT, Option, read_config
+
+    option = Option("latency", "which latency", WHAT, choices=("cpu", "device", "off"))
+    path = tmp_path / "recommend.yaml"
+    path.write_text("latency: off\n")  # YAML 1.1 reads an unquoted off as false
+    assert read_config(path, [option]) == {"latency": "off"}
+    path.write_text("latency: yes\n")
+    with pytest.raises(FacequantError, match="latency: expected a value for --latency, got True"):
+        read_config(path, [option])
