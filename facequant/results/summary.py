@@ -64,9 +64,12 @@ def interval(low: object, high: object, close: float = math.nan, far: float = ma
 
 
 def difference(point: object, low: object, high: object) -> str:
-    """A signed distance difference, or "none" when its interval holds zero (or is unknown)."""
+    """A signed distance difference, or "none" when its interval holds zero ("-" when there is
+    neither a number nor an interval; a results directory from before intervals: the number)."""
     p, lo, hi = _finite(point), _finite(low), _finite(high)
-    if math.isnan(p) or math.isnan(lo) or math.isnan(hi) or lo <= 0.0 <= hi:
+    if math.isnan(lo) or math.isnan(hi):
+        return "-" if math.isnan(p) else (f"{p:+.2f} m" if math.isfinite(p) else "-")
+    if math.isnan(p) or lo <= 0.0 <= hi:
         return "none"
     return f"{p:+.2f} m" if math.isfinite(p) else ("+open" if p > 0 else "-open")
 
