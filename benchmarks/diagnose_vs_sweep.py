@@ -19,9 +19,9 @@ import numpy as np
 from facequant import settings
 from facequant.analysis.diagnose.run import DiagnoseConfig, diagnose_backends, run_diagnose
 from facequant.backends.registry import BackendFactory
-from facequant.evaluate.config import SweepConfig
-from facequant.evaluate.engine import run_sweep
-from facequant.evaluate.probes import prepare_probes
+from facequant.sweep.config import SweepConfig
+from facequant.sweep.engine import run_sweep
+from facequant.sweep.probes import prepare_probes
 
 
 def timed(fn) -> tuple[float, float, object]:  # noqa: ANN001 - any callable

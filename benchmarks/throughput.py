@@ -13,10 +13,10 @@ import numpy as np
 import onnxruntime as ort
 
 from facequant import settings
-from facequant.evaluate.config import SweepConfig
-from facequant.evaluate.engine import run_sweep
 from facequant.models.normalize import normalize_model
 from facequant.models.spec import inspect_model
+from facequant.sweep.config import SweepConfig
+from facequant.sweep.engine import run_sweep
 
 
 def bare_ort(model: str, batch: int, n: int) -> float:

@@ -13,6 +13,7 @@ replacement engine or a test's stand-in is used by every caller alike.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +31,13 @@ if TYPE_CHECKING:
     from facequant.analysis.recommend.verdicts import Recommendation
     from facequant.analysis.search import SearchResult, SearchSettings
     from facequant.analysis.studies import StudyConfig, StudyResult
-    from facequant.evaluate.config import SweepConfig
-    from facequant.evaluate.engine import SweepResult
+    from facequant.backends.quantize.export import PrecisionExportConfig
     from facequant.models.spec import ModelSpec
     from facequant.results.multi_model import MultiModelResult
-    from facequant.results.precision_export import PrecisionExportConfig
-    from facequant.results.probe_export import ExportSummary
     from facequant.simulate.camera import CameraProfile
+    from facequant.sweep.config import SweepConfig
+    from facequant.sweep.engine import SweepResult
+    from facequant.sweep.probe_export import ExportSummary
 
 #: progress(stage, done, total)
 Progress = Callable[[str, int, int], None]
@@ -82,7 +83,7 @@ def config_inputs(config: object) -> list[tuple[str, str]]:
 
 def _record(command: str, config: object) -> dict[str, Any]:
     """The run.json head every results directory shares: command, config, versions."""
-    from facequant.evaluate.engine import versions
+    from facequant.versions import versions
 
     to_dict = getattr(config, "to_dict", None)
     return {"command": command, "config": to_dict() if callable(to_dict) else config, "versions": versions()}
@@ -92,15 +93,18 @@ def _record(command: str, config: object) -> dict[str, Any]:
 
 
 def sweep(config: SweepConfig, output: Output, progress: Progress | None = None,
-          on_distance: Callable[[float, pd.DataFrame], None] | None = None) -> SweepResult:
+          on_distance: Callable[[float, pd.DataFrame], None] | None = None,
+          cancel: threading.Event | None = None) -> SweepResult:
     """The distance sweep: sweep.csv, identification.csv, cliff.csv, cost.csv, results.csv,
     probes.csv, genuine.parquet (comparisons.parquet with save_comparisons), run.json and plots.
-    on_distance(distance, rows so far) per distance."""
-    from facequant.evaluate import engine
+    on_distance(distance, rows so far) per distance. Setting `cancel` stops it: before the first
+    distance finishes, facequant.errors.Cancelled and nothing written; after, the distances done
+    are written as a partial run (run.json "partial": true) by the same writer."""
     from facequant.results import directory
+    from facequant.sweep import engine
 
     output.checked(config)
-    result = engine.run_sweep(config, progress=progress, on_distance=on_distance)
+    result = engine.run_sweep(config, progress=progress, on_distance=on_distance, cancel=cancel)
     directory.write_results(result, output.dir, force=output.force)
     return result
 
@@ -112,9 +116,9 @@ def sweep_models(configs: Sequence[SweepConfig], output: Output, progress: Progr
     Progress stages carry the model: "distances [faceres]"."""
     from facequant.analysis.recommend.directory import recommend_dir
     from facequant.analysis.recommend.verdicts import NotCoveredError
-    from facequant.evaluate import engine
     from facequant.models.sources import resolve_model
     from facequant.results import multi_model
+    from facequant.sweep import engine
 
     multi_model.check_same_probes(configs)
     for config in configs:
@@ -196,8 +200,8 @@ def validate_simulation(config: ValidateConfig, output: Output, progress: Progre
 
 def export_probes(config: SweepConfig, output: Output, progress: Progress | None = None) -> ExportSummary:
     """The sweep's exact model inputs for a device: NPY tensors, PNGs, manifest, run.json."""
-    from facequant.evaluate import probes as probe_set
-    from facequant.results import probe_export
+    from facequant.sweep import probe_export
+    from facequant.sweep import probes as probe_set
 
     output.checked(config)
     probes = probe_set.prepare_probes(config, progress)
@@ -207,9 +211,9 @@ def export_probes(config: SweepConfig, output: Output, progress: Progress | None
 def export_precision(config: PrecisionExportConfig, output: Output, progress: Progress | None = None) -> dict[str, Any]:
     """A static recipe as ORT quantize_static options, per-layer precision JSON and Hailo
     model-script lines, with run.json. Returns the paths written and the warnings."""
+    from facequant.backends.quantize import export as precision_export
     from facequant.backends.registry import require_calibrated
-    from facequant.evaluate import probes as probe_set
-    from facequant.results import precision_export
+    from facequant.sweep import probes as probe_set
 
     require_calibrated(config.recipe, "recipe", "no per-layer precision to export")  # before any work
     name_map = precision_export.load_name_map(Path(config.name_map)) if config.name_map else None

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from facequant import options, ranges, settings
+from facequant import options, ranges, settings, yamlfiles
 from facequant.errors import FacequantError
 
 if TYPE_CHECKING:  # the engine imports onnxruntime; the option table must stay cheap to import
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
 
 # Option groups, in --help order.
 WHAT, SIMULATION, PROTOCOL, QUANTIZATION, COST, RUN, SCALE = (
@@ -94,7 +94,7 @@ def _camera_help() -> str:
 
 
 def _preprocessing_help() -> str:
-    from facequant.models.preprocessing_check import preprocessing_choices
+    from facequant.models.preprocessing import preprocessing_choices
 
     return ("auto (default): score candidate preprocessings on close-range pairs and use the best (the graph's own "
             f"spec unless one clearly beats it); or one of {', '.join(preprocessing_choices()[1:])} "
@@ -218,6 +218,9 @@ SWEEP_OPTIONS: tuple[Option, ...] = (
            field="executor"),
     Option("ray-address", "Ray cluster to join, e.g. 10.0.0.5:6379 or 'auto' (default: start a local Ray "
            "instance)", SCALE, type=options.text, field="ray_address"),
+    Option("ray-timeout", "seconds to wait for the Ray cluster to answer before giving up, in (0, 3600] (default 30; "
+           "FACEQUANT_RAY_LOGS=1 shows Ray's own log lines)", SCALE, default=30.0, type=options.ray_timeout,
+           field="ray_timeout_s", to_field=float),
     Option("no-embedding-cache", "compute every embedding afresh (default: reuse the ones cached for the same "
            "model, recipe and probe crop)", SCALE, flag=True, field="embedding_cache", to_field=lambda v: not v),
     Option("chunk-size", "photos whose crops are held in memory at once (default 256)", SCALE, default=256,
@@ -255,12 +258,11 @@ def read_config(path: Path, opts: Iterable[Option]) -> dict[str, object]:
     line; a one-line FacequantError naming the file and the key otherwise."""
     by_dest = {o.dest: o for o in opts}
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise FacequantError(f"{path}: cannot read config: not valid YAML{where} ({problem})") from exc
+        raw = yamlfiles.safe_load(Path(path).read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:  # the file:line, then why (a duplicate key, an alias, bad syntax)
+        line = yamlfiles.error_line(exc)
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        raise FacequantError(f"{where}: cannot read config: not valid YAML ({yamlfiles.error_reason(exc)})") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise FacequantError(f"{path}: cannot read config ({getattr(exc, 'strerror', None) or exc})") from exc
     if raw is None:
@@ -283,12 +285,12 @@ def _config_value(path: Path, key: str, option: Option, value: object) -> object
 
     if option.flag:  # a flag such as --quiet: 'no' in quotes is a string, and true
         if not isinstance(value, bool):
-            raise bad(f"must be true or false (an unquoted YAML boolean), got {value!r}")
+            raise bad(f"must be true or false (an unquoted YAML boolean), got {yamlfiles.excerpt(value)}")
         return value
     if isinstance(value, bool) and option.choices is not None and ("on" if value else "off") in option.choices:
         value = "on" if value else "off"  # YAML 1.1 reads an unquoted off as false: `latency: off` means the choice
     if value is None or value == "" or isinstance(value, bool):
-        raise bad(f"expected a value for --{key.replace('_', '-')}, got {value!r}")
+        raise bad(f"expected a value for --{key.replace('_', '-')}, got {yamlfiles.excerpt(value)}")
     if option.repeat:  # --model-override: a mapping, or KEY=VALUE items
         try:
             if isinstance(value, dict):
@@ -300,7 +302,7 @@ def _config_value(path: Path, key: str, option: Option, value: object) -> object
     if text is None:
         raise bad(f"expected text or a number, got a {type(value).__name__}")
     if option.choices is not None and text not in option.choices:
-        raise bad(f"must be one of {', '.join(map(str, option.choices))}, got {value!r}")
+        raise bad(f"must be one of {', '.join(map(str, option.choices))}, got {yamlfiles.excerpt(value)}")
     if option.type is None:
         return text
     try:
@@ -335,16 +337,16 @@ def defaults(opts: Iterable[Option]) -> dict[str, object]:
     return out
 
 
-def merge_config(values: Mapping[str, object], opts: Sequence[Option]) -> dict[str, object]:
-    """values (a command line's, by dest) with its --config file filled in: the command line
-    wins wherever it differs from the option's default."""
+def merge_config(values: Mapping[str, object], opts: Sequence[Option], given: Collection[str]) -> dict[str, object]:
+    """values (a command line's, by dest) with its --config file filled in: defaults < the file
+    < the command line, which wins for every dest in `given` (the options it gave), whether or
+    not the value it gave equals the default."""
     merged = dict(values)
     path = merged.get("config")
     if not path:
         return merged
-    base = defaults(opts)
     for dest, value in read_config(Path(str(path)), opts).items():
-        if merged.get(dest, base.get(dest)) == base.get(dest):
+        if dest not in given:
             merged[dest] = value
     return merged
 
@@ -355,7 +357,7 @@ def merge_config(values: Mapping[str, object], opts: Sequence[Option]) -> dict[s
 def sweep_config(values: Mapping[str, object]) -> SweepConfig:
     """A SweepConfig from option values by dest (a parsed command line, a config file, the
     TUI's form): every row with a `field`, missing values at the row's default."""
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
 
     given = {**defaults(SWEEP_OPTIONS), **{k: v for k, v in values.items() if v is not None}}
     fields: dict[str, object] = {}

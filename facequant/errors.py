@@ -23,3 +23,14 @@ class BadModelError(FacequantError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class Cancelled(Exception):
+    """A run stopped at the caller's request (a cancel event) before it had anything to keep.
+    Not an input problem: a caller that cancels expects it."""
+
+
+def check_cancel(cancel: object | None, stage: str) -> None:
+    """Raise Cancelled when `cancel` (a threading.Event, or None) is set; `stage` says where."""
+    if cancel is not None and cancel.is_set():  # type: ignore[attr-defined]
+        raise Cancelled(stage)

@@ -24,6 +24,7 @@ from facequant.ranges import (
     IOD_RANGE,
     JPEG_RANGE,
     NOISE_RANGE,
+    RAY_TIMEOUT_RANGE,
     SEED_RANGE,
     Range,
     problem,
@@ -77,6 +78,7 @@ blur_sigma = number(BLUR_RANGE)
 noise_sigma = number(NOISE_RANGE)
 jpeg_quality = number(JPEG_RANGE, integer=True)
 crop_margin = number(CROP_MARGIN_RANGE)  # --crop-margin
+ray_timeout = number(RAY_TIMEOUT_RANGE)  # --ray-timeout, seconds
 
 
 def float_list(rng: Range, what: str = "values", integer: bool = False) -> Callable[[str], tuple[float, ...]]:
@@ -161,11 +163,13 @@ def model_override(text: str) -> tuple[str, object]:
     """--model-override KEY=VALUE: the value read as YAML and checked for its key."""
     import yaml
 
+    from facequant import yamlfiles
+
     key, sep, raw = str(text).partition("=")
     if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {yamlfiles.excerpt(text)}")
     try:
-        value = yaml.safe_load(raw)
+        value = yamlfiles.safe_load(raw)
     except yaml.YAMLError:
         value = raw
     return model_override_item(key.strip(), value)
@@ -183,7 +187,7 @@ def model_override_item(key: str, value: object) -> tuple[str, object]:
 
 def preprocessing(value: str) -> str:
     """--preprocessing: auto, inferred, or a candidate name (facequant.models.preprocessing)."""
-    from facequant.models.preprocessing_check import preprocessing_choices
+    from facequant.models.preprocessing import preprocessing_choices
 
     text = str(value).strip()
     if text not in preprocessing_choices():

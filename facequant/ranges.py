@@ -87,3 +87,5 @@ FACE_PX_RANGE = Range(1.0, 10_000.0)  # aligned face sizes in camera pixels
 #: Extra border around the aligned face, as a fraction of the face (0: the ArcFace template's
 #: tight crop; 1: the face fills half the crop's side). Looser than that is not a face crop.
 CROP_MARGIN_RANGE = Range(0.0, 1.0)
+#: Seconds to wait for a Ray cluster to answer (--ray-timeout): a healthy one joins in a few.
+RAY_TIMEOUT_RANGE = Range(0.0, 3600.0, low_open=True)

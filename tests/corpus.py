@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +45,37 @@ def shared_asset(path: Path) -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+#: The corpus's own budget: no case may take more memory or time than this, so a regression
+#: (a model declaring a gigapixel input, a YAML bomb, a hang) fails its test, not the machine.
+MEMORY_LIMIT_BYTES = 2 << 30
+TIME_LIMIT_S = 60.0
+
+
+def run_limited(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+                timeout: float = TIME_LIMIT_S, memory: int = MEMORY_LIMIT_BYTES,
+                code: str = "import sys; from facequant.cli import main; sys.exit(main())",
+                ) -> subprocess.CompletedProcess[str]:
+    """`facequant argv` (or python `code` with argv) in a child process whose address space is
+    capped (RLIMIT_AS) and whose run is timed out. A time-out fails the calling test."""
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+    command = [sys.executable, "-c", code, *argv]
+    try:
+        return subprocess.run(command, preexec_fn=limits, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})}, cwd=cwd)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"facequant {' '.join(argv)} still running after {timeout:g} s (the corpus's time limit)")
+
+
+def refused_in_one_line(result: subprocess.CompletedProcess[str], *names: str) -> str:
+    """A child's refusal: exit 2, stderr exactly one `facequant: error:` line naming each of `names`."""
+    err = result.stderr.strip()
+    assert result.returncode == 2, (result.returncode, err[-2000:])
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err[-2000:]
+    assert err.startswith("facequant: error: "), err[-2000:]
+    for name in names:
+        assert name in err, (name, err)
+    return err

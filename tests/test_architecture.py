@@ -132,6 +132,29 @@ def test_modules_fit_the_line_budget():
     assert over == {}, f"modules over {LINE_BUDGET} lines (split them by concern): {over}"
 
 
+def private_imports(root: Path = ROOT) -> dict[str, list[str]]:
+    """Module -> the private names (a leading underscore) it imports from another project module."""
+    files = module_files(root)
+    found: dict[str, list[str]] = {}
+    for name, path in files.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                if private and node.module != name:
+                    found.setdefault(name, []).extend(f"{node.module}.{p}" for p in private)
+    return found
+
+
+def test_no_module_imports_another_modules_private_names():
+    assert private_imports() == {}
+
+
+def test_private_import_checker_finds_one(tmp_path: Path):
+    root = _tree(tmp_path, {"facequant/__init__.py": "", "facequant/a.py": "def _x():\n    pass\n",
+                            "facequant/b.py": "from facequant.a import _x\n", "tui/__init__.py": ""})
+    assert private_imports(root) == {"facequant.b": ["facequant.a._x"]}
+
+
 # --------------------------------------------------------------------------- the checker itself
 
 

@@ -157,7 +157,7 @@ def test_option_refused_out_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixt
     ("calibration_distances_m", (-1.0,)),
 ], ids=lambda v: str(v))
 def test_core_refuses_impossible_sweep_config(field: str, value: object):
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
 
     with pytest.raises(FacequantError, match=field):
         SweepConfig(model="m.onnx", data="d", **{field: value})  # type: ignore[arg-type]
@@ -194,7 +194,7 @@ def test_core_refuses_impossible_search_settings(kwargs: dict[str, object]):
 @pytest.mark.parametrize("kwargs", [{"max_probes": 0}, {"snr_threshold_db": float("nan")}], ids=lambda k: next(iter(k)))
 def test_core_refuses_impossible_diagnose_config(kwargs: dict[str, object]):
     from facequant.analysis.diagnose.run import DiagnoseConfig
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
 
     with pytest.raises(FacequantError, match=next(iter(kwargs))):
         DiagnoseConfig(SweepConfig(model="m.onnx", data="d"), **kwargs)  # type: ignore[arg-type]
@@ -337,6 +337,53 @@ def test_reader_refuses_broken_results(name: str, breaker: object, results_dir: 
     _refused(capsys, ["recommend", "--results", str(broken)], name, results=broken)
 
 
+def _set_value(path: Path, column: str, value: str) -> None:
+    """One cell of a results CSV (its first data row) set to `value`, the rest byte-identical."""
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+    rows[1][rows[0].index(column)] = value
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8")
+
+
+IMPOSSIBLE_VALUES = {  # id: (file, column, value): numbers no run can produce
+    "sweep-tar-inf": ("sweep.csv", "tar", "inf"), "sweep-tar-negative": ("sweep.csv", "tar", "-5"),
+    "sweep-far-above-one": ("sweep.csv", "far", "1.5"), "sweep-tar-ci-high-nan-ok-but-two": ("sweep.csv", "tar_ci_high", "2"),
+    "sweep-distance-nan": ("sweep.csv", "distance_m", "nan"), "sweep-distance-negative": ("sweep.csv", "distance_m", "-1"),
+    "sweep-distance-inf": ("sweep.csv", "distance_m", "inf"), "sweep-face-px-zero": ("sweep.csv", "face_px", "0"),
+    "sweep-n-genuine-negative": ("sweep.csv", "n_genuine", "-3"), "sweep-n-impostor-fraction": ("sweep.csv", "n_impostor", "2.5"),
+    "sweep-threshold-above-one": ("sweep.csv", "threshold", "7"), "sweep-prenorm-negative": ("sweep.csv", "prenorm_mean", "-1"),
+    # a reliable distance may be +inf (reliable beyond the sweep, issue 15), never below zero
+    "cliff-tar-close-two": ("cliff.csv", "tar_close", "2"),
+    "cliff-reliable-distance-minus-inf": ("cliff.csv", "reliable_distance_m", "-inf"),
+    "cliff-cliff-distance-minus-inf": ("cliff.csv", "cliff_distance_m", "-inf"),
+    "cliff-interval-end-zero": ("cliff.csv", "reliable_distance_low_m", "0"),  # an end is > 0, or +-inf
+    "cliff-worse-from-inf": ("cliff.csv", "worse_from_m", "inf"),
+    "cost-spread-negative": ("cost.csv", "cpu_latency_low_ms", "-1"),
+    "identification-tpir-inf": ("identification.csv", "tpir", "inf"), "identification-fpir-negative": ("identification.csv", "fpir", "-0.5"),
+    "identification-distance-zero": ("identification.csv", "distance_m", "0"),
+    "cost-file-bytes-negative": ("cost.csv", "file_bytes", "-10"),
+}
+
+
+@pytest.mark.parametrize("name,column,value", IMPOSSIBLE_VALUES.values(), ids=IMPOSSIBLE_VALUES.keys())
+def test_reader_refuses_impossible_values(name: str, column: str, value: str, results_dir: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]):
+    """What a run cannot produce (a rate outside [0, 1], a distance that is not a positive
+    number, a negative count) is refused where the directory is read: recommend, the TUI."""
+    from tui import state
+
+    broken = tmp_path / "results"
+    shutil.copytree(results_dir, broken)
+    _set_value(broken / name, column, value)
+    _refused(capsys, ["recommend", "--results", str(broken)], f"{name}:2", column, results=broken)
+    with pytest.raises(FacequantError, match=f"{name}:2: column {column}"):
+        state.load_run(broken)
+
+
 def test_reader_accepts_a_bom_in_results(results_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     copy = tmp_path / "results"
     shutil.copytree(results_dir, copy)
@@ -405,7 +452,7 @@ def test_reader_refuses_bad_name_map(text: str | None, detail: str, tmp_path: Pa
 
 
 def test_reader_name_map_with_a_bom_reads(tmp_path: Path):
-    from facequant.results.precision_export import load_name_map
+    from facequant.backends.quantize.export import load_name_map
 
     names = tmp_path / "names.csv"
     names.write_bytes("\ufeffonnx,hailo\nConv_91,conv91\n".encode())  # Excel's "CSV UTF-8"

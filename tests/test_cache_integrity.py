@@ -335,6 +335,73 @@ def test_hash_memo__rewrite_of_an_old_file_with_its_mtime_put_back(tmp_path: Pat
     assert file_sha256(f) == hashlib.sha256(b"B" * 1000).hexdigest() != first
 
 
+# --------------------------------------------------------------------------- class: corrupt embedding-cache rows
+
+
+def _embedding_rows(tmp_path: Path, n: int = 3, dim: int = 4) -> tuple[Path, list[bytes]]:
+    from facequant.sweep.embedding_cache import EmbeddingCache
+
+    path = tmp_path / "embeddings.sqlite"
+    cache = EmbeddingCache(path)
+    keys = [EmbeddingCache.key("backend", f"crop{i}") for i in range(n)]
+    cache.put((k, np.full(dim, i + 1, np.float32)) for i, k in enumerate(keys))
+    cache.close()
+    return path, keys
+
+
+def _sql(path: Path, *statements: tuple[str, tuple[object, ...]]) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    for statement, params in statements:
+        db.execute(statement, params)
+    db.commit()
+    db.close()
+
+
+def _rotate_rows(path: Path, keys: list[bytes]) -> None:
+    """Each row's (dim, vector, checksum) moved to the next key: every row still self-consistent."""
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    rows = {bytes(k): (d, v, c) for k, d, v, c in db.execute("SELECT key, dim, vector, checksum FROM embeddings")}
+    db.close()
+    _sql(path, *[("UPDATE embeddings SET dim = ?, vector = ?, checksum = ? WHERE key = ?",
+                  (*rows[keys[(i + 1) % len(keys)]], key)) for i, key in enumerate(keys)])
+
+
+def _foreign_size_row(path: Path, keys: list[bytes]) -> None:
+    """A row of another model's size (2-d) put under the key through the cache's own writer."""
+    from facequant.sweep.embedding_cache import EmbeddingCache
+
+    cache = EmbeddingCache(path)
+    cache.put([(keys[0], np.ones(2, np.float32))])
+    cache.close()
+
+
+EMBEDDING_CORRUPTIONS = {
+    "rows rotated between keys": (_rotate_rows, 3),
+    "a row of another size under the key": (_foreign_size_row, 1),
+    "dimension field changed": (lambda path, keys: _sql(path, ("UPDATE embeddings SET dim = 2, vector = substr(vector, 1, 8)"
+                                                               " WHERE key = ?", (keys[1],))), 1),
+}
+
+
+@pytest.mark.parametrize("corruption", list(EMBEDDING_CORRUPTIONS))
+def test_corrupt_embedding_rows__not_trusted_and_named_a_corrupt_cache(corruption: str, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]):
+    from facequant.sweep.embedding_cache import EmbeddingCache
+
+    corrupt, n_bad = EMBEDDING_CORRUPTIONS[corruption]
+    path, keys = _embedding_rows(tmp_path)
+    corrupt(path, keys)
+    capsys.readouterr()
+    found = EmbeddingCache(path).get(keys, dim=4)
+    assert len(found) == len(keys) - n_bad  # the bad rows are absent (recomputed), never used
+    assert all(vector.shape == (4,) and vector[0] == keys.index(key) + 1 for key, vector in found.items())
+    one_warning(capsys, str(path), "corrupt embedding cache")
+
+
 # --------------------------------------------------------------------------- class: end to end
 
 
@@ -362,3 +429,32 @@ def test_end_to_end__corrupt_caches_give_the_clean_run_s_numbers(tmp_path: Path,
     assert named == {p for p in entries if not p.name.endswith(".pow2.json")}
     for name in ("sweep.csv", "probes.csv", "cliff.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "clean" / name), pd.read_csv(tmp_path / "again" / name))
+
+
+@pytest.mark.slow
+def test_end_to_end__embedding_rows_rotated_give_the_clean_run_s_numbers(tmp_path: Path, model_path: Path,
+                                                                         celebs13: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                         capsys: pytest.CaptureFixture[str]):
+    """The reported case: (vector, checksum) pairs rotated between rows changed every table
+    without a word. Now each rotated row fails its keyed checksum: recomputed, one warning."""
+    import sqlite3
+
+    data = tmp_path / "data"
+    for person in ("person01", "person02", "person03"):
+        shutil.copytree(celebs13 / person, data / person, ignore=lambda _d, names: sorted(names)[3:])
+    monkeypatch.setenv(settings.CACHE_ENV, str(tmp_path / "cache"))
+    args = ["sweep", "--model", str(model_path), "--data", str(data), "--backends", "fp32", "--distances", "0.5,4",
+            "--no-latency", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "clean")]) == 0
+    path = tmp_path / "cache" / "embeddings.sqlite"
+    db = sqlite3.connect(path)
+    keys = [bytes(k) for (k,) in db.execute("SELECT key FROM embeddings ORDER BY key")]
+    db.close()
+    assert len(keys) > 2
+    _rotate_rows(path, keys)
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "again")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "corrupt embedding cache" in line]
+    assert len(warnings) == 1 and str(path) in warnings[0]
+    for name in ("sweep.csv", "probes.csv", "cliff.csv"):
+        assert (tmp_path / "clean" / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name

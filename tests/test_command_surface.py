@@ -128,7 +128,7 @@ def test_tui_takes_the_sweep_options__help_and_parse(capsys: pytest.CaptureFixtu
 
 def test_study_sizes__above_the_photos_run_once_and_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     from facequant.analysis import studies
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
 
     for i in range(5):
         (tmp_path / "data" / f"p{i % 2}").mkdir(parents=True, exist_ok=True)
@@ -153,8 +153,8 @@ def test_study_sizes__above_the_photos_run_once_and_say_so(tmp_path: Path, capsy
 
 @pytest.mark.slow
 def test_building_backends__counts_every_backend(model_path: Path, celebs13: Path):
-    from facequant.evaluate.config import SweepConfig
-    from facequant.evaluate.engine import run_sweep
+    from facequant.sweep.config import SweepConfig
+    from facequant.sweep.engine import run_sweep
 
     seen: list[tuple[str, int, int]] = []
     config = SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", "int8-pt", "int8-pc"),
@@ -192,7 +192,7 @@ def test_external_backend__shown_by_its_name_in_the_summary():
 
 
 def test_export_precision__no_name_map_warns_once_without_blaming_a_map():
-    from facequant.results.precision_export import hailo_script
+    from facequant.backends.quantize.export import hailo_script
 
     precisions = {"Conv_91": "a16_w16", "Conv_93": "a16_w16", "Conv_2": "int8"}
     lines, warnings = hailo_script(precisions, None)
@@ -238,7 +238,7 @@ def test_export_precision__uncalibrated_recipe_refused_before_any_work(recipe: s
                                                                        capsys: pytest.CaptureFixture[str]):
     from corpus import one_line_error
 
-    monkeypatch.setattr("facequant.evaluate.probes.prepare_probes", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr("facequant.sweep.probes.prepare_probes", lambda *a, **k: pytest.fail("work started"))
     assert main(["export-precision", recipe, "--out", str(tmp_path / "out")]) == 2
     one_line_error(capsys, f"recipe {recipe}: not calibrated", "give a static recipe")
     assert not (tmp_path / "out").exists()

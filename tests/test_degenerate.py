@@ -26,9 +26,9 @@ from facequant.datasets.folders import comparisons
 from facequant.errors import FacequantError
 from facequant.evaluate import metrics
 from facequant.evaluate.cliff import CLIFF_COLUMNS, cliff_table
-from facequant.evaluate.config import SweepConfig
 from facequant.evaluate.degenerate import DegenerateSettings, degenerate_reason
-from facequant.evaluate.probes import ProbeSet, prepare_probes
+from facequant.sweep.config import SweepConfig
+from facequant.sweep.probes import ProbeSet, prepare_probes
 
 # ---------------------------------------------------------------- synthetic tables
 

@@ -18,7 +18,7 @@ from facequant.analysis.diagnose import run as drun
 from facequant.analysis.diagnose import taps as dtaps
 from facequant.cli import main
 from facequant.errors import FacequantError
-from facequant.evaluate.config import SweepConfig
+from facequant.sweep.config import SweepConfig
 
 DISTANCES = (1.0, 4.0, 8.0)
 BACKENDS = ("int8-pt", "int8-pc", "a16w8")
@@ -35,9 +35,9 @@ def test_snr_matches_onnxruntimes_definition():
     assert ours == pytest.approx(compute_signal_to_quantization_noice_ratio(f, q), abs=1e-3)
     # accumulated batch by batch it is the same number: the sums are what we keep, not the tensors
     halves = [(f[:5000], q[:5000]), (f[5000:], q[5000:])]
-    sumsq = sum(dmeasure._float_stats(a)[0] for a, _ in halves)
+    sumsq = sum(dmeasure.float_stats(a)[0] for a, _ in halves)
     tap = dtaps.Tap("l", "n", "Conv", "t", "t")
-    sse = sum(dmeasure._quant_stats(a, b.copy(), None, tap, dmeasure._Acc(), False) for a, b in halves)
+    sse = sum(dmeasure.quant_stats(a, b.copy(), None, tap, dmeasure.TensorSums(), False) for a, b in halves)
     assert dmeasure.snr_db(sumsq, sse) == pytest.approx(ours, abs=1e-3)
     assert dmeasure.snr_db(1.0, 0.0) == math.inf  # identical tensors
 
@@ -45,19 +45,19 @@ def test_snr_matches_onnxruntimes_definition():
 def test_psnr_takes_its_peak_from_the_float_tensor():
     f = np.array([0.0, 2.0, -4.0, 1.0], np.float32)
     q = f + np.array([0.1, -0.1, 0.1, -0.1], np.float32)
-    sumsq, peak, n = dmeasure._float_stats(f)
+    sumsq, peak, n = dmeasure.float_stats(f)
     assert peak == 4.0 and n == 4
-    sse = dmeasure._quant_stats(f, q.copy(), None, dtaps.Tap("l", "n", "Conv", "t", "t"), dmeasure._Acc(), False)
+    sse = dmeasure.quant_stats(f, q.copy(), None, dtaps.Tap("l", "n", "Conv", "t", "t"), dmeasure.TensorSums(), False)
     assert dmeasure.psnr_db(peak, sse, n) == pytest.approx(10 * math.log10(16 / 0.01), abs=1e-4)
 
 
 def test_codes_at_the_rails_are_counted():
     tap = dtaps.Tap("l", "n", "Conv", "t", "t_q", "t_codes", 8, False, 0.1, 10)
     f = np.zeros(6, np.float32)
-    acc = dmeasure._Acc()
-    dmeasure._quant_stats(f, f.copy(), np.array([0, 0, 5, 9, 255, 7], np.uint8), tap, acc, False)
+    acc = dmeasure.TensorSums()
+    dmeasure.quant_stats(f, f.copy(), np.array([0, 0, 5, 9, 255, 7], np.uint8), tap, acc, False)
     assert acc.rails == 3 and np.count_nonzero(acc.seen) == 5
-    dmeasure._quant_stats(f, f.copy(), np.array([1, 2, 3, 4, 5, 6], np.uint8), tap, acc, False)
+    dmeasure.quant_stats(f, f.copy(), np.array([1, 2, 3, 4, 5, 6], np.uint8), tap, acc, False)
     assert acc.rails == 3  # no code at a rail: nothing added
 
 
@@ -228,7 +228,7 @@ def test_diagnosed_graph_is_the_backend(result: drun.DiagnoseResult, model_path:
 def test_snr_agrees_with_onnxruntime_on_the_embedding(result: drun.DiagnoseResult, model_path: Path, celebs13: Path):
     # the embedding row, recomputed from the sweep's own backends and ORT's SNR function
     from facequant.backends.registry import BackendFactory
-    from facequant.evaluate.probes import prepare_probes
+    from facequant.sweep.probes import prepare_probes
 
     ps = prepare_probes(SweepConfig(model=str(model_path), data=str(celebs13), distances_m=DISTANCES))
     factory = BackendFactory(ps.normalized, ps.model_sha, ps.spec, ps.calibration_tensors)

@@ -13,8 +13,8 @@ import pytest
 
 from facequant.cli import main
 from facequant.evaluate import metrics
-from facequant.evaluate.embedding_cache import EmbeddingCache
 from facequant.settings import CACHE_ENV
+from facequant.sweep.embedding_cache import EmbeddingCache
 
 FAST = ["--no-latency", "--quiet"]
 
@@ -115,7 +115,7 @@ def test_comparison_files_of_killed_runs_are_cleared(tmp_path: Path, monkeypatch
     import subprocess
     import sys
 
-    from facequant.evaluate.comparison_rows import ComparisonRows
+    from facequant.sweep.comparison_rows import ComparisonRows
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

@@ -15,9 +15,9 @@ import pytest
 from facequant.backends.external import MANIFEST_COLUMNS, ExternalBackend
 from facequant.cli import main
 from facequant.errors import FacequantError
-from facequant.evaluate.probes import probe_id
 from facequant.models.normalize import normalize_model
 from facequant.models.spec import ModelSpec, inspect_model
+from facequant.sweep.probes import probe_id
 
 DISTANCES = "1,6"
 SETS = ("enrol", "probe_1m", "probe_6m")

@@ -68,7 +68,7 @@ def test_sweep_refuses_a_repeated_model_before_any_work(tmp_path: Path, capsys: 
 
 def test_a_missing_second_model_is_refused_before_the_first_one_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                                      monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr("facequant.sweep.engine.run_sweep", lambda *a, **k: pytest.fail("work started"))
     first = _shared_models()[0]
     code = main(["sweep", "--model", f"{first},{tmp_path / 'missing.onnx'}", "--out", str(tmp_path / "r"), "--quiet"])
     assert code == 2

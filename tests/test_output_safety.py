@@ -16,7 +16,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from corpus import one_line_error, snapshot
 
@@ -50,7 +49,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
     for info in pkgutil.walk_packages(facequant.__path__, "facequant."):
         importlib.import_module(info.name)
 
-    for module, name in [("facequant.evaluate.engine", "prepare_probes"), ("facequant.evaluate.engine", "run_sweep"),
+    for module, name in [("facequant.sweep.engine", "prepare_probes"), ("facequant.sweep.engine", "run_sweep"),
                          ("facequant.analysis.fidelity", "validate_simulation"), ("facequant.analysis.studies", "run_study"),
                          ("facequant.analysis.search", "search_precision"), ("facequant.analysis.diagnose.run", "run_diagnose")]:
         monkeypatch.setattr(importlib.import_module(module), name, started)
@@ -303,10 +302,10 @@ def test_output_path_checked_before_work__tui_run(tmp_path: Path, photos: Path, 
                                                   monkeypatch: pytest.MonkeyPatch):
     import threading
 
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
     from tui.state import run_cancellable
 
-    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr("facequant.sweep.engine.run_sweep", lambda *a, **k: pytest.fail("work started"))
     out, reason = _under_a_file(tmp_path)
     config = SweepConfig(model=str(model_path), data=str(photos), backends=("fp32",), distances_m=(1.0,))
     with pytest.raises(FacequantError, match=reason):
@@ -424,21 +423,28 @@ def test_staging__empty_existing_folder_needs_no_force(tmp_path: Path):
 # --------------------------------------------------------------------------- class: every writer leaves its marker
 
 
-def test_marker__tui_partial_run_and_export(tmp_path: Path, photos: Path, model_path: Path):
-    from facequant.evaluate import metrics
-    from facequant.evaluate.config import SweepConfig
+def test_marker__tui_partial_run_and_export(tmp_path: Path, photos: Path, model_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch):
+    import threading
+
+    from fake_sweep import fake_run_sweep
+
+    from facequant.sweep.config import SweepConfig
     from tui import state
 
-    columns = [*metrics.SWEEP_COLUMNS, *metrics.SWEEP_EXTRA_COLUMNS]
-    rows = pd.DataFrame([{**dict.fromkeys(columns, 0.5), "model": "m", "backend": "fp32", "distance_m": 1.0,
-                          "n_genuine": 2, "n_impostor": 2}])
-    data = state.RunData(sweep=rows, cliff=state.live_cliff(rows), path=tmp_path / "run")
+    cancel = threading.Event()
+
+    def cancel_after_first(data: state.RunData) -> None:
+        cancel.set()
+
+    monkeypatch.setattr("facequant.sweep.engine.run_sweep", fake_run_sweep([1.0, 2.0]))
     config = SweepConfig(model=str(model_path), data=str(photos), backends=("fp32",), distances_m=(1.0, 2.0))
-    state.write_partial(data, config, tmp_path / "run", "cancelled after 1 of 2 distances")
+    outcome = state.run_cancellable(config, tmp_path / "run", cancel, on_rows=cancel_after_first)
+    assert outcome.status == state.PARTIAL and outcome.data is not None
     marker = json.loads((tmp_path / "run" / MARKER).read_text())
-    assert marker["files"] == ["cliff.csv", "results.csv", "run.json", "sweep.csv"]
-    data.status = state.PARTIAL
-    state.export_csvs(data)  # `e` rewrites two listed files: the folder stays replaceable
+    written = sorted(p.name for p in (tmp_path / "run").iterdir() if p.name != MARKER)
+    assert marker["files"] == written and {"cliff.csv", "results.csv", "run.json", "sweep.csv"} <= set(written)
+    state.export_csvs(outcome.data)  # `e` rewrites two listed files: the folder stays replaceable
     assert output.marker_problem(tmp_path / "run") is None and hidden_entries(tmp_path) == []
 
 
@@ -461,3 +467,124 @@ def test_marker__sweep_lists_what_it_wrote_and_force_replaces_it(tiny_run: Path,
     assert main(sweep_args(model_path, photos, tiny_run, "--force")) == 0
     assert (tiny_run / "run.json").read_text() != stamp and not (tiny_run / "recommend.csv").exists()
     assert hidden_entries(tiny_run.parent) == []
+
+
+# --------------------------------------------------------------------------- class: planted staging folders
+# Anyone who can write beside --out (a shared runs/, /tmp) can plant a folder named like a
+# staging folder. The next run writing there must never move anything out of it except to the
+# sibling its own name gives, never through a link, and only when it is facequant's own.
+
+
+def _plant(runs: Path, name: str, target: object, old: Callable[[Path], None] | None = None,
+           owner: dict[str, object] | None = None) -> Path:
+    """runs/<name> (a staging-like folder) holding old/payload, with an owner record of a dead
+    process of this host naming `target`."""
+    planted = runs / name
+    planted.mkdir(parents=True)
+    if old is None:
+        (planted / OLD_DIR).mkdir()
+        (planted / OLD_DIR / "payload").write_text("planted")
+    else:
+        old(planted / OLD_DIR)
+    record = {"tool": "facequant", "pid": dead_pid(), "host": socket.gethostname(), "target": target}
+    (planted / OWNER_JSON).write_text(json.dumps(owner if owner is not None else record))
+    return planted
+
+
+@pytest.mark.parametrize("target", ["ABSOLUTE", "../anywhere", "sub/../../anywhere", "..", ".", ""],
+                         ids=["absolute", "parent", "dotted", "dotdot", "dot", "empty"])
+def test_staging_planted__owner_target_is_never_a_destination(target: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]):
+    runs = tmp_path / "runs"
+    anywhere = tmp_path / "anywhere"
+    target = str(anywhere) if target == "ABSOLUTE" else target
+    planted = _plant(runs, f".x{STAGING_TAG}zz", target)
+    before = snapshot(tmp_path)
+    written_by_facequant(runs / "b")
+    assert not anywhere.exists() and not (runs / "x").exists()
+    after = {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("runs/b")}
+    assert after == {k: v for k, v in before.items()}  # the planted folder is left alone, whole
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "warning" in err and str(planted) in err, err
+
+
+def _old_is_a_link(old: Path) -> None:
+    victim = old.parent.parent.parent / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("mine")
+    old.symlink_to(victim)
+
+
+def _old_not_facequants(old: Path) -> None:
+    old.mkdir()
+    (old / "payload").write_text("planted, no marker")
+
+
+def _staging_is_a_link(runs: Path) -> Path:
+    elsewhere = runs.parent / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / OLD_DIR).mkdir()
+    (elsewhere / OLD_DIR / MARKER).write_text(json.dumps({"tool": "facequant", "files": []}))
+    (elsewhere / OWNER_JSON).write_text(json.dumps({"tool": "facequant", "pid": dead_pid(),
+                                                    "host": socket.gethostname(), "target": "x"}))
+    (runs / f".x{STAGING_TAG}zz").symlink_to(elsewhere)
+    return runs / f".x{STAGING_TAG}zz"
+
+
+def _no_owner_record(runs: Path) -> Path:
+    planted = runs / f".x{STAGING_TAG}zz"
+    (planted / OLD_DIR).mkdir(parents=True)
+    (planted / OLD_DIR / "payload").write_text("planted")
+    os.utime(planted, (0, 0))  # not a run starting right now
+    return planted
+
+
+PLANTED = {
+    "old is a link": lambda runs: _plant(runs, f".x{STAGING_TAG}zz", "x", _old_is_a_link),
+    "old is not facequant's": lambda runs: _plant(runs, f".x{STAGING_TAG}zz", "x", _old_not_facequants),
+    "owner names another target": lambda runs: _plant(runs, f".x{STAGING_TAG}zz", "y"),
+    "owner of another tool": lambda runs: _plant(runs, f".x{STAGING_TAG}zz", "x",
+                                                 owner={"tool": "other", "pid": dead_pid(),
+                                                        "host": socket.gethostname(), "target": "x"}),
+    "staging folder is a link": _staging_is_a_link,
+    "no owner record": _no_owner_record,
+    "name gives no target": lambda runs: _plant(runs, f".{STAGING_TAG}zz", ""),
+}
+
+
+@pytest.mark.parametrize("case", list(PLANTED))
+def test_staging_planted__left_alone_and_named(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    planted = PLANTED[case](runs)
+    before = snapshot(tmp_path)
+    written_by_facequant(runs / "b")
+    after = {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("runs/b")}
+    assert after == before and not os.path.lexists(runs / "x") and not os.path.lexists(runs / "y")
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and str(planted) in err, err
+
+
+def test_staging_planted__several_named_in_one_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    runs = tmp_path / "runs"
+    planted = [_plant(runs, f".{name}{STAGING_TAG}zz", "../anywhere") for name in ("p", "q", "r")]
+    written_by_facequant(runs / "b")
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and all(str(p) in err for p in planted), err
+
+
+def test_staging_planted__own_stale_folder_is_restored_to_its_own_name(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]):
+    """The name, not the record, says where a stale folder goes back: facequant's own leftovers
+    still recover (an older record's target agreeing with the name)."""
+    runs = tmp_path / "runs"
+    target = written_by_facequant(runs / "a")
+    before = snapshot(target)
+    staging = runs / f".a{STAGING_TAG}killed"
+    staging.mkdir()
+    target.rename(staging / OLD_DIR)
+    (staging / OWNER_JSON).write_text(json.dumps({"tool": "facequant", "pid": dead_pid(),
+                                                  "host": socket.gethostname(), "target": "a"}))
+    written_by_facequant(runs / "b")
+    assert snapshot(target) == before and not staging.exists()
+    assert capsys.readouterr().err == ""

@@ -17,8 +17,8 @@ from facequant.backends.quantize.npu import _best_pow2_for_constant
 from facequant.backends.quantize.recipes import split_recipe_name
 from facequant.backends.registry import BackendFactory, parse_backends
 from facequant.errors import FacequantError
-from facequant.evaluate.config import SweepConfig
-from facequant.evaluate.probes import ProbeSet, prepare_probes
+from facequant.sweep.config import SweepConfig
+from facequant.sweep.probes import ProbeSet, prepare_probes
 
 LAST3 = ["Conv_91", "Conv_93", "Conv_94"]  # the shared MobileFaceNet's last weighted layers
 

@@ -17,14 +17,7 @@ from facequant.backends.quantize.build import (
     build_quantized,
     prepare_for_quantization,
 )
-from facequant.backends.quantize.layers import resolve_recipe
-from facequant.errors import FacequantError
-from facequant.evaluate.config import SweepConfig
-from facequant.evaluate.probes import prepare_probes
-from facequant.models.files import file_sha256
-from facequant.models.normalize import normalize_model
-from facequant.models.spec import inspect_model
-from facequant.results.precision_export import (
+from facequant.backends.quantize.export import (
     HAILO_ALLS,
     ORT_JSON,
     PRECISION_JSON,
@@ -32,6 +25,13 @@ from facequant.results.precision_export import (
     load_name_map,
     ort_options_from_json,
 )
+from facequant.backends.quantize.layers import resolve_recipe
+from facequant.errors import FacequantError
+from facequant.models.files import file_sha256
+from facequant.models.normalize import normalize_model
+from facequant.models.spec import inspect_model
+from facequant.sweep.config import SweepConfig
+from facequant.sweep.probes import prepare_probes
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import pytest
 from corpus import shared_asset
 
 from facequant import options, settings
+from facequant.analysis import preprocessing_check as ppc
 from facequant.backends.base import preprocess
 from facequant.errors import FacequantError
 from facequant.models import preprocessing as pp
-from facequant.models import preprocessing_check as ppc
 from facequant.models.preprocessing import AUTO, INFERRED, Preprocessing, Score
 from facequant.models.spec import ModelSpec, channel_values, check_override, format_channels
 
@@ -156,12 +156,12 @@ def test_constant_output_norm_is_reported() -> None:
 
 
 def test_mode_checked_before_any_work() -> None:
-    ppc.check_mode("auto", {"mean": 1.0})
-    ppc.check_mode("bgr-caffe", {"input_size": [112, 112]})
+    pp.check_mode("auto", {"mean": 1.0})
+    pp.check_mode("bgr-caffe", {"input_size": [112, 112]})
     with pytest.raises(FacequantError, match="--preprocessing rgb-raw: conflicts with --model-override"):
-        ppc.check_mode("rgb-raw", {"std": 2.0})
+        pp.check_mode("rgb-raw", {"std": 2.0})
     with pytest.raises(FacequantError, match="--preprocessing bgr: unknown; choose auto, inferred, rgb-raw"):
-        ppc.check_mode("bgr", None)
+        pp.check_mode("bgr", None)
 
 
 # --------------------------------------------------------------------------- per-channel mean / std

@@ -34,7 +34,7 @@ def test_ray_missing_is_one_line(tmp_path: Path, model_path: Path, celebs13: Pat
             raise ModuleNotFoundError("No module named 'ray'", name="ray")
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.delitem(__import__("sys").modules, "facequant.evaluate.ray_executor", raising=False)
+    monkeypatch.delitem(__import__("sys").modules, "facequant.sweep.ray_executor", raising=False)
     monkeypatch.setattr(builtins, "__import__", no_ray)
     assert main(["sweep", "--model", str(model_path), "--data", str(celebs13), "--backends", "fp32",
                  "--distances", "1", "--no-latency", "--quiet", "--executor", "ray", "--out", str(tmp_path / "r")]) == 2

@@ -20,7 +20,7 @@ from facequant.analysis.search import (
     write_search,
 )
 from facequant.errors import FacequantError
-from facequant.evaluate.config import SweepConfig
+from facequant.sweep.config import SweepConfig
 
 
 def test_layer_damage_scores_the_layer_that_loses_snr():

@@ -11,7 +11,7 @@ import pytest
 from facequant.analysis import studies
 from facequant.cli import main
 from facequant.errors import FacequantError
-from facequant.evaluate.config import SweepConfig
+from facequant.sweep.config import SweepConfig
 
 
 @pytest.fixture(scope="module")

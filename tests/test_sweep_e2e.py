@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from facequant.cli import main
-from facequant.evaluate.config import SweepConfig
-from facequant.evaluate.engine import run_sweep
+from facequant.sweep.config import SweepConfig
+from facequant.sweep.engine import run_sweep
 
 SWEEP_COLUMNS = ["model", "backend", "distance_m", "face_px", "n_probes", "n_genuine", "n_impostor",
                  "prenorm_mean", "prenorm_p05", "prenorm_p50", "prenorm_p95", "cos_to_fp32_mean",
@@ -155,7 +155,7 @@ def test_missing_model_and_data_give_one_line_errors(tmp_path: Path, capsys: pyt
 
 def test_nan_embeddings_are_refused_naming_the_backend():
     from facequant.errors import FacequantError
-    from facequant.evaluate.engine import checked
+    from facequant.sweep.engine import checked
 
     raw = np.ones((3, 4), np.float32)
     assert checked({"fp32": raw})["fp32"] is raw
@@ -254,3 +254,37 @@ def test_default_sweep_verdicts_and_intervals_do_not_depend_on_the_bootstrap_see
         assert again.verdict.fillna("").tolist() == cliff.verdict.fillna("").tolist()
         for column in interval_columns:
             assert np.allclose(again[column], cliff[column], atol=0.25), column
+
+
+@pytest.mark.slow
+def test_cancel_is_the_cores_and_a_partial_run_is_written_by_the_one_writer(tmp_path: Path, model_path: Path,
+                                                                           celebs13: Path):
+    import threading
+
+    from facequant import api
+    from facequant.errors import Cancelled
+    from facequant.results import directory
+
+    config = SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", "int8-pt"),
+                         distances_m=(1.0, 3.0, 6.0, 9.0), measure_cost=False)
+    cancel = threading.Event()
+    seen: list[float] = []
+
+    def on_distance(distance: float, rows: pd.DataFrame) -> None:
+        seen.append(distance)
+        cancel.set()  # pressed while the first distance finishes: it is kept, the rest never run
+
+    result = api.sweep(config, api.Output(tmp_path / "partial"), on_distance=on_distance, cancel=cancel)
+    assert result.partial and seen == [1.0] and result.distances_m == (1.0,)
+    loaded = directory.load_results(tmp_path / "partial")
+    run = loaded["run"]
+    assert isinstance(run, dict) and run["partial"] is True and run["distances_planned"] == [1.0, 3.0, 6.0, 9.0]
+    assert run["partial_reason"] == "cancelled after 1 of 4 distances" and run["distances_m"] == [1.0]
+    # the same files a complete run has, over the distance done
+    for name in ("sweep.csv", "cliff.csv", "results.csv", "probes.csv", "genuine.parquet", "tar_vs_distance.png"):
+        assert (tmp_path / "partial" / name).is_file(), name
+    assert sorted(pd.read_csv(tmp_path / "partial" / "sweep.csv").distance_m.unique()) == [1.0]
+
+    with pytest.raises(Cancelled):  # set before the first distance: nothing to keep, nothing written
+        api.sweep(config, api.Output(tmp_path / "early"), cancel=cancel)
+    assert not (tmp_path / "early").exists()

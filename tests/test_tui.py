@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fake_sweep import fake_run_sweep, fake_sweep_rows
 from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import DataTable, ProgressBar, Static, TabbedContent
@@ -117,7 +118,7 @@ def test_results_open_without_recomputing_rows_and_colours(results_dir: Path, mo
     def no_sweep(*_a: object, **_k: object) -> None:
         raise AssertionError("opening results must not run a sweep")
 
-    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", no_sweep)
+    monkeypatch.setattr("facequant.sweep.engine.run_sweep", no_sweep)
     sweep = pd.read_csv(results_dir / "sweep.csv")
     started = time.monotonic()
 
@@ -367,7 +368,7 @@ def slow_distances(monkeypatch: pytest.MonkeyPatch) -> None:
     before the UI polls it, and these tests are about what the UI shows while it runs."""
     import time as _time
 
-    from facequant.evaluate.probes import ProbeSet
+    from facequant.sweep.probes import ProbeSet
 
     real = ProbeSet.distance_crops  # what the engine calls per distance (and chunk)
 
@@ -472,38 +473,21 @@ def test_cancel_mid_run_keeps_finished_distances(tmp_path: Path, model_path: Pat
 # --------------------------------------------------------------------------- no model needed
 
 
-def _fake_sweep_rows(distances: list[float]) -> pd.DataFrame:
-    rows = [{"model": "m.onnx", "backend": b, "distance_m": d, "face_px": 192 / d, "n_probes": 10, "n_genuine": 10,
-             "n_impostor": 90, "prenorm_mean": 4 - d / 4, "prenorm_p05": 3.0, "prenorm_p50": 4 - d / 4,
-             "prenorm_p95": 5.0, "cos_to_fp32_mean": 1.0, "genuine_cos_mean": 0.7, "impostor_cos_mean": 0.0,
-             "threshold": 0.4, "tar": max(0.0, 1 - d / 10), "tar_ci_low": 0.5, "tar_ci_high": 1.0, "far": 0.0,
-             "far_ci_low": 0.0, "far_ci_high": 0.01, "n_not_simulated": 0}
-            for b in ("fp32", "int8-pt") for d in distances]
-    return pd.DataFrame(rows)
-
-
 def test_cancellation_stops_between_distances_and_saves_what_finished(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch):
     cancel = threading.Event()
     seen: list[float] = []
 
-    def fake_sweep(config: object, progress: Callable[..., None], on_distance: Callable[..., None]) -> None:
-        progress("faces", 1, 1)
-        done: list[float] = []
-        for i, d in enumerate((1.0, 2.0, 4.0)):
-            done.append(d)
-            on_distance(d, _fake_sweep_rows(done))
-            seen.append(d)
-            progress("distances", i + 1, 3)
+    def on_rows(data: state.RunData) -> None:
+        if len(data.distances) == 2:
             cancel.set()  # the user presses c during the second distance
-        raise AssertionError("the sweep went on after cancellation")
 
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
 
-    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", fake_sweep)
+    monkeypatch.setattr("facequant.sweep.engine.run_sweep", fake_run_sweep([1.0, 2.0, 4.0], seen=seen))
     config = SweepConfig(model="m.onnx", data="d", backends=("fp32", "int8-pt"), distances_m=(1.0, 2.0, 4.0))
-    outcome = state.run_cancellable(config, tmp_path / "run", cancel)
-    assert outcome.status == state.PARTIAL and seen == [1.0]  # stopped in on_distance of 2 m, after recording it
+    outcome = state.run_cancellable(config, tmp_path / "run", cancel, on_rows=on_rows)
+    assert outcome.status == state.PARTIAL and seen == [1.0, 2.0]  # stopped after 2 m, 4 m never run
     assert outcome.data is not None and outcome.data.distances == [1.0, 2.0]
     assert "cancelled after 2 of 3 distances" in outcome.message
     loaded = state.load_run(tmp_path / "run")
@@ -518,31 +502,9 @@ def test_cancellation_stops_between_distances_and_saves_what_finished(tmp_path: 
     assert not (tmp_path / "early").exists()
 
 
-def _fake_run_sweep(distances: list[float], gate: threading.Event | None = None,
-                    fail: bool = False) -> Callable[..., None]:
-    """run_sweep's calling pattern (faces, then a callback per distance) without a model. With
-    a gate, every distance after the first waits for it: the test decides when the sweep may
-    go on, so a loaded machine cannot finish every distance before a key lands."""
-
-    def fake(config: object, progress: Callable[..., None], on_distance: Callable[..., None]) -> None:
-        progress("faces", 1, 1)
-        if fail:
-            raise RuntimeError("a bug in the sweep")
-        done: list[float] = []
-        for i, d in enumerate(distances):
-            if i and gate is not None and not gate.wait(30):
-                raise AssertionError("the test never opened the gate")
-            done.append(d)
-            on_distance(d, _fake_sweep_rows(done))
-            progress("distances", i + 1, len(distances))
-        raise AssertionError("not cancelled")
-
-    return fake
-
-
 def test_q_during_a_run_cancels_saves_then_quits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     gate = threading.Event()
-    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", _fake_run_sweep([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], gate))
+    monkeypatch.setattr("facequant.sweep.engine.run_sweep", fake_run_sweep([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], gate))
     config = tmp_path / "c.yaml"
     config.write_text(f"model: m.onnx\ndata: {tmp_path}\nbackends: fp32,int8-pt\ndistances: 1,2,3,4,5,6\n")
     app = FacequantApp(config=config, runs_dir=tmp_path / "runs")
@@ -565,7 +527,7 @@ def test_q_during_a_run_cancels_saves_then_quits(tmp_path: Path, monkeypatch: py
 
 
 def test_a_failing_sweep_is_reported_and_the_tui_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr("facequant.evaluate.engine.run_sweep", _fake_run_sweep([1.0], fail=True))
+    monkeypatch.setattr("facequant.sweep.engine.run_sweep", fake_run_sweep([1.0], fail=True))
     config = tmp_path / "c.yaml"
     config.write_text(f"model: m.onnx\ndata: {tmp_path}\nbackends: fp32\ndistances: 1\n")
     app = FacequantApp(config=config, runs_dir=tmp_path / "runs")
@@ -717,7 +679,7 @@ def test_header__names_the_model_one_way_through_a_run():
 
     running = state.RunData(sweep=state.empty_sweep(), cliff=state.live_cliff(state.empty_sweep()),
                             status=state.RUNNING, run={"config": {"model": "faceplugin"}})
-    rows = _fake_sweep_rows([1.0]).assign(model=settings.default_model_path().name)
+    rows = fake_sweep_rows([1.0]).assign(model=settings.default_model_path().name)
     done = state.RunData(sweep=rows, cliff=state.live_cliff(rows), run={"config": {"model": "faceplugin"}})
     assert model_label(running) == model_label(done) == "fr_feature.onnx"
     path_run = state.RunData(sweep=state.empty_sweep(), cliff=state.live_cliff(state.empty_sweep()),

@@ -21,7 +21,7 @@ from textual.worker import Worker, WorkerState
 
 from facequant.api import Output
 from facequant.errors import FacequantError
-from facequant.evaluate.config import SweepConfig
+from facequant.sweep.config import SweepConfig
 from tui import state
 from tui.screens import HelpScreen, ResultsScreen, SetupScreen
 from tui.state import RUNNING, RunData, RunOutcome, display_path

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,11 @@ import pandas as pd
 from facequant import api, settings
 from facequant.config import SWEEP_OPTIONS, read_config, sweep_config
 from facequant.config import default_out as default_results_dir
-from facequant.errors import FacequantError
+from facequant.errors import Cancelled, FacequantError
 from facequant.evaluate import cliff, metrics
-from facequant.evaluate.config import SweepConfig
 from facequant.results import directory as reports
 from facequant.results import output, summary
+from facequant.sweep.config import SweepConfig
 from tui.layers import is_diagnostics_dir
 
 #: The fields the setup screen edits; everything else in a config is carried over as is.
@@ -42,11 +41,6 @@ RUNNING, COMPLETE, PARTIAL, FAILED = "running", "complete", "partial", "failed"
 #: results, which have no comparisons) gives every column but the pre-norm fit.
 _NO_COMPARISONS = pd.DataFrame({"backend": pd.Series(dtype=str), "genuine": pd.Series(dtype=bool),
                                 "cosine": pd.Series(dtype=float), "probe_prenorm": pd.Series(dtype=float)})
-
-
-class SweepCancelled(Exception):
-    """Raised from run_sweep's callbacks to stop it between distances (or between photos
-    while faces are still being prepared). Never shown to a user: the runner catches it."""
 
 
 # --------------------------------------------------------------------------- setup values
@@ -310,45 +304,6 @@ def tar_band(tar: float, tar_close: float, reliable_tar: float = math.nan) -> st
     return "cliff"
 
 
-def _json_ready(value: object) -> object:
-    """run.json as reports writes it: no NaN/inf literals, numpy scalars as numbers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        return _json_ready(value.item())
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_partial(data: RunData, config: SweepConfig, out: Path, reason: str) -> Path:
-    """Save what a cancelled sweep finished: sweep.csv, results.csv, cliff.csv (without the
-    pre-norm fit, which needs comparisons) and a run.json marked partial, so load_results,
-    the TUI and a person all read it as a results directory, and none mistakes it for a
-    complete one. Staged and marked like every results directory."""
-    run = {
-        "partial": True,
-        "partial_reason": reason,
-        "config": config.to_dict(),
-        "distances_m": data.distances,
-        "distances_planned": data.run.get("distances_planned"),
-        "threshold": {"value": data.threshold, "set_on": "given" if config.threshold is not None else
-                      f"fp32 impostors at the closest distance, target FAR {config.target_far}"},
-        "written_by": "facequant tui (cancelled run: sweep.csv, cliff.csv without pre-norm fit, results.csv)",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    with output.staged_output(out, False, output.inputs_of(config)) as staging:
-        data.sweep.to_csv(staging / reports.SWEEP_CSV, index=False)
-        data.cliff.to_csv(staging / reports.CLIFF_CSV, index=False)
-        metrics.to_long(data.sweep).to_csv(staging / reports.RESULTS_CSV, index=False)
-        (staging / reports.RUN_JSON).write_text(json.dumps(_json_ready(run), indent=2))
-    return out
-
-
 def export_csvs(data: RunData) -> list[Path]:
     """`e`: the shown sweep and cliff tables as CSVs in the run's directory."""
     if data.path is None:
@@ -391,49 +346,24 @@ def run_cancellable(
     progress: Callable[[str, int, int], None] | None = None,
     on_rows: Callable[[RunData], None] | None = None,
 ) -> RunOutcome:
-    """facequant.api.sweep with a stop between distances: the results directory `facequant
-    sweep` writes, or what finished when cancelled.
-
-    The sweep has no cancel flag of its own: its callbacks raise SweepCancelled once `cancel`
-    is set. on_distance records the finished distance first, so a cancelled run keeps every
-    distance that completed and writes it (write_partial)."""
+    """facequant.api.sweep with its cancel event: the results directory `facequant sweep`
+    writes, complete or (cancelled after some distance) partial, written by the same writer;
+    nothing when cancelled before the first distance finished."""
     target = api.Output(out)
     target.checked(config)  # before any work, as the CLI does: a bad folder is the caller's error
-    latest: dict[str, RunData] = {}
-    planned: dict[str, int] = {}
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if stage == "distances":
-            planned["n"] = total
-        if progress:
-            progress(stage, done, total)
-        if cancel.is_set() and stage != "distances":  # faces and calibration: stop early
-            raise SweepCancelled(stage)
 
     def on_distance(_distance: float, rows: pd.DataFrame) -> None:
-        data = RunData(sweep=rows, cliff=live_cliff(rows), path=out, status=RUNNING,
-                       run={"config": config.to_dict()})
-        latest["data"] = data
         if on_rows:
-            on_rows(data)
-        if cancel.is_set():
-            raise SweepCancelled("distances")
+            on_rows(RunData(sweep=rows, cliff=live_cliff(rows), path=out, status=RUNNING,
+                            run={"config": config.to_dict()}))
 
     try:
-        api.sweep(config, target, progress=on_progress, on_distance=on_distance)
-    except SweepCancelled:
-        data = latest.get("data")
-        if data is None:
-            return RunOutcome(PARTIAL, None, "cancelled before any distance finished: nothing to save")
-        n_planned = planned.get("n") or len(config.face_px or config.distances_m)
-        data.run["distances_planned"] = list(config.distances_m) if not config.face_px else list(config.face_px)
-        data.planned = n_planned
-        reason = f"cancelled after {len(data.distances)} of {n_planned} distances"
-        write_partial(data, config, out, reason)
-        data.run = json.loads((out / reports.RUN_JSON).read_text())
-        data.status = PARTIAL
-        return RunOutcome(PARTIAL, data, f"{reason}; saved to {display_path(out)}")
+        result = api.sweep(config, target, progress=progress, on_distance=on_distance, cancel=cancel)
+    except Cancelled:
+        return RunOutcome(PARTIAL, None, "cancelled before any distance finished: nothing to save")
     except FacequantError as exc:
         return RunOutcome(FAILED, None, str(exc))
     done = load_run(out)  # what is on disk is what the screen shows and `e` exports
+    if result.partial:
+        return RunOutcome(PARTIAL, done, f"{result.run.get('partial_reason')}; saved to {display_path(out)}")
     return RunOutcome(COMPLETE, done, f"complete: saved to {display_path(out)}")

@@ -3,7 +3,6 @@ face with the same face size simulated from a high-resolution reference."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from facequant.models.normalize import normalize_model
 from facequant.models.sources import resolve_model
 from facequant.models.spec import inspect_model
 from facequant.names import display
+from facequant.results.jsonfile import write_run_json
 from facequant.results.output import Inputs, staged_output
 from facequant.simulate.camera import Degradation, simulate
 
@@ -125,14 +125,14 @@ def validate_simulation(
 def write_fidelity(table: pd.DataFrame, out: Path, config: dict[str, object], force: bool = False,
                    inputs: Inputs = ()) -> Path:
     """fidelity.csv and run.json (config, model hash, versions) into the results directory `out`."""
-    from facequant.evaluate.engine import versions
+    from facequant.versions import versions
 
     model = resolve_model(str(config["model"]))
     run = {"command": "validate-sim", "config": config,
            "model": {"path": str(model), "sha256": model_sha256(model)}, "versions": versions()}
     with staged_output(out, force, inputs) as staging:
         table.to_csv(staging / FIDELITY_CSV, index=False)
-        (staging / RUN_JSON).write_text(json.dumps(run, indent=2, default=str))
+        write_run_json(run, staging / RUN_JSON)
     return Path(out) / FIDELITY_CSV
 
 

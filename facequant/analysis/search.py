@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +26,15 @@ from facequant.backends.quantize.layers import graph_layers
 from facequant.backends.quantize.recipes import RECIPES
 from facequant.backends.registry import BackendFactory
 from facequant.errors import FacequantError
-from facequant.evaluate.config import SweepConfig
-from facequant.evaluate.engine import SweepResult, run_sweep, versions
 from facequant.evaluate.paired import paired_tar_gain, pooled_tar_gain
-from facequant.evaluate.probes import ProbeSet, prepare_probes
 from facequant.ranges import COUNT_RANGE, DISTANCE_RANGE, Range, require
-from facequant.results.directory import _finite_or_none, plot_paired_gain, write_results
+from facequant.results.directory import plot_paired_gain, write_results
+from facequant.results.jsonfile import write_json, write_run_json
 from facequant.results.output import inputs_of, staged_output
+from facequant.sweep.config import SweepConfig
+from facequant.sweep.engine import SweepResult, run_sweep
+from facequant.sweep.probes import ProbeSet, prepare_probes
+from facequant.versions import versions
 
 T = TypeVar("T")
 
@@ -318,8 +319,8 @@ def write_search(result: SearchResult, out: Path, force: bool = False, run: dict
             plot_paired_gain(paired, result.base, result.recipe, contested_distances(result.final, result.base),
                              staging / PAIRED_PNG)
         summary = {**search_summary(result), **result.run, "versions": versions()}
-        (staging / SEARCH_JSON).write_text(json.dumps(_finite_or_none(summary), indent=1, default=str))
+        write_json(summary, staging / SEARCH_JSON, indent=1)
         record = {**(run or {}), "settings": result.settings.to_dict(), "versions": versions(),
                   "summary": SEARCH_JSON, "final": "final/ (the re-measured sweep)"}
-        (staging / RUN_JSON).write_text(json.dumps(_finite_or_none(record), indent=1, default=str))
+        write_run_json(record, staging / RUN_JSON)
     return out

@@ -4,7 +4,6 @@ buys. Each variant is a full sweep; the study table keeps one row per variant.""
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +13,12 @@ import pandas as pd
 
 from facequant.datasets.folders import IMAGE_SUFFIXES
 from facequant.errors import FacequantError
-from facequant.evaluate.config import SweepConfig
-from facequant.evaluate.engine import SweepResult, run_sweep, versions
 from facequant.results.directory import pyplot, save_figure
+from facequant.results.jsonfile import write_run_json
 from facequant.results.output import Inputs, staged_output
+from facequant.sweep.config import SweepConfig
+from facequant.sweep.engine import SweepResult, run_sweep
+from facequant.versions import versions
 
 STUDIES = ("calibration-size", "calibration-distance", "calibration-method")
 STUDY_COLUMNS = ["study", "variant", "backend", "n_calibration_crops", "tar_close", "reliable_distance_m",
@@ -160,9 +161,8 @@ def write_study(result: StudyResult, out: Path, force: bool = False, inputs: Inp
     out = Path(out)
     with staged_output(out, force, inputs) as staging:
         result.table.to_csv(staging / "study.csv", index=False)
-        (staging / "run.json").write_text(json.dumps({"study": result.study, "recipe": result.recipe,
-                                                      "versions": versions(), "warnings": result.warnings,
-                                                      "variants": result.runs}, indent=2, default=str))
+        write_run_json({"study": result.study, "recipe": result.recipe, "versions": versions(),
+                        "warnings": result.warnings, "variants": result.runs}, staging / "run.json")
         plot_study(result, staging / "study.png")
     return out
 

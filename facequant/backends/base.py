@@ -36,7 +36,7 @@ class Backend(ABC):
 
     def embed_probes(self, crops: np.ndarray, ids: Sequence[str]) -> np.ndarray:
         """Raw embeddings of a sweep's probes: the crops and their stable probe ids
-        (facequant.evaluate.engine.probe_id). A model embeds the crops; a device backend
+        (facequant.sweep.engine.probe_id). A model embeds the crops; a device backend
         looks its results up by id, so it saw exactly these crops."""
         return self.embed(crops)
 

@@ -26,6 +26,7 @@ import onnx
 import pandas as pd
 import yaml
 
+from facequant import yamlfiles
 from facequant.backends.base import Backend
 from facequant.backends.timing import Clock, Latency, TimingSettings, interleaved
 from facequant.errors import FacequantError
@@ -308,7 +309,7 @@ def load_device_profile(path: str | Path) -> dict[str, object]:
     if not p.is_file():
         raise FacequantError(f"{p}: device profile not found")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yamlfiles.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -12,7 +12,7 @@
     DIR/png/<set>/NNNN_<image>.png   the same crops, RGB uint8 at the model input size
                                      (sorted file names follow the tensor's row order)
 
-A probe id is `<image key>@enrol` or `<image key>@<distance>m` (facequant.evaluate.engine.probe_id).
+A probe id is `<image key>@enrol` or `<image key>@<distance>m` (facequant.sweep.engine.probe_id).
 
 The device run comes back as the backend `external:NAME=PATH` (NAME labels it in the tables).
 PATH is one of these layouts, holding *raw* embeddings (before L2 normalisation), D = the

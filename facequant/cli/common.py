@@ -1,10 +1,15 @@
 """What every command shares: subparsers built from the option table (facequant.config), the
---config merge, the output folder, the progress bar and the inputs a results folder may not hold."""
+--config merge, the output folder, the progress bar and the inputs a results folder may not hold.
+
+Precedence is one rule: defaults < --config < the command line, whether or not a value given
+on the command line equals the default. So the parser records which options the command line
+gave (GIVEN), never guessing it by comparing a value with the default."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import copy
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,20 +33,62 @@ LABELS: dict[str, str] = {"faces": "detecting and aligning faces", "calibration"
 _CLI_INPUTS = ("config",)
 
 
+#: On a parsed namespace: the dests of the options the command line gave, whatever their values.
+GIVEN = "given_options"
+
+
+class OptionParser(argparse.ArgumentParser):
+    """argparse that records which of a command's table options the command line gave (GIVEN):
+    their defaults are held back while parsing (argparse.SUPPRESS: an option not given leaves
+    no value) and filled in afterwards, converted as argparse converts a default."""
+
+    _held: dict[str, argparse.Action] | None = None
+
+    def hold_defaults(self, dests: Collection[str]) -> None:
+        self._held = {}
+        for action in self._actions:
+            if action.dest in dests and action.default is not argparse.SUPPRESS:
+                self._held[action.dest] = copy.copy(action)  # keeps the default and the converter
+                action.default = argparse.SUPPRESS
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        if self._held is not None:
+            setattr(parsed, GIVEN, frozenset(dest for dest in self._held if hasattr(parsed, dest)))
+            for dest, action in self._held.items():
+                if not hasattr(parsed, dest):
+                    default = action.default
+                    setattr(parsed, dest, self._get_value(action, default) if isinstance(default, str) else
+                            copy.copy(default))  # a fresh [] for each parse of an append option
+        return parsed, rest
+
+
 def command(sub: argparse._SubParsersAction, name: str, opts: Sequence[Option] = (), **kwargs: object,
             ) -> argparse.ArgumentParser:
     """A subcommand whose description and examples keep their own line breaks, with `opts`
-    as its option groups; the options are kept on the parsed namespace for --config."""
+    as its option groups; the options, and which of them the command line gave, are kept on
+    the parsed namespace for --config."""
     parser = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)  # type: ignore[arg-type]
     options_table.add_options(parser, opts)
     parser.set_defaults(options=tuple(opts))
+    if isinstance(parser, OptionParser):
+        parser.hold_defaults({o.dest for o in opts})
     return parser
 
 
+def given(args: argparse.Namespace) -> frozenset[str]:
+    """The dests of the options the command line gave (every parsed option when unknown)."""
+    recorded = getattr(args, GIVEN, None)
+    return recorded if recorded is not None else frozenset(vars(args))
+
+
 def values(args: argparse.Namespace) -> dict[str, object]:
-    """The parsed options by dest, a --config file merged in (the command line wins)."""
+    """The parsed options by dest, a --config file filling the options the command line did
+    not give (defaults < --config < the command line)."""
     opts: Sequence[Option] = getattr(args, "options", ())
-    return options_table.merge_config({k: v for k, v in vars(args).items() if k != "options"}, opts)
+    parsed = {k: v for k, v in vars(args).items() if k not in ("options", GIVEN)}
+    return options_table.merge_config(parsed, opts, given(args))
 
 
 def inputs(values: Mapping[str, object]) -> tuple[tuple[str, str], ...]:

@@ -63,7 +63,7 @@ def cmd_export_probes(args: argparse.Namespace) -> int:
 
 def cmd_export_precision(args: argparse.Namespace) -> int:
     from facequant import api
-    from facequant.results.precision_export import PrecisionExportConfig
+    from facequant.backends.quantize.export import PrecisionExportConfig
 
     values = common.values(args)
     config = PrecisionExportConfig(str(values["recipe"]), sweep_config({**values, "backends": "fp32"}),

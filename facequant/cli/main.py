@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from facequant import __version__
-from facequant.cli import analysis, exports, sweep, tools
+from facequant.cli import analysis, common, exports, sweep, tools
 from facequant.errors import FacequantError
 from facequant.names import ESCAPE, display
 
@@ -17,7 +17,7 @@ from facequant.names import ESCAPE, display
 DEBUG_ENV = "FACEQUANT_DEBUG"
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(common.OptionParser):
     """argparse, with its errors raised as FacequantError: one line, exit 2, like every other
     input problem (and a caller such as the TUI can catch them)."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from facequant import options
 from facequant.cli import common
-from facequant.config import RUN, SWEEP_OPTIONS, TUI, WHAT, Option, defaults, options_for
+from facequant.config import RUN, SWEEP_OPTIONS, TUI, WHAT, Option, options_for
 from facequant.errors import FacequantError
 
 
@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_models_check(args: argparse.Namespace) -> int:
     from facequant import settings
-    from facequant.models.check import print_check, run_check
+    from facequant.analysis.model_check import print_check, run_check
 
     print_check(run_check(args.model, args.data or str(settings.default_dataset_path()), args.preprocessing,
                           dict(args.model_override), args.crop_margin, args.seed, args.photos))
@@ -145,10 +145,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
         if exc.name not in ("tui", "textual", "textual_plotext"):
             raise
         raise FacequantError(f"the TUI needs {exc.name}: pip install -e . (it is a dependency)") from exc
-    given = vars(args)
-    base = defaults(SWEEP_OPTIONS)
-    # The sweep options given on the command line prefill the form (over --config, as for sweep).
-    prefill = {o.dest: given[o.dest] for o in SWEEP_OPTIONS
-               if o.dest in given and o.name != "config" and given[o.dest] != base[o.dest]}
+    # The sweep options given on the command line prefill the form (over --config, as for
+    # sweep), a value equal to the default included.
+    given = common.given(args)
+    prefill = {o.dest: getattr(args, o.dest) for o in SWEEP_OPTIONS if o.dest in given and o.name != "config"}
     return run_tui(results=args.results, config=args.config, runs_dir=args.runs, diagnostics=args.diagnostics,
                    prefill=prefill)

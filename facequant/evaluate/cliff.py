@@ -27,7 +27,7 @@ from facequant.evaluate.degenerate import (
     DegenerateSettings,
     degenerate_reason,
 )
-from facequant.evaluate.metrics import _as_bool, _require_columns, simulated_comparisons
+from facequant.evaluate.metrics import as_bool, require_columns, simulated_comparisons
 from facequant.evaluate.verdicts import VERDICT_COLUMNS
 
 #: The contract: cliff_table's columns start exactly with these, in this order.
@@ -246,11 +246,11 @@ def cliff_table(
     pre-norm percentiles stand in). ``embedding_dims`` (optional): values per face by backend,
     for the degenerate check's size criterion.
     """
-    _require_columns(sweep, ["backend", "distance_m", "face_px", "threshold", "tar"], "sweep")
-    _require_columns(comparisons, ["backend", "genuine", "cosine", "probe_prenorm"], "comparisons")
+    require_columns(sweep, ["backend", "distance_m", "face_px", "threshold", "tar"], "sweep")
+    require_columns(comparisons, ["backend", "genuine", "cosine", "probe_prenorm"], "comparisons")
     # Rows without a probe key (identification's mated searches) come from simulated probes only.
     comps = comparisons if probes is None or "probe" not in comparisons else simulated_comparisons(comparisons, probes)
-    genuine_comps = comps.loc[_as_bool(comps["genuine"], "comparisons.genuine")]
+    genuine_comps = comps.loc[as_bool(comps["genuine"], "comparisons.genuine")]
     genuine_by_backend = dict(list(genuine_comps.groupby("backend", sort=False)))
 
     ref_close = _reference_tar_close(sweep, reference_backend)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from facequant.errors import FacequantError
-from facequant.evaluate.metrics import _as_bool, _require_columns
+from facequant.evaluate.metrics import as_bool, require_columns
 
 # ---------------------------------------------------------------- degenerate backends
 #
@@ -141,7 +141,7 @@ def _close_prenorms(close: pd.Series, probe_rows: pd.DataFrame, backend: object)
         rows = rows.loc[np.isclose(d, float(close["distance_m"]))]
     if "simulated" in rows:
         # An unsimulated probe is left out of every metric (sweep_table); here too.
-        rows = rows.loc[_as_bool(rows["simulated"], "probes.simulated")]
+        rows = rows.loc[as_bool(rows["simulated"], "probes.simulated")]
     if "prenorm" not in rows:
         return None
     x = pd.to_numeric(rows["prenorm"], errors="coerce").to_numpy(dtype=np.float64)
@@ -223,7 +223,7 @@ def degenerate_reason(
     threshold 0.421". Criteria whose columns are absent are not evaluated. Raises
     FacequantError when the rows hold several backends or lack distance_m.
     """
-    _require_columns(sweep_rows, ["distance_m"], "sweep")
+    require_columns(sweep_rows, ["distance_m"], "sweep")
     _one_backend(sweep_rows, "sweep")
     close = _close_row(sweep_rows)
     if close is None:

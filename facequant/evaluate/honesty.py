@@ -124,16 +124,17 @@ WEAK_TAR = 0.9
 WEAK_AUC = 0.99
 
 
-def reference_quality(tar_close: float, auc_close: float) -> dict[str, object]:
+def reference_quality(tar_close: float, auc_close: float, broken: bool = False) -> dict[str, object]:
     """run.json's `reference`: fp32's close-range TAR (at the run's threshold) and ROC AUC
-    (threshold-free), the bars, and the warning when either is below its bar ("" otherwise)."""
+    (threshold-free), the bars, and the warning when either is below its bar ("" otherwise, and
+    when fp32 is degenerate: a broken reference is said already, and louder)."""
     weak = []
     if math.isfinite(tar_close) and tar_close < WEAK_TAR:
         weak.append(f"TAR {tar_close:.3f}, below {WEAK_TAR:g}")
     if math.isfinite(auc_close) and auc_close < WEAK_AUC:
         weak.append(f"AUC {auc_close:.4f}, below {WEAK_AUC:g}")
     warning = ""
-    if weak:
+    if weak and not broken:
         other = "" if len(weak) == 2 else (f" (AUC {auc_close:.4f})" if "TAR" in weak[0] else f" (TAR {tar_close:.3f})")
         warning = (f"weak float reference: fp32 at the closest distance has {' and '.join(weak)}{other}, so every "
                    "distance and verdict here is relative to a model that already misses faces it sees in full; "

@@ -201,13 +201,13 @@ def match_rates(
     }
 
 
-def _require_columns(df: pd.DataFrame, needed: Sequence[str], what: str) -> None:
+def require_columns(df: pd.DataFrame, needed: Sequence[str], what: str) -> None:
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise FacequantError(f"{what} table is missing column(s): {', '.join(missing)}")
 
 
-def _as_bool(series: pd.Series, what: str) -> pd.Series:
+def as_bool(series: pd.Series, what: str) -> pd.Series:
     """A boolean column; NaN counts as False (not shown to be simulated / genuine)."""
     if pd.api.types.is_bool_dtype(series) and not series.isna().any():
         return series.astype(bool)
@@ -224,9 +224,9 @@ def simulated_comparisons(comparisons: pd.DataFrame, probes: pd.DataFrame) -> pd
     simulated == False. Comparisons with no matching probes row are kept: the probes table is
     the only place a probe can be marked unsimulated, and there it is not.
     """
-    _require_columns(probes, ["backend", "distance_m", "image", "simulated"], "probes")
-    _require_columns(comparisons, ["backend", "distance_m", "probe"], "comparisons")
-    sim = _as_bool(probes["simulated"], "probes.simulated")
+    require_columns(probes, ["backend", "distance_m", "image", "simulated"], "probes")
+    require_columns(comparisons, ["backend", "distance_m", "probe"], "comparisons")
+    sim = as_bool(probes["simulated"], "probes.simulated")
     bad = probes.loc[~sim, ["backend", "distance_m", "image"]].drop_duplicates()
     if bad.empty:
         return comparisons.copy()
@@ -270,13 +270,13 @@ def sweep_table(
     Rows are ordered by backend order of first appearance, then distance ascending.
     ``model`` fills the model column (the tables themselves are per model).
     """
-    _require_columns(probes, PROBE_COLUMNS, "probes")
-    _require_columns(comparisons, COMPARISON_COLUMNS, "comparisons")
+    require_columns(probes, PROBE_COLUMNS, "probes")
+    require_columns(comparisons, COMPARISON_COLUMNS, "comparisons")
     thr = float(threshold)
-    sim = _as_bool(probes["simulated"], "probes.simulated")
+    sim = as_bool(probes["simulated"], "probes.simulated")
     kept_probes = probes.loc[sim]
     kept_comps = simulated_comparisons(comparisons, probes)
-    genuine = _as_bool(kept_comps["genuine"], "comparisons.genuine")
+    genuine = as_bool(kept_comps["genuine"], "comparisons.genuine")
 
     # Pre-split by cell once instead of filtering the whole table per cell.
     all_probe_groups = dict(list(probes.groupby(["backend", "distance_m"], sort=False)))
@@ -346,7 +346,7 @@ def to_long(sweep: pd.DataFrame) -> pd.DataFrame:
     a metric; rows keep the sweep's row order, metrics their column order. Values are float64
     (counts included), which is what plotting and concatenating across runs want.
     """
-    _require_columns(sweep, LONG_ID_COLUMNS, "sweep")
+    require_columns(sweep, LONG_ID_COLUMNS, "sweep")
     metrics = [c for c in sweep.columns if c not in LONG_ID_COLUMNS]
     wide = sweep.reset_index(drop=True)
     long = wide.melt(
@@ -370,7 +370,7 @@ def from_long(long: pd.DataFrame) -> pd.DataFrame:
     (COUNT_COLUMNS) come back as int64 when they hold no NaN. Raises FacequantError when a
     (model, backend, distance_m, metric) appears twice, since it could not be undone.
     """
-    _require_columns(long, [*LONG_ID_COLUMNS, "metric", "value"], "long")
+    require_columns(long, [*LONG_ID_COLUMNS, "metric", "value"], "long")
     dup = long.duplicated([*_ROW_KEY, "metric"])
     if dup.any():
         first = long.loc[dup, [*_ROW_KEY, "metric"]].iloc[0].tolist()

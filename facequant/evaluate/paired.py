@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from facequant.errors import FacequantError
-from facequant.evaluate.metrics import _as_bool, _require_columns
+from facequant.evaluate.metrics import as_bool, require_columns
 from facequant.evaluate.people import resample_weights
 
 
@@ -18,8 +18,8 @@ def _paired_counts(comparisons: pd.DataFrame, threshold: float, base: str, other
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Genuine comparisons present for both backends, counted per identity x distance:
     (distances, n, matched by base, matched by other); the count arrays are identities x distances."""
-    _require_columns(comparisons, ["backend", "distance_m", "probe", "gallery", "genuine", "cosine"], "comparisons")
-    genuine = comparisons[_as_bool(comparisons["genuine"], "comparisons.genuine")]
+    require_columns(comparisons, ["backend", "distance_m", "probe", "gallery", "genuine", "cosine"], "comparisons")
+    genuine = comparisons[as_bool(comparisons["genuine"], "comparisons.genuine")]
     key = ["distance_m", "probe", "gallery"]
     a = genuine[genuine.backend == base].set_index(key).cosine
     b = genuine[genuine.backend == other].set_index(key).cosine

@@ -86,24 +86,20 @@ def bootstrap_distances(counts: people.PersonCounts, s: VerdictSettings, referen
     ref = counts.index(reference) if reference in counts.backends else None
     measured = np.flatnonzero(counts.total.sum(axis=0) > 0)
     close = int(measured[0]) if measured.size else 0
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("reliable", "cliff", "same")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("reliable", "cliff")}
     for weights in people.resample_weights(n_p, s.resamples, s.seed):
         tar = people.resampled_tar(counts, weights)
         curves = [_curves(tar, close, ref, k, counts.distances, s) for k in range(n_k)]
         parts["reliable"].append(np.stack([c[0] for c in curves]))
         parts["cliff"].append(np.stack([c[1] for c in curves]))
-        if ref is not None:  # a resample where the two curves coincide: no difference, even beyond the sweep
-            parts["same"].append(np.stack([np.all((tar[:, k] == tar[:, ref]) | (np.isnan(tar[:, k]) &
-                                                                              np.isnan(tar[:, ref])), axis=1)
-                                           for k in range(n_k)]))
-    reliable, cliff, same = (np.concatenate(parts[k], axis=1) if parts[k] else np.zeros((n_k, 0))
-                             for k in ("reliable", "cliff", "same"))
+    reliable, cliff = (np.concatenate(parts[k], axis=1) if parts[k] else np.zeros((n_k, 0))
+                       for k in ("reliable", "cliff"))
     out: dict[str, dict[str, np.ndarray]] = {}
     for k, name in enumerate(counts.backends):
         row = {"reliable": reliable[k], "cliff": cliff[k]}
-        if ref is not None:
-            row["cost"] = np.where(same[k], 0.0, _difference(cliff[ref], cliff[k]))
-            row["reliable_difference"] = np.where(same[k], 0.0, _difference(reliable[k], reliable[ref]))
+        if ref is not None:  # both beyond the sweep in a resample: how far apart is not measured there
+            row["cost"] = _difference(cliff[ref], cliff[k])
+            row["reliable_difference"] = _difference(reliable[k], reliable[ref])
         out[name] = row
     return out
 

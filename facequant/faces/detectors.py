@@ -88,7 +88,7 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
     return keep
 
 
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_for(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """cv2.resize with INTER_AREA when shrinking (no aliasing) and linear when enlarging."""
     h, w = image.shape[:2]
     shrink = size[0] < w or size[1] < h
@@ -137,7 +137,7 @@ class RFBDetector:
         """Faces above score_threshold after NMS, best first; boxes in image pixels."""
         h, w = image_rgb.shape[:2]
         # The model sees the whole frame squeezed to 320x240 (aspect not kept), as trained.
-        small = _resize(image_rgb, (self.INPUT_W, self.INPUT_H)).astype(np.float32)
+        small = resize_for(image_rgb, (self.INPUT_W, self.INPUT_H)).astype(np.float32)
         blob = ((small - 127.0) / 128.0).transpose(2, 0, 1)[None]
         scores, boxes = self._session.run(None, {self._input: blob})
         face = scores[0, :, 1]
@@ -251,7 +251,7 @@ class LandmarkModel68:
             raise ValueError(f"face box outside the image: {box}")
         if any(pad):
             region = cv2.copyMakeBorder(region, *pad, borderType=cv2.BORDER_REPLICATE)
-        patch = _resize(region, (self.INPUT, self.INPUT)).astype(np.float32) / 256.0
+        patch = resize_for(region, (self.INPUT, self.INPUT)).astype(np.float32) / 256.0
         out = self._session.run(None, {self._input: patch[None, None]})[0]
         pts = np.asarray(out, dtype=np.float64).reshape(68, 2)
         # Output is normalised to the (integer) region that was resized.

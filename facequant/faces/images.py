@@ -92,7 +92,7 @@ def check_image_size(data: bytes, path: str | os.PathLike[str]) -> None:
         raise BadImageError(path, f"image too small to hold a face ({width}x{height} pixels)")
 
 
-def _decode(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
+def decode_image(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
     """Decode image bytes to RGB uint8 (EXIF orientation applied), or raise BadImageError.
     The size is checked against the pixel cap before any pixel is decoded."""
     check_image_size(data, path)
@@ -107,7 +107,7 @@ def _decode(data: bytes, path: str | os.PathLike[str]) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _read_bytes(path: str | os.PathLike[str]) -> bytes:
+def read_bytes(path: str | os.PathLike[str]) -> bytes:
     p = Path(path)
     if not p.exists():
         raise BadImageError(path, "file not found")
@@ -128,6 +128,6 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """An image file as RGB uint8 (HxWx3), EXIF orientation applied; BadImageError otherwise."""
-    return _decode(_read_bytes(path), path)
+    return decode_image(read_bytes(path), path)
 
 

@@ -32,10 +32,10 @@ from facequant.faces.detectors import (
     LandmarkModel68,
     RFBDetector,
     SCRFDDetector,
-    _resize,
     choose_primary,
+    resize_for,
 )
-from facequant.faces.images import _decode, _read_bytes, check_image_size
+from facequant.faces.images import check_image_size, decode_image, read_bytes
 from facequant.ranges import CROP_MARGIN_RANGE, require
 
 #: Bump when the crop recipe changes, so old cache entries are never reused.
@@ -258,14 +258,14 @@ class FacePipeline:
     def extract(self, path: str | os.PathLike[str]) -> AlignedFace:
         """The aligned face of one photo (cached); BadImageError when there is none to use."""
         source = str(path)
-        data = _read_bytes(path)
+        data = read_bytes(path)
         check_image_size(data, path)  # before the cache too: the same photos pass whatever is cached
         cache_file = self.cache_path(data)
         if cache_file is not None and cache_file.is_file():
             cached = self._load_cached(cache_file, source)
             if cached is not None:
                 return cached
-        face = self._extract(_decode(data, path), source)
+        face = self._extract(decode_image(data, path), source)
         if cache_file is not None:
             self._store(cache_file, face)
         return face
@@ -307,7 +307,7 @@ class FacePipeline:
             if self.margin:  # a tight crop given, a looser one wanted: the border is replicated
                 crop = align(image, ARCFACE_TEMPLATE_112.astype(np.float64) * ratio, self.crop_size, self.margin)
             else:
-                crop = _resize(image, (self.crop_size, self.crop_size))
+                crop = resize_for(image, (self.crop_size, self.crop_size))
             best = choose_primary(detections) if detections else None
             return AlignedFace(
                 source=source,

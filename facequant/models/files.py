@@ -27,10 +27,10 @@ FACEPLUGIN_SHA256: dict[str, str] = {
 
 # Keys normalize_model writes into metadata_props, so that inspecting the normalized copy
 # gives the same preprocessing as the source (its sha256 and node names changed).
-_META_SOURCE_SHA = "facequant.source_sha256"
-_META_PREPROCESS = "facequant.preprocess"
-_META_VERSION = "facequant.normalize_version"
-_META_L2_CUT = "facequant.l2_cut"
+META_SOURCE_SHA = "facequant.source_sha256"
+META_PREPROCESS = "facequant.preprocess"
+META_VERSION = "facequant.normalize_version"
+META_L2_CUT = "facequant.l2_cut"
 
 _RACY_NS = 2_000_000_000
 
@@ -64,7 +64,7 @@ def model_files(path: str | os.PathLike[str]) -> list[Path]:
     from onnx import external_data_helper
 
     path = Path(path).expanduser()
-    model = _load(path, external_data=False)
+    model = load_onnx(path, external_data=False)
     files = [path]
     # onnx's own walk over initializers, Constant attributes and subgraphs
     for tensor in external_data_helper._get_all_tensors(model):
@@ -97,24 +97,24 @@ def model_sha256(path: str | os.PathLike[str]) -> str:
 def load_graph(path: str | Path) -> onnx.ModelProto:
     """A model file's graph without its external data (structure and small constants), with
     facequant's errors for a missing or invalid file."""
-    return _load(Path(path).expanduser(), external_data=False)
+    return load_onnx(Path(path).expanduser(), external_data=False)
 
 
-def _load(path: Path, external_data: bool) -> onnx.ModelProto:
+def load_onnx(path: Path, external_data: bool) -> onnx.ModelProto:
     """onnx.load with facequant errors: missing file, not an ONNX protobuf."""
     if not path.is_file():
         raise BadModelError(path, "model file not found")
     try:
         model = onnx.load(str(path), load_external_data=external_data)
     except Exception as e:  # protobuf DecodeError, external-data errors, ...
-        raise BadModelError(path, f"not a valid ONNX protobuf ({_one_line(e)})") from e
+        raise BadModelError(path, f"not a valid ONNX protobuf ({one_line(e)})") from e
     # Arbitrary bytes sometimes decode as an (almost) empty ModelProto: treat that as invalid.
     if model.ir_version <= 0 or not model.HasField("graph") or len(model.graph.node) == 0:
         raise BadModelError(path, "not a valid ONNX protobuf (no graph)")
     return model
 
 
-def _one_line(e: BaseException, limit: int = 200) -> str:
+def one_line(e: BaseException, limit: int = 200) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

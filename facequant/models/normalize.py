@@ -16,23 +16,23 @@ from facequant import cache as cache_entry
 from facequant import settings
 from facequant.errors import BadModelError
 from facequant.models.files import (
-    _META_L2_CUT,
-    _META_PREPROCESS,
-    _META_SOURCE_SHA,
-    _META_VERSION,
     BATCH_PARAM,
-    _load,
-    _one_line,
+    META_L2_CUT,
+    META_PREPROCESS,
+    META_SOURCE_SHA,
+    META_VERSION,
+    load_onnx,
     model_sha256,
+    one_line,
 )
 from facequant.models.graph import L2Tail, cut_l2, l2_tail
 from facequant.models.spec import (
     Channels,
     ModelSpec,
-    _dims,
-    _inferred_preprocessing,
-    _real_inputs,
+    inferred_preprocessing,
     inspect_model,
+    real_inputs,
+    value_dims,
 )
 
 #: Bump whenever normalize_model's rewrite changes: the cache file name carries it, so old
@@ -59,17 +59,17 @@ def normalize_model(path: str | Path, cache: Path | None = None, atol: float = 1
     if cache_entry.verified(target, key, "normalized model"):
         return target
 
-    original = _load(src, external_data=True)
+    original = load_onnx(src, external_data=True)
     tail = l2_tail(original)
     model = _rewrite(src, cut_l2(original, tail) if tail else original, spec)
     meta = {m.key: m.value for m in model.metadata_props}
-    meta.setdefault(_META_SOURCE_SHA, sha)  # a re-normalized copy keeps the first source
-    meta[_META_VERSION] = str(NORMALIZE_VERSION)
-    source_why = _inferred_preprocessing(src, original)[3]
-    meta[_META_PREPROCESS] = json.dumps({"mean": _json_channels(spec.mean), "std": _json_channels(spec.std),
+    meta.setdefault(META_SOURCE_SHA, sha)  # a re-normalized copy keeps the first source
+    meta[META_VERSION] = str(NORMALIZE_VERSION)
+    source_why = inferred_preprocessing(src, original)[3]
+    meta[META_PREPROCESS] = json.dumps({"mean": _json_channels(spec.mean), "std": _json_channels(spec.std),
                                          "channel_order": spec.channel_order, "why": source_why})
     if tail is not None:
-        meta[_META_L2_CUT] = json.dumps(tail.to_dict())
+        meta[META_L2_CUT] = json.dumps(tail.to_dict())
     helper.set_model_props(model, meta)
     data = model.SerializeToString()
     _verify(src, data, spec, atol, unit_reference=tail is not None)
@@ -95,12 +95,12 @@ def l2_cut(path: str | Path) -> L2Tail | None:
     """The output L2 normalization normalize_model cut off this model (read from a normalized
     copy's metadata, or found in a source file's graph), or None."""
     p = Path(path).expanduser()
-    model = _load(p, external_data=False)
+    model = load_onnx(p, external_data=False)
     meta = {m.key: m.value for m in model.metadata_props}
-    if _META_VERSION in meta:
-        if _META_L2_CUT not in meta:
+    if META_VERSION in meta:
+        if META_L2_CUT not in meta:
             return None
-        d = json.loads(meta[_META_L2_CUT])
+        d = json.loads(meta[META_L2_CUT])
         return L2Tail(raw=d["raw_tensor"], output=d["output"], pattern=d["pattern"], nodes=tuple(d["nodes"]))
     return l2_tail(model)
 
@@ -114,14 +114,14 @@ def _rewrite(src: Path, original: onnx.ModelProto, spec: ModelSpec) -> onnx.Mode
             model = onnx.version_converter.convert_version(model, MIN_OPSET)
         except Exception as e:
             raise BadModelError(
-                src, f"cannot convert opset {spec.opset} to {MIN_OPSET}: {_one_line(e)}"
+                src, f"cannot convert opset {spec.opset} to {MIN_OPSET}: {one_line(e)}"
             ) from e
 
     graph = model.graph
     # Shapes of the original at its own batch tell which Reshapes act on a batch-1 tensor.
     shapes = _inferred_dims(original)
 
-    for value in (_real_inputs(graph)[0], graph.output[0]):
+    for value in (real_inputs(graph)[0], graph.output[0]):
         dim0 = value.type.tensor_type.shape.dim[0]
         dim0.Clear()
         dim0.dim_param = BATCH_PARAM
@@ -163,7 +163,7 @@ def _rewrite(src: Path, original: onnx.ModelProto, spec: ModelSpec) -> onnx.Mode
         model = onnx.shape_inference.infer_shapes(model)
     except Exception as e:
         raise BadModelError(
-            src, f"shape inference failed on the rewritten model: {_one_line(e)}"
+            src, f"shape inference failed on the rewritten model: {one_line(e)}"
         ) from e
     return model
 
@@ -177,7 +177,7 @@ def _inferred_dims(model: onnx.ModelProto) -> dict[str, list[str | int]]:
     g = inferred.graph
     out: dict[str, list[str | int]] = {}
     for v in [*g.input, *g.value_info, *g.output]:
-        dims = _dims(v)
+        dims = value_dims(v)
         if dims is not None:
             out[v.name] = dims
     return out
@@ -238,14 +238,14 @@ def _verify(src: Path, rewritten: bytes, spec: ModelSpec, atol: float, unit_refe
     try:
         orig = _session(str(src))
     except Exception as e:
-        raise BadModelError(src, f"onnxruntime cannot load the model: {_one_line(e)}") from e
+        raise BadModelError(src, f"onnxruntime cannot load the model: {one_line(e)}") from e
     ref = []
     for i in range(VERIFY_BATCH):
         try:
             (y,) = orig.run([spec.output_name], {spec.input_name: x[i : i + 1]})
         except Exception as e:
             raise BadModelError(
-                src, f"onnxruntime cannot run the model at batch 1: {_one_line(e)}"
+                src, f"onnxruntime cannot run the model at batch 1: {one_line(e)}"
             ) from e
         if np.isnan(y).any():
             raise BadModelError(src, "model produces NaN on a test input")
@@ -265,7 +265,7 @@ def _verify(src: Path, rewritten: bytes, spec: ModelSpec, atol: float, unit_refe
         (got,) = new.run([spec.output_name], {spec.input_name: x})
     except Exception as e:
         raise BadModelError(
-            src, f"normalized model fails at batch {VERIFY_BATCH} ({hint}): {_one_line(e)}"
+            src, f"normalized model fails at batch {VERIFY_BATCH} ({hint}): {one_line(e)}"
         ) from e
     if got.shape != expected.shape:
         raise BadModelError(

@@ -13,7 +13,7 @@ The scoring (`score_embeddings`), the candidate table (`candidates`) and the cho
 are pure functions; `check_faces` runs the model.
 
 This module holds the candidates, the scoring and the choice (pure functions);
-facequant.models.preprocessing_check runs the model on crops, caches the scores, and
+facequant.analysis.preprocessing_check runs the model on crops, caches the scores, and
 checks a sweep."""
 
 from __future__ import annotations
@@ -22,10 +22,15 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facequant.models.spec import Channels, ModelSpec, format_channels
+from facequant.errors import FacequantError
+from facequant.models.channels import Channels, format_channels
+
+if TYPE_CHECKING:
+    from facequant.models.spec import ModelSpec
 
 #: Bump when scoring changes: cached scores of older code are not reused. 2: exact scores.
 CHECK_VERSION = 2
@@ -124,6 +129,24 @@ def candidates(inferred: Preprocessing | None = None) -> list[Preprocessing]:
 def candidate_names() -> list[str]:
     """What --preprocessing takes besides auto and inferred."""
     return [c.name for c in candidates()]
+
+
+def preprocessing_choices() -> list[str]:
+    """Every value --preprocessing takes."""
+    return [AUTO, INFERRED, *candidate_names()]
+
+
+def check_mode(mode: str, overrides: Mapping[str, object] | None) -> None:
+    """FacequantError unless `mode` is a --preprocessing value that agrees with the overrides."""
+    if mode not in preprocessing_choices():
+        raise FacequantError(
+            f"--preprocessing {mode}: unknown; choose {', '.join(preprocessing_choices())}"
+        )
+    if mode != AUTO and {"mean", "std", "channel_order"} & set(overrides or {}):
+        raise FacequantError(
+            f"--preprocessing {mode}: conflicts with --model-override of mean, std or "
+            "channel_order (give one or the other)"
+        )
 
 
 @dataclass(frozen=True)
@@ -301,7 +324,7 @@ def auc_standard_error(auc: float, n_genuine: int, n_impostor: int) -> float:
     return math.sqrt(max(var, 0.0) / (n_genuine * n_impostor))
 
 
-def _best(table: Sequence[Preprocessing], scores: Mapping[str, Score]) -> str | None:
+def best_candidate(table: Sequence[Preprocessing], scores: Mapping[str, Score]) -> str | None:
     """The highest AUC (earlier candidates win exact ties); None when nothing scored."""
     finite = [c.name for c in table if c.name in scores and not math.isnan(scores[c.name].auc)]
     return max(finite, key=lambda n: scores[n].auc) if finite else None
@@ -322,7 +345,7 @@ def choose(
     is kept, with a warning when its AUC is more than max(AUC_CLEARLY_WORSE, 2 se) below the
     best."""
     inferred = table[0].name
-    best = _best(table, scores)
+    best = best_candidate(table, scores)
     if best is None:
         keep = given or inferred
         return keep, "not checked on data", []

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 from facequant import cache as cache_entry
 from facequant import settings
 from facequant.errors import FacequantError
-from facequant.models.files import FACEPLUGIN_SHA256, INSIGHTFACE_PACKS, _one_line, file_sha256
+from facequant.models.files import FACEPLUGIN_SHA256, INSIGHTFACE_PACKS, file_sha256, one_line
 from facequant.models.spec import inspect_model
 
 #: The npm package that ships the faceplugin models, and the sha256 of its tarball.
@@ -91,7 +91,7 @@ def _download_pack(pack: str, root: Path, pack_dir: Path) -> None:
     try:
         socket.create_connection((host, 443), timeout=_PROBE_TIMEOUT_S).close()
     except OSError as e:
-        raise FacequantError(f"{advice} [{_one_line(e, 120)}]") from e
+        raise FacequantError(f"{advice} [{one_line(e, 120)}]") from e
     try:
         storage.ensure_available("models", pack, root=str(root))
     except (OSError, RuntimeError, zipfile.BadZipFile) as e:  # requests errors are OSErrors
@@ -99,7 +99,7 @@ def _download_pack(pack: str, root: Path, pack_dir: Path) -> None:
         # later calls think the pack is installed.
         if pack_dir.is_dir() and not any(pack_dir.iterdir()):
             pack_dir.rmdir()
-        raise FacequantError(f"{advice} [{_one_line(e, 120)}]") from e
+        raise FacequantError(f"{advice} [{one_line(e, 120)}]") from e
 
 
 def _recognition_model(folder: Path) -> Path:
@@ -227,7 +227,7 @@ def _extract_members(tgz: Path, out: Path, expected: Mapping[str, str]) -> None:
                         f"{fname}: sha256 {h.hexdigest()} does not match the expected {sha}"
                     )
     except (tarfile.TarError, OSError) as e:
-        raise FacequantError(f"{tgz.name}: cannot extract ({_one_line(e)})") from e
+        raise FacequantError(f"{tgz.name}: cannot extract ({one_line(e)})") from e
 
 
 def _chunks(f: Any, size: int = 1 << 20) -> Iterable[bytes]:

@@ -11,55 +11,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 from onnx import TensorProto
 
 from facequant.errors import BadModelError, FacequantError
+from facequant.models.budget import check_input
+from facequant.models.channels import Channels, channel_values, format_channels
 from facequant.models.files import (
-    _META_PREPROCESS,
     BATCH_PARAM,
     FACEPLUGIN_SHA256,
-    _load,
+    META_PREPROCESS,
     file_sha256,
+    load_onnx,
 )
 from facequant.models.graph import input_normalization
+from facequant.yamlfiles import excerpt
+
 
 #: A preprocessing constant: one number for every channel, or one per channel.
-Channels = float | tuple[float, float, float]
-
-
-def channel_values(value: object) -> Channels:
-    """A mean or std as ModelSpec holds it: a float, or a 3-tuple when the channels differ.
-    Takes a number, a sequence of 1 or 3 numbers, or text "a,b,c"; ValueError otherwise."""
-    if isinstance(value, str):
-        items: list[object] = [v.strip() for v in value.split(",")]
-    elif isinstance(value, list | tuple | np.ndarray):
-        items = list(np.asarray(value, dtype=object).ravel())
-    else:
-        items = [value]
-    if len(items) not in (1, 3):
-        raise ValueError("one number or three (one per channel)")
-    numbers = []
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, int | float | str | np.number):
-            raise ValueError("numbers")
-        try:
-            numbers.append(float(item))  # type: ignore[arg-type]
-        except ValueError:
-            raise ValueError("numbers") from None
-    if not all(np.isfinite(numbers)):
-        raise ValueError("finite numbers")
-    if len(set(numbers)) == 1:
-        return numbers[0]  # the same for every channel: a scalar, as before per-channel values
-    return (numbers[0], numbers[1], numbers[2])
-
-
-def format_channels(value: Channels) -> str:
-    """127.5, or 103.939,116.779,123.68 (the --model-override syntax)."""
-    return ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
-
-
 @dataclass(frozen=True)
 class ModelSpec:
     """How to feed one embedding model: names, input size, preprocessing, output size."""
@@ -90,7 +59,7 @@ _FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ModelSpec))
 
 #: A file changed this recently is hashed afresh: a rewrite within the file system's clock
 #: resolution keeps size and times, so the memo could not tell (git's "racy clean" rule).
-def _dims(value: onnx.ValueInfoProto) -> list[str | int] | None:
+def value_dims(value: onnx.ValueInfoProto) -> list[str | int] | None:
     """A value's shape as ints and symbol names ('?' for unknown), or None if rank is unknown."""
     t = value.type.tensor_type
     if not t.HasField("shape"):
@@ -108,7 +77,7 @@ def _fmt_shape(dims: list[str | int] | None) -> str:
     return "[?]" if dims is None else "[" + ", ".join(str(d) for d in dims) + "]"
 
 
-def _real_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+def real_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
     # Old exporters (IR < 4, e.g. mxnet ArcFace) also list every initializer as an input.
     inits = {i.name for i in graph.initializer}
     return [i for i in graph.input if i.name not in inits]
@@ -128,13 +97,13 @@ PREPROCESS_DEFAULT = "insightface's ArcFace default: (pixel - 127.5) / 127.5, RG
 PREPROCESS_SOURCE = "the source model's (a normalized copy)"
 
 
-def _inferred_preprocessing(path: Path, model: onnx.ModelProto) -> tuple[Channels, Channels, str, str]:
+def inferred_preprocessing(path: Path, model: onnx.ModelProto) -> tuple[Channels, Channels, str, str]:
     """(mean, std, channel_order, why) for a model file, from its graph's ops, never node names:
     a graph that normalizes its own input takes raw pixels; else the ArcFace convention."""
     meta = {m.key: m.value for m in model.metadata_props}
-    if _META_PREPROCESS in meta:
+    if META_PREPROCESS in meta:
         # A normalize_model copy: keep the preprocessing inferred from its source file.
-        pre = json.loads(meta[_META_PREPROCESS])
+        pre = json.loads(meta[META_PREPROCESS])
         return (channel_values(pre["mean"]), channel_values(pre["std"]), str(pre["channel_order"]),
                 str(pre.get("why", PREPROCESS_SOURCE)))
     if file_sha256(path) == FACEPLUGIN_SHA256["fr_feature.onnx"]:
@@ -149,23 +118,23 @@ def _inferred_preprocessing(path: Path, model: onnx.ModelProto) -> tuple[Channel
 def inferred_preprocessing_source(path: str | Path) -> str:
     """Why inspect_model chose the preprocessing it did for this file (before overrides)."""
     p = Path(path).expanduser()
-    return _inferred_preprocessing(p, _load(p, external_data=False))[3]
+    return inferred_preprocessing(p, load_onnx(p, external_data=False))[3]
 
 
 def inspect_model(path: str | Path, overrides: Mapping[str, object] | None = None) -> ModelSpec:
     """Read an embedding model's spec from the file; `overrides` replace inferred fields."""
     p = Path(path).expanduser()
-    model = _load(p, external_data=False)
+    model = load_onnx(p, external_data=False)
     graph = model.graph
 
-    inputs = _real_inputs(graph)
+    inputs = real_inputs(graph)
     if len(inputs) != 1:
         names = ", ".join(i.name for i in inputs)
         raise BadModelError(
             p, f"model has {len(inputs)} inputs ({names}): expected exactly 1 image input"
         )
     inp = inputs[0]
-    in_dims = _dims(inp)
+    in_dims = value_dims(inp)
     if in_dims is None or len(in_dims) != 4 or in_dims[1] != 3:
         raise BadModelError(
             p,
@@ -181,7 +150,7 @@ def inspect_model(path: str | Path, overrides: Mapping[str, object] | None = Non
             p, f"model has {len(graph.output)} outputs ({names}): expected exactly 1 embedding"
         )
     out = graph.output[0]
-    out_dims = _dims(out)
+    out_dims = value_dims(out)
     if out_dims is None or len(out_dims) != 2:
         raise BadModelError(
             p, f"model output has shape {_fmt_shape(out_dims)}: expected [batch, D] embedding"
@@ -197,6 +166,7 @@ def inspect_model(path: str | Path, overrides: Mapping[str, object] | None = Non
 
     # Spatial size and embedding size must be fixed unless the config supplies them.
     h, w = in_dims[2], in_dims[3]
+    check_input(p, h, w)  # before anything is sized from it
     if not (isinstance(h, int) and isinstance(w, int)) and "input_size" not in overrides:
         raise BadModelError(
             p,
@@ -209,7 +179,7 @@ def inspect_model(path: str | Path, overrides: Mapping[str, object] | None = Non
             f"model output has shape {_fmt_shape(out_dims)}: embedding size must be fixed (or set embedding_dim)",
         )
 
-    mean, std, channel_order, _ = _inferred_preprocessing(p, model)
+    mean, std, channel_order, _ = inferred_preprocessing(p, model)
 
     batch = in_dims[0]
     spec = ModelSpec(
@@ -231,7 +201,9 @@ def inspect_model(path: str | Path, overrides: Mapping[str, object] | None = Non
         k: check_override(p, k, v, inputs=[inp.name], outputs=[out.name])
         for k, v in overrides.items()
     }
-    return dataclasses.replace(spec, **checked)
+    spec = dataclasses.replace(spec, **checked)
+    check_input(p, *spec.input_size)
+    return spec
 
 
 def check_override(where: object | None, key: str, value: object, inputs: list[str] | None = None,
@@ -241,7 +213,7 @@ def check_override(where: object | None, key: str, value: object, inputs: list[s
     checked only when the model's names are given."""
 
     def bad(expected: str) -> FacequantError:
-        return FacequantError(f"model override {key}={value!r}{f' for {where}' if where else ''}: expected {expected}")
+        return FacequantError(f"model override {key}={excerpt(value)}{f' for {where}' if where else ''}: expected {expected}")
 
     def is_int(v: object) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from collections import Counter
 from collections.abc import Iterable
@@ -16,11 +15,12 @@ import pandas as pd
 
 from facequant.errors import FacequantError
 from facequant.evaluate import metrics
-from facequant.evaluate.engine import SweepResult
 from facequant.evaluate.identification import as_rates_view
-from facequant.names import ESCAPE, display
+from facequant.names import ESCAPE
+from facequant.results.jsonfile import write_run_json
 from facequant.results.output import check_output_dir, inputs_of, staged_output  # noqa: F401 (check_output_dir: kept importable here)
 from facequant.results.pairs import is_multi_model, paired, pairs_view
+from facequant.sweep.engine import SweepResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -37,28 +37,6 @@ IDENTIFICATION_PLOT = "identification_vs_distance.png"
 RUN_JSON = "run.json"
 TAR_PLOT = "tar_vs_distance.png"
 PRENORM_PLOT = "match_vs_prenorm.png"
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value)}")
-
-
-def _finite_or_none(obj: object) -> object:
-    """JSON has no inf/nan: write them as strings a reader can parse back. Strings are shown
-    with undecodable bytes as \\xNN (facequant.names), the rule of every output."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, str | Path):
-        return display(obj)
-    if isinstance(obj, dict):
-        return {display(k) if isinstance(k, str) else k: _finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite_or_none(v) for v in obj]
-    return obj
 
 
 def write_results(result: SweepResult, out: Path, force: bool = False) -> Path:
@@ -92,11 +70,6 @@ def write_into(result: SweepResult, staging: Path) -> None:
     plot_match_vs_prenorm(result.genuine, result.threshold, result.cliff, staging / PRENORM_PLOT)
 
 
-def write_run_json(run: dict[str, object], path: Path) -> None:
-    """run.json: JSON with inf/nan as strings and undecodable bytes escaped."""
-    path.write_text(json.dumps(_finite_or_none(run), indent=2, default=_json_default))
-
-
 def _copy_pow2_moves(run: dict[str, object], staging: Path) -> None:
     """Keep each power-of-two backend's per-scale moves with the results, not only in the cache."""
     backends = run.get("backends") or {}
@@ -121,6 +94,69 @@ _NUMERIC = ("distance_m", "face_px", "n_probes", "n_genuine", "n_impostor", "thr
             "cliff_distance_high_m", "distance_cost_low_m", "distance_cost_high_m", "cpu_latency_low_ms",
             "cpu_latency_high_ms", "cpu_vs_fp32", "cpu_vs_fp32_low", "cpu_vs_fp32_high", "latency_vs_fp32_low",
             "latency_vs_fp32_high")
+#: What a run can write in each numeric column (NaN, "not measured", passes unless said):
+#: rates in [0, 1], cosines in [-1, 1], distances and sizes positive and finite (a cliff beyond
+#: the sweep is +inf), counts whole and >= 0, norms and costs >= 0. Anything else did not come
+#: from facequant and is refused, not drawn or recommended on.
+_RATES = ("tar", "tar_ci_low", "tar_ci_high", "far", "far_ci_low", "far_ci_high", "tar_close", "reliable_tar",
+          "tar_far_end", "rank1", "rank1_ci_low", "rank1_ci_high", "tpir", "tpir_ci_low", "tpir_ci_high", "fpir",
+          "fpir_ci_low", "fpir_ci_high")
+_COSINES = ("threshold", "cos_to_fp32_mean", "genuine_cos_mean", "impostor_cos_mean", "mated_score_mean",
+            "nonmated_top_mean")
+_DISTANCES = ("distance_m", "face_px", "close_distance_m", "far_distance_m", "worse_from_m")
+_REACH = ("cliff_distance_m", "cliff_face_px", "reliable_distance_m")  # +inf: beyond the sweep
+#: An interval's ends: positive, or +-inf (beyond the sweep's farthest / before its closest distance).
+_BOUNDS = ("reliable_distance_low_m", "reliable_distance_high_m", "cliff_distance_low_m", "cliff_distance_high_m")
+_COUNTS = ("n_probes", "n_genuine", "n_impostor", "n_mated", "n_nonmated", "n_not_simulated", "n_genuine_fit",
+           "layers_8bit", "layers_16bit", "layers_float", "latency_rounds")
+_NON_NEGATIVE = ("prenorm_mean", "prenorm_p05", "prenorm_p50", "prenorm_p95", "cliff_prenorm", "cliff_prenorm_width",
+                 "file_bytes", "cpu_latency_p50_ms", "cpu_latency_p95_ms", "device_latency_ms", "latency_vs_fp32",
+                 "device_power_w", "cpu_latency_low_ms", "cpu_latency_high_ms", "cpu_vs_fp32", "cpu_vs_fp32_low",
+                 "cpu_vs_fp32_high", "latency_vs_fp32_low", "latency_vs_fp32_high")
+_SLACK = 1e-6
+#: Columns that must hold a number in every row (a sweep row is at a distance).
+_NEVER_MISSING = {SWEEP_CSV: ("distance_m", "face_px"), IDENTIFICATION_CSV: ("distance_m", "face_px")}
+
+
+def _domain_problem(column: str, values: np.ndarray, required: bool) -> np.ndarray:
+    """Per row: the value cannot have come from a run (see _RATES ...)."""
+    missing = np.isnan(values)
+    with np.errstate(invalid="ignore"):
+        if column in _RATES:  # with float rounding's slack (a cosine of a vector with itself: 1.0000000000000002)
+            bad = (values < -_SLACK) | (values > 1 + _SLACK) | np.isinf(values)
+        elif column in _COSINES:
+            bad = (values < -1 - _SLACK) | (values > 1 + _SLACK) | np.isinf(values)
+        elif column in _DISTANCES:
+            bad = (values <= 0) | np.isinf(values)
+        elif column in _REACH:
+            bad = (values <= 0) | np.isneginf(values)
+        elif column in _BOUNDS:
+            bad = (values <= 0) & np.isfinite(values)
+        elif column in _COUNTS:
+            bad = (values < 0) | np.isinf(values) | (~missing & (values != np.round(values)))
+        elif column in _NON_NEGATIVE:
+            bad = (values < 0) | np.isinf(values)
+        else:
+            bad = np.zeros(len(values), dtype=bool)
+    return bad | (missing if required else False)
+
+
+def _check_domains(path: Path, table: pd.DataFrame) -> None:
+    required = _NEVER_MISSING.get(path.name, ())
+    for column in table.columns:
+        if column not in (*_RATES, *_COSINES, *_DISTANCES, *_REACH, *_BOUNDS, *_COUNTS, *_NON_NEGATIVE):
+            continue
+        values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = _domain_problem(str(column), values, column in required)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            what = ("a rate in [0, 1]" if column in _RATES else "a cosine in [-1, 1]" if column in _COSINES
+                    else "a whole count >= 0" if column in _COUNTS else "a number >= 0" if column in _NON_NEGATIVE
+                    else "a positive distance (inf: beyond the sweep)" if column in _REACH
+                    else "a positive distance or +-inf (beyond the sweep)" if column in _BOUNDS
+                    else "a positive, finite number")
+            raise FacequantError(f"{path}:{row + 2}: column {column} holds {table[column].iloc[row]!r}, not {what}; "
+                                 "not a value facequant writes")
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -142,6 +178,7 @@ def read_table(path: Path) -> pd.DataFrame:
         if bad.any():
             line = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # the header is line 1
             raise FacequantError(f"{path}:{line}: column {column} holds {table[column][bad].iloc[0]!r}, not a number")
+    _check_domains(path, table)
     return table
 
 

@@ -21,11 +21,12 @@ import pandas as pd
 
 from facequant.errors import FacequantError
 from facequant.evaluate import metrics
-from facequant.evaluate.engine import SweepResult, versions
 from facequant.models.spec import format_channels
 from facequant.names import ESCAPE, display
 from facequant.results import directory, summary
 from facequant.results.output import inputs_of, staged_output
+from facequant.sweep.engine import SweepResult
+from facequant.versions import versions
 
 MODELS_DIR = "models"
 MODELS_CSV = "models.csv"

@@ -8,6 +8,13 @@ records its owner (pid, host); at the end the old folder is moved into the stagi
 new one renamed in, and the staging folder deleted, so a crash between steps loses nothing: the
 next run writing beside it finds the dead owner, puts the old folder back if the new one never
 arrived, and removes the rest.
+
+Anyone who can write beside --out can plant a folder named like a staging folder, so nothing in
+one is trusted to say where it goes: a stale staging folder is restored only to the sibling its
+own name gives (`.<target>.facequant-staging-<random>` -> `<target>`), never through a link, and
+only when it carries facequant's own owner record (a dead process of this host, naming that same
+target) and its old folder is facequant's (a marker, or empty). Anything else named like one is
+left alone and named in one warning.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ from pathlib import Path
 from typing import TextIO
 
 from facequant import __version__
+from facequant.cache import warn
 from facequant.errors import FacequantError
+from facequant.names import display
+from facequant.processes import process_alive
 
 #: The marker file in every results directory facequant writes.
 MARKER = ".facequant.json"
@@ -40,6 +50,8 @@ LEGACY_FILES = ("run.json", "manifest.json", "search.json", "study.csv", "fideli
 #: (`recommend`): a marked folder may hold them without listing them.
 DERIVED_FILES = ("recommend.csv",)
 _LEGACY = f"written by an earlier facequant version (no {MARKER})"
+#: A staging folder younger than this without its owner record may be a run starting now.
+_STARTING_S = 60.0
 
 _command: list[str] = ["facequant"]
 
@@ -135,7 +147,7 @@ def marker_problem(folder: Path) -> str | None:
             if sub.is_symlink():
                 files.append(name)  # a link is an entry of its own: facequant writes none
                 dirs.remove(name)
-            elif _dead_staging(sub) is not None:
+            elif _stale_staging(sub)[0] is not None:
                 dirs.remove(name)  # a killed run's leftovers: removed with the folder
             elif (sub / MARKER).is_file():
                 dirs.remove(name)
@@ -252,9 +264,10 @@ def _swap(staging: Path, out: Path) -> None:
 
 
 def _restore(staging: Path, target: Path) -> None:
-    """Put a replaced folder back when the new one never took its place."""
-    if (staging / OLD_DIR).is_dir() and not os.path.lexists(target):
-        os.rename(staging / OLD_DIR, target)
+    """Put a replaced folder back when the new one never took its place (a folder, not a link)."""
+    old = staging / OLD_DIR
+    if old.is_dir() and not old.is_symlink() and not os.path.lexists(target):
+        os.rename(old, target)
 
 
 def _discard(staging: Path, out: Path) -> None:
@@ -265,53 +278,90 @@ def _discard(staging: Path, out: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def _dead_staging(folder: Path) -> dict[str, object] | None:
-    """The owner record of a staging folder whose process is gone (on this host), else None:
-    folders without facequant's owner record, or of a live or remote process, are not ours
-    to remove."""
-    if STAGING_TAG not in folder.name or not folder.is_dir() or folder.is_symlink():
+def staging_target(folder: Path) -> str | None:
+    """The sibling a staging folder belongs to, read from its own name only
+    (`.<target>.facequant-staging-<random>`), or None when the name gives none."""
+    name = folder.name
+    if not name.startswith(".") or STAGING_TAG not in name:
         return None
+    target = name[1:].rpartition(STAGING_TAG)[0]
+    return None if target in ("", ".", "..") else target
+
+
+def _stale_staging(folder: Path) -> tuple[str | None, bool]:
+    """(target, foreign) of an entry named like a staging folder: target is the sibling to
+    restore to when it is a killed facequant run's own leftover (removable); foreign is True
+    when facequant cannot vouch for it (left alone and named). A live run's, another host's
+    or one starting now are neither: left alone, silently."""
+    if STAGING_TAG not in folder.name:
+        return None, False
+    if folder.is_symlink() or not folder.is_dir():
+        return None, True
+    target = staging_target(folder)
+    record = folder / OWNER_JSON
     try:
-        owner = json.loads((folder / OWNER_JSON).read_text())
+        if record.is_symlink():
+            return None, True
+        owner = json.loads(record.read_text())
         pid, host = int(owner["pid"]), str(owner["host"])
         if owner.get("tool") != "facequant":
-            return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+            return None, True
+    except FileNotFoundError:
+        try:
+            starting = time.time() - folder.stat().st_mtime < _STARTING_S
+        except OSError:
+            starting = False
+        return None, not starting
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, True
     if host != socket.gethostname() or process_alive(pid):
-        return None
-    return owner
+        return None, False
+    if target is None or owner.get("target") != target or not _own_old_folder(folder / OLD_DIR):
+        return None, True
+    return target, False
 
 
-def process_alive(pid: int) -> bool:
-    """Whether a process of this host still runs (another user's counts as running)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
+def _own_old_folder(old: Path) -> bool:
+    """What a run moved aside: absent, or a real folder (not a link) that is empty or carries
+    facequant's marker (facequant replaces nothing else)."""
+    if not os.path.lexists(old):
         return True
-    return True
+    if old.is_symlink() or not old.is_dir():
+        return False
+    try:
+        return _marker_files(old) is not None or not any(old.iterdir())
+    except OSError:
+        return False
 
 
 def clean_stale_staging(parent: Path) -> list[Path]:
     """Remove staging folders in `parent` left by killed runs (owner dead), after putting
-    back any results folder one of them had moved aside. Returns what was removed."""
-    removed = []
+    back any results folder one of them had moved aside (to the sibling its name gives).
+    Folders named like staging that facequant cannot vouch for are left alone and named in
+    one warning. Returns what was removed."""
+    removed: list[Path] = []
+    foreign: list[Path] = []
     try:
-        entries = list(parent.iterdir())
+        entries = sorted(parent.iterdir())
     except OSError:
         return removed
     for folder in entries:
-        owner = _dead_staging(folder)
-        if owner is None:
+        target, suspect = _stale_staging(folder)
+        if suspect:
+            foreign.append(folder)
+        if target is None:
             continue
         try:
-            _restore(folder, parent / str(owner.get("target", "")))
+            _restore(folder, parent / target)
         except OSError:
             continue  # leave it: it holds old results we could not put back
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
+    if foreign:
+        names = ", ".join(display(str(f)).replace("\n", "\\n") for f in foreign)
+        warn(f"left alone {len(foreign)} folder(s) named like facequant's staging that facequant cannot vouch for "
+             f"(no owner record of its own, a link, or not restorable to their own name): {names}; "
+             "remove them if they are not yours")
     return removed
 
 

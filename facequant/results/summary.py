@@ -18,7 +18,7 @@ import pandas as pd
 from facequant.results.directory import backend_labels, run_warnings
 
 if TYPE_CHECKING:
-    from facequant.evaluate.engine import SweepResult
+    from facequant.sweep.engine import SweepResult
 
 #: The warnings said first, before the table (everything else of the run is relative to fp32).
 BROKEN = "fp32 is degenerate: "
@@ -263,7 +263,7 @@ def print_summary(result: SweepResult, out: Path | None = None) -> None:
     if result.identification is not None:
         console.print(identification_line(result.identification, result.run), highlight=False, markup=False)
     console.print(f"{LEGEND} {prenorm_line(result.cliff)}", style="dim", highlight=False, markup=False)
-    from facequant.models.preprocessing_check import summary_lines
+    from facequant.analysis.preprocessing_check import summary_lines
 
     for line in summary_lines(result.run):  # preprocessing used and why, graph ends, alignment
         console.print(line, highlight=False, markup=False)

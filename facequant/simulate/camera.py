@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import yaml
 
-from facequant import settings
+from facequant import settings, yamlfiles
 from facequant.errors import FacequantError
 from facequant.faces.alignment import TEMPLATE_EYE_DISTANCE_112
 from facequant.ranges import (
@@ -79,9 +79,13 @@ class CameraProfile:
 def load_cameras(path: Path | None = None) -> dict[str, CameraProfile]:
     path = path or settings.configs_dir() / "cameras.yaml"
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise FacequantError(f"{path}: cannot read camera presets ({exc})") from exc
+        raw = yamlfiles.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        line = yamlfiles.error_line(exc)
+        raise FacequantError(f"{path}{f':{line}' if line else ''}: cannot read camera presets: not valid YAML "
+                             f"({yamlfiles.error_reason(exc)})") from exc
+    except OSError as exc:
+        raise FacequantError(f"{path}: cannot read camera presets ({exc.strerror})") from exc
     return {name: CameraProfile(name=name, **fields) for name, fields in raw.items()}
 
 

@@ -14,7 +14,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 #: progress(stage, done, total): stages "faces", "calibration" (building backends), "diagnose".
-from facequant.analysis.diagnose.taps import _FLAT_SUFFIX, Tap
+from facequant.analysis.diagnose.taps import FLAT_SUFFIX, Tap
 from facequant.backends.base import session_options
 from facequant.errors import FacequantError
 
@@ -33,7 +33,7 @@ def _session(path: Path) -> ort.InferenceSession:
 def _prune_saved_outputs(model: onnx.ModelProto, keep: set[str]) -> None:
     """Drop the augmentation's outputs (and their Reshape nodes) for tensors not reported."""
     graph = model.graph
-    drop = [o for o in graph.output if o.name.endswith(_FLAT_SUFFIX) and o.name[: -len(_FLAT_SUFFIX)] not in keep]
+    drop = [o for o in graph.output if o.name.endswith(FLAT_SUFFIX) and o.name[: -len(FLAT_SUFFIX)] not in keep]
     for o in drop:
         graph.output.remove(o)
     dropped = {o.name for o in drop}
@@ -60,7 +60,7 @@ class FloatTaps:
         return cls(_session(path), input_name, tensors)
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        names = [f"{t}{_FLAT_SUFFIX}" for t in self.tensors]
+        names = [f"{t}{FLAT_SUFFIX}" for t in self.tensors]
         return dict(zip(self.tensors, self.session.run(names, {self.input_name: x}), strict=True))
 
 
@@ -167,7 +167,7 @@ class LevelHistogram:
 # --- accumulation ----------------------------------------------------------------------------
 
 @dataclass
-class _Acc:
+class TensorSums:
     """Running sums for one tensor at one distance: what SNR, PSNR and bins need, not the tensor."""
 
     sumsq: float = 0.0
@@ -197,14 +197,14 @@ def psnr_db(peak: float, noise: float, n: int) -> float:
     return 10.0 * math.log10(peak * peak / (noise / n))
 
 
-def _float_stats(f: np.ndarray) -> tuple[float, float, int]:
+def float_stats(f: np.ndarray) -> tuple[float, float, int]:
     """(sum of squares, peak |f|, elements) of one flat float tensor."""
     if not f.size:
         return 0.0, 0.0, 0
     return float(np.dot(f, f)), max(float(f.max()), -float(f.min())), int(f.size)
 
 
-def _quant_stats(f: np.ndarray, q: np.ndarray, codes: np.ndarray | None, tap: Tap, acc: _Acc,
+def quant_stats(f: np.ndarray, q: np.ndarray, codes: np.ndarray | None, tap: Tap, acc: TensorSums,
                  full_counts: bool) -> float:
     """sum (f - q)^2 of one tensor on one batch; the codes' levels are added to acc (the only job
     touching that accumulator until the batch is collected). q is this batch's own copy of the
@@ -226,7 +226,7 @@ def _quant_stats(f: np.ndarray, q: np.ndarray, codes: np.ndarray | None, tap: Ta
     return float(np.dot(q, q))
 
 
-def _collect(jobs: list[tuple[str, Tap, Future[float]]], acc: dict[str, dict[str, _Acc]]) -> None:
+def collect_stats(jobs: list[tuple[str, Tap, Future[float]]], acc: dict[str, dict[str, TensorSums]]) -> None:
     for name, tap, job in jobs:
         acc[name][tap.tensor].sse += job.result()
 

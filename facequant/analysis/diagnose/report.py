@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -14,8 +13,8 @@ import pandas as pd
 #: progress(stage, done, total): stages "faces", "calibration" (building backends), "diagnose".
 from facequant.analysis.diagnose.measure import LevelHistogram
 from facequant.analysis.diagnose.run import HEAD_WEIGHTED_LAYERS, DiagnoseResult
-from facequant.names import display
 from facequant.results.directory import pyplot, save_figure
+from facequant.results.jsonfile import write_run_json
 from facequant.results.output import inputs_of, staged_output
 
 LAYERS_CSV = "layers.csv"
@@ -37,21 +36,6 @@ def histogram_path(backend: str) -> str:
     return f"histogram_{_safe(backend)}.png"
 
 
-def _json_ready(obj: object) -> object:
-    """JSON has no inf/nan and no numpy scalars: strings and Python numbers instead."""
-    if isinstance(obj, dict):
-        return {display(str(k)): _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_ready(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, str | Path):
-        return display(obj)  # undecodable bytes as \\xNN, as in every output
-    return obj
-
-
 def write_diagnosis(result: DiagnoseResult, out: Path, force: bool = False) -> Path:
     """Write layers.csv, summary.csv, run.json and the plots into `out`, atomically: a failure
     midway leaves any old results intact."""
@@ -68,7 +52,7 @@ def write_diagnosis(result: DiagnoseResult, out: Path, force: bool = False) -> P
         run = dict(result.run)
         run["timings"] = {**result.run["timings"], "write_s": time.perf_counter() - t0}  # type: ignore[dict-item]
         run["files"] = sorted(p.name for p in staging.iterdir()) + [RUN_JSON]
-        (staging / RUN_JSON).write_text(json.dumps(_json_ready(run), indent=2))
+        write_run_json(run, staging / RUN_JSON)
     return out
 
 

@@ -24,19 +24,19 @@ from facequant.analysis.diagnose.measure import (
     FloatTaps,
     LevelHistogram,
     QuantTaps,
-    _Acc,
-    _collect,
-    _float_stats,
-    _quant_stats,
+    TensorSums,
+    collect_stats,
+    float_stats,
     psnr_db,
+    quant_stats,
     snr_db,
 )
 from facequant.analysis.diagnose.taps import (
-    _FLAT_SUFFIX,
+    FLAT_SUFFIX,
     Tap,
-    _link,
     float_layers,
     float_weight_table,
+    link_into,
     match_taps,
     quantized_weight_table,
 )
@@ -46,10 +46,10 @@ from facequant.backends.quantize.recipes import RECIPES, split_recipe_name
 from facequant.backends.registry import BackendFactory, check_backend_name
 from facequant.backends.runtime import OrtBackend
 from facequant.errors import FacequantError
-from facequant.evaluate.config import SweepConfig
-from facequant.evaluate.engine import versions
-from facequant.evaluate.probes import ProbeSet, prepare_probes
 from facequant.ranges import COUNT_RANGE, Range, require
+from facequant.sweep.config import SweepConfig
+from facequant.sweep.probes import ProbeSet, prepare_probes
+from facequant.versions import versions
 
 Progress = Callable[[str, int, int], None]
 #: The fixed columns of layers.csv, in order; more follow them.
@@ -182,9 +182,9 @@ def _build_graphs(ps: ProbeSet, built: dict[str, OrtBackend], config: DiagnoseCo
     with tempfile.TemporaryDirectory(prefix="facequant-diagnose-") as tmp_dir:  # sessions keep their graphs
         tmp = Path(tmp_dir)
         augmented = tmp / "float_augmented.onnx"
-        modify_model_output_intermediate_tensors(str(_link(ps.normalized, tmp)), str(augmented))
-        saved = {o.name[: -len(_FLAT_SUFFIX)] for o in onnx.load(str(augmented), load_external_data=False).graph.output
-                 if o.name.endswith(_FLAT_SUFFIX)}
+        modify_model_output_intermediate_tensors(str(link_into(ps.normalized, tmp)), str(augmented))
+        saved = {o.name[: -len(FLAT_SUFFIX)] for o in onnx.load(str(augmented), load_external_data=False).graph.output
+                 if o.name.endswith(FLAT_SUFFIX)}
         layers = float_layers(float_model, saved - {ps.spec.input_name})
         taps: dict[str, list[Tap]] = {}
         unmatched: dict[str, list[str]] = {}
@@ -213,23 +213,23 @@ def _build_graphs(ps: ProbeSet, built: dict[str, OrtBackend], config: DiagnoseCo
 class _Distance:
     """What one distance leaves: running sums per float tensor and per backend x tensor."""
 
-    floats: dict[str, _Acc]
-    quants: dict[str, dict[str, _Acc]]
+    floats: dict[str, TensorSums]
+    quants: dict[str, dict[str, TensorSums]]
     n_probes: int
     face_px: float
 
 
 def _measure(x_all: np.ndarray, graphs: _Graphs, built: dict[str, OrtBackend], pool: ThreadPoolExecutor,
              full_counts: bool, checks: dict[str, dict[str, object]], step: Callable[[], None]) -> tuple[
-                 dict[str, _Acc], dict[str, dict[str, _Acc]]]:
+                 dict[str, TensorSums], dict[str, dict[str, TensorSums]]]:
     """One pass over a distance's probes, batch by batch: the float graph once per batch, then each
     backend's graph, while the pool reduces the previous backend's tensors to sums and levels."""
-    floats = {t: _Acc() for t in graphs.float_taps.tensors}
-    quants = {name: {t.tensor: _Acc() for t in qt.taps} for name, qt in graphs.quant_taps.items()}
+    floats = {t: TensorSums() for t in graphs.float_taps.tensors}
+    quants = {name: {t.tensor: TensorSums() for t in qt.taps} for name, qt in graphs.quant_taps.items()}
     for start in range(0, len(x_all), graphs.batch):
         x = x_all[start : start + graphs.batch]
         tensors = graphs.float_taps.run(x)
-        float_jobs = {t: pool.submit(_float_stats, tensors[t]) for t in graphs.float_taps.tensors}
+        float_jobs = {t: pool.submit(float_stats, tensors[t]) for t in graphs.float_taps.tensors}
         pending: list[tuple[str, Tap, Future[float]]] = []
         for name, qt in graphs.quant_taps.items():
             out = qt.run(x)
@@ -237,12 +237,12 @@ def _measure(x_all: np.ndarray, graphs: _Graphs, built: dict[str, OrtBackend], p
                 deployed = built[name].run(x)
                 checks[name] = {"probes": len(x), "max_abs_diff_vs_backend":
                                 float(np.max(np.abs(out[qt.output_name].reshape(len(x), -1) - deployed)))}
-            jobs = [(name, tap, pool.submit(_quant_stats, tensors[tap.tensor], out[f"{tap.tensor}::q"],
+            jobs = [(name, tap, pool.submit(quant_stats, tensors[tap.tensor], out[f"{tap.tensor}::q"],
                                             out[tap.codes] if tap.codes else None, tap, quants[name][tap.tensor],
                                             full_counts)) for tap in qt.taps]
-            _collect(pending, quants)  # the previous backend's statistics ran beside this backend's graph
+            collect_stats(pending, quants)  # the previous backend's statistics ran beside this backend's graph
             pending = jobs
-        _collect(pending, quants)
+        collect_stats(pending, quants)
         for t, job in float_jobs.items():
             sumsq, peak, n = job.result()
             floats[t].sumsq += sumsq

@@ -20,7 +20,7 @@ from facequant.backends.quantize.layers import graph_layers
 #: progress(stage, done, total): stages "faces", "calibration" (building backends), "diagnose".
 
 
-_FLAT_SUFFIX = "_ReshapedSavedOutput"  # what modify_model_output_intermediate_tensors appends
+FLAT_SUFFIX = "_ReshapedSavedOutput"  # what modify_model_output_intermediate_tensors appends
 _BITS = {TensorProto.UINT8: 8, TensorProto.INT8: 8, TensorProto.UINT16: 16, TensorProto.INT16: 16}
 _SIGNED = {TensorProto.INT8, TensorProto.INT16}
 _DEAD_CHANNEL = 1e-6  # relative range below which a weight channel counts as dead
@@ -141,7 +141,7 @@ def float_weight_table(model_path: Path, model: onnx.ModelProto) -> dict[str, di
     return out
 
 
-def _link(model: Path, tmp: Path) -> Path:
+def link_into(model: Path, tmp: Path) -> Path:
     """`model` seen from our temporary folder. ORT's helpers run shape inference through a file
     written beside the model they are given ('<name>-inferred.onnx', then deleted): beside a
     cached model, two runs at once would trip over each other's file."""
@@ -155,7 +155,7 @@ def quantized_weight_table(float_model: Path, quant_model: Path, tmp: Path) -> d
     """weight name -> SNR of its dequantized weights (dB) and their bit width, by ORT's
     create_weight_matching. Its shape inference writes a file beside each model: symlinks in
     our temporary folder keep that out of the shared cache."""
-    matched = create_weight_matching(str(_link(float_model, tmp)), str(_link(quant_model, tmp)))
+    matched = create_weight_matching(str(link_into(float_model, tmp)), str(link_into(quant_model, tmp)))
     qmodel = onnx.load(str(quant_model), load_external_data=False)
     bits: dict[str, int] = {}
     inits = {t.name: t for t in qmodel.graph.initializer}

@@ -23,7 +23,7 @@ from facequant.analysis.recommend.verdicts import (
     NotCoveredError,
     Recommendation,
     ScenarioVerdict,
-    _verdict_frame,
+    verdict_frame,
 )
 from facequant.errors import FacequantError
 from facequant.ranges import Range, require
@@ -61,7 +61,7 @@ def recommend(results: Mapping[str, Any], scenarios: Sequence[Scenario] | None =
     if not verdicts:
         raise NotCoveredError(next(iter(skipped.values())) if len(skipped) == 1 else
                               "no scenario lies within the sweep: " + "; ".join(skipped.values()))
-    return Recommendation(table=_verdict_frame(verdicts.values()), verdicts=verdicts, skipped=skipped,
+    return Recommendation(table=verdict_frame(verdicts.values()), verdicts=verdicts, skipped=skipped,
                           distances=_distances(results))
 
 
@@ -152,7 +152,7 @@ def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None 
     if names:
         # Asked for by name: a scenario the sweep cannot answer is an error, not a skip.
         verdicts = {s.name: evaluate_scenario(results, s, latency_tolerance, latency) for s in chosen}
-        rec = Recommendation(table=_verdict_frame(verdicts.values()), verdicts=verdicts, distances=_distances(results))
+        rec = Recommendation(table=verdict_frame(verdicts.values()), verdicts=verdicts, distances=_distances(results))
     else:
         rec = recommend(results, chosen, latency_tolerance, latency)
     if write:

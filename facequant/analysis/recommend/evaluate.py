@@ -13,22 +13,22 @@ import pandas as pd
 
 from facequant.analysis.recommend.scenarios import Scenario
 from facequant.analysis.recommend.tables import (
-    _cost_rows,
-    _costlier_reason,
-    _Curve,
-    _curves,
-    _degenerate,
-    _rank,
-    _run_camera,
-    _run_config,
+    Curve,
     cost_order,
+    cost_rows,
+    costlier_reason,
+    degenerate_reasons,
+    rank_backends,
+    read_curves,
+    run_camera,
+    run_settings,
     tie_note,
 )
 from facequant.analysis.recommend.verdicts import (
-    _EPS,
     COSTLIER,
     DEFAULT_LATENCY_TOLERANCE,
     NOT_RESOLVED,
+    RATE_EPS,
     RECOMMENDED,
     REJECTED,
     SEARCH_JSON,
@@ -37,7 +37,13 @@ from facequant.analysis.recommend.verdicts import (
     Point,
     ScenarioVerdict,
 )
-from facequant.analysis.recommend.wording import _m, _mb, _rate_vs, _sig_vs, protocol_words
+from facequant.analysis.recommend.wording import (
+    megabytes,
+    metres,
+    protocol_words,
+    rate_vs,
+    significant_vs,
+)
 from facequant.evaluate.honesty import min_resolvable_far
 
 # ---------------------------------------------------------------- one scenario
@@ -47,7 +53,7 @@ def _evaluation_distances(sweep: pd.DataFrame, scenario: Scenario) -> list[float
     """The sweep's distances inside the range, plus both ends of the range (the far end is
     the hardest point and must be checked even between two swept distances)."""
     grid = sorted({float(d) for d in sweep.distance_m.astype(float)})
-    inside = [d for d in grid if scenario.near_m - _EPS <= d <= scenario.far_m + _EPS]
+    inside = [d for d in grid if scenario.near_m - RATE_EPS <= d <= scenario.far_m + RATE_EPS]
     points = sorted({round(d, 9) for d in [scenario.near_m, *inside, scenario.far_m]})
     return points
 
@@ -68,7 +74,7 @@ class _Check:
     notes: list[str]  # what passed only within noise (a latency budget)
 
 
-def _read_points(curves: Mapping[str, _Curve], scenario: Scenario, distances: Sequence[float], iod: float,
+def _read_points(curves: Mapping[str, Curve], scenario: Scenario, distances: Sequence[float], iod: float,
                  model_px: float, per_backend_px: Mapping[str, float] | None = None,
                  ) -> tuple[dict[str, list[Point]], list[float], list[float]]:
     """Every backend's reading at each distance a scenario wants; a distance is evaluated
@@ -98,31 +104,31 @@ def _check(points: Sequence[Point], scenario: Scenario, far_limit: float, cost: 
     failures: list[str] = []
     if degenerate:
         failures.append(f"degenerate: {degenerate}")
-    failing = [p for p in points if p.tar < scenario.required_tar - _EPS]
+    failing = [p for p in points if p.tar < scenario.required_tar - RATE_EPS]
     if failing:
-        value, diff = _rate_vs(worst.tar, scenario.required_tar)
+        value, diff = rate_vs(worst.tar, scenario.required_tar)
         px = f" ({worst.face_px:.0f} px)" if show_px else ""
-        text = f"TAR {value} at {_m(worst.distance_m)} m{px} < {scenario.required_tar:g} ({diff})"
+        text = f"TAR {value} at {metres(worst.distance_m)} m{px} < {scenario.required_tar:g} ({diff})"
         others = [p for p in failing if p is not worst]
         if others:
-            text += f", also fails at {', '.join(_m(p.distance_m) for p in others)} m"
+            text += f", also fails at {', '.join(metres(p.distance_m) for p in others)} m"
         failures.append(text)
     n_tar = len(failures)
     fars = [p for p in points if math.isfinite(p.far)]
-    over_far = [p for p in fars if p.far > far_limit * (1 + _EPS)]
+    over_far = [p for p in fars if p.far > far_limit * (1 + RATE_EPS)]
     unresolved: list[str] = []
     if over_far:
         p = max(over_far, key=lambda p: (p.far, -p.distance_m))
         more = "" if len(over_far) == 1 else f" (and {len(over_far) - 1} more distance(s))"
-        text = f"FAR {_sig_vs(p.far, far_limit)} > {far_limit:g} at {_m(p.distance_m)} m{more}"
+        text = f"FAR {significant_vs(p.far, far_limit)} > {far_limit:g} at {metres(p.distance_m)} m{more}"
         why = _far_unresolved(p, far_limit)
         (unresolved if why else failures).append(f"{text}, {why}" if why else text)
     notes: list[str] = []
     basis = f" ({cost['basis']})" if cost["basis"] else ""
     limit = scenario.max_latency_vs_fp32
-    if limit is not None and math.isfinite(cost["ratio"]) and cost["ratio"] > limit + _EPS:
+    if limit is not None and math.isfinite(cost["ratio"]) and cost["ratio"] > limit + RATE_EPS:
         low = cost.get("ratio_low", math.nan)
-        if math.isfinite(low) and low <= limit + _EPS:  # one noisy timing must not decide it
+        if math.isfinite(low) and low <= limit + RATE_EPS:  # one noisy timing must not decide it
             notes.append(f"latency {cost['ratio']:.2f}x fp32{basis} is over the {limit:g}x budget only within the "
                          f"spread of interleaved rounds [{low:.2f}, {cost.get('ratio_high', math.nan):.2f}]: "
                          "counted as within budget")
@@ -132,11 +138,11 @@ def _check(points: Sequence[Point], scenario: Scenario, far_limit: float, cost: 
         if not math.isfinite(cost["device_ms"]):
             failures.append(f"no device latency to check the {scenario.max_latency_ms:g} ms budget "
                             "(sweep with --device-profile, or recommend --device-profile)")
-        elif cost["device_ms"] > scenario.max_latency_ms + _EPS:
+        elif cost["device_ms"] > scenario.max_latency_ms + RATE_EPS:
             failures.append(f"over budget: {cost['device_ms']:.3g} ms on device > {scenario.max_latency_ms:g} ms")
     holds_to = None
     for p in points:
-        if p.tar < scenario.required_tar - _EPS:
+        if p.tar < scenario.required_tar - RATE_EPS:
             break
         holds_to = p.distance_m
     return _Check(points=tuple(points), worst=worst, shortfall=scenario.required_tar - worst.tar,
@@ -169,9 +175,9 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
     sweep: pd.DataFrame = results.get("rates", results["sweep"])
     run: Mapping[str, Any] = results.get("run") or {}
     folder = f"{results['path']}/" if results.get("path") else ""
-    target_far, iod, model_px = _run_config(run, f"{folder}run.json")
-    run_cam = _run_camera(run, f"{folder}run.json")
-    curves = _curves(sweep, f"{folder}sweep.csv")
+    target_far, iod, model_px = run_settings(run, f"{folder}run.json")
+    run_cam = run_camera(run, f"{folder}run.json")
+    curves = read_curves(sweep, f"{folder}sweep.csv")
     backends = list(curves)
     far_limit = scenario.max_far_vs_target * target_far
 
@@ -187,21 +193,21 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
             f"{math.exp(max(c.log_px[-1] for c in curves.values())):.0f} px faces")
     if not evaluated:
         raise NotCoveredError(
-            f"scenario '{scenario.name}' ({_m(scenario.near_m)}-{_m(scenario.far_m)} m on {scenario.camera.name}: "
+            f"scenario '{scenario.name}' ({metres(scenario.near_m)}-{metres(scenario.far_m)} m on {scenario.camera.name}: "
             f"{scenario.camera.face_px(scenario.far_m, iod):.0f}-{scenario.camera.face_px(scenario.near_m, iod):.0f} px) "
             f"lies outside the sweep ({span}); sweep those distances first")
     coverage = ""
     if uncovered:
-        coverage = (f"evaluated {_m(evaluated[0])}-{_m(evaluated[-1])} m only: "
-                    f"{', '.join(_m(d) for d in uncovered)} m not covered ({span})")
+        coverage = (f"evaluated {metres(evaluated[0])}-{metres(evaluated[-1])} m only: "
+                    f"{', '.join(metres(d) for d in uncovered)} m not covered ({span})")
 
-    costs = _cost_rows(results.get("cost"), backends, latency)
-    degenerate = _degenerate(results.get("cliff"))
+    costs = cost_rows(results.get("cost"), backends, latency)
+    degenerate = degenerate_reasons(results.get("cliff"))
     checked = {b: _check(readings[b], scenario, far_limit, costs[b], degenerate.get(b), not same_camera)
                for b in backends}
 
     meeting = [b for b in backends if not checked[b].failures and not checked[b].unresolved]
-    ranking = _rank(meeting, costs, latency_tolerance, latency)
+    ranking = rank_backends(meeting, costs, latency_tolerance, latency)
     order, cost_basis = ranking.order, ranking.basis
     recommended = order[0] if order else None
     closest: str | None = None
@@ -228,14 +234,14 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
         ch, c = checked[recommended], costs[recommended]
         lat = (f"{c['ratio']:.2f}x fp32" + (f" ({c['basis']})" if c["basis"] else "")
                if math.isfinite(c["ratio"]) else "latency unknown")
-        text = (f"cheapest that meets: worst TAR {ch.worst.tar:.3f} at {_m(ch.worst.distance_m)} m "
+        text = (f"cheapest that meets: worst TAR {ch.worst.tar:.3f} at {metres(ch.worst.distance_m)} m "
                 f"(>= {scenario.required_tar:g}), max FAR {ch.worst_far:.2g} (<= {far_limit:g}), "
-                f"{lat}, {_mb(c['file_bytes'])}")
+                f"{lat}, {megabytes(c['file_bytes'])}")
         if coverage:
             text += f" [{coverage.split(':')[0]}]"
         verdicts.append(make(recommended, RECOMMENDED, text))
         for b in order[1:]:
-            verdicts.append(make(b, COSTLIER, _costlier_reason(b, ranking, costs)))
+            verdicts.append(make(b, COSTLIER, costlier_reason(b, ranking, costs)))
     for b in backends:  # within everything else, their FAR above the limit only as far as the data can tell
         if checked[b].unresolved and not checked[b].failures:
             verdicts.append(make(b, NOT_RESOLVED, "meets the rest; " + "; ".join(checked[b].unresolved)))
@@ -247,7 +253,7 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
         reason = "; ".join([*checked[b].failures, *checked[b].unresolved])
         if b == closest:
             holds = checked[b].holds_to
-            reach = f"meets TAR up to {_m(holds)} m" if holds is not None else "meets TAR nowhere in range"
+            reach = f"meets TAR up to {metres(holds)} m" if holds is not None else "meets TAR nowhere in range"
             reason = f"closest ({reach}): {reason}"
         verdicts.append(make(b, REJECTED, reason))
 
@@ -294,7 +300,7 @@ def _no_winner(scenario: Scenario, closest: str | None, checked: Mapping[str, _C
                  "but the data cannot tell whether their FAR is within the limit")
     if closest is not None:
         ch = checked[closest]
-        reach = f"; meets TAR up to {_m(ch.holds_to)} m" if ch.holds_to is not None else ""
+        reach = f"; meets TAR up to {metres(ch.holds_to)} m" if ch.holds_to is not None else ""
         summary = f"{head}; closest: {closest} ({'; '.join(ch.failures)}{reach})"
     elif unresolved:
         summary = head
@@ -303,7 +309,7 @@ def _no_winner(scenario: Scenario, closest: str | None, checked: Mapping[str, _C
     notes: list[str] = []
     fp32 = checked.get("fp32")
     if fp32 is not None and fp32.tar_fails and "fp32" not in degenerate:
-        notes.append(f"fp32 fails too (TAR {fp32.worst.tar:.2f} at {_m(fp32.worst.distance_m)} m): the limit is "
+        notes.append(f"fp32 fails too (TAR {fp32.worst.tar:.2f} at {metres(fp32.worst.distance_m)} m): the limit is "
                      "the camera's resolution at this range, not quantization; a longer lens or more pixels "
                      "helps, another backend does not")
     for b, ch in checked.items():
@@ -332,7 +338,7 @@ def _close_call(scenario: Scenario, chosen: str | None, checked: Mapping[str, _C
     w = checked[chosen].worst
     rivals = [b for b, ch in checked.items() if b != chosen and b not in degenerate and ch.tar_fails
               and not ch.other_fails and straddles(b)]
-    text = (f"not resolved by these photos: {chosen}'s worst TAR {w.tar:.3f} at {_m(w.distance_m)} m has a "
+    text = (f"not resolved by these photos: {chosen}'s worst TAR {w.tar:.3f} at {metres(w.distance_m)} m has a "
             f"95 % interval {w.tar_ci_low:.3f}-{w.tar_ci_high:.3f} that contains the required "
             f"{scenario.required_tar:g}")
     if rivals:

@@ -12,7 +12,7 @@ from facequant.analysis.recommend.verdicts import (
     REJECTED,
     Recommendation,
 )
-from facequant.analysis.recommend.wording import _m, protocol_words
+from facequant.analysis.recommend.wording import metres, protocol_words
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -44,7 +44,7 @@ def render(rec: Recommendation) -> list[RenderableType]:
             verdict = "closest" if v.closest else v.verdict
             lat = f"{v.latency_vs_fp32:.2f}x" if math.isfinite(v.latency_vs_fp32) else "-"
             table.add_row(v.backend, Text(verdict, style=_STYLE[v.verdict]),
-                          f"{v.worst_tar:.3f} @{_m(v.worst_distance_m)}m", lat, v.reason)
+                          f"{v.worst_tar:.3f} @{metres(v.worst_distance_m)}m", lat, v.reason)
         out.append(table)
         out.append(Text(sv.summary, style="bold green" if sv.recommended else "bold yellow"))
         for note in sv.notes:

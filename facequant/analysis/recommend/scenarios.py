@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from facequant import settings
-from facequant.analysis.recommend.wording import _m
+from facequant import settings, yamlfiles
+from facequant.analysis.recommend.wording import metres
 from facequant.errors import FacequantError
 from facequant.simulate.camera import CameraProfile, camera_from_spec
 
@@ -49,7 +49,7 @@ class Scenario:
 
     def requirement(self) -> str:
         """One line: what the scenario asks for."""
-        parts = [f"TAR >= {self.required_tar:g} at {_m(self.near_m)}-{_m(self.far_m)} m",
+        parts = [f"TAR >= {self.required_tar:g} at {metres(self.near_m)}-{metres(self.far_m)} m",
                  f"FAR <= {self.max_far_vs_target:g}x target"]
         if self.max_latency_vs_fp32 is not None:
             parts.append(f"<= {self.max_latency_vs_fp32:g}x fp32 latency")
@@ -97,7 +97,7 @@ def load_scenario_file(path: str | Path) -> Scenario:
     problem is a one-line FacequantError naming the file and the key."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yamlfiles.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

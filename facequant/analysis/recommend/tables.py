@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 
 from facequant.analysis.recommend.verdicts import (
-    _LOG_PX_MATCH,
     DEFAULT_LATENCY_TOLERANCE,
+    LOG_PX_MATCH,
     Point,
 )
-from facequant.analysis.recommend.wording import _mb
+from facequant.analysis.recommend.wording import megabytes
 from facequant.errors import FacequantError
 from facequant.ranges import FAR_RANGE, Range, require
 from facequant.simulate.camera import DEFAULT_IOD_MM, CameraProfile
@@ -24,7 +24,7 @@ from facequant.simulate.camera import DEFAULT_IOD_MM, CameraProfile
 # ---------------------------------------------------------------- reading the run
 
 
-def _run_camera(run: Mapping[str, Any], where: str = "run.json") -> CameraProfile:
+def run_camera(run: Mapping[str, Any], where: str = "run.json") -> CameraProfile:
     cam = run.get("camera")
     if not isinstance(cam, Mapping):
         raise FacequantError(f"{where}: has no camera")
@@ -38,7 +38,7 @@ def _run_camera(run: Mapping[str, Any], where: str = "run.json") -> CameraProfil
         raise FacequantError(f"{where}: {exc}") from None
 
 
-def _run_config(run: Mapping[str, Any], where: str = "run.json") -> tuple[float, float, float]:
+def run_settings(run: Mapping[str, Any], where: str = "run.json") -> tuple[float, float, float]:
     """(target FAR, inter-ocular mm, model input px) from run.json."""
     config = run.get("config") or {}
     model = run.get("model") or {}
@@ -65,7 +65,7 @@ _INTERVALS = ("tar_ci_low", "tar_ci_high", "far_ci_low", "far_ci_high", "n_impos
 
 
 @dataclass(frozen=True)
-class _Curve:
+class Curve:
     """One backend's sweep rows as functions of log face px (ascending)."""
 
     log_px: np.ndarray
@@ -73,7 +73,7 @@ class _Curve:
 
     def at(self, distance_m: float, px: float, model_px: float) -> Point | None:
         lp = math.log(px)
-        near = np.flatnonzero(np.abs(self.log_px - lp) <= _LOG_PX_MATCH)
+        near = np.flatnonzero(np.abs(self.log_px - lp) <= LOG_PX_MATCH)
         lo, hi = float(self.log_px[0]), float(self.log_px[-1])
         if near.size:
             i, how = int(near[0]), "measured"
@@ -90,11 +90,11 @@ class _Curve:
         return Point(distance_m, px, v["tar"], v["far"], how, *(v[k] for k in _INTERVALS))
 
 
-def _curves(sweep: pd.DataFrame, where: str = "sweep.csv") -> dict[str, _Curve]:
+def read_curves(sweep: pd.DataFrame, where: str = "sweep.csv") -> dict[str, Curve]:
     missing = [c for c in ("backend", "distance_m", "face_px", "tar", "far") if c not in sweep.columns]
     if missing:
         raise FacequantError(f"{where} is missing column(s): {', '.join(missing)}")
-    curves: dict[str, _Curve] = {}
+    curves: dict[str, Curve] = {}
     for backend, rows in sweep.groupby("backend", sort=False):
         rows = rows[np.isfinite(rows.tar.astype(float)) & (rows.face_px.astype(float) > 0)]
         if rows.empty:
@@ -103,7 +103,7 @@ def _curves(sweep: pd.DataFrame, where: str = "sweep.csv") -> dict[str, _Curve]:
         # One row per face size (a sweep has one per distance); sorted ascending for interp.
         keys = ["tar", "far", *_INTERVALS]
         rows = rows.groupby("face_px", as_index=False)[keys].mean().sort_values("face_px")
-        curves[str(backend)] = _Curve(np.log(rows.face_px.to_numpy(dtype=np.float64)),
+        curves[str(backend)] = Curve(np.log(rows.face_px.to_numpy(dtype=np.float64)),
                                       {k: rows[k].to_numpy(dtype=np.float64) for k in keys})
     if not curves:
         raise FacequantError(f"{where} has no measured TAR")
@@ -114,7 +114,7 @@ def _curves(sweep: pd.DataFrame, where: str = "sweep.csv") -> dict[str, _Curve]:
 LATENCY_CHOICES = ("auto", "cpu", "device", "off")
 
 
-def _cost_rows(cost: pd.DataFrame | None, backends: Iterable[str], latency: str = "auto") -> dict[str, dict[str, Any]]:
+def cost_rows(cost: pd.DataFrame | None, backends: Iterable[str], latency: str = "auto") -> dict[str, dict[str, Any]]:
     """Per backend: device_ms; cpu_ms with its spread across interleaved rounds (cpu_ms_low,
     cpu_ms_high); cpu_ratio, the CPU ratio to fp32 (cost.csv's cpu_vs_fp32: the median of the
     per-round ratios; an older cost.csv: p50 over fp32's p50) with its spread (cpu_low,
@@ -159,7 +159,7 @@ def _cost_rows(cost: pd.DataFrame | None, backends: Iterable[str], latency: str 
     return out
 
 
-def _degenerate(cliff: pd.DataFrame | None) -> dict[str, str]:
+def degenerate_reasons(cliff: pd.DataFrame | None) -> dict[str, str]:
     if cliff is None or "degenerate" not in cliff:
         return {}
     out = {}
@@ -173,7 +173,7 @@ def _degenerate(cliff: pd.DataFrame | None) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class _Ranking:
+class Ranking:
     """Backends in tie groups, cheapest group first, each group in tie-break order."""
 
     groups: tuple[tuple[str, ...], ...]
@@ -212,8 +212,8 @@ def _latency_key(backends: Sequence[str], costs: Mapping[str, Mapping[str, Any]]
     return "ratio" if latency == "auto" and any(math.isfinite(costs[b]["ratio"]) for b in backends) else ""
 
 
-def _rank(backends: Sequence[str], costs: Mapping[str, Mapping[str, Any]], latency_tolerance: float,
-          latency: str = "auto") -> _Ranking:
+def rank_backends(backends: Sequence[str], costs: Mapping[str, Mapping[str, Any]], latency_tolerance: float,
+          latency: str = "auto") -> Ranking:
     key = _latency_key(backends, costs, latency)
     # A device figure is measured on the target: compared exactly. A CPU figure is a proxy:
     # within the tolerance, or within the spread of interleaved rounds, it is a tie.
@@ -249,12 +249,12 @@ def _rank(backends: Sequence[str], costs: Mapping[str, Mapping[str, Any]], laten
                  or spread(b)[0] <= high]
         groups.append(tuple(sorted(group, key=tiebreak)))
         remaining = [b for b in remaining if b not in group]
-    return _Ranking(tuple(groups), key, tol, basis)
+    return Ranking(tuple(groups), key, tol, basis)
 
 
 def cost_order(backends: Sequence[str], costs: Mapping[str, Mapping[str, Any]],
                latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE, latency: str = "auto") -> tuple[list[str], str]:
-    """``backends`` cheapest first, and the basis used, as text. ``costs``: _cost_rows'.
+    """``backends`` cheapest first, and the basis used, as text. ``costs``: cost_rows'.
 
     Latency first (`latency`: auto = device ms when every one of them has a device figure, else
     the CPU; cpu; device; off = none): device ms are measured on the target and compared
@@ -263,7 +263,7 @@ def cost_order(backends: Sequence[str], costs: Mapping[str, Mapping[str, Any]],
     Ties (TIE_RULE): smaller file, then fewer 16-bit + float layers, then name. Unknown
     numbers sort last.
     """
-    ranking = _rank(backends, costs, latency_tolerance, latency)
+    ranking = rank_backends(backends, costs, latency_tolerance, latency)
     return ranking.order, ranking.basis
 
 
@@ -282,7 +282,7 @@ def _latency_text(c: Mapping[str, Any], key: str, with_spread: bool = False) -> 
     return f"{value:.2f}x fp32" + (f" [{low:.2f}, {high:.2f}]" if shown else "")
 
 
-def _costlier_reason(b: str, ranking: _Ranking, costs: Mapping[str, Mapping[str, Any]]) -> str:
+def costlier_reason(b: str, ranking: Ranking, costs: Mapping[str, Mapping[str, Any]]) -> str:
     """Why a backend that meets the scenario lost to the recommended one, from the ranking."""
     first = ranking.groups[0]
     winner, key = first[0], ranking.key
@@ -299,13 +299,13 @@ def _costlier_reason(b: str, ranking: _Ranking, costs: Mapping[str, Mapping[str,
         within = " within noise" if ranking.tolerance else ""
         head += f"latency ties {winner}{within} ({_latency_text(c, key, True)} vs {_latency_text(w, key, True)}); "
     if c["file_bytes"] != w["file_bytes"] and math.isfinite(c["file_bytes"]):
-        return head + f"larger file: {_mb(c['file_bytes'])} > {_mb(w['file_bytes'])}"
+        return head + f"larger file: {megabytes(c['file_bytes'])} > {megabytes(w['file_bytes'])}"
     if c["wide_layers"] != w["wide_layers"] and math.isfinite(c["wide_layers"]):
         return head + f"more 16-bit/float layers: {c['wide_layers']:.0f} > {w['wide_layers']:.0f}"
     return head + f"same file size and layers as {winner}; {winner} is ahead on latency or name"
 
 
-def tie_note(ranking: _Ranking, costs: Mapping[str, Mapping[str, Any]]) -> str:
+def tie_note(ranking: Ranking, costs: Mapping[str, Mapping[str, Any]]) -> str:
     """When the choice rests on latency within noise, say so and the rule that broke the tie."""
     first = ranking.groups[0]
     if len(first) < 2 or not ranking.key:

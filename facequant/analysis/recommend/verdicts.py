@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from facequant.analysis.recommend.scenarios import Scenario
-from facequant.analysis.recommend.wording import _m
+from facequant.analysis.recommend.wording import metres
 from facequant.errors import FacequantError
 
 RECOMMEND_CSV = "recommend.csv"
@@ -53,8 +53,8 @@ NOT_RESOLVED = "not-resolvable"
 #: CPU latency ratios within this relative margin are a tie (see the module docstring).
 DEFAULT_LATENCY_TOLERANCE = 0.10
 
-_EPS = 1e-9  # comparisons of rates against limits: exact equality meets the limit
-_LOG_PX_MATCH = 1e-6  # two face sizes this close (in log px) are the same sweep row
+RATE_EPS = 1e-9  # comparisons of rates against limits: exact equality meets the limit
+LOG_PX_MATCH = 1e-6  # two face sizes this close (in log px) are the same sweep row
 # ---------------------------------------------------------------- verdicts
 
 
@@ -117,7 +117,7 @@ class ScenarioVerdict:
     words: tuple[str, str] = ("TAR", "FAR")  # the protocol's: ("TPIR", "FPIR") in identification
 
     def table(self) -> pd.DataFrame:
-        return _verdict_frame([self])
+        return verdict_frame([self])
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ class NotCoveredError(FacequantError):
     """No distance of the scenario lies within what the sweep measured."""
 
 
-def _verdict_frame(verdicts: Iterable[ScenarioVerdict]) -> pd.DataFrame:
+def verdict_frame(verdicts: Iterable[ScenarioVerdict]) -> pd.DataFrame:
     rows = []
     for sv in verdicts:
         for v in sv.backends:
@@ -145,7 +145,7 @@ def _verdict_frame(verdicts: Iterable[ScenarioVerdict]) -> pd.DataFrame:
                 "required_tar": sv.scenario.required_tar,
                 "worst_tar_ci_low": v.points_worst.tar_ci_low, "worst_tar_ci_high": v.points_worst.tar_ci_high,
                 "worst_far": v.worst_far, "far_limit": sv.far_limit,
-                "latency_basis": v.latency_basis, "evaluated_m": ";".join(_m(d) for d in sv.evaluated_m),
+                "latency_basis": v.latency_basis, "evaluated_m": ";".join(metres(d) for d in sv.evaluated_m),
                 "tar_basis": sv.tar_basis})
     table = pd.DataFrame(rows, columns=[*RECOMMEND_COLUMNS, *RECOMMEND_EXTRA_COLUMNS])
     if len(table) and table.file_bytes.notna().all():

@@ -17,11 +17,11 @@ def protocol_words(text: str, identification: bool) -> str:
     return text
 
 
-def _m(d: float) -> str:
+def metres(d: float) -> str:
     return f"{d:.1f}" if abs(round(d, 1) - d) < 1e-9 else f"{d:.2f}"
 
 
-def _rate_vs(value: float, limit: float) -> tuple[str, str]:
+def rate_vs(value: float, limit: float) -> tuple[str, str]:
     """value and value - limit with just enough decimals that a failure is visible: 0.986
     against 0.99 must not print as 0.99 < 0.99."""
     for nd in (2, 3, 4):
@@ -30,12 +30,12 @@ def _rate_vs(value: float, limit: float) -> tuple[str, str]:
     return f"{value:.5f}", f"{value - limit:+.5f}"
 
 
-def _sig_vs(value: float, limit: float) -> str:
+def significant_vs(value: float, limit: float) -> str:
     for n in (2, 3, 4):
         if f"{value:.{n}g}" != f"{limit:.{n}g}":
             return f"{value:.{n}g}"
     return f"{value:.6g}"
 
 
-def _mb(nbytes: float) -> str:
+def megabytes(nbytes: float) -> str:
     return f"{nbytes / 1e6:.2f} MB" if math.isfinite(nbytes) else "? MB"

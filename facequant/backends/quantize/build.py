@@ -29,9 +29,9 @@ from facequant import settings
 from facequant.backends.quantize.layers import GraphLayers, graph_layers
 from facequant.backends.quantize.npu import rewrite_pow2_scales
 from facequant.backends.quantize.recipes import (
-    _BUILD_VERSION,
-    _QUANT_TYPES,
+    BUILD_VERSION,
     CALIBRATION_METHODS,
+    QUANT_TYPES,
     QuantRecipe,
 )
 from facequant.errors import FacequantError
@@ -57,7 +57,7 @@ def quantized_key(model_sha: str, recipe: QuantRecipe, calib_hash: str) -> dict[
     """What a quantized model is built from: its cache key, recorded beside the cached file."""
     import onnxruntime  # ORT builds it: another release may quantize differently
 
-    return {"model": model_sha, "recipe": recipe.to_dict(), "calib": calib_hash, "v": _BUILD_VERSION,
+    return {"model": model_sha, "recipe": recipe.to_dict(), "calib": calib_hash, "v": BUILD_VERSION,
             "onnxruntime": onnxruntime.__version__}
 
 
@@ -92,7 +92,7 @@ def tensor_overrides(recipe: QuantRecipe, layers: GraphLayers) -> dict[str, list
     overrides: dict[str, list[dict[str, object]]] = {}
     if not recipe.layers_16bit:
         return overrides
-    act, wt = _QUANT_TYPES[recipe.activation_type_16bit], _QUANT_TYPES[recipe.weight_type_16bit]
+    act, wt = QUANT_TYPES[recipe.activation_type_16bit], QUANT_TYPES[recipe.weight_type_16bit]
     for node in recipe.layers_16bit:
         for t in layers.activations.get(node, ()):
             overrides[t] = [{"quant_type": act}]
@@ -163,8 +163,8 @@ def static_quant_options(prepped: Path, input_name: str, recipe: QuantRecipe, ca
         extra["TensorQuantOverrides"] = overrides
     return {
         "quant_format": QuantFormat.QDQ,
-        "activation_type": _QUANT_TYPES[recipe.activation_type],
-        "weight_type": _QUANT_TYPES[recipe.weight_type],
+        "activation_type": QUANT_TYPES[recipe.activation_type],
+        "weight_type": QUANT_TYPES[recipe.weight_type],
         "per_channel": recipe.per_channel,
         "calibrate_method": CALIBRATION_METHODS[recipe.calibration_method],
         "nodes_to_exclude": list(recipe.layers_float) or None,
@@ -211,7 +211,7 @@ def build_quantized(
 
                     onnx.save(convert_float_to_float16(onnx.load(str(model)), keep_io_types=True), str(partial))
                 elif recipe.method == "dynamic":
-                    quantize_dynamic(str(model), str(partial), weight_type=_QUANT_TYPES[recipe.weight_type],
+                    quantize_dynamic(str(model), str(partial), weight_type=QUANT_TYPES[recipe.weight_type],
                                      per_channel=recipe.per_channel)
                 else:
                     assert calibration is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 import onnx
 
 from facequant.backends.quantize.recipes import (
-    _COUNT_SELECTOR,
+    COUNT_SELECTOR,
     LAYER_KINDS,
     RECIPES,
     SELECTOR_HELP,
@@ -119,7 +119,7 @@ def _read_layer_file(name: str, path: Path) -> list[str]:
 def select_layers(layers: GraphLayers, selector: str, name: str = "") -> list[str]:
     """The node names a selector chooses on a model, in topological order."""
     name = name or selector
-    if m := _COUNT_SELECTOR.fullmatch(selector):
+    if m := COUNT_SELECTOR.fullmatch(selector):
         n = int(m.group(2))
         if n > len(layers.weighted):
             raise FacequantError(f"backend '{name}': selector '{selector}' asks for {n} layers; "

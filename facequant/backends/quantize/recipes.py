@@ -20,14 +20,14 @@ CALIBRATION_METHODS = {
     "entropy": CalibrationMethod.Entropy,
     "percentile": CalibrationMethod.Percentile,
 }
-_QUANT_TYPES = {
+QUANT_TYPES = {
     "uint8": QuantType.QUInt8,
     "int8": QuantType.QInt8,
     "uint16": QuantType.QUInt16,
     "int16": QuantType.QInt16,
 }
 #: Bump when the build changes so stale cached models are not reused.
-_BUILD_VERSION = "4"
+BUILD_VERSION = "4"
 #: Op types whose second input, when an initializer, makes them a "weighted layer" for selectors.
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 SELECTOR_HELP = "lastN, firstN, dw, nodes=A;B;C or file=PATH"
@@ -109,7 +109,7 @@ RECIPES: dict[str, QuantRecipe] = {
 # --- names -------------------------------------------------------------------------------
 
 _PART_SPLIT = re.compile(r"\+(?=[A-Za-z0-9_]+:)")
-_COUNT_SELECTOR = re.compile(r"(last|first)(\d+)")
+COUNT_SELECTOR = re.compile(r"(last|first)(\d+)")
 
 
 def split_recipe_name(name: str) -> tuple[str, list[tuple[str, str]]]:
@@ -138,7 +138,7 @@ def split_recipe_name(name: str) -> tuple[str, list[tuple[str, str]]]:
 
 
 def _check_selector(name: str, selector: str) -> None:
-    if m := _COUNT_SELECTOR.fullmatch(selector):
+    if m := COUNT_SELECTOR.fullmatch(selector):
         if int(m.group(2)) < 1:
             raise FacequantError(f"backend '{name}': selector '{selector}' chooses no layer; N must be >= 1")
         return

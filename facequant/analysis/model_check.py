@@ -8,8 +8,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from facequant.analysis import preprocessing_check
 from facequant.errors import BadImageError, FacequantError
-from facequant.models import preprocessing, preprocessing_check
+from facequant.models import preprocessing
+from facequant.models.budget import check_buffers
 from facequant.models.spec import ModelSpec
 
 
@@ -35,9 +37,11 @@ def run_check(model: str, data: str, mode: str = preprocessing.AUTO, overrides: 
     from facequant.models.spec import inspect_model
 
     t0 = time.perf_counter()
-    preprocessing_check.check_mode(mode, overrides)
+    preprocessing.check_mode(mode, overrides)
     path = resolve_model(model)
     spec = inspect_model(path, overrides or None)
+    n_photos = photos or preprocessing.CHECK_PHOTOS
+    check_buffers(path, spec.input_size, {f"--photos {n_photos}": n_photos})
     normalized = normalize_model(path)
     dataset = load_dataset(data)
     pipeline = pipeline_for_model(path, "primary", margin)
@@ -52,7 +56,7 @@ def run_check(model: str, data: str, mode: str = preprocessing.AUTO, overrides: 
         raise FacequantError(f"{dataset.root}: only {len(faces)} usable face(s); need at least 2")
     spec, verdict = preprocessing_check.check_faces(normalized, spec, model_sha256(path), faces, identities, mode=mode,
                                               overrides=overrides, margin=margin, seed=seed,
-                                              n_photos=photos or preprocessing.CHECK_PHOTOS)
+                                              n_photos=n_photos)
     check = preprocessing_check.ModelCheck(verdict, preprocessing_check.graph_report(path, normalized),
                                      preprocessing_check.alignment_report(spec.input_size, int(faces[0].crop.shape[0]), margin))
     return CheckReport(path, str(dataset.root), spec, check, len(faces), len(set(identities)),

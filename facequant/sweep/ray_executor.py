@@ -13,8 +13,13 @@ gives the same numbers as the local multi-threaded run (tests/test_ray.py compar
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +29,7 @@ from ray.util import ActorPool
 from facequant.backends.base import Backend
 from facequant.backends.runtime import OrtBackend
 from facequant.errors import FacequantError
-from facequant.evaluate.executors import EmbedJob, Executor, LocalExecutor
+from facequant.sweep.executors import EmbedJob, Executor, LocalExecutor
 
 #: Jobs in flight per actor: enough to keep each busy while the driver prepares the next chunk,
 #: few enough that crops waiting in the object store stay a handful of chunks.
@@ -48,13 +53,73 @@ class _EmbedActor:
         return np.asarray(self._backends[name].embed_probes(crops, ids), dtype=np.float32)
 
 
+#: Set to 1 to see Ray's own log lines (its core's connection warnings, its loggers); by default
+#: they are kept out of facequant's output, which says in one line what went wrong.
+RAY_LOGS_ENV = "FACEQUANT_RAY_LOGS"
+#: Joins a cluster and leaves it: run in a child process, so a cluster that never answers costs
+#: the time-out and nothing else (Ray's own retries run for many minutes, and a join stuck in
+#: this process could not be abandoned).
+_PROBE = ("import sys, ray; ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False, "
+          "configure_logging=False); ray.shutdown()")
+_INIT = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False, "ignore_reinit_error": True}
+
+
+def _ray_logs_wanted() -> bool:
+    return bool(os.environ.get(RAY_LOGS_ENV))
+
+
+def connect(address: str | None, timeout_s: float) -> None:
+    """Join the Ray cluster at `address` (None or 'local': start a local instance), once per
+    process. A cluster address is first tried from a child process, killed at timeout_s; a
+    failure is one FacequantError line naming --ray-address and Ray's last word."""
+    if ray.is_initialized():
+        return
+    shown = address or "(local)"
+    if address not in (None, "local"):
+        try:
+            probe = subprocess.run([sys.executable, "-c", _PROBE, address], timeout=timeout_s, text=True,
+                                   stdout=subprocess.DEVNULL, stderr=None if _ray_logs_wanted() else subprocess.PIPE)
+        except subprocess.TimeoutExpired:
+            raise FacequantError(f"--ray-address {shown}: no Ray cluster answered within {timeout_s:g} s (--ray-timeout; "
+                                 f"{RAY_LOGS_ENV}=1 shows Ray's own log)") from None
+        if probe.returncode != 0:
+            raise FacequantError(f"--ray-address {shown}: cannot join Ray ({_last_word(probe.stderr or '')})")
+    try:
+        with _ray_output_hidden():
+            ray.init(address=address, **_INIT)  # type: ignore[arg-type]
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise FacequantError(f"--ray-address {shown}: cannot start or join Ray ({_last_word(str(exc))})") from exc
+
+
+def _last_word(text: str) -> str:
+    """The last line of Ray's output that says something, cut short (its logs run long)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith((" ", "\t"))]
+    word = lines[-1] if lines else "no message"
+    return word if len(word) <= 200 else word[:200] + "..."
+
+
+@contextmanager
+def _ray_output_hidden() -> Iterator[None]:
+    """Ray's core writes its warnings straight to file descriptor 2: pointed at /dev/null
+    while Ray starts, unless FACEQUANT_RAY_LOGS asks for them."""
+    if _ray_logs_wanted():
+        yield
+        return
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class RayExecutor(Executor):
     def __init__(self, backends: dict[str, Backend], address: str | None) -> None:
-        try:
-            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise FacequantError(f"--ray-address {address or '(local)'}: cannot start or join Ray ({exc})") from exc
+        connect(address, 30.0)  # joined before any work by check_executor: a no-op then
         remote = {n: b for n, b in backends.items() if isinstance(b, OrtBackend)}
         self._local = LocalExecutor({n: b for n, b in backends.items() if n not in remote})
         models = {n: ray.put((b.model_path.read_bytes(), b.spec, b.batch_size)) for n, b in remote.items()}

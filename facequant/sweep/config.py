@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from facequant.datasets.folders import GENUINE_MODES
 from facequant.errors import FacequantError
-from facequant.models import preprocessing_check
+from facequant.models.preprocessing import check_mode
 from facequant.ranges import (
     COSINE_RANGE,
     COUNT_RANGE,
@@ -16,6 +16,7 @@ from facequant.ranges import (
     FACE_PX_RANGE,
     FAR_RANGE,
     IOD_RANGE,
+    RAY_TIMEOUT_RANGE,
     SEED_RANGE,
     require,
 )
@@ -69,6 +70,7 @@ class SweepConfig:
     save_comparisons: bool = False  # every comparison as rows, comparisons.parquet (large: N^2)
     executor: str = "local"  # or "ray": embeddings computed by a Ray cluster
     ray_address: str | None = None  # None: start (or join) a local Ray instance
+    ray_timeout_s: float = 30.0  # how long joining the Ray cluster may take
     embedding_cache: bool = True  # reuse embeddings computed before for the same model, crop and recipe
     chunk_size: int = 256  # photos whose crops are held at once
 
@@ -90,10 +92,11 @@ class SweepConfig:
         require("sweep config: batch_size", self.batch_size, COUNT_RANGE, integer=True)
         require("sweep config: seed", self.seed, SEED_RANGE, integer=True)
         require("sweep config: crop_margin", self.crop_margin, CROP_MARGIN_RANGE)
-        preprocessing_check.check_mode(self.preprocessing, self.model_overrides)
+        check_mode(self.preprocessing, self.model_overrides)
         require("sweep config: target_fpir", self.target_fpir, FAR_RANGE)
         require("sweep config: nonmated_fraction", self.nonmated_fraction, FAR_RANGE)
         require("sweep config: chunk_size", self.chunk_size, COUNT_RANGE, integer=True)
+        require("sweep config: ray_timeout_s", self.ray_timeout_s, RAY_TIMEOUT_RANGE)
         for what, value, allowed in (("protocol", self.protocol, PROTOCOLS), ("executor", self.executor, EXECUTORS),
                                      ("genuine_mode", self.genuine_mode, GENUINE_MODES),
                                      ("gallery", self.gallery, GALLERIES)):

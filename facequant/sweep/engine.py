@@ -8,8 +8,8 @@ a distance's probe embeddings are dropped once scored, and comparisons are never
 
 from __future__ import annotations
 
-import math
-import platform
+import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,23 +18,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facequant import __version__
 from facequant.backends import cost
 from facequant.backends.base import Backend
 from facequant.backends.registry import BackendFactory
-from facequant.errors import FacequantError
+from facequant.errors import FacequantError, check_cancel
 from facequant.evaluate import cliff, honesty, identification, metrics, people, scoring, verdicts
-from facequant.evaluate.comparison_rows import ComparisonRows
-from facequant.evaluate.config import Progress, SweepConfig
 from facequant.evaluate.degenerate import DEFAULT_DEGENERATE
-from facequant.evaluate.embed import Call, Embedder
-from facequant.evaluate.embedding_cache import EmbeddingCache
-from facequant.evaluate.executors import Executor, LocalExecutor
-from facequant.evaluate.probes import ProbeSet, prepare_probes
 from facequant.faces.pipeline import FacePipeline
 from facequant.models.files import file_sha256
 from facequant.models.spec import ModelSpec
 from facequant.simulate.camera import CameraProfile
+from facequant.sweep.comparison_rows import ComparisonRows
+from facequant.sweep.config import Progress, SweepConfig
+from facequant.sweep.embed import Call, Embedder
+from facequant.sweep.embedding_cache import EmbeddingCache
+from facequant.sweep.executors import Executor, LocalExecutor
+from facequant.sweep.probes import ProbeSet, prepare_probes
+from facequant.versions import versions
 
 #: Columns of the genuine comparison rows (genuine.parquet; cliff's pre-norm fit reads them).
 GENUINE_COLUMNS = ("backend", "distance_m", "face_px", "probe", "gallery", "genuine", "cosine", "probe_prenorm")
@@ -58,29 +58,16 @@ class SweepResult:
     comparisons_file: Path | None = None  # every comparison, with --save-comparisons (a temporary file)
 
     @property
+    def partial(self) -> bool:
+        """Cancelled: the tables cover the distances done (run.json's distances_planned)."""
+        return bool(self.run.get("partial"))
+
+    @property
     def rates(self) -> pd.DataFrame:
         """The table the run's protocol reads: the sweep, or the sweep with identification's rates."""
         if self.config.protocol == "identification" and self.identification is not None:
             return identification.as_rates_view(self.sweep, self.identification)
         return self.sweep
-
-
-def versions() -> dict[str, str]:
-    import cv2
-    import onnx
-    import onnxruntime
-    import sklearn
-
-    out = {"facequant": __version__, "python": platform.python_version(), "numpy": np.__version__,
-           "pandas": pd.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-           "scikit-learn": sklearn.__version__, "opencv": cv2.__version__, "platform": platform.platform()}
-    try:
-        from importlib.metadata import version
-
-        out["insightface"] = version("insightface")  # without importing it: it is slow to import
-    except Exception:  # noqa: BLE001 - a version we cannot read is just not recorded
-        pass
-    return out
 
 
 @dataclass
@@ -104,21 +91,26 @@ class _State:
     close_auc: float = float("nan")  # fp32's at the closest distance
 
 
-def check_executor(kind: str) -> None:
-    """Refuse, before any work, an executor this installation cannot run."""
+def check_executor(kind: str, address: str | None = None, timeout_s: float = 30.0) -> None:
+    """Refuse, before any work, an executor this installation cannot run, or a Ray cluster
+    that does not answer within timeout_s (joined here, once per process)."""
     if kind == "ray":
         try:
             import ray  # noqa: F401
         except ModuleNotFoundError as exc:
             raise FacequantError("--executor ray: Ray is not installed (pip install -e '.[ray]')") from exc
+        from facequant.sweep.ray_executor import connect
+
+        connect(address, timeout_s)
     elif kind != "local":
         raise FacequantError(f"executor '{kind}': choose local or ray")
 
 
-def make_executor(kind: str, backends: dict[str, Backend], address: str | None = None) -> Executor:
-    check_executor(kind)
+def make_executor(kind: str, backends: dict[str, Backend], address: str | None = None,
+                  timeout_s: float = 30.0) -> Executor:
+    check_executor(kind, address, timeout_s)
     if kind == "ray":
-        from facequant.evaluate.ray_executor import RayExecutor
+        from facequant.sweep.ray_executor import RayExecutor
 
         return RayExecutor(backends, address)
     return LocalExecutor(backends)
@@ -169,21 +161,27 @@ def run_sweep(
     progress: Progress | None = None,
     on_distance: Callable[[float, pd.DataFrame], None] | None = None,
     pipeline: FacePipeline | None = None,
+    cancel: threading.Event | None = None,
 ) -> SweepResult:
-    """Run the whole sweep. on_distance(distance, sweep_rows_so_far) fires as each distance finishes."""
+    """Run the whole sweep. on_distance(distance, sweep_rows_so_far) fires as each distance finishes.
+
+    Once `cancel` is set the sweep stops at the next step: before any distance has finished it
+    raises facequant.errors.Cancelled (nothing to keep); after, it finishes the distance it is
+    on and returns a partial result over the distances done (result.partial; run.json says
+    "partial": true, why, and the distances planned), written like any other."""
     profile = cost.load_device_profile(config.device_profile) if config.device_profile else None  # fail early
-    check_executor(config.executor)
-    ps = prepare_probes(config, progress, pipeline)
+    check_executor(config.executor, config.ray_address, config.ray_timeout_s)  # a cluster that does not answer: now
+    ps = prepare_probes(config, progress, pipeline, cancel)
     timings = ps.timings
     t0 = time.perf_counter()
-    backends = _build_backends(ps, progress)
+    backends = _build_backends(ps, progress, cancel)
     timings["backends_s"] = time.perf_counter() - t0
     cache = EmbeddingCache.default(config.embedding_cache)
-    executor = make_executor(config.executor, backends, config.ray_address)
+    executor = make_executor(config.executor, backends, config.ray_address, config.ray_timeout_s)
     writer = ComparisonRows(ps.keys) if config.save_comparisons else None
     embedder = Embedder(ps, backends, executor, cache)
     try:
-        result = _sweep(ps, backends, embedder, writer, profile, progress, on_distance)
+        result = _sweep(ps, backends, embedder, writer, profile, progress, on_distance, cancel)
         result.run["execution"] = {**executor.describe(), "embedding_cache": cache.stats(),
                                    "chunk_size": config.chunk_size}
         if writer is not None:
@@ -200,7 +198,8 @@ def run_sweep(
         cache.close()
 
 
-def _build_backends(ps: ProbeSet, progress: Progress | None) -> dict[str, Backend]:
+def _build_backends(ps: ProbeSet, progress: Progress | None, cancel: threading.Event | None = None
+                    ) -> dict[str, Backend]:
     calibration: dict[str, np.ndarray] = {}
 
     def tensors() -> np.ndarray:
@@ -213,6 +212,7 @@ def _build_backends(ps: ProbeSet, progress: Progress | None) -> dict[str, Backen
                              config.batch_size)
     backends: dict[str, Backend] = {}
     for i, name in enumerate(config.backends):
+        check_cancel(cancel, "calibration")
         backends[name] = factory.make(name)
         if progress:
             progress("calibration", i + 1, len(config.backends))
@@ -221,8 +221,10 @@ def _build_backends(ps: ProbeSet, progress: Progress | None) -> dict[str, Backen
 
 def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, writer: ComparisonRows | None,
            profile: dict[str, object] | None, progress: Progress | None,
-           on_distance: Callable[[float, pd.DataFrame], None] | None) -> SweepResult:
+           on_distance: Callable[[float, pd.DataFrame], None] | None,
+           cancel: threading.Event | None = None) -> SweepResult:
     config, timings = ps.config, ps.timings
+    planned = ps.distances
     model_name = Path(ps.model_path).name
     t0 = time.perf_counter()
     everyone = np.arange(len(ps.images))
@@ -247,17 +249,22 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     duplicate_pairs = honesty.duplicate_comparisons(duplicates, ps.keys)
     split = identification.split_identities(ps.identity, ps.identity_names, config.seed, config.nonmated_fraction)
     state = _State(threshold=config.threshold, ident_threshold=config.threshold)
-    for k, distance in enumerate(ps.distances):
+    check_cancel(cancel, "gallery")
+    for k, distance in enumerate(planned):
         _one_distance(ps, k, distance, backends, galleries, embedder, writer, split, duplicate_pairs, state,
                       call(k + 1))
         if on_distance:
             on_distance(distance, metrics.table_from_rows(state.rows))
         if progress:
-            progress("distances", k + 1, len(ps.distances))
+            progress("distances", k + 1, len(planned))
+        if cancel is not None and cancel.is_set() and k + 1 < len(planned):
+            ps = dataclasses.replace(ps, distances=planned[: k + 1])  # what follows reads the distances done
+            break
     timings["sweep_s"] = time.perf_counter() - t0
+    partial = len(ps.distances) < len(planned)
 
     t0 = time.perf_counter()  # after the sweep, so timing does not compete with it
-    timed = cost.cpu_latencies(backends, ps.spec) if config.measure_cost else {}
+    timed = cost.cpu_latencies(backends, ps.spec) if config.measure_cost and not partial else {}
     costs = cost.cost_table([cost.backend_cost(n, b.model_path, ps.spec, profile, timed.get(n))
                              for n, b in backends.items() if b.model_path is not None])
     timings["cost_s"] = time.perf_counter() - t0
@@ -271,12 +278,11 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
                          sweep, sweep.iloc[0:0], {}, costs, ident_table)
     matches = _matches(result, state, ps.keys)
     result.cliff = cliff.cliff_table(result.rates, matches, model_name, probes=probes, embedding_dims=dims)
-    counts = people.person_counts(people.outcomes(matches, float(result.rates.threshold.iloc[0])),
-                                  {k: img.identity for k, img in zip(ps.keys, ps.images, strict=True)},
-                                  list(backends), ps.distances)
-    identifying = result.rates is not result.sweep
-    result.cliff, judged = verdicts.judge(result.cliff, result.rates, counts, config.target_fpir if identifying
-                                          else config.target_far, verdicts.VerdictSettings(seed=config.seed),
+    identifying = result.rates is not result.sweep  # per-person counts: the intervals' and verdicts' unit
+    counts = people.person_counts(people.outcomes(matches, float(result.rates.threshold.iloc[0])), dict(zip(
+        ps.keys, (img.identity for img in ps.images), strict=True)), list(backends), ps.distances)
+    result.cliff, judged = verdicts.judge(result.cliff, result.rates, counts, config.target_fpir if identifying else
+                                          config.target_far, verdicts.VerdictSettings(seed=config.seed),
                                           identification=identifying)
     n_embeddings = len(ps.images) * (len(ps.distances) + 1) * len(backends)
     timings["embeddings_per_s"] = n_embeddings / max(timings["sweep_s"], 1e-9)
@@ -286,6 +292,9 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     for message in ps.check.warnings() if ps.check is not None else []:
         honesty.add_warning(result.run, message)
     _add_findings(result.run, ps, result, galleries, state, duplicates, duplicate_pairs)
+    if partial:
+        result.run.update({"partial": True, "distances_planned": list(planned),
+                           "partial_reason": f"cancelled after {len(ps.distances)} of {len(planned)} distances"})
     return result
 
 
@@ -474,16 +483,14 @@ def _add_findings(run: dict[str, object], ps: ProbeSet, result: SweepResult, gal
     for message in honesty.zero_embedding_warnings(result.probes, {n: g.prenorm for n, g in galleries.items()},
                                                    DEFAULT_DEGENERATE.zero_prenorm):
         honesty.add_warning(run, message)
-    ident = result.identification
-    info = run["identification"]
+    ident, info = result.identification, run["identification"]
     assert isinstance(info, dict)
     honesty.add_warning(run, honesty.identification_findings(
         info, None if ident is None else int(ident["n_nonmated"].iloc[0]), config.target_fpir,
         config.protocol, state.ident_threshold if set_by_far else None, close_d))
-    reference = honesty.reference_quality(float(close["tar"].iloc[0]) if len(close) else math.nan, state.close_auc)
-    run["reference"] = reference
-    if "fp32" not in degenerate:  # a broken reference is said already, and louder
-        honesty.add_warning(run, str(reference["warning"]))
+    run["reference"] = reference = honesty.reference_quality(
+        float(close["tar"].iloc[0]) if len(close) else float("nan"), state.close_auc, broken="fp32" in degenerate)
+    honesty.add_warning(run, str(reference["warning"]))
 
 
 def _listed(ps: ProbeSet) -> Callable[[int, int], bool]:

@@ -9,6 +9,7 @@ photos at a time, when a distance needs it.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from facequant.analysis import preprocessing_check
 from facequant.backends.base import preprocess
 from facequant.datasets.folders import IMAGE_SUFFIXES, Dataset, FaceImage, comparisons
 from facequant.datasets.load import load_dataset
-from facequant.errors import BadImageError, FacequantError
-from facequant.evaluate.config import Progress, SweepConfig
+from facequant.errors import BadImageError, FacequantError, check_cancel
 from facequant.faces.alignment import crop_side
 from facequant.faces.pipeline import AlignedFace, FacePipeline, pipeline_for_model
-from facequant.models import preprocessing_check
+from facequant.models.budget import check_buffers
 from facequant.models.files import file_sha256, model_sha256
 from facequant.models.normalize import normalize_model
 from facequant.models.sources import resolve_model
@@ -36,6 +37,7 @@ from facequant.simulate.camera import (
     is_simulable,
     simulate,
 )
+from facequant.sweep.config import Progress, SweepConfig
 
 
 def probe_id(image_key: str, distance_m: float | None) -> str:
@@ -53,13 +55,14 @@ class FaceInfo:
     crop_key: str
 
 
-def extract_faces(dataset: Dataset, pipeline: FacePipeline, progress: Progress | None = None
-                  ) -> tuple[dict[str, FaceInfo], list[dict[str, object]]]:
+def extract_faces(dataset: Dataset, pipeline: FacePipeline, progress: Progress | None = None,
+                  cancel: threading.Event | None = None) -> tuple[dict[str, FaceInfo], list[dict[str, object]]]:
     """FaceInfo by image key (the crops go to the cache, not to memory), and the photos that
-    gave none, with the reason."""
+    gave none, with the reason. Stops (Cancelled) between photos once `cancel` is set."""
     faces: dict[str, FaceInfo] = {}
     skipped: list[dict[str, object]] = []
     for i, img in enumerate(dataset.images):
+        check_cancel(cancel, "faces")
         try:
             face = pipeline.extract(img.path)
             faces[img.key] = FaceInfo(face.native_face_px, face.n_faces, _crop_key(img.path, pipeline))
@@ -227,13 +230,23 @@ def _listed_pairs(dataset: Dataset, genuine_mode: str, index: dict[str, int]
             np.array([g for _, _, g in triples], dtype=bool))
 
 
+def sweep_buffers(config: SweepConfig) -> dict[str, int]:
+    """The buffers a sweep sizes from the model input, named by the options that set them
+    (as check_buffers takes them): inputs per batch, per chunk of photos, of calibration."""
+    n_calib = len(config.calibration_distances_m or (0.0,))
+    calib = f"--calib-size {config.calibration_size}" + (f" x {n_calib} --calib-distances" if n_calib > 1 else "")
+    return {f"--batch-size {config.batch_size}": config.batch_size, f"--chunk-size {config.chunk_size}": config.chunk_size,
+            calib: config.calibration_size * n_calib}
+
+
 def prepare_probes(config: SweepConfig, progress: Progress | None = None,
-                   pipeline: FacePipeline | None = None) -> ProbeSet:
+                   pipeline: FacePipeline | None = None, cancel: threading.Event | None = None) -> ProbeSet:
     """Model, faces, identities and calibration photos for a sweep: everything before inference."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     model_path = resolve_model(config.model)
     spec = inspect_model(model_path, config.model_overrides or None)
+    check_buffers(model_path, spec.input_size, sweep_buffers(config))
     normalized = normalize_model(model_path)
     model_sha = model_sha256(model_path)  # the .onnx and its external data: every byte it reads
     camera = camera_from_spec(config.camera)
@@ -244,7 +257,7 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
     t0 = time.perf_counter()
     dataset = load_dataset(config.data, Path(config.pairs) if config.pairs else None)
     pipeline = pipeline or pipeline_for_model(model_path, config.multi_face, config.crop_margin)
-    faces, skipped = extract_faces(dataset, pipeline, progress)
+    faces, skipped = extract_faces(dataset, pipeline, progress, cancel)
     if len(faces) < 2:
         raise FacequantError(f"{dataset.root}: only {len(faces)} usable face(s); need at least 2")
     images: list[FaceImage] = [img for img in dataset.images if img.key in faces]

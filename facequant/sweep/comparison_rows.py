@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from facequant import settings
-from facequant.results.output import process_alive
+from facequant.processes import process_alive
 
 COMPARISONS_PARQUET = "comparisons.parquet"
 

@@ -6,7 +6,6 @@ facequant.backends.external, which reads them.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,11 +27,11 @@ from facequant.backends.external import (
     tensor_name,
 )
 from facequant.errors import FacequantError
-from facequant.evaluate.probes import ProbeSet
 from facequant.models.spec import format_channels
-from facequant.names import ESCAPE, display_all
-from facequant.results.directory import _json_default
+from facequant.names import ESCAPE
+from facequant.results.jsonfile import write_json, write_run_json
 from facequant.results.output import check_output_dir, inputs_of, staged_output
+from facequant.sweep.probes import ProbeSet
 
 RUN_JSON = "run.json"
 README_TEMPLATE = """\
@@ -170,8 +169,7 @@ def export_probes(ps: ProbeSet, out: Path, force: bool = False,
             "excluded_files": ps.dataset.excluded,
             "readme": readme,
         }
-        (staging / MANIFEST_JSON).write_text(json.dumps(display_all(manifest), indent=2, default=_json_default))
+        write_json(manifest, staging / MANIFEST_JSON)
         (staging / README_TXT).write_text(readme)
-        (staging / RUN_JSON).write_text(json.dumps(display_all({**(run or {}), "manifest": MANIFEST_JSON}), indent=2,
-                                                   default=_json_default))
+        write_run_json({**(run or {}), "manifest": MANIFEST_JSON}, staging / RUN_JSON)
     return ExportSummary(out, len(ps.images), tuple(f"{n}.npy" for n in names), len(rows), n_not_simulated, (3, h, w))

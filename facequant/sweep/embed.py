@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from facequant.backends.base import Backend
-from facequant.evaluate.embedding_cache import EmbeddingCache
-from facequant.evaluate.executors import EmbedJob, Executor
-from facequant.evaluate.probes import ProbeSet, probe_id
+from facequant.sweep.embedding_cache import EmbeddingCache
+from facequant.sweep.executors import EmbedJob, Executor
+from facequant.sweep.probes import ProbeSet, probe_id
 
 
 @dataclass
@@ -146,7 +146,7 @@ class Embedder:
                 missing[name] = np.arange(len(rows))
             else:
                 keys[name] = [EmbeddingCache.key(backend_key, k) for k in crop_keys]
-                found[name] = self.cache.get(keys[name])
+                found[name] = self.cache.get(keys[name], self.ps.spec.embedding_dim)
                 missing[name] = np.array([i for i, k in enumerate(keys[name]) if k not in found[name]], np.int64)
             if self.backends[name].model_path is not None:
                 need_crops.update(missing[name].tolist())

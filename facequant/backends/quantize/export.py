@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +14,16 @@ import numpy as np
 import yaml
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
+from facequant import yamlfiles
 from facequant.backends.quantize.build import prepare_for_quantization, static_quant_options
 from facequant.backends.quantize.layers import graph_layers, resolve_recipe
 from facequant.backends.quantize.recipes import QuantRecipe
 from facequant.errors import FacequantError
+from facequant.results.jsonfile import write_json, write_run_json
 from facequant.results.output import Inputs, staged_output
 
 if TYPE_CHECKING:
-    from facequant.evaluate.config import SweepConfig
+    from facequant.sweep.config import SweepConfig
 
 ORT_JSON = "ort_quantization.json"
 PRECISION_JSON = "layer_precision.json"
@@ -93,9 +94,11 @@ def load_name_map(path: Path) -> dict[str, str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise FacequantError(f"{path}: cannot read the layer name map ({getattr(exc, 'strerror', None) or exc})") from exc
     try:
-        data = _name_map_csv(path, text) if path.suffix.lower() == ".csv" else yaml.safe_load(text)  # JSON is YAML
+        data = _name_map_csv(path, text) if path.suffix.lower() == ".csv" else yamlfiles.safe_load(text)  # JSON is YAML
     except yaml.YAMLError as exc:
-        raise FacequantError(f"{path}: not a name map (YAML/JSON mapping or CSV onnx,hailo): {exc}") from exc
+        line = yamlfiles.error_line(exc)
+        raise FacequantError(f"{path}{f':{line}' if line else ''}: not a name map (YAML/JSON mapping or CSV onnx,hailo): "
+                             f"{yamlfiles.error_reason(exc)}") from exc
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise FacequantError(f"{path}: the name map must map ONNX node names to compiler layer names (strings)")
     return data
@@ -178,10 +181,9 @@ def export_precision(recipe_name: str, normalized_model: Path, input_name: str, 
                "quant_pre_process (facequant runs it first)", "quantize_static": ort_options_to_json(options)}
     lines, warnings = hailo_script(precisions, name_map)
     with staged_output(out, force, inputs) as staging:
-        (staging / ORT_JSON).write_text(json.dumps(ort_doc, indent=1))
-        (staging / PRECISION_JSON).write_text(json.dumps({"recipe": recipe.name, "layers": precisions}, indent=1))
+        write_json(ort_doc, staging / ORT_JSON, indent=1)
+        write_json({"recipe": recipe.name, "layers": precisions}, staging / PRECISION_JSON, indent=1)
         (staging / HAILO_ALLS).write_text("\n".join(lines) + "\n")
-        (staging / RUN_JSON).write_text(json.dumps({**(run or {}), "recipe": recipe.to_dict(), "warnings": warnings},
-                                                   indent=1, default=str))
+        write_run_json({**(run or {}), "recipe": recipe.to_dict(), "warnings": warnings}, staging / RUN_JSON)
     return {"ort": out / ORT_JSON, "run": out / RUN_JSON, "precision": out / PRECISION_JSON, "hailo": out / HAILO_ALLS,
             "warnings": warnings, "recipe": recipe}

@@ -6,9 +6,11 @@ covers recipe and calibration), and the probe crop (the photo's bytes and the fa
 settings, the face size it was simulated at, the degradation and its noise seed, the model
 input size). A re-run that adds one backend or one distance computes only what is new.
 
-Each row carries a checksum of its vector: a row that fails it is treated as absent (and
-recomputed, with one warning), and a database file SQLite cannot open is set aside and
-started afresh. Never trusted, never fatal: the cache only ever costs or saves time.
+Each row carries a checksum of its key, dimension and vector together: a row moved under
+another key, cut to another size or changed fails it, as does a row whose size is not the
+model's; such a row is treated as absent (recomputed, with one warning saying the cache is
+corrupt), and a database file SQLite cannot open is set aside and started afresh. Never
+trusted, never fatal: the cache only ever costs or saves time.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import numpy as np
 from facequant import settings
 from facequant.cache import warn
 
-#: Bump when anything about how embeddings are computed changes, so old rows are not reused.
-EMBEDDING_CACHE_VERSION = 1
+#: Bump when anything about how embeddings are computed or checked changes, so old rows are not
+#: reused (2: the checksum covers the key and the dimension).
+EMBEDDING_CACHE_VERSION = 2
 _SQL_BATCH = 500  # keys per SELECT (SQLite's variable limit is 32766; smaller keeps memory flat)
 
 
@@ -49,8 +52,13 @@ def _digest(*parts: object) -> bytes:
     return h.digest()
 
 
-def _checksum(vector: bytes) -> bytes:
-    return hashlib.blake2b(vector, digest_size=8).digest()
+def _checksum(key: bytes, dim: int, vector: bytes) -> bytes:
+    """Key, dimension and vector together: no part of a row can be swapped for another's."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (bytes(key), int(dim).to_bytes(8, "little", signed=True), bytes(vector)):
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.digest()
 
 
 class EmbeddingCache:
@@ -98,8 +106,9 @@ class EmbeddingCache:
                 break
         return None
 
-    def get(self, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
-        """The cached float32 vectors of those keys that are present and intact."""
+    def get(self, keys: Sequence[bytes], dim: int | None = None) -> dict[bytes, np.ndarray]:
+        """The cached float32 vectors of those keys that are present and intact (and of `dim`
+        values, the model's embedding size, when given)."""
         found: dict[bytes, np.ndarray] = {}
         if self._db is not None:
             for start in range(0, len(keys), _SQL_BATCH):
@@ -115,9 +124,14 @@ class EmbeddingCache:
                 except sqlite3.DatabaseError as exc:
                     self._disable(exc)
                     break
-                for key, dim, vector, checksum in rows:
-                    if _checksum(vector) != checksum or len(vector) != 4 * dim:
-                        self._warn_once("a cached embedding failed its checksum; recomputing it")
+                for key, size, vector, checksum in rows:
+                    intact = (isinstance(size, int) and isinstance(vector, bytes) and len(vector) == 4 * size
+                              and checksum == _checksum(key, size, vector))
+                    if not intact or (dim is not None and size != dim):
+                        why = "failed its checksum (key, size and vector)" if not intact else (
+                            f"holds {size} values where the model gives {dim}")
+                        self._warn_once(f"{self.path}: corrupt embedding cache: a row {why}; recomputing such rows "
+                                        "(delete the file to start afresh)")
                         continue
                     found[bytes(key)] = np.frombuffer(vector, dtype=np.float32).copy()
         self.hits += len(found)
@@ -130,7 +144,7 @@ class EmbeddingCache:
         rows = []
         for key, vector in items:
             data = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
-            rows.append((key, len(data) // 4, data, _checksum(data)))
+            rows.append((key, len(data) // 4, data, _checksum(key, len(data) // 4, data)))
         try:
             with self._lock:
                 if self._db is None:

@@ -35,13 +35,13 @@ from facequant.models.preprocessing import (
     Preprocessing,
     Score,
     Verdict,
-    _best,
     auc_standard_error,
-    candidate_names,
+    best_candidate,
     candidates,
     check_subset,
     choose,
     pairs,
+    preprocessing_choices,
     score_embeddings,
 )
 
@@ -182,7 +182,7 @@ def check_crops(
         _store_scores(path, key, by_key, first_seconds + verdict.seconds)
     verdict.cached = not missing
     verdict.scores = {c.name: by_key[c.key] for c in table}
-    verdict.best = _best(table, verdict.scores)
+    verdict.best = best_candidate(table, verdict.scores)
     se = (
         auc_standard_error(verdict.auc(verdict.best), verdict.n_genuine, verdict.n_impostor)
         if verdict.best
@@ -192,11 +192,6 @@ def check_crops(
     verdict.chosen = next(c for c in table if c.name == name)
     verdict.warnings += warnings + norm_warnings(verdict.scores[name], verdict.chosen)
     return verdict
-
-
-def preprocessing_choices() -> list[str]:
-    """Every value --preprocessing takes."""
-    return [AUTO, INFERRED, *candidate_names()]
 
 
 def close_range_crop(face: AlignedFace, model_px: int, margin: float = 0.0) -> np.ndarray:
@@ -273,19 +268,6 @@ def given_preprocessing(overrides: Mapping[str, object], spec: ModelSpec) -> Pre
 
 
 # --------------------------------------------------------------------------- a sweep's check
-
-
-def check_mode(mode: str, overrides: Mapping[str, object] | None) -> None:
-    """FacequantError unless `mode` is a --preprocessing value that agrees with the overrides."""
-    if mode not in preprocessing_choices():
-        raise FacequantError(
-            f"--preprocessing {mode}: unknown; choose {', '.join(preprocessing_choices())}"
-        )
-    if mode != AUTO and {"mean", "std", "channel_order"} & set(overrides or {}):
-        raise FacequantError(
-            f"--preprocessing {mode}: conflicts with --model-override of mean, std or "
-            "channel_order (give one or the other)"
-        )
 
 
 @dataclass

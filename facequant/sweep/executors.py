@@ -1,5 +1,5 @@
 """Where embeddings are computed: here (LocalExecutor), or on a Ray cluster
-(facequant.evaluate.ray_executor.RayExecutor, loaded only when asked for).
+(facequant.sweep.ray_executor.RayExecutor, loaded only when asked for).
 
 The unit of work is an EmbedJob: one backend, one chunk of probe crops at one distance (or the
 enrolment). Both executors receive the same jobs, cut the same way, and run the same model
