@@ -184,7 +184,7 @@ def recommend(config: RecommendConfig) -> Recommendation:
 
     return recommend_dir(config.results, list(config.scenarios) if config.scenarios else None,
                          scenarios_directory=config.scenarios_dir, device_profile=config.device_profile,
-                         latency_tolerance=config.latency_tolerance, write=config.write)
+                         latency_tolerance=config.latency_tolerance, write=config.write, latency=config.latency)
 
 
 def validate_simulation(config: ValidateConfig, output: Output, progress: Progress | None = None) -> pd.DataFrame:

@@ -287,6 +287,8 @@ def _config_value(path: Path, key: str, option: Option, value: object) -> object
         if not isinstance(value, bool):
             raise bad(f"must be true or false (an unquoted YAML boolean), got {yamlfiles.excerpt(value)}")
         return value
+    if isinstance(value, bool) and option.choices is not None and ("on" if value else "off") in option.choices:
+        value = "on" if value else "off"  # YAML 1.1 reads an unquoted off as false: `latency: off` means the choice
     if value is None or value == "" or isinstance(value, bool):
         raise bad(f"expected a value for --{key.replace('_', '-')}, got {yamlfiles.excerpt(value)}")
     if option.repeat:  # --model-override: a mapping, or KEY=VALUE items

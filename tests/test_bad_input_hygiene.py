@@ -377,8 +377,13 @@ IMPOSSIBLE_VALUES = {  # id: (file, column, value): numbers no run can produce
     "sweep-distance-inf": ("sweep.csv", "distance_m", "inf"), "sweep-face-px-zero": ("sweep.csv", "face_px", "0"),
     "sweep-n-genuine-negative": ("sweep.csv", "n_genuine", "-3"), "sweep-n-impostor-fraction": ("sweep.csv", "n_impostor", "2.5"),
     "sweep-threshold-above-one": ("sweep.csv", "threshold", "7"), "sweep-prenorm-negative": ("sweep.csv", "prenorm_mean", "-1"),
-    "cliff-tar-close-two": ("cliff.csv", "tar_close", "2"), "cliff-reliable-distance-inf": ("cliff.csv", "reliable_distance_m", "inf"),
+    # a reliable distance may be +inf (reliable beyond the sweep, issue 15), never below zero
+    "cliff-tar-close-two": ("cliff.csv", "tar_close", "2"),
+    "cliff-reliable-distance-minus-inf": ("cliff.csv", "reliable_distance_m", "-inf"),
     "cliff-cliff-distance-minus-inf": ("cliff.csv", "cliff_distance_m", "-inf"),
+    "cliff-interval-end-zero": ("cliff.csv", "reliable_distance_low_m", "0"),  # an end is > 0, or +-inf
+    "cliff-worse-from-inf": ("cliff.csv", "worse_from_m", "inf"),
+    "cost-spread-negative": ("cost.csv", "cpu_latency_low_ms", "-1"),
     "identification-tpir-inf": ("identification.csv", "tpir", "inf"), "identification-fpir-negative": ("identification.csv", "fpir", "-0.5"),
     "identification-distance-zero": ("identification.csv", "distance_m", "0"),
     "cost-file-bytes-negative": ("cost.csv", "file_bytes", "-10"),

@@ -25,9 +25,20 @@ D5 = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
 
 
 def test_reliable_distance_stops_at_first_failure() -> None:
-    # 90% of 1.0 = 0.9: passes at 1, 2 (0.95), fails at 3 (0.5); the recovery at 4-5 is noise.
+    # 90% of 1.0 = 0.9: passes at 1, 2 (0.95), fails at 3 (0.5), crossing 0.9 at 2 + 0.05 / 0.45;
+    # the recovery at 4-5 is noise.
     tar = np.array([1.0, 0.95, 0.5, 0.95, 0.95])
-    assert reliable_distance(D5, tar, 1.0) == 2.0
+    assert reliable_distance(D5, tar, 1.0) == pytest.approx(2.0 + 0.05 / 0.45)
+
+
+def test_reliable_distance_one_match_moves_it_a_fraction_of_a_step() -> None:
+    # The case: TAR 0.896 vs 0.893 against a bar of 0.8936 at 5 m. On the grid that was
+    # "5 m" against "4 m"; between grid points it is a few centimetres either side of 5 m.
+    d = np.array([4.0, 5.0, 6.0])
+    bar = 0.8936 / 0.9
+    above = reliable_distance(d, np.array([0.986, 0.896, 0.764]), bar)
+    below = reliable_distance(d, np.array([0.971, 0.893, 0.746]), bar)
+    assert 5.0 < above < 5.05 and 4.95 < below < 5.0
 
 
 def test_reliable_distance_boundary_value_passes() -> None:
@@ -35,8 +46,8 @@ def test_reliable_distance_boundary_value_passes() -> None:
     assert reliable_distance(D5, tar, 1.0, fraction=0.9) == 2.0
 
 
-def test_reliable_distance_all_pass_is_last_distance() -> None:
-    assert reliable_distance(D5, np.full(5, 0.8), 0.8) == 5.0
+def test_reliable_distance_all_pass_is_beyond_the_sweep() -> None:
+    assert reliable_distance(D5, np.full(5, 0.8), 0.8) == math.inf
 
 
 def test_reliable_distance_first_fails_is_nan() -> None:
@@ -47,7 +58,7 @@ def test_reliable_distance_first_fails_is_nan() -> None:
 def test_reliable_distance_unsorted_input() -> None:
     order = np.array([4, 2, 0, 3, 1])
     tar = np.array([1.0, 0.95, 0.5, 0.95, 0.95])
-    assert reliable_distance(D5[order], tar[order], 1.0) == 2.0
+    assert reliable_distance(D5[order], tar[order], 1.0) == pytest.approx(2.0 + 0.05 / 0.45)
 
 
 def test_reliable_distance_nan_tar_ends_run() -> None:
@@ -254,8 +265,8 @@ def test_cliff_table_two_backends() -> None:
     assert (table["model"] == "m").all()
     assert (table["threshold"] == THRESHOLD).all()
     assert fp32["tar_close"] == 1.0 and int8["tar_close"] == 1.0
-    assert fp32["reliable_distance_m"] == 3.0
-    assert int8["reliable_distance_m"] == 2.0
+    assert fp32["reliable_distance_m"] == pytest.approx(3.5)  # 0.9 crossed between 3 m (1.0) and 4 m (0.8)
+    assert int8["reliable_distance_m"] == pytest.approx(2.0)  # 0.9 at 2 m is the bar itself
     assert fp32["cliff_distance_m"] == pytest.approx(4.5)
     assert int8["cliff_distance_m"] == pytest.approx(INT8_CLIFF)
     # face_px = 200 / d is linear in 1/d, so the interpolation is exact.
@@ -281,8 +292,9 @@ def test_cliff_table_settings_fractions() -> None:
         "m",
         settings=CliffSettings(reliable_fraction=0.8, cliff_fraction=0.15),
     ).set_index("backend")
-    # int8: 0.8 passes at 2 m (0.9), fails at 3 m; 0.15 crossed between 3 m (0.2) and 4 m (0.1).
-    assert table.loc["int8", "reliable_distance_m"] == 2.0
+    # int8: 0.8 passes at 2 m (0.9), fails at 3 m (0.2): crossed at 2 + 0.1 / 0.7; 0.15 crossed
+    # between 3 m (0.2) and 4 m (0.1).
+    assert table.loc["int8", "reliable_distance_m"] == pytest.approx(2.0 + 0.1 / 0.7)
     assert table.loc["int8", "cliff_distance_m"] == pytest.approx(3.5)
 
 
@@ -306,13 +318,13 @@ def test_cliff_table_reliable_bar_is_the_reference_close_tar_for_every_backend()
     table = cliff_table(_sweep(curves), comps, "m").set_index("backend")
     assert table.loc["int8", "reliable_tar"] == pytest.approx(0.81)
     assert table.loc["fp32", "reliable_tar"] == pytest.approx(0.81)
-    assert table.loc["int8", "reliable_distance_m"] == 3.0
+    assert table.loc["int8", "reliable_distance_m"] == pytest.approx(3.0 + 0.01 / 0.32)  # 0.82 -> 0.5 at 3-4 m
     # the cliff stays relative to the backend's own close TAR: 0.5 crossed between 3 and 4 m
     assert table.loc["int8", "cliff_distance_m"] == pytest.approx(4.0)
     # without the reference in the sweep each backend keeps its own bar
     alone = cliff_table(_sweep(curves), comps, "m", reference_backend="bf16").set_index("backend")
     assert alone.loc["int8", "reliable_tar"] == pytest.approx(0.9)
-    assert alone.loc["int8", "reliable_distance_m"] == 1.0
+    assert alone.loc["int8", "reliable_distance_m"] == pytest.approx(1.0 + 0.1 / 0.15)  # 1.0 -> 0.85 at 1-2 m
 
 
 def test_cliff_table_missing_reference_is_nan() -> None:

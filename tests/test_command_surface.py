@@ -178,7 +178,8 @@ def test_models_inspect__batch_shape_matches_the_batch(model_path: Path, capsys:
 
 
 def test_external_backend__shown_by_its_name_in_the_summary():
-    from facequant.results.directory import backend_labels, summary_rows
+    from facequant.results.directory import backend_labels
+    from facequant.results.summary import summary_rows
 
     long = "external:hailo8=/very/long/path/to/the/device/export/folder/probes"
     cliff = pd.DataFrame({"backend": ["fp32", long], "tar_close": [0.99, 0.98], "reliable_distance_m": [5.0, 4.0],

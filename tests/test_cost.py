@@ -15,18 +15,20 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from facequant import settings
-from facequant.backends.base import preprocess
+from facequant.backends.base import ort_batch_runner, preprocess
 from facequant.backends.cost import (
     COST_COLUMNS,
     CPU_LATENCY_SOURCE,
     backend_cost,
     cost_table,
     count_layers,
+    cpu_latencies,
     load_device_profile,
-    measure_latency,
 )
 from facequant.backends.quantize.build import build_quantized
 from facequant.backends.quantize.recipes import RECIPES
+from facequant.backends.runtime import OrtBackend
+from facequant.backends.timing import TimingSettings
 from facequant.errors import FacequantError
 from facequant.models.files import file_sha256
 from facequant.models.normalize import normalize_model
@@ -183,25 +185,35 @@ def test_count_layers_missing_or_bad_file(tmp_path: Path):
 # ---------------------------------------------------------------- latency
 
 
-def test_measure_latency_is_a_sane_measurement(fp32_model: Path, spec: ModelSpec):
-    lat = measure_latency(fp32_model, spec, runs=5, warmup=1)
-    assert math.isfinite(lat["p50_ms"]) and lat["p50_ms"] > 0
-    assert lat["p50_ms"] <= lat["p95_ms"]
-    assert lat["runs"] == 5 and lat["batch"] == 1 and lat["threads"] >= 1
+QUICK = TimingSettings(rounds=3, per_round=2, warmup=1)
 
 
-def test_measure_latency_rejects_bad_arguments(fp32_model: Path, spec: ModelSpec, tmp_path: Path):
-    with pytest.raises(FacequantError, match="runs >= 1"):
-        measure_latency(fp32_model, spec, runs=0)
+@pytest.fixture(scope="module")
+def timed(fp32_model: Path, quantized: dict[str, Path], spec: ModelSpec) -> dict[str, object]:
+    backends = {"fp32": OrtBackend("fp32", fp32_model, spec), "int8-pt": OrtBackend("int8-pt", quantized["int8-pt"], spec)}
+    return cpu_latencies(backends, spec, QUICK)
+
+
+def test_interleaved_cpu_latency_is_a_sane_measurement(timed: dict[str, object]):
+    for lat in timed.values():
+        assert math.isfinite(lat.p50_ms) and lat.p50_ms > 0  # type: ignore[attr-defined]
+        assert lat.low_ms <= lat.p50_ms <= lat.high_ms and lat.rounds == 3  # type: ignore[attr-defined]
+    assert timed["fp32"].ratio == timed["fp32"].ratio_low == 1.0  # type: ignore[attr-defined]
+    assert timed["int8-pt"].ratio_low <= timed["int8-pt"].ratio <= timed["int8-pt"].ratio_high  # type: ignore[attr-defined]
+
+
+def test_timing_rejects_bad_arguments(spec: ModelSpec, tmp_path: Path):
+    with pytest.raises(FacequantError, match="rounds, per_round and threads >= 1"):
+        TimingSettings(rounds=0)
     with pytest.raises(FacequantError, match="model not found"):
-        measure_latency(tmp_path / "nope.onnx", spec)
+        ort_batch_runner(tmp_path / "nope.onnx", spec, 1)
 
 
 # ---------------------------------------------------------------- backend_cost, cost_table
 
 
 def test_backend_cost_row(quantized: dict[str, Path], spec: ModelSpec):
-    row = backend_cost("int8-pt", quantized["int8-pt"], spec, measure=False)
+    row = backend_cost("int8-pt", quantized["int8-pt"], spec)
     assert list(row)[: len(COST_COLUMNS)] == list(COST_COLUMNS)
     assert row["file_bytes"] == quantized["int8-pt"].stat().st_size
     assert (row["layers_8bit"], row["layers_16bit"], row["layers_float"]) == (50, 0, 0)
@@ -209,30 +221,34 @@ def test_backend_cost_row(quantized: dict[str, Path], spec: ModelSpec):
     assert row["latency_source"] == "not measured"
 
 
-def test_cost_table_cpu_ratio(fp32_model: Path, quantized: dict[str, Path], spec: ModelSpec):
+def test_cost_table_cpu_ratio(fp32_model: Path, quantized: dict[str, Path], spec: ModelSpec, timed: dict):
     rows = [
-        backend_cost("fp32", fp32_model, spec),
-        backend_cost("int8-pt", quantized["int8-pt"], spec),
+        backend_cost("fp32", fp32_model, spec, latency=timed["fp32"]),
+        backend_cost("int8-pt", quantized["int8-pt"], spec, latency=timed["int8-pt"]),
     ]
     table = cost_table(rows).set_index("backend")
     assert (table["latency_source"] == CPU_LATENCY_SOURCE).all()
     assert table.loc["fp32", "latency_vs_fp32"] == 1.0
+    # the median of the per-round ratios, with their spread, in both the basis' and the CPU's columns
     ratio = table.loc["int8-pt", "latency_vs_fp32"]
+    assert ratio == timed["int8-pt"].ratio == table.loc["int8-pt", "cpu_vs_fp32"] and ratio > 0
+    assert table.loc["int8-pt", "latency_vs_fp32_low"] <= ratio <= table.loc["int8-pt", "latency_vs_fp32_high"]
+    assert (table["latency_vs_fp32_basis"] == "cpu").all() and (table["latency_rounds"] == 3).all()
+    assert (table["cpu_latency_low_ms"] <= table["cpu_latency_p50_ms"]).all()
+    # an older cost.csv without the per-round ratio: p50 over p50
+    old = cost_table(table.reset_index().drop(columns=["cpu_vs_fp32"]).to_dict("records")).set_index("backend")
     expected = table.loc["int8-pt", "cpu_latency_p50_ms"] / table.loc["fp32", "cpu_latency_p50_ms"]
-    assert ratio == pytest.approx(expected) and ratio > 0
-    assert (table["latency_vs_fp32_basis"] == "cpu").all()
-    assert (table["cpu_latency_p50_ms"] <= table["cpu_latency_p95_ms"]).all()
+    assert old.loc["int8-pt", "latency_vs_fp32"] == pytest.approx(expected)
 
 
 def test_device_profile_overrides_latency_vs_fp32(
     fp32_model: Path, quantized: dict[str, Path], spec: ModelSpec
 ):
     profile = {"device": "npu-x", "source": "test", "latency_ms": {"fp32": 10.0, "int8-pt": 2.0}}
-    rows = [
-        backend_cost("fp32", fp32_model, spec, profile),
-        backend_cost("int8-pt", quantized["int8-pt"], spec, profile),
-        backend_cost("a16w8", quantized["a16w8"], spec, profile),  # not in the profile
-    ]
+    backends = {name: OrtBackend(name, path, spec) for name, path in
+                (("fp32", fp32_model), ("int8-pt", quantized["int8-pt"]), ("a16w8", quantized["a16w8"]))}
+    timed = cpu_latencies(backends, spec, QUICK)
+    rows = [backend_cost(name, b.model_path, spec, profile, timed[name]) for name, b in backends.items()]  # a16w8: not in the profile
     table = cost_table(rows).set_index("backend")
     assert table.loc["int8-pt", "latency_vs_fp32"] == pytest.approx(0.2)
     assert table.loc["int8-pt", "latency_vs_fp32_basis"] == "device"
@@ -242,9 +258,10 @@ def test_device_profile_overrides_latency_vs_fp32(
     assert table.loc["a16w8", "latency_source"] == CPU_LATENCY_SOURCE
     assert table.loc["a16w8", "latency_vs_fp32_basis"] == "cpu"
     assert math.isnan(table.loc["a16w8", "device_latency_ms"])
-    assert table.loc["a16w8", "latency_vs_fp32"] == pytest.approx(
-        table.loc["a16w8", "cpu_latency_p50_ms"] / table.loc["fp32", "cpu_latency_p50_ms"]
-    )
+    assert table.loc["a16w8", "latency_vs_fp32"] == timed["a16w8"].ratio
+    # the device basis is one figure each: no spread; the CPU ratio stays beside it
+    assert table.loc["int8-pt", "latency_vs_fp32_low"] == table.loc["int8-pt", "latency_vs_fp32_high"] == 0.2
+    assert table.loc["int8-pt", "cpu_vs_fp32"] == timed["int8-pt"].ratio
 
 
 def test_cost_table_without_fp32_has_no_ratio():

@@ -195,14 +195,14 @@ def test_cost_table_written_with_layer_counts(run_dir: Path):
 
 
 def test_summary_hides_distances_of_a_degenerate_backend():
-    from facequant.results.directory import summary_rows
+    from facequant.results.summary import summary_rows
 
     cliff = pd.DataFrame({"backend": ["fp32", "broken"], "tar_close": [0.99, 1.0], "reliable_distance_m": [5.0, 12.0],
                           "cliff_distance_m": [7.0, float("inf")], "cliff_prenorm": [3.1, float("nan")],
                           "cliff_prenorm_width": [0.7, float("nan")], "degenerate": ["", "pre-norm CV 0.001 (constant)"]})
     rows = {r[0]: r for r in summary_rows(cliff)}
-    assert rows["fp32"][3] == "5.00 m"
-    assert rows["broken"][3] == "DEGENERATE" and rows["broken"][4] == "DEGENERATE"
+    assert rows["fp32"][2] == "5.00 m" and rows["fp32"][1] == "ref."
+    assert rows["broken"][2] == "DEGENERATE" and rows["broken"][3] == "DEGENERATE"
 
 
 @pytest.mark.slow
@@ -218,6 +218,42 @@ def test_pow2_moves_travel_with_the_results(tmp_path: Path, model_path: Path, ce
     assert all(abs(m["log2_ratio"]) < 1.0 for m in moves if m["kind"] == "weight")  # below or above
     run = json.loads((out / "run.json").read_text())
     assert run["backends"]["int8-npu"]["pow2_scales"]["moves_file"] == "pow2_moves_int8-npu.json"
+
+
+@pytest.mark.slow
+def test_default_sweep_verdicts_and_intervals_do_not_depend_on_the_bootstrap_seed(run_dir: Path):
+    """Issue 15's done-when on the default celebs13 sweep: each backend's distances with their
+    intervals, a verdict per backend, the same verdicts for bootstrap seeds 0..4."""
+    from facequant.evaluate import people, verdicts
+    from facequant.results.summary import summary_rows
+
+    cliff = pd.read_csv(run_dir / "cliff.csv", keep_default_na=False, na_values=[""])
+    sweep = pd.read_csv(run_dir / "sweep.csv")
+    run = json.loads((run_dir / "run.json").read_text())
+    interval_columns = ["reliable_distance_low_m", "reliable_distance_high_m", "cliff_distance_low_m",
+                        "cliff_distance_high_m", "distance_cost_low_m", "distance_cost_high_m"]
+    assert set(["verdict", "worse_from_m", *interval_columns]) <= set(cliff.columns)
+    for r in cliff.itertuples():
+        assert r.reliable_distance_low_m <= r.reliable_distance_m <= r.reliable_distance_high_m
+        assert r.cliff_distance_low_m <= r.cliff_distance_m <= r.cliff_distance_high_m
+    judged = cliff[cliff.backend != "fp32"]
+    assert set(judged.verdict) <= {"same", "worse", "better", "degenerate"} and len(judged) == 2
+    assert run["verdicts"]["bootstrap"]["resamples"] == people.DEFAULT_RESAMPLES and run["verdicts"]["people"] == 13
+    rows = {r[0]: r for r in summary_rows(cliff, sweep)}
+    for backend in judged.backend:  # the summary: verdict, and the reliable distance over its interval
+        assert rows[backend][1].split("\n")[0] == judged.set_index("backend").loc[backend, "verdict"]
+        assert rows[backend][2].count("[") == 1
+    # the same verdicts (and nearly the same intervals) for bootstrap seeds 0..4, from the files read back
+    probes = pd.read_csv(run_dir / "probes.csv")
+    counts = people.person_counts(people.outcomes(pd.read_parquet(run_dir / "genuine.parquet"), cliff.threshold[0]),
+                                  dict(zip(probes.image, probes.identity, strict=False)), list(cliff.backend),
+                                  sorted(sweep.distance_m.unique()))
+    base = cliff.drop(columns=list(verdicts.VERDICT_COLUMNS))
+    for seed in range(5):
+        again, _ = verdicts.judge(base, sweep, counts, 1e-3, verdicts.VerdictSettings(seed=seed))
+        assert again.verdict.fillna("").tolist() == cliff.verdict.fillna("").tolist()
+        for column in interval_columns:
+            assert np.allclose(again[column], cliff[column], atol=0.25), column
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ from facequant.config import default_out as default_results_dir
 from facequant.errors import Cancelled, FacequantError
 from facequant.evaluate import cliff, metrics
 from facequant.results import directory as reports
-from facequant.results import output
+from facequant.results import output, summary
 from facequant.sweep.config import SweepConfig
 from tui.layers import is_diagnostics_dir
 
@@ -246,8 +246,8 @@ class RunData:
         return reports.run_warnings(self.run)
 
     def summary(self) -> list[tuple[str, ...]]:
-        """The CLI's summary rows (reports.summary_rows) for this run."""
-        return reports.summary_rows(self.cliff, self.sweep, self.cost) if len(self.cliff) else []
+        """The CLI's summary rows (facequant.results.summary.summary_rows) for this run."""
+        return summary.summary_rows(self.cliff, self.sweep, self.cost) if len(self.cliff) else []
 
 
 def load_run(path: Path) -> RunData:

@@ -15,10 +15,20 @@ from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
 from facequant.results.directory import backend_labels
+from facequant.results.summary import (
+    DISPLAY_HEADERS,
+    LEGEND,
+    display_rows,
+    prenorm_line,
+    verdict_lines,
+)
 from tui.layers import Diagnostics
 from tui.recommendation import Recommendations
 from tui.state import RunData, display_path, tar_band
 
+#: Verdict cell styles (cliff.csv's verdict against fp32).
+VERDICT_STYLES: dict[str, str] = {"worse": "bold red", "better": "bold green", "same": "green",
+                                  "degenerate": "bold magenta"}
 #: TAR cell styles by side of the cliff (tui.state.tar_band).
 TAR_STYLES: dict[str, str] = {"reliable": "bold green", "degraded": "bold yellow", "cliff": "bold red", "": "dim"}
 #: The colour rule of tui.state.tar_band, in the words the README uses (a test holds them equal).
@@ -81,10 +91,11 @@ class SweepTable(DataTable):
 
 
 class CliffTable(DataTable):
-    """The CLI's summary (reports.summary_rows): one row per backend."""
+    """The CLI's summary (facequant.results.summary.summary_rows): one row per backend, each
+    number over its interval."""
 
-    # Two-line headers: the seven columns fit 80 columns.
-    HEADERS = ("backend", "TAR\nclose", "FAR\nclose", "reliable\nto", "cliff\nat", "pre-norm\ncliff", "CPU vs\nfp32")
+    # Two-line headers and cells (the verdict under the backend's name): they fit 80 columns.
+    HEADERS = DISPLAY_HEADERS
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
@@ -95,10 +106,13 @@ class CliffTable(DataTable):
 
     def show(self, data: RunData) -> None:
         self.clear()
-        for row in data.summary():
+        rows = data.summary()
+        for key, row in zip((r[0] for r in rows), display_rows(rows), strict=True):
+            verdict = row[0].partition("\n")[2].split("\n")[0]
             cells = [Text(v, justify="left" if i == 0 else "right",
-                          style="bold magenta" if v == "DEGENERATE" else "") for i, v in enumerate(row)]
-            self.add_row(*cells, key=row[0])
+                          style="bold magenta" if v == "DEGENERATE" else VERDICT_STYLES.get(verdict, "") if i == 0
+                          else "") for i, v in enumerate(row)]
+            self.add_row(*cells, key=key, height=max(v.count("\n") + 1 for v in row))
 
 
 class CliffPane(Vertical):
@@ -108,10 +122,11 @@ class CliffPane(Vertical):
 
     def show(self, data: RunData) -> None:
         self.query_one(CliffTable).show(data)
-        notes = ["pre-norm cliff: pre-norm at 50 % match probability, w = 10-90 % width; "
-                 "CPU vs fp32: batch-1 latency on this machine (cost.csv)"]
+        notes = [escape(line) for line in verdict_lines(data.cliff, data.run)]
+        notes.append(f"[dim]{escape(LEGEND)} {escape(prenorm_line(data.cliff))}[/]")
         if data.status != "complete":
-            notes.append("[yellow]pre-norm cliff and cost come with the complete run (they need every comparison)[/]")
+            notes.append("[yellow]verdicts, intervals, pre-norm cliff and cost come with the complete run (they need "
+                         "every comparison)[/]")
         if "degenerate" in data.cliff:
             notes += [f"[bold magenta]{escape(str(r.backend))} is degenerate:[/] {escape(str(r.degenerate))}"
                       for r in data.cliff.itertuples() if str(r.degenerate or "")]

@@ -104,12 +104,15 @@ def _goal(result: SweepResult, backend: str, s: SearchSettings) -> bool:
 def refined_distances(result: SweepResult, base: str, step: float) -> tuple[float, ...]:
     """The sweep's distances plus points every `step` metres over the stretch where the base's
     and fp32's reliable distances are decided: from the base's last reliable distance to the
-    grid point after fp32's. A reliable distance is a grid point, so on a coarse grid (the
-    default one is 1.3 m apart at 5 m) a tolerance of 0.25 m could not be seen at all."""
+    grid point after fp32's. A reliable distance is read between two grid points on a straight
+    line, so on a coarse grid (the default one is 1.3 m apart at 5 m) the curve's shape between
+    them, where a tolerance of 0.25 m lies, is not measured."""
     d = np.array(sorted(result.distances_m), dtype=float)
     cliff = result.cliff.set_index("backend")
     lo = float(cliff.loc[base, "reliable_distance_m"])
-    lo = d[0] if not np.isfinite(lo) else lo
+    if lo == np.inf:  # reliable over the whole sweep: nothing to refine
+        return tuple(d.tolist())
+    lo = d[0] if np.isnan(lo) else float(d[d <= lo].max(initial=d[0]))  # the grid point before the crossing
     ref = float(cliff.loc["fp32", "reliable_distance_m"])
     after = d[d > max(lo, ref if np.isfinite(ref) else lo)]
     hi = after[0] if after.size else lo

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -49,6 +49,12 @@ class Backend(ABC):
         embedding cache; None: never cached (a device's results are read, not computed)."""
         return None
 
+    def batch_runner(self, spec: ModelSpec, threads: int) -> Callable[[], object] | None:
+        """One batch-1 inference on a fixed input, for timing (facequant.backends.timing): ONNX
+        Runtime on model_path here; a backend of another runtime returns its own call, and one
+        whose embeddings come from elsewhere (a device's files) None: it is not timed here."""
+        return None if self.model_path is None else ort_batch_runner(self.model_path, spec, threads)
+
 
 def spec_key(model_file: Path, spec: ModelSpec) -> str:
     """A model file's bytes and how its input is fed: what makes two runs embed alike."""
@@ -71,6 +77,23 @@ def preprocess(crops: np.ndarray, spec: ModelSpec) -> np.ndarray:
     std = np.asarray(spec.std, np.float32) if isinstance(spec.std, tuple) else spec.std
     x = (x - mean) / std
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def ort_batch_runner(model_path: Path, spec: ModelSpec, threads: int) -> Callable[[], object]:
+    """A call running one batch-1 inference of model_path with ONNX Runtime on this CPU, on a
+    fixed seeded input in the preprocessed range (QDQ kernels do not branch on data; a fixed
+    input keeps runs comparable), with `threads` intra-op threads."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise FacequantError(f"{path}: model not found")
+    try:
+        session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise FacequantError(f"{path}: ONNX Runtime cannot load it ({' '.join(str(exc).split())[:200]})") from exc
+    h, w = spec.input_size
+    feed = {spec.input_name: np.random.default_rng(0).uniform(-1.0, 1.0, size=(1, 3, h, w)).astype(np.float32)}
+    outputs = [spec.output_name]
+    return lambda: session.run(outputs, feed)
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:

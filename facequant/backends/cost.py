@@ -6,7 +6,8 @@ side next to the sweep's accuracy side, one row per backend (cost_table).
 
 Latency comes from one of two places and the table says which (latency_source):
 
-* ONNX Runtime on this machine's CPU, batch 1 (measure_latency). A *relative proxy* only:
+* ONNX Runtime on this machine's CPU, batch 1 (cpu_latencies: every backend timed in
+  interleaved rounds, facequant.backends.timing; the median and its spread). A *relative proxy* only:
   ORT's CPU INT8 kernels are not faster than fp32 on every CPU (without VNNI / dot-product
   instructions the QDQ graph can even be slower), and an NPU behaves differently again.
 * A device profile (configs/devices/*.yaml, load_device_profile): figures measured on the
@@ -22,21 +23,21 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pandas as pd
 import yaml
 
 from facequant import yamlfiles
-from facequant.backends.base import session_options
+from facequant.backends.base import Backend
+from facequant.backends.timing import Clock, Latency, TimingSettings, interleaved
 from facequant.errors import FacequantError
 from facequant.models.spec import ModelSpec
 
 #: What cpu latency is and is not; used as latency_source when no device figure applies.
 CPU_LATENCY_SOURCE = (
-    "CPU onnxruntime, batch 1, this machine — a relative proxy: INT8 is not faster than fp32 "
-    "on every CPU"
+    "CPU onnxruntime, batch 1, 1 thread, interleaved rounds, this machine — a relative proxy: INT8 is not "
+    "faster than fp32 on every CPU"
 )
-#: latency_source when measure=False and no device figure applies.
+#: latency_source when the CPU was not timed and no device figure applies.
 NOT_MEASURED = "not measured"
 
 #: Columns of cost_table, in order (backend_cost's keys, then latency_vs_fp32 and extras).
@@ -52,9 +53,15 @@ COST_COLUMNS: tuple[str, ...] = (
     "device_latency_ms",
     "latency_vs_fp32",
 )
-#: Extra columns after COST_COLUMNS: which latency the ratio used ("device", "cpu" or ""),
-#: and the device's power draw when the profile gives one.
-COST_EXTRA_COLUMNS: tuple[str, ...] = ("latency_vs_fp32_basis", "device_power_w")
+#: Extra columns after COST_COLUMNS: which latency the ratio used ("device", "cpu" or ""), the
+#: device's power draw when the profile gives one, the CPU timing's spread across interleaved
+#: rounds (p10-p90 of the per-round medians), the CPU ratio to fp32 (median of the per-round
+#: ratios) with its spread whatever the basis, latency_vs_fp32's spread (a device figure is one
+#: number: none), and how many rounds.
+COST_EXTRA_COLUMNS: tuple[str, ...] = (
+    "latency_vs_fp32_basis", "device_power_w", "cpu_latency_low_ms", "cpu_latency_high_ms", "cpu_vs_fp32",
+    "cpu_vs_fp32_low", "cpu_vs_fp32_high", "latency_vs_fp32_low", "latency_vs_fp32_high", "latency_rounds",
+)
 
 #: The reference backend latency_vs_fp32 divides by.
 REFERENCE_BACKEND = "fp32"
@@ -86,57 +93,24 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
 # ---------------------------------------------------------------- latency
 
 
-def measure_latency(
-    model_path: str | Path,
-    spec: ModelSpec,
-    runs: int = 50,
-    warmup: int = 5,
-    threads: int | None = None,
-) -> dict[str, float | int]:
-    """p50 / p95 latency in ms of one batch-1 inference with ONNX Runtime on this CPU.
+def cpu_latencies(backends: Mapping[str, Backend], spec: ModelSpec,
+                  settings: TimingSettings = TimingSettings(),  # noqa: B008 - frozen
+                  clock: Clock = time.perf_counter) -> dict[str, Latency]:
+    """Every backend that can run here (Backend.batch_runner: ONNX Runtime, or its own runtime's
+    call) timed at batch 1 in interleaved rounds with a fixed thread count
+    (facequant.backends.timing); an external device's backend is not timed. A relative proxy
+    only; see CPU_LATENCY_SOURCE."""
+    runners = {}
+    for name, backend in backends.items():
+        runner = backend.batch_runner(spec, settings.threads)
+        if runner is not None:
+            runners[name] = runner
+    return interleaved(runners, settings, clock, REFERENCE_BACKEND)
 
-    The session is set up exactly as the sweep's backends are (facequant.backends.registry.
-    session_options: same threads and graph optimisations), so the numbers describe what the
-    sweep ran. The input is a fixed seeded tensor in the preprocessed range: QDQ kernels do
-    not branch on data, and a fixed input keeps runs comparable. ``warmup`` runs are
-    discarded first (allocation, kernel selection and caches settle in the first calls).
 
-    Keys: p50_ms, p95_ms, mean_ms, min_ms, runs, warmup, threads, batch. A relative proxy
-    only; see CPU_LATENCY_SOURCE.
-    """
-    if runs < 1 or warmup < 0:
-        raise FacequantError(
-            f"measure_latency: need runs >= 1 and warmup >= 0, got {runs}, {warmup}"
-        )
-    path = Path(model_path)
-    if not path.is_file():
-        raise FacequantError(f"{path}: model not found")
-    opts = session_options(threads)
-    try:
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise FacequantError(f"{path}: ONNX Runtime cannot load it ({_one_line(exc)})") from exc
-    h, w = spec.input_size
-    x = np.random.default_rng(0).uniform(-1.0, 1.0, size=(1, 3, h, w)).astype(np.float32)
-    feed = {spec.input_name: x}
-    outputs = [spec.output_name]
-    for _ in range(warmup):
-        session.run(outputs, feed)
-    times = np.empty(runs, dtype=np.float64)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        session.run(outputs, feed)
-        times[i] = (time.perf_counter() - t0) * 1e3
-    return {
-        "p50_ms": float(np.percentile(times, 50)),
-        "p95_ms": float(np.percentile(times, 95)),
-        "mean_ms": float(times.mean()),
-        "min_ms": float(times.min()),
-        "runs": int(runs),
-        "warmup": int(warmup),
-        "threads": int(opts.intra_op_num_threads),
-        "batch": 1,
-    }
+def timing_record(settings: TimingSettings = TimingSettings()) -> dict[str, object]:  # noqa: B008 - frozen
+    """run.json's cost.timing: how the CPU figures were taken."""
+    return settings.describe()
 
 
 # ---------------------------------------------------------------- layer precision
@@ -396,19 +370,20 @@ def backend_cost(
     model_path: str | Path,
     spec: ModelSpec,
     device_profile: Mapping[str, object] | None = None,
-    measure: bool = True,
+    latency: Latency | None = None,
 ) -> dict[str, object]:
     """One cost row for backend ``name`` run from ``model_path``.
 
     Keys: backend, file_bytes, layers_8bit, layers_16bit, layers_float, cpu_latency_p50_ms,
     cpu_latency_p95_ms, latency_source, device_latency_ms, latency_vs_fp32 (NaN here; filled
-    by cost_table, which needs the fp32 row), device_power_w. ``device_profile`` is
-    load_device_profile's dict; when it lists ``name``, device_latency_ms is its figure and
-    latency_source the device name. ``measure=False`` skips the CPU timing (NaN).
+    by cost_table, which needs the fp32 row), device_power_w, and the CPU spread and ratio
+    (COST_EXTRA_COLUMNS). ``device_profile`` is load_device_profile's dict; when it lists
+    ``name``, device_latency_ms is its figure and latency_source the device name. ``latency``:
+    this backend's figures from cpu_latencies; None: not timed (NaN).
     """
     layers = count_layers(model_path)
-    cpu = measure_latency(model_path, spec) if measure else None
-    device_ms, power, source = math.nan, math.nan, CPU_LATENCY_SOURCE if measure else NOT_MEASURED
+    cpu = latency
+    device_ms, power, source = math.nan, math.nan, CPU_LATENCY_SOURCE if cpu else NOT_MEASURED
     if device_profile is not None:
         latency = device_profile.get("latency_ms") or {}
         if isinstance(latency, Mapping) and name in latency:
@@ -425,12 +400,18 @@ def backend_cost(
         "layers_8bit": layers["layers_8bit"],
         "layers_16bit": layers["layers_16bit"],
         "layers_float": layers["layers_float"],
-        "cpu_latency_p50_ms": cpu["p50_ms"] if cpu else math.nan,
-        "cpu_latency_p95_ms": cpu["p95_ms"] if cpu else math.nan,
+        "cpu_latency_p50_ms": cpu.p50_ms if cpu else math.nan,
+        "cpu_latency_p95_ms": cpu.p95_ms if cpu else math.nan,
         "latency_source": source,
         "device_latency_ms": device_ms,
         "latency_vs_fp32": math.nan,
         "device_power_w": power,
+        "cpu_latency_low_ms": cpu.low_ms if cpu else math.nan,
+        "cpu_latency_high_ms": cpu.high_ms if cpu else math.nan,
+        "cpu_vs_fp32": cpu.ratio if cpu else math.nan,
+        "cpu_vs_fp32_low": cpu.ratio_low if cpu else math.nan,
+        "cpu_vs_fp32_high": cpu.ratio_high if cpu else math.nan,
+        "latency_rounds": cpu.rounds if cpu else 0,
     }
 
 
@@ -441,13 +422,15 @@ def _ratio(value: float, reference: float) -> float:
 
 
 def cost_table(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
-    """backend_cost rows as one table, with latency_vs_fp32 filled in.
+    """backend_cost rows as one table, with latency_vs_fp32 and its spread filled in.
 
     latency_vs_fp32 = this backend's latency / fp32's (< 1: faster). Like is compared with
     like: device figures when both this backend and fp32 have one (a device profile is
-    measured on the target, so it wins), else CPU p50 when both were measured, else NaN (a
-    device ms over a CPU ms means nothing). latency_vs_fp32_basis says which: "device", "cpu"
-    or "". NaN for every row when there is no fp32 row.
+    measured on the target, so it wins; one number each, so its spread is the ratio itself),
+    else the CPU ratio (cpu_vs_fp32: the median of the per-round ratios of interleaved timing,
+    with its p10-p90 spread; a row without it, from an older cost.csv, divides the p50s and has
+    no spread), else NaN (a device ms over a CPU ms means nothing). latency_vs_fp32_basis says
+    which: "device", "cpu" or "". NaN for every row when there is no fp32 row.
     """
     table = pd.DataFrame([dict(r) for r in rows])
     for col in (*COST_COLUMNS, *COST_EXTRA_COLUMNS):
@@ -457,23 +440,31 @@ def cost_table(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
     ref = table.loc[table["backend"] == REFERENCE_BACKEND]
     ref_device = float(ref["device_latency_ms"].iloc[0]) if len(ref) else math.nan
     ref_cpu = float(ref["cpu_latency_p50_ms"].iloc[0]) if len(ref) else math.nan
-    ratios: list[float] = []
-    basis: list[str] = []
-    for dev, cpu in zip(table["device_latency_ms"], table["cpu_latency_p50_ms"], strict=True):
-        by_device = _ratio(float(dev), ref_device)
-        by_cpu = _ratio(float(cpu), ref_cpu)
+    out: dict[str, list[object]] = {"latency_vs_fp32": [], "latency_vs_fp32_low": [], "latency_vs_fp32_high": [],
+                                    "latency_vs_fp32_basis": [], "cpu_vs_fp32": [], "cpu_vs_fp32_low": [],
+                                    "cpu_vs_fp32_high": []}
+    for row in table.to_dict("records"):
+        by_device = _ratio(float(row["device_latency_ms"]), ref_device)
+        cpu = (float(row["cpu_vs_fp32"]), float(row["cpu_vs_fp32_low"]), float(row["cpu_vs_fp32_high"]))
+        if not math.isfinite(cpu[0]):  # an older cost.csv: p50 over p50, no spread
+            cpu = (_ratio(float(row["cpu_latency_p50_ms"]), ref_cpu), math.nan, math.nan)
+        if not len(ref):
+            cpu = (math.nan, math.nan, math.nan)
         if math.isfinite(by_device):
-            ratios.append(by_device)
-            basis.append("device")
-        elif math.isfinite(by_cpu):
-            ratios.append(by_cpu)
-            basis.append("cpu")
+            chosen, basis = (by_device, by_device, by_device), "device"
+        elif math.isfinite(cpu[0]):
+            chosen, basis = cpu, "cpu"
         else:
-            ratios.append(math.nan)
-            basis.append("")
-    table["latency_vs_fp32"] = np.asarray(ratios, dtype=np.float64)
-    table["latency_vs_fp32_basis"] = basis
-    for col in ("file_bytes", "layers_8bit", "layers_16bit", "layers_float"):
+            chosen, basis = (math.nan, math.nan, math.nan), ""
+        for key, value in zip(("latency_vs_fp32", "latency_vs_fp32_low", "latency_vs_fp32_high"), chosen,
+                              strict=True):
+            out[key].append(value)
+        for key, value in zip(("cpu_vs_fp32", "cpu_vs_fp32_low", "cpu_vs_fp32_high"), cpu, strict=True):
+            out[key].append(value)
+        out["latency_vs_fp32_basis"].append(basis)
+    for key, values in out.items():
+        table[key] = values if key == "latency_vs_fp32_basis" else np.asarray(values, dtype=np.float64)
+    for col in ("file_bytes", "layers_8bit", "layers_16bit", "layers_float", "latency_rounds"):
         if not table[col].isna().any():
             table[col] = table[col].astype(np.int64)
     return table

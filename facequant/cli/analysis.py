@@ -100,7 +100,12 @@ def _register_recommend(sub: argparse._SubParsersAction) -> None:
            Option("device-profile", "device latencies (configs/devices/*.yaml) to use instead of the sweep's CPU "
                   "timing", WHAT, type=options.text),
            Option("latency-tolerance", "CPU latencies within this fraction of each other are a tie, broken by file "
-                  "size (default 0.10)", WHAT, default=0.10, type=options.finite_float(0.0, 1.0)),
+                  "size (default 0.10); so are those within each other's spread across interleaved rounds", WHAT,
+                  default=0.10, type=options.finite_float(0.0, 1.0)),
+           Option("latency", "which latency orders the backends and checks the budget: cpu (this machine's "
+                  "interleaved timing), device (the --device-profile's or the sweep's device figures), off (file "
+                  "size, then 16-bit/float layers). Default: device when every backend has a device figure, else "
+                  "cpu", WHAT, choices=("cpu", "device", "off")),
            Option("config", "YAML file with any of these options (keys as the long option names, '-' or '_')", WHAT,
                   type=Path))
     p = common.command(sub, "recommend", own,
@@ -188,9 +193,9 @@ def _print_search(result: object, search: object, out: Path) -> None:
                       f"(every {search.tolerance_m:g} m where the reliable distances are decided)")
     for backend, r in summary["remeasured"].items():  # type: ignore[union-attr]
         c = summary["cost"].get(backend, {})  # type: ignore[union-attr]
-        cliff_at = r["cliff_distance_m"]
-        cliff_text = "beyond the sweep" if cliff_at == float("inf") else f"{cliff_at:.2f} m"
-        console.print(f"  {backend:40s} reliable {r['reliable_distance_m']:.2f} m, cliff {cliff_text}, "
+        reliable_text, cliff_text = ("beyond the sweep" if r[k] == float("inf") else f"{r[k]:.2f} m"
+                                     for k in ("reliable_distance_m", "cliff_distance_m"))
+        console.print(f"  {backend:40s} reliable {reliable_text}, cliff {cliff_text}, "
                       f"{c.get('layers_16bit', '-')} 16-bit layers, {c.get('file_bytes', 0) / 1e6:.2f} MB, "
                       + (f"CPU {c['latency_vs_fp32']:.2f}x fp32" if _is_number(c.get("latency_vs_fp32")) else "CPU not timed"))
     for against in (search.base, "fp32"):
@@ -218,7 +223,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise FacequantError("recommend: give --results DIR, the results directory of a sweep")
     names = [n.strip() for n in str(values.get("scenario") or "").split(",") if n.strip()]
     config = RecommendConfig(str(values["results"]), tuple(names) or None, values.get("scenarios_dir"),  # type: ignore[arg-type]
-                             values.get("device_profile"), float(values["latency_tolerance"]))  # type: ignore[arg-type]
+                             values.get("device_profile"), float(values["latency_tolerance"]),  # type: ignore[arg-type]
+                             latency=str(values.get("latency") or "auto"))
     rec = api.recommend(config)
     console = Console()
     for item in render(rec):

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from facequant import api
     from facequant.models.sources import split_models
-    from facequant.results.directory import print_summary
+    from facequant.results.summary import print_summary
 
     values = common.values(args)
     config = sweep_config(values)

@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from facequant.errors import FacequantError
+from facequant.evaluate.crossing import level_crossing, reliable_crossing
 from facequant.evaluate.degenerate import (
     AS_REFERENCE,
     BROKEN_REFERENCE,
@@ -27,6 +28,7 @@ from facequant.evaluate.degenerate import (
     degenerate_reason,
 )
 from facequant.evaluate.metrics import as_bool, require_columns, simulated_comparisons
+from facequant.evaluate.verdicts import VERDICT_COLUMNS
 
 #: The contract: cliff_table's columns start exactly with these, in this order.
 CLIFF_COLUMNS: tuple[str, ...] = (
@@ -43,9 +45,12 @@ CLIFF_COLUMNS: tuple[str, ...] = (
 )
 
 #: Extra columns appended after CLIFF_COLUMNS. "degenerate" comes first, right after the
-#: contract, so a collapsed backend is flagged next to the numbers it invalidates.
+#: contract, so a collapsed backend is flagged next to the numbers it invalidates; then the
+#: verdict against fp32 and the distances' intervals (facequant.evaluate.verdicts: empty / NaN
+#: until a sweep's per-person counts fill them).
 CLIFF_EXTRA_COLUMNS: tuple[str, ...] = (
     "degenerate",
+    *VERDICT_COLUMNS,
     "reliable_tar",
     "close_distance_m",
     "far_distance_m",
@@ -73,76 +78,34 @@ class CliffSettings:
     cliff_fraction: float = 0.5
 
 
-def _sorted_curve(distances: object, tar: object) -> tuple[np.ndarray, np.ndarray]:
-    d = np.asarray(distances, dtype=np.float64).reshape(-1)
-    t = np.asarray(tar, dtype=np.float64).reshape(-1)
-    if d.shape != t.shape:
-        raise FacequantError(
-            f"distances and tar must have the same length, got {d.size} and {t.size}"
-        )
-    if np.isnan(d).any():
-        raise FacequantError("distances contain NaN")
-    # Stable sort: callers may pass the sweep in any order; the rules below walk outwards.
-    order = np.argsort(d, kind="stable")
-    return d[order], t[order]
-
-
 def reliable_distance(
     distances: np.ndarray, tar: np.ndarray, tar_close: float, fraction: float = 0.9
 ) -> float:
-    """The farthest distance still reliable: TAR >= fraction * tar_close all the way out.
-
-    Walks outwards from the closest distance and stops at the first distance that fails; the
-    answer is the last distance of that contiguous passing run. A later noisy recovery after
-    a failure does not extend it, because a user cannot rely on a range with a hole in it.
-    A NaN TAR (no genuine comparisons there) also ends the run: it is not evidence of
-    reliability. Returns NaN when even the closest distance fails, when there are no
-    distances, and when tar_close is NaN or <= 0 (a backend that never matches is reliable
-    nowhere).
-    """
-    d, t = _sorted_curve(distances, tar)
+    """How far TAR stays >= fraction * tar_close walking outwards from the closest distance,
+    read between grid points where TAR crosses that bar (facequant.evaluate.crossing.
+    reliable_crossing): +inf when it never drops below within the sweep, NaN when even the
+    closest distance fails, when there are no distances, and when tar_close is NaN or <= 0 (a
+    backend that never matches is reliable nowhere). A NaN TAR ends the run at the last distance
+    that passed; a later recovery after a failure does not extend it."""
     tc = float(tar_close)
-    if d.size == 0 or not math.isfinite(tc) or tc <= 0.0:
-        return math.nan
-    # NaN >= x is False, so a NaN TAR fails the test as documented.
-    passing = t >= fraction * tc
-    if not passing[0]:
-        return math.nan
-    n_run = d.size if passing.all() else int(np.argmin(passing))
-    return float(d[n_run - 1])
+    bar = fraction * tc if math.isfinite(tc) and tc > 0.0 else math.nan
+    return float(reliable_crossing(distances, tar, bar)[0])
 
 
 def cliff_distance(
     distances: np.ndarray, tar: np.ndarray, tar_close: float, fraction: float = 0.5
 ) -> float:
-    """The distance where TAR first falls to fraction * tar_close, linearly interpolated.
-
-    Walking outwards, find the first distance whose TAR is <= the level and interpolate
-    between it and the previous distance (TAR linear in distance between sweep points): e.g.
-    TAR [1, 1, 0.8, 0.2] at [1, 2, 3, 4] m with tar_close 1 crosses 0.5 at 3.5 m. If the
-    first distance is already at or below the level, that distance is returned. Distances
-    with a NaN TAR are skipped (interpolated across). Returns +inf when TAR never falls that
-    far within the sweep (report it as "beyond the sweep"), and NaN when tar_close is 0 or NaN
-    (no close-range performance to lose) or there is no finite TAR at all.
+    """The distance where TAR first falls to fraction * tar_close, linearly interpolated
+    (facequant.evaluate.crossing.level_crossing): e.g. TAR [1, 1, 0.8, 0.2] at [1, 2, 3, 4] m
+    with tar_close 1 crosses 0.5 at 3.5 m. If the first distance is already at or below the
+    level, that distance is returned. Distances with a NaN TAR are skipped (interpolated
+    across). Returns +inf when TAR never falls that far within the sweep (report it as "beyond
+    the sweep"), and NaN when tar_close is 0 or NaN (no close-range performance to lose) or
+    there is no finite TAR at all.
     """
-    d, t = _sorted_curve(distances, tar)
     tc = float(tar_close)
-    if not math.isfinite(tc) or tc <= 0.0:
-        return math.nan
-    ok = np.isfinite(t)
-    d, t = d[ok], t[ok]
-    if d.size == 0:
-        return math.nan
-    level = fraction * tc
-    below = np.flatnonzero(t <= level)
-    if below.size == 0:
-        return math.inf
-    i = int(below[0])
-    if i == 0:
-        return float(d[0])
-    d0, d1, t0, t1 = d[i - 1], d[i], t[i - 1], t[i]
-    # t0 > level >= t1, so t0 - t1 > 0 and the fraction lies in (0, 1].
-    return float(d0 + (t0 - level) / (t0 - t1) * (d1 - d0))
+    level = fraction * tc if math.isfinite(tc) and tc > 0.0 else math.nan
+    return float(level_crossing(distances, tar, level)[0])
 
 
 def prenorm_cliff(prenorm: np.ndarray, matched: np.ndarray) -> tuple[float, float]:
@@ -342,6 +305,7 @@ def cliff_table(
                 "cliff_prenorm_width": width,
                 "degenerate": degenerate_reason(cell, backend_probes, degenerate_settings,
                                                 (embedding_dims or {}).get(str(backend))),
+                **{c: "" if c == "verdict" else math.nan for c in VERDICT_COLUMNS},
                 "reliable_tar": settings.reliable_fraction * bar_close,
                 "close_distance_m": close_d,
                 "far_distance_m": float(d[-1]) if d.size else math.nan,

@@ -63,25 +63,84 @@ def far_resolution(n_impostor: int, target_far: float) -> dict[str, object]:
     return {"n_impostor": int(n_impostor), "min_resolvable_far": floor, "far_resolved": bool(target_far >= floor)}
 
 
+def distinct(value: float, other: float) -> str:
+    """value with just enough significant digits that it does not print as `other` (3 / 2998 is
+    0.0010007, not "0.001" beside a target of 0.001)."""
+    for digits in range(2, 8):
+        text = f"{value:.{digits}g}"
+        if text != f"{other:.{digits}g}" or value == other:
+            return text
+    return f"{value:.8g}"
+
+
 def far_resolution_warning(threshold: float, target_far: float, n_impostor: int, distance_m: float,
-                           given: bool = False) -> str:
+                           given: bool = False, rate: str = "FAR", what: str = "fp32 impostor comparisons",
+                           remedy: str = "", score: str = "impostor score") -> str:
     """Why a threshold set at target_far is not what it claims, or (given threshold) why the
-    FAR columns cannot show it meets target_far ("" when the impostors resolve target_far)."""
+    FAR columns cannot show it meets target_far ("" when the impostors resolve target_far).
+    rate, what, score: the words of the protocol (identification: FPIR, non-mated probes)."""
     floor = min_resolvable_far(n_impostor)
     if target_far >= floor:
         return ""
+    floor_text = distinct(floor, target_far)
+    resolve = (f"{n_impostor} {what} at {distance_m:g} m, which resolve {rate} only down to ~{floor_text} "
+               f"(rule of three, 95 %), above the target {target_far:g}")
+    need = math.ceil(RULE_OF_THREE / target_far)
+    remedy = remedy or f"use a set with >= {need} {what.removeprefix('fp32 ')}"
     if given:
-        return (f"FAR is measured on {n_impostor} fp32 impostor comparisons at {distance_m:g} m, which resolve FAR "
-                f"only down to ~{floor:.2g} (rule of three, 95 %): the FAR columns cannot show whether threshold "
-                f"{threshold:.3f} meets FAR {target_far:g} (a FAR of 0 means below ~{floor:.2g}); use a set with "
-                f">= {math.ceil(RULE_OF_THREE / target_far)} impostor comparisons")
+        return (f"{rate} is measured on {resolve}: the {rate} columns cannot show whether threshold "
+                f"{threshold:.3f} meets {rate} {target_far:g} (a {rate} of 0 means below ~{floor_text}); {remedy}")
     k = math.floor(target_far * n_impostor + 1e-9)  # impostors the target lets through
-    where = ("just above the largest impostor score" if k == 0
-             else f"on the {k + 1} largest impostor scores")
-    return (f"threshold {threshold:.3f} is set at FAR {target_far:g} on {n_impostor} fp32 impostor comparisons "
-            f"at {distance_m:g} m, which resolve FAR only down to ~{floor:.2g} (rule of three, 95 %): it sits "
-            f"{where}, and the FAR it really gives may be up to ~{floor:.2g}; give --threshold, or use a set with "
-            f">= {math.ceil(RULE_OF_THREE / target_far)} impostor comparisons")
+    nth = {1: "", 2: "2nd-", 3: "3rd-"}.get(k + 1, f"{k + 1}th-")
+    where = f"just above the {nth}largest {score}"
+    return (f"threshold {threshold:.3f} is set at {rate} {target_far:g} on {resolve}: it sits {where}, so its "
+            f"real {rate} is known only to be below ~{floor_text}, not below {target_far:g}; give --threshold, "
+            f"or {remedy}")
+
+
+def identification_findings(info: dict[str, object], n_nonmated: int | None, target_fpir: float, protocol: str,
+                            threshold_set: float | None, distance_m: float) -> str:
+    """run.json's identification resolution (recorded always) and the warning to give: why
+    identification was not measured, or (when it is what the run reads and its threshold was set
+    here) that its non-mated probes cannot resolve the target FPIR; "" when there is nothing to say."""
+    if n_nonmated is None:
+        return ("identification not measured: it needs at least two people and a second photo of someone enrolled"
+                + ("" if protocol == "verification" else "; the cliff and the recommendation read verification"))
+    floor = min_resolvable_far(n_nonmated)
+    info.update({"n_nonmated_at_closest": n_nonmated, "min_resolvable_fpir": floor,
+                 "fpir_resolved": target_fpir >= floor})
+    if target_fpir >= floor or threshold_set is None or protocol != "identification":
+        return ""
+    return "identification " + far_resolution_warning(
+        threshold_set, target_fpir, n_nonmated, distance_m, rate="FPIR", what="fp32 non-mated probes",
+        score="non-mated top score", remedy="use more people, or leave more of them out (--nonmated-fraction)")
+
+
+#: A float reference below either bar is weak: every verdict is relative to it. A face model
+#: on full-resolution faces misses fewer than 1 genuine pair in 10 at FAR 1e-3 and ranks a
+#: genuine pair above an impostor pair 99.9 % of the time; the shared MobileFaceNet reaches
+#: TAR 0.993 and AUC 1.000 on celebs13.
+WEAK_TAR = 0.9
+WEAK_AUC = 0.99
+
+
+def reference_quality(tar_close: float, auc_close: float, broken: bool = False) -> dict[str, object]:
+    """run.json's `reference`: fp32's close-range TAR (at the run's threshold) and ROC AUC
+    (threshold-free), the bars, and the warning when either is below its bar ("" otherwise, and
+    when fp32 is degenerate: a broken reference is said already, and louder)."""
+    weak = []
+    if math.isfinite(tar_close) and tar_close < WEAK_TAR:
+        weak.append(f"TAR {tar_close:.3f}, below {WEAK_TAR:g}")
+    if math.isfinite(auc_close) and auc_close < WEAK_AUC:
+        weak.append(f"AUC {auc_close:.4f}, below {WEAK_AUC:g}")
+    warning = ""
+    if weak and not broken:
+        other = "" if len(weak) == 2 else (f" (AUC {auc_close:.4f})" if "TAR" in weak[0] else f" (TAR {tar_close:.3f})")
+        warning = (f"weak float reference: fp32 at the closest distance has {' and '.join(weak)}{other}, so every "
+                   "distance and verdict here is relative to a model that already misses faces it sees in full; "
+                   "check its preprocessing (facequant models check) and the photos before reading the rest")
+    return {"tar_close": tar_close, "auc_close": auc_close, "weak_tar_below": WEAK_TAR, "weak_auc_below": WEAK_AUC,
+            "weak": bool(weak), "warning": warning}
 
 
 def thin_tar_warning(sweep: pd.DataFrame) -> str:

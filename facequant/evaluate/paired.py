@@ -11,6 +11,7 @@ import pandas as pd
 
 from facequant.errors import FacequantError
 from facequant.evaluate.metrics import as_bool, require_columns
+from facequant.evaluate.people import resample_weights
 
 
 def _paired_counts(comparisons: pd.DataFrame, threshold: float, base: str, other: str
@@ -34,8 +35,8 @@ def _paired_counts(comparisons: pd.DataFrame, threshold: float, base: str, other
 
 
 def _identity_weights(k: int, n_boot: int, seed: int) -> np.ndarray:
-    # Each bootstrap draw reweights identities by how often they were drawn.
-    return np.random.default_rng(seed).multinomial(k, np.full(k, 1.0 / k), size=n_boot).astype(float)
+    # Each bootstrap draw reweights identities by how often they were drawn (the cliff's bootstrap's draws).
+    return np.concatenate(list(resample_weights(k, n_boot, seed)))
 
 
 def paired_tar_gain(

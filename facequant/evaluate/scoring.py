@@ -28,6 +28,27 @@ from facequant.errors import FacequantError
 
 #: Score entries one block may hold (probes x gallery), about 32 MB of float64.
 BLOCK_ENTRIES = 4_000_000
+#: Bins of the impostor-score histogram one cell may keep for its AUC: cosines in [-1, 1], so a
+#: bin is 0.0005 wide and a genuine score shares its bin with a negligible share of impostors.
+AUC_BINS = 4096
+
+
+def score_bins(scores: np.ndarray) -> np.ndarray:
+    """The AUC histogram's bin of each cosine (clipped into [-1, 1])."""
+    return np.clip(((np.asarray(scores, np.float64) + 1.0) * (AUC_BINS / 2)).astype(np.int64), 0, AUC_BINS - 1)
+
+
+def auc_from_histogram(genuine: np.ndarray, histogram: np.ndarray) -> float:
+    """ROC AUC, P(genuine score > impostor score), from genuine scores and a histogram of the
+    impostor scores (score_bins): the Mann-Whitney count, an impostor in a genuine score's own
+    bin counting half. NaN without either kind of score."""
+    hist = np.asarray(histogram, np.float64)
+    gen = np.asarray(genuine, np.float64)
+    if gen.size == 0 or hist.sum() == 0:
+        return math.nan
+    below = np.concatenate([[0.0], np.cumsum(hist)[:-1]])
+    b = score_bins(gen)
+    return float(np.sum(below[b] + 0.5 * hist[b]) / (gen.size * hist.sum()))
 
 
 def unit_rows(raw: np.ndarray, zero_norm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -88,12 +109,15 @@ class ImpostorCounts:
     n: int = 0
     total: float = 0.0
     accepted: int = 0  # scores >= threshold (when the threshold was known while scoring)
+    histogram: np.ndarray | None = None  # AUC_BINS counts (score_bins), when asked for
 
     def add(self, scores: np.ndarray, threshold: float | None) -> None:
         self.n += int(scores.size)
         self.total += float(scores.sum())
         if threshold is not None:
             self.accepted += int(np.count_nonzero(scores >= threshold))
+        if self.histogram is not None:
+            self.histogram += np.bincount(score_bins(scores), minlength=AUC_BINS)
 
     @property
     def mean(self) -> float:
@@ -124,6 +148,10 @@ class GenuineScores:
 BlockSink = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]
 
 
+def _impostors(histogram: bool) -> ImpostorCounts:
+    return ImpostorCounts(histogram=np.zeros(AUC_BINS, np.int64) if histogram else None)
+
+
 @dataclass
 class CellScores:
     genuine: GenuineScores
@@ -133,12 +161,13 @@ class CellScores:
 
 def score_all_pairs(probes: np.ndarray, probe_rows: np.ndarray, gallery: np.ndarray, identity: np.ndarray,
                     same_photo: bool, threshold: float | None, keep_top: int = 0,
-                    sink: BlockSink | None = None) -> CellScores:
+                    sink: BlockSink | None = None, histogram: bool = False) -> CellScores:
     """Every probe (unit rows `probes`, photo indices `probe_rows`) against every gallery photo
     (unit rows `gallery`, photo index = row). identity: an integer code per photo.
     Genuine: same identity, another photo (same_photo: the probe's own enrolment only).
-    Impostor: another identity. A probe is never compared with its own photo otherwise."""
-    genuine, imp = GenuineScores(), ImpostorCounts()
+    Impostor: another identity. A probe is never compared with its own photo otherwise.
+    histogram: keep the impostor scores' histogram too (for the AUC)."""
+    genuine, imp = GenuineScores(), _impostors(histogram)
     top = TopK(keep_top) if keep_top else None
     block = max(1, BLOCK_ENTRIES // max(1, len(gallery)))
     cols = np.arange(len(gallery))
@@ -166,10 +195,10 @@ def score_all_pairs(probes: np.ndarray, probe_rows: np.ndarray, gallery: np.ndar
 
 def score_listed_pairs(probes_by_photo: dict[int, np.ndarray], gallery: np.ndarray, probe: np.ndarray,
                        enrolled: np.ndarray, is_genuine: np.ndarray, threshold: float | None, keep_top: int = 0,
-                       sink: BlockSink | None = None) -> CellScores:
+                       sink: BlockSink | None = None, histogram: bool = False) -> CellScores:
     """Only the listed (probe photo, gallery photo, genuine) comparisons, e.g. a pairs CSV;
     pairs whose probe photo is missing from probes_by_photo (not simulated) are left out."""
-    genuine, imp = GenuineScores(), ImpostorCounts()
+    genuine, imp = GenuineScores(), _impostors(histogram)
     top = TopK(keep_top) if keep_top else None
     keep = np.array([p in probes_by_photo for p in probe.tolist()], dtype=bool)
     probe, enrolled, is_genuine = probe[keep], enrolled[keep], is_genuine[keep]

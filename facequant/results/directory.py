@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from collections import Counter
 from collections.abc import Iterable
@@ -90,7 +89,11 @@ _REQUIRED = {SWEEP_CSV: ("backend", "distance_m", "face_px", "tar", "far"), CLIF
 _NUMERIC = ("distance_m", "face_px", "n_probes", "n_genuine", "n_impostor", "threshold", "tar", "tar_ci_low",
             "tar_ci_high", "far", "far_ci_low", "far_ci_high", "tar_close", "reliable_distance_m", "reliable_tar",
             "cliff_distance_m", "cliff_face_px", "cliff_prenorm", "cliff_prenorm_width", "distance_cost_m",
-            "file_bytes", "cpu_latency_p50_ms", "cpu_latency_p95_ms", "device_latency_ms", "latency_vs_fp32")
+            "file_bytes", "cpu_latency_p50_ms", "cpu_latency_p95_ms", "device_latency_ms", "latency_vs_fp32",
+            "worse_from_m", "reliable_distance_low_m", "reliable_distance_high_m", "cliff_distance_low_m",
+            "cliff_distance_high_m", "distance_cost_low_m", "distance_cost_high_m", "cpu_latency_low_ms",
+            "cpu_latency_high_ms", "cpu_vs_fp32", "cpu_vs_fp32_low", "cpu_vs_fp32_high", "latency_vs_fp32_low",
+            "latency_vs_fp32_high")
 #: What a run can write in each numeric column (NaN, "not measured", passes unless said):
 #: rates in [0, 1], cosines in [-1, 1], distances and sizes positive and finite (a cliff beyond
 #: the sweep is +inf), counts whole and >= 0, norms and costs >= 0. Anything else did not come
@@ -100,13 +103,16 @@ _RATES = ("tar", "tar_ci_low", "tar_ci_high", "far", "far_ci_low", "far_ci_high"
           "fpir_ci_low", "fpir_ci_high")
 _COSINES = ("threshold", "cos_to_fp32_mean", "genuine_cos_mean", "impostor_cos_mean", "mated_score_mean",
             "nonmated_top_mean")
-_DISTANCES = ("distance_m", "face_px", "reliable_distance_m", "close_distance_m", "far_distance_m")
-_REACH = ("cliff_distance_m", "cliff_face_px")  # +inf: beyond the sweep
+_DISTANCES = ("distance_m", "face_px", "close_distance_m", "far_distance_m", "worse_from_m")
+_REACH = ("cliff_distance_m", "cliff_face_px", "reliable_distance_m")  # +inf: beyond the sweep
+#: An interval's ends: positive, or +-inf (beyond the sweep's farthest / before its closest distance).
+_BOUNDS = ("reliable_distance_low_m", "reliable_distance_high_m", "cliff_distance_low_m", "cliff_distance_high_m")
 _COUNTS = ("n_probes", "n_genuine", "n_impostor", "n_mated", "n_nonmated", "n_not_simulated", "n_genuine_fit",
-           "layers_8bit", "layers_16bit", "layers_float")
+           "layers_8bit", "layers_16bit", "layers_float", "latency_rounds")
 _NON_NEGATIVE = ("prenorm_mean", "prenorm_p05", "prenorm_p50", "prenorm_p95", "cliff_prenorm", "cliff_prenorm_width",
                  "file_bytes", "cpu_latency_p50_ms", "cpu_latency_p95_ms", "device_latency_ms", "latency_vs_fp32",
-                 "device_power_w")
+                 "device_power_w", "cpu_latency_low_ms", "cpu_latency_high_ms", "cpu_vs_fp32", "cpu_vs_fp32_low",
+                 "cpu_vs_fp32_high", "latency_vs_fp32_low", "latency_vs_fp32_high")
 _SLACK = 1e-6
 #: Columns that must hold a number in every row (a sweep row is at a distance).
 _NEVER_MISSING = {SWEEP_CSV: ("distance_m", "face_px"), IDENTIFICATION_CSV: ("distance_m", "face_px")}
@@ -124,6 +130,8 @@ def _domain_problem(column: str, values: np.ndarray, required: bool) -> np.ndarr
             bad = (values <= 0) | np.isinf(values)
         elif column in _REACH:
             bad = (values <= 0) | np.isneginf(values)
+        elif column in _BOUNDS:
+            bad = (values <= 0) & np.isfinite(values)
         elif column in _COUNTS:
             bad = (values < 0) | np.isinf(values) | (~missing & (values != np.round(values)))
         elif column in _NON_NEGATIVE:
@@ -136,7 +144,7 @@ def _domain_problem(column: str, values: np.ndarray, required: bool) -> np.ndarr
 def _check_domains(path: Path, table: pd.DataFrame) -> None:
     required = _NEVER_MISSING.get(path.name, ())
     for column in table.columns:
-        if column not in (*_RATES, *_COSINES, *_DISTANCES, *_REACH, *_COUNTS, *_NON_NEGATIVE):
+        if column not in (*_RATES, *_COSINES, *_DISTANCES, *_REACH, *_BOUNDS, *_COUNTS, *_NON_NEGATIVE):
             continue
         values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
         bad = _domain_problem(str(column), values, column in required)
@@ -145,6 +153,7 @@ def _check_domains(path: Path, table: pd.DataFrame) -> None:
             what = ("a rate in [0, 1]" if column in _RATES else "a cosine in [-1, 1]" if column in _COSINES
                     else "a whole count >= 0" if column in _COUNTS else "a number >= 0" if column in _NON_NEGATIVE
                     else "a positive distance (inf: beyond the sweep)" if column in _REACH
+                    else "a positive distance or +-inf (beyond the sweep)" if column in _BOUNDS
                     else "a positive, finite number")
             raise FacequantError(f"{path}:{row + 2}: column {column} holds {table[column].iloc[row]!r}, not {what}; "
                                  "not a value facequant writes")
@@ -200,9 +209,9 @@ def load_results(out: Path) -> dict[str, object]:
         if not (out / name).is_file():
             raise FacequantError(f"{out}: not a facequant results directory (missing {name})")
     cliff = read_table(out / CLIFF_CSV)
-    if "degenerate" in cliff:
-        # CSV turns "" (healthy) into NaN; read it back as text
-        cliff["degenerate"] = [v if isinstance(v, str) else "" for v in cliff["degenerate"]]
+    for column in ("degenerate", "verdict"):
+        if column in cliff:  # CSV turns "" (healthy; fp32's verdict) into NaN; read it back as text
+            cliff[column] = [v if isinstance(v, str) else "" for v in cliff[column]]
     sweep, run = read_table(out / SWEEP_CSV), read_run_json(out / RUN_JSON)
     ident = read_table(out / IDENTIFICATION_CSV) if (out / IDENTIFICATION_CSV).is_file() else None
     # What the run's protocol reads (cliff, recommendation, TUI colours): TAR, or TPIR.
@@ -307,14 +316,6 @@ def plot_match_vs_prenorm(genuine: pd.DataFrame, threshold: float, cliff: pd.Dat
     save_figure(fig, path)
 
 
-def _metres(value: float) -> str:
-    if isinstance(value, float) and math.isinf(value):
-        return "beyond sweep"
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.2f} m"
-
-
 def backend_labels(backends: Iterable[object]) -> dict[str, str]:
     """How tables show each backend: `external:NAME=PATH` as NAME (the path stays in the CSVs
     and run.json; a long one would squeeze every other column), unless two share that NAME."""
@@ -324,100 +325,7 @@ def backend_labels(backends: Iterable[object]) -> dict[str, str]:
     return {b: s if taken[s] == 1 else b for b, s in short.items()}
 
 
-def summary_rows(cliff: pd.DataFrame, sweep: pd.DataFrame | None = None,
-                 cost: pd.DataFrame | None = None) -> list[tuple[str, ...]]:
-    """(backend, close-range TAR, FAR at close range, reliable distance, cliff distance,
-    pre-norm at cliff, CPU latency vs fp32). A degenerate backend's distances are not shown:
-    its match rate is not a success."""
-    rows = []
-    labels = backend_labels(cliff.backend)
-    for r in cliff.itertuples():
-        degenerate = bool(getattr(r, "degenerate", "") or "")
-        pn = "-" if not np.isfinite(r.cliff_prenorm) else f"{r.cliff_prenorm:.2f} w{r.cliff_prenorm_width:.2f}"
-        far = "-"
-        if sweep is not None:
-            rows_b = sweep[sweep.backend == r.backend].sort_values("distance_m")
-            far = f"{rows_b.far.iloc[0]:.4f}" if len(rows_b) else "-"
-        latency = "-"
-        if cost is not None and "latency_vs_fp32" in cost:
-            c = cost[cost.backend == r.backend]
-            if len(c) and np.isfinite(c.latency_vs_fp32.iloc[0]):
-                latency = f"{c.latency_vs_fp32.iloc[0]:.2f}x"
-        reliable = "DEGENERATE" if degenerate else _metres(r.reliable_distance_m)
-        cliff_at = "DEGENERATE" if degenerate else _metres(r.cliff_distance_m)
-        rows.append((labels[str(r.backend)], f"{r.tar_close:.3f}", far, reliable, cliff_at, pn, latency))
-    return rows
-
-
 def run_warnings(run: dict[str, object]) -> list[str]:
     """run.json's warnings (every warning of a run is there; an older run.json has none)."""
     warnings = run.get("warnings")
     return [str(w) for w in warnings] if isinstance(warnings, list) else []
-
-
-def threshold_basis(run: dict[str, object], target_far: float) -> str:
-    """How the threshold was set, for a title: flags a FAR the impostors cannot resolve."""
-    info = run.get("threshold")
-    if not isinstance(info, dict) or info.get("set_on") == "given":
-        return "given"
-    if info.get("far_resolved") is False:
-        return f"FAR target {target_far:g} NOT RESOLVED by {info.get('n_impostor')} impostors"
-    return f"FAR target {target_far:g}"
-
-
-def identification_line(table: pd.DataFrame, run: dict[str, object]) -> str:
-    """1:N identification in a few words per backend: rank-1 and TPIR, closest -> farthest."""
-    info = run.get("identification") or {}
-    assert isinstance(info, dict)
-    first = table.iloc[0]
-    head = (f"identification ({info.get('enrolled_identities', '?')} people enrolled, {int(first.n_mated)} mated / "
-            f"{int(first.n_nonmated)} non-mated probes, threshold {float(first.threshold):.3f}; identification.csv):")
-    parts = []
-    for backend, rows in table.groupby("backend", sort=False):
-        near, far = rows.iloc[0], rows.iloc[-1]
-        parts.append(f"{backend} rank-1 {near.rank1:.2f} -> {far.rank1:.2f}, TPIR {near.tpir:.2f} -> {far.tpir:.2f}")
-    return head + " " + "; ".join(parts) + f" ({table.distance_m.min():g} -> {table.distance_m.max():g} m)"
-
-
-def print_summary(result: SweepResult, out: Path | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{result.model_name}: threshold {result.threshold:.3f} "
-                        f"({threshold_basis(result.run, result.config.target_far)}), camera {result.camera.name}")
-    identifying = result.rates is not result.sweep
-    rate, false = ("TPIR", "FPIR") if identifying else ("TAR", "FAR")
-    for col in ("backend", f"{rate} close", f"{false} close", "reliable to", "cliff at", "pre-norm cliff", "CPU vs fp32"):
-        if col == "backend":
-            table.add_column(col, no_wrap=True)
-        else:
-            table.add_column(col, justify="right")
-    for row in summary_rows(result.cliff, result.rates, result.cost):
-        table.add_row(*row)
-    console = Console()
-    # Issue 12: a broken float reference leads: every other number of the run inherits it.
-    broken = [w for w in run_warnings(result.run) if w.startswith("fp32 is degenerate: ")]
-    for warning in broken:
-        console.print(f"BROKEN REFERENCE: {warning}", style="bold red", highlight=False)
-    console.print(table)
-    if result.identification is not None:
-        console.print(identification_line(result.identification, result.run), highlight=False)
-    console.print("pre-norm cliff: pre-norm at 50 % match probability, w = 10-90 % width (small = cliff, large = slope); "
-                  "CPU vs fp32: batch-1 latency on this machine, a proxy (cost.csv)", style="dim")
-    from facequant.analysis.preprocessing_check import summary_lines
-
-    for line in summary_lines(result.run):  # preprocessing used and why, graph ends, alignment
-        console.print(line, highlight=False)
-    for warning in run_warnings(result.run):
-        if warning in broken:
-            continue
-        style = "bold red" if " is degenerate: " in warning else "yellow"
-        console.print(f"warning: {warning}", style=style, highlight=False)
-    skipped = result.run.get("skipped_images") or []
-    if skipped:
-        console.print(f"{len(skipped)} photo(s) skipped (reasons in run.json)")
-    excluded = result.run.get("excluded_files") or []
-    if excluded:
-        console.print(f"{len(excluded)} file(s) left out of the dataset (reasons in run.json excluded_files)")
-    if out is not None:
-        console.print(f"results in {out}")

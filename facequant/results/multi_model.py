@@ -23,7 +23,7 @@ from facequant.errors import FacequantError
 from facequant.evaluate import metrics
 from facequant.models.spec import format_channels
 from facequant.names import ESCAPE, display
-from facequant.results import directory
+from facequant.results import directory, summary
 from facequant.results.output import inputs_of, staged_output
 from facequant.sweep.engine import SweepResult
 from facequant.versions import versions
@@ -200,8 +200,8 @@ def summary_rows(models: pd.DataFrame, cost: pd.DataFrame | None = None) -> list
         bad = bool(flag) if isinstance(flag, str) else False
         ms = cpu.get((str(r.model), str(r.backend)), float("nan"))
         rows.append((str(r.model), str(r.backend), f"{r.embedding_dim}/{r.input_px}", f"{r.tar_close:.3f}",
-                     "DEGENERATE" if bad else directory._metres(r.reliable_distance_m),
-                     "DEGENERATE" if bad else directory._metres(r.cliff_distance_m),
+                     "DEGENERATE" if bad else summary.metres(r.reliable_distance_m),
+                     "DEGENERATE" if bad else summary.metres(r.cliff_distance_m),
                      f"{ms:.1f}" if np.isfinite(ms) else "-"))
     return rows
 
@@ -212,7 +212,7 @@ def print_multi_summary(result: MultiModelResult, out: Path | None) -> None:
     from rich.table import Table
 
     for r in result.results:
-        directory.print_summary(r)
+        summary.print_summary(r)
     table = Table(title=f"{len(result.labels)} models on the same probes (models.csv, {MODELS_PLOT})")
     for col in ("model", "backend", "dim/px", "TAR close", "reliable to", "cliff at", "CPU ms"):
         table.add_column(col, no_wrap=col in ("model", "backend"), justify="left" if col in ("model", "backend") else "right")

@@ -22,7 +22,7 @@ from facequant.backends import cost
 from facequant.backends.base import Backend
 from facequant.backends.registry import BackendFactory
 from facequant.errors import FacequantError, check_cancel
-from facequant.evaluate import cliff, honesty, identification, metrics, scoring
+from facequant.evaluate import cliff, honesty, identification, metrics, people, scoring, verdicts
 from facequant.evaluate.degenerate import DEFAULT_DEGENERATE
 from facequant.faces.pipeline import FacePipeline
 from facequant.models.files import file_sha256
@@ -88,6 +88,7 @@ class _State:
     searches: dict[tuple[str, float], identification.Searches] = field(default_factory=dict)
     close_top: scoring.TopK | None = None
     close_impostors: int = 0
+    close_auc: float = float("nan")  # fp32's at the closest distance
 
 
 def check_executor(kind: str, address: str | None = None, timeout_s: float = 30.0) -> None:
@@ -136,13 +137,14 @@ def _impostor_count(ps: ProbeSet, simulated: np.ndarray) -> int:
 
 
 def _score(ps: ProbeSet, unit: np.ndarray, rows: np.ndarray, gallery: np.ndarray, threshold: float | None,
-           keep_top: int, sink: scoring.BlockSink | None) -> scoring.CellScores:
+           keep_top: int, sink: scoring.BlockSink | None, histogram: bool) -> scoring.CellScores:
     if ps.pairs is not None:
         probe, enrolled, genuine = ps.pairs
         by_row = {int(r): unit[i] for i, r in enumerate(rows.tolist())}
-        return scoring.score_listed_pairs(by_row, gallery, probe, enrolled, genuine, threshold, keep_top, sink)
+        return scoring.score_listed_pairs(by_row, gallery, probe, enrolled, genuine, threshold, keep_top, sink,
+                                          histogram)
     return scoring.score_all_pairs(unit, rows, gallery, ps.identity, ps.config.genuine_mode == "same-photo",
-                                   threshold, keep_top, sink)
+                                   threshold, keep_top, sink, histogram)
 
 
 def _set_threshold(state: _State, config: SweepConfig, cell: scoring.CellScores) -> None:
@@ -262,8 +264,8 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     partial = len(ps.distances) < len(planned)
 
     t0 = time.perf_counter()  # after the sweep, so timing does not compete with it
-    costs = cost.cost_table([cost.backend_cost(n, b.model_path, ps.spec, profile,
-                                                measure=config.measure_cost and not partial)
+    timed = cost.cpu_latencies(backends, ps.spec) if config.measure_cost and not partial else {}
+    costs = cost.cost_table([cost.backend_cost(n, b.model_path, ps.spec, profile, timed.get(n))
                              for n, b in backends.items() if b.model_path is not None])
     timings["cost_s"] = time.perf_counter() - t0
     assert state.threshold is not None
@@ -274,12 +276,19 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     ident_table = _identification_table(model_name, ps, state) if split is not None else None
     result = SweepResult(config, model_name, ps.spec, ps.camera, ps.distances, state.threshold, probes, genuine,
                          sweep, sweep.iloc[0:0], {}, costs, ident_table)
-    matches = _matches(result, state)
+    matches = _matches(result, state, ps.keys)
     result.cliff = cliff.cliff_table(result.rates, matches, model_name, probes=probes, embedding_dims=dims)
+    identifying = result.rates is not result.sweep  # per-person counts: the intervals' and verdicts' unit
+    counts = people.person_counts(people.outcomes(matches, float(result.rates.threshold.iloc[0])), dict(zip(
+        ps.keys, (img.identity for img in ps.images), strict=True)), list(backends), ps.distances)
+    result.cliff, judged = verdicts.judge(result.cliff, result.rates, counts, config.target_fpir if identifying else
+                                          config.target_far, verdicts.VerdictSettings(seed=config.seed),
+                                          identification=identifying)
     n_embeddings = len(ps.images) * (len(ps.distances) + 1) * len(backends)
     timings["embeddings_per_s"] = n_embeddings / max(timings["sweep_s"], 1e-9)
     timings["embeddings_computed"] = embedder.computed
     result.run = _run_json(ps, backends, result, profile, split, duplicates)
+    result.run["verdicts"] = judged
     for message in ps.check.warnings() if ps.check is not None else []:
         honesty.add_warning(result.run, message)
     _add_findings(result.run, ps, result, galleries, state, duplicates, duplicate_pairs)
@@ -315,11 +324,14 @@ def _one_distance(ps: ProbeSet, k: int, distance: float, backends: dict[str, Bac
         prenorm_by_row = np.full(len(ps.images), np.nan)
         prenorm_by_row[rows] = prenorm
         sink = writer.sink(name, distance, px, prenorm_by_row) if writer is not None else None
-        cell = _score(ps, unit, rows, galleries[name].unit, state.threshold, keep_top, sink)
+        reference_close = name == "fp32" and k == 0  # its AUC says how good the reference is
+        cell = _score(ps, unit, rows, galleries[name].unit, state.threshold, keep_top, sink, reference_close)
         if first:
             _set_threshold(state, config, cell)
         assert state.threshold is not None
         probe, enrolled, cosine = cell.genuine.arrays()
+        if reference_close and cell.impostors.histogram is not None:
+            state.close_auc = scoring.auc_from_histogram(cosine, cell.impostors.histogram)
         state.genuine.append(pd.DataFrame({
             "backend": name, "distance_m": distance, "face_px": px, "probe": [ps.keys[i] for i in probe.tolist()],
             "gallery": [ps.keys[i] for i in enrolled.tolist()], "genuine": True, "cosine": cosine,
@@ -365,13 +377,14 @@ def _identification_table(model: str, ps: ProbeSet, state: _State) -> pd.DataFra
     return identification.identification_table(rows)
 
 
-def _matches(result: SweepResult, state: _State) -> pd.DataFrame:
+def _matches(result: SweepResult, state: _State, keys: list[str]) -> pd.DataFrame:
     """The comparisons the pre-norm cliff is fitted on: genuine ones (verification), or mated
     searches (identification: matched = right person first and above the threshold)."""
     if result.config.protocol != "identification" or result.identification is None:
         return result.genuine
     threshold = float(result.identification["threshold"].iloc[0])
-    frames = [pd.DataFrame({"backend": name, "distance_m": d, "genuine": True, "cosine": s.mated_top,
+    frames = [pd.DataFrame({"backend": name, "distance_m": d, "probe": [keys[r] for r in s.mated_rows.tolist()],
+                            "genuine": True, "cosine": s.mated_top,
                             "probe_prenorm": s.extra["prenorm"], "matched": s.matched(threshold)})
               for (name, d), s in state.searches.items()]
     return pd.concat(frames, ignore_index=True)
@@ -418,7 +431,7 @@ def _run_json(ps: ProbeSet, backends: dict[str, Backend], result: SweepResult, p
         "timings": ps.timings,
         "degenerate": {r.backend: r.degenerate for r in result.cliff.itertuples() if r.degenerate},
         "cost": {"device_profile": profile and {k: profile[k] for k in ("path", "device", "source")},
-                 "cpu_latency": cost.CPU_LATENCY_SOURCE},
+                 "cpu_latency": cost.CPU_LATENCY_SOURCE, "timing": cost.timing_record()},
         "duplicates": duplicates,
         "warnings": [],
         **(ps.check.run_entries() if ps.check is not None else {}),  # preprocessing, graph, alignment
@@ -470,30 +483,17 @@ def _add_findings(run: dict[str, object], ps: ProbeSet, result: SweepResult, gal
     for message in honesty.zero_embedding_warnings(result.probes, {n: g.prenorm for n, g in galleries.items()},
                                                    DEFAULT_DEGENERATE.zero_prenorm):
         honesty.add_warning(run, message)
-    _identification_findings(run, result, state)
+    ident, info = result.identification, run["identification"]
+    assert isinstance(info, dict)
+    honesty.add_warning(run, honesty.identification_findings(
+        info, None if ident is None else int(ident["n_nonmated"].iloc[0]), config.target_fpir,
+        config.protocol, state.ident_threshold if set_by_far else None, close_d))
+    run["reference"] = reference = honesty.reference_quality(
+        float(close["tar"].iloc[0]) if len(close) else float("nan"), state.close_auc, broken="fp32" in degenerate)
+    honesty.add_warning(run, str(reference["warning"]))
 
 
 def _listed(ps: ProbeSet) -> Callable[[int, int], bool]:
     assert ps.pairs is not None
     listed = {(int(p), int(g)) for p, g, gen in zip(*ps.pairs, strict=True) if not gen}
     return lambda p, g: (p, g) in listed
-
-
-def _identification_findings(run: dict[str, object], result: SweepResult, state: _State) -> None:
-    config, ident = result.config, result.identification
-    if ident is None:
-        honesty.add_warning(run, "identification not measured: it needs at least two people and a second photo of "
-                                 "someone enrolled" + ("" if config.protocol == "verification" else
-                                                      "; the cliff and the recommendation read verification"))
-        return
-    n = int(ident["n_nonmated"].iloc[0])
-    floor = honesty.min_resolvable_far(n)
-    info = run["identification"]
-    assert isinstance(info, dict)
-    info.update({"n_nonmated_at_closest": n, "min_resolvable_fpir": floor, "fpir_resolved": config.target_fpir >= floor})
-    # Said as a warning when identification is what the run reads; run.json records it always.
-    if config.target_fpir < floor and config.threshold is None and config.protocol == "identification":
-        honesty.add_warning(run, f"identification threshold {state.ident_threshold:.3f} is set at FPIR "
-                                 f"{config.target_fpir:g} on {n} non-mated probes, which resolve FPIR only down to "
-                                 f"~{floor:.2g} (rule of three, 95 %); use a set with more people left out "
-                                 f"(--nonmated-fraction) or more people")

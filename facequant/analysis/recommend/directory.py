@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from facequant.analysis.recommend.evaluate import evaluate_scenario
 from facequant.analysis.recommend.scenarios import Scenario, get_scenario, load_scenarios
+from facequant.analysis.recommend.tables import LATENCY_CHOICES
 from facequant.analysis.recommend.verdicts import (
     DEFAULT_LATENCY_TOLERANCE,
     RECOMMEND_CSV,
@@ -37,10 +40,11 @@ class RecommendConfig:
     device_profile: str | None = None
     latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE
     write: bool = True  # recommend.csv into the results directory (the TUI only views)
+    latency: str = "auto"  # LATENCY_CHOICES: which latency orders the backends
 
 
 def recommend(results: Mapping[str, Any], scenarios: Sequence[Scenario] | None = None,
-              latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE) -> Recommendation:
+              latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE, latency: str = "auto") -> Recommendation:
     """Verdicts for several scenarios (default: every file in configs/scenarios). Pure apart
     from reading the default scenarios. A scenario the sweep does not reach at all is
     listed in ``skipped``; when none is reachable, NotCoveredError."""
@@ -51,13 +55,22 @@ def recommend(results: Mapping[str, Any], scenarios: Sequence[Scenario] | None =
     skipped: dict[str, str] = {}
     for s in chosen:
         try:
-            verdicts[s.name] = evaluate_scenario(results, s, latency_tolerance)
+            verdicts[s.name] = evaluate_scenario(results, s, latency_tolerance, latency)
         except NotCoveredError as exc:
             skipped[s.name] = str(exc)
     if not verdicts:
         raise NotCoveredError(next(iter(skipped.values())) if len(skipped) == 1 else
                               "no scenario lies within the sweep: " + "; ".join(skipped.values()))
-    return Recommendation(table=verdict_frame(verdicts.values()), verdicts=verdicts, skipped=skipped)
+    return Recommendation(table=verdict_frame(verdicts.values()), verdicts=verdicts, skipped=skipped,
+                          distances=_distances(results))
+
+
+def _distances(results: Mapping[str, Any]) -> tuple[str, ...]:
+    """cliff.csv's verdicts and distances with their intervals, as the sweep's summary says them."""
+    from facequant.results.summary import distance_lines
+
+    cliff = results.get("cliff")
+    return tuple(distance_lines(cliff)) if isinstance(cliff, pd.DataFrame) and len(cliff) else ()
 
 
 def load_search(out: str | Path) -> dict[str, Any] | None:
@@ -116,12 +129,16 @@ def write_recommendation(rec: Recommendation, out: str | Path) -> Path:
 
 def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None = None,
                   scenarios_directory: str | Path | None = None, device_profile: str | Path | None = None,
-                  latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE, write: bool = True) -> Recommendation:
+                  latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE, write: bool = True,
+                  latency: str = "auto") -> Recommendation:
     """Read a results directory, evaluate the scenarios (all, or the named ones: names or
-    YAML paths), and write recommend.csv into it (unless ``write`` is False)."""
+    YAML paths), and write recommend.csv into it (unless ``write`` is False). latency:
+    LATENCY_CHOICES (auto: device figures when every backend has one, else the CPU's)."""
     from facequant.results.directory import load_results  # pulls in the sweep machinery; only here
 
     require("latency_tolerance", latency_tolerance, Range(0.0, 1.0))
+    if latency not in LATENCY_CHOICES:
+        raise FacequantError(f"--latency must be one of {', '.join(LATENCY_CHOICES)}, got {latency!r}")
     out = Path(results_dir)
     if not out.is_dir():
         raise FacequantError(f"{out}: no such results directory")
@@ -134,10 +151,10 @@ def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None 
         results = with_device_profile(results, device_profile)
     if names:
         # Asked for by name: a scenario the sweep cannot answer is an error, not a skip.
-        verdicts = {s.name: evaluate_scenario(results, s, latency_tolerance) for s in chosen}
-        rec = Recommendation(table=verdict_frame(verdicts.values()), verdicts=verdicts)
+        verdicts = {s.name: evaluate_scenario(results, s, latency_tolerance, latency) for s in chosen}
+        rec = Recommendation(table=verdict_frame(verdicts.values()), verdicts=verdicts, distances=_distances(results))
     else:
-        rec = recommend(results, chosen, latency_tolerance)
+        rec = recommend(results, chosen, latency_tolerance, latency)
     if write:
         write_recommendation(rec, out)
     return rec

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -22,10 +22,12 @@ from facequant.analysis.recommend.tables import (
     read_curves,
     run_camera,
     run_settings,
+    tie_note,
 )
 from facequant.analysis.recommend.verdicts import (
     COSTLIER,
     DEFAULT_LATENCY_TOLERANCE,
+    NOT_RESOLVED,
     RATE_EPS,
     RECOMMENDED,
     REJECTED,
@@ -35,7 +37,14 @@ from facequant.analysis.recommend.verdicts import (
     Point,
     ScenarioVerdict,
 )
-from facequant.analysis.recommend.wording import megabytes, metres, rate_vs, significant_vs
+from facequant.analysis.recommend.wording import (
+    megabytes,
+    metres,
+    protocol_words,
+    rate_vs,
+    significant_vs,
+)
+from facequant.evaluate.honesty import min_resolvable_far
 
 # ---------------------------------------------------------------- one scenario
 
@@ -61,6 +70,8 @@ class _Check:
     failures: list[str]
     tar_fails: bool
     other_fails: bool  # FAR or budget (degenerate is kept apart)
+    unresolved: list[str]  # what the data cannot tell (FAR over the limit within its noise)
+    notes: list[str]  # what passed only within noise (a latency budget)
 
 
 def _read_points(curves: Mapping[str, Curve], scenario: Scenario, distances: Sequence[float], iod: float,
@@ -105,14 +116,24 @@ def _check(points: Sequence[Point], scenario: Scenario, far_limit: float, cost: 
     n_tar = len(failures)
     fars = [p for p in points if math.isfinite(p.far)]
     over_far = [p for p in fars if p.far > far_limit * (1 + RATE_EPS)]
+    unresolved: list[str] = []
     if over_far:
         p = max(over_far, key=lambda p: (p.far, -p.distance_m))
         more = "" if len(over_far) == 1 else f" (and {len(over_far) - 1} more distance(s))"
-        failures.append(f"FAR {significant_vs(p.far, far_limit)} > {far_limit:g} at {metres(p.distance_m)} m{more}")
+        text = f"FAR {significant_vs(p.far, far_limit)} > {far_limit:g} at {metres(p.distance_m)} m{more}"
+        why = _far_unresolved(p, far_limit)
+        (unresolved if why else failures).append(f"{text}, {why}" if why else text)
+    notes: list[str] = []
     basis = f" ({cost['basis']})" if cost["basis"] else ""
     limit = scenario.max_latency_vs_fp32
     if limit is not None and math.isfinite(cost["ratio"]) and cost["ratio"] > limit + RATE_EPS:
-        failures.append(f"over budget: {cost['ratio']:.2f}x fp32{basis} > {limit:g}x")
+        low = cost.get("ratio_low", math.nan)
+        if math.isfinite(low) and low <= limit + RATE_EPS:  # one noisy timing must not decide it
+            notes.append(f"latency {cost['ratio']:.2f}x fp32{basis} is over the {limit:g}x budget only within the "
+                         f"spread of interleaved rounds [{low:.2f}, {cost.get('ratio_high', math.nan):.2f}]: "
+                         "counted as within budget")
+        else:
+            failures.append(f"over budget: {cost['ratio']:.2f}x fp32{basis} > {limit:g}x")
     if scenario.max_latency_ms is not None:
         if not math.isfinite(cost["device_ms"]):
             failures.append(f"no device latency to check the {scenario.max_latency_ms:g} ms budget "
@@ -126,14 +147,30 @@ def _check(points: Sequence[Point], scenario: Scenario, far_limit: float, cost: 
         holds_to = p.distance_m
     return _Check(points=tuple(points), worst=worst, shortfall=scenario.required_tar - worst.tar,
                   worst_far=max((p.far for p in fars), default=math.nan), holds_to=holds_to,
-                  failures=failures, tar_fails=bool(failing), other_fails=len(failures) > n_tar)
+                  failures=failures, tar_fails=bool(failing), other_fails=len(failures) > n_tar,
+                  unresolved=unresolved, notes=notes)
+
+
+def _far_unresolved(p: Point, limit: float) -> str:
+    """Why a FAR above the limit is no rejection, or "": the impostors (non-mated probes) behind
+    it cannot resolve the limit at all (rule of three), or its 95 % interval reaches below it."""
+    n = p.n_impostor
+    if not math.isfinite(n) or n <= 0:
+        return ""  # an older sweep.csv: no count to judge by
+    floor = min_resolvable_far(int(round(n)))
+    if floor > limit:
+        return f"but {n:.0f} impostors resolve FAR only down to ~{floor:.2g}: not resolvable"
+    if math.isfinite(p.far_ci_low) and p.far_ci_low <= limit:
+        return (f"but {n:.0f} impostors cannot tell (95 % interval {p.far_ci_low:.2g}-{p.far_ci_high:.2g} holds "
+                f"{limit:g}): not resolvable")
+    return ""
 
 
 def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
-                      latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE) -> ScenarioVerdict:
+                      latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE, latency: str = "auto") -> ScenarioVerdict:
     """The verdict on every backend of a results table (load_results' dict: sweep, cliff,
     cost, run, and optionally search) for one scenario. Pure. Raises NotCoveredError when the
-    sweep reaches no distance of the scenario."""
+    sweep reaches no distance of the scenario. latency: tables.LATENCY_CHOICES."""
     # The run's protocol: verification's TAR/FAR, or identification's TPIR/FPIR (load_results' "rates").
     sweep: pd.DataFrame = results.get("rates", results["sweep"])
     run: Mapping[str, Any] = results.get("run") or {}
@@ -164,23 +201,23 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
         coverage = (f"evaluated {metres(evaluated[0])}-{metres(evaluated[-1])} m only: "
                     f"{', '.join(metres(d) for d in uncovered)} m not covered ({span})")
 
-    costs = cost_rows(results.get("cost"), backends)
+    costs = cost_rows(results.get("cost"), backends, latency)
     degenerate = degenerate_reasons(results.get("cliff"))
     checked = {b: _check(readings[b], scenario, far_limit, costs[b], degenerate.get(b), not same_camera)
                for b in backends}
 
-    meeting = [b for b in backends if not checked[b].failures]
-    ranking = rank_backends(meeting, costs, latency_tolerance)
+    meeting = [b for b in backends if not checked[b].failures and not checked[b].unresolved]
+    ranking = rank_backends(meeting, costs, latency_tolerance, latency)
     order, cost_basis = ranking.order, ranking.basis
     recommended = order[0] if order else None
     closest: str | None = None
     if recommended is None:
         # Closest: smallest worst TAR shortfall, among healthy backends within FAR and budget
         # when there are any (a suggestion should be deployable), else among all healthy ones.
-        healthy = [b for b in backends if b not in degenerate]
+        healthy = [b for b in backends if b not in degenerate and checked[b].failures]  # not-resolvable ones fail nothing
         pool = [b for b in healthy if not checked[b].other_fails] or healthy
         if pool:
-            pool_order, cost_basis = cost_order(pool, costs, latency_tolerance)
+            pool_order, cost_basis = cost_order(pool, costs, latency_tolerance, latency)
             ranks = {b: i for i, b in enumerate(pool_order)}
             closest = min(pool, key=lambda b: (max(checked[b].shortfall, 0.0), ranks[b]))
 
@@ -205,12 +242,15 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
         verdicts.append(make(recommended, RECOMMENDED, text))
         for b in order[1:]:
             verdicts.append(make(b, COSTLIER, costlier_reason(b, ranking, costs)))
+    for b in backends:  # within everything else, their FAR above the limit only as far as the data can tell
+        if checked[b].unresolved and not checked[b].failures:
+            verdicts.append(make(b, NOT_RESOLVED, "meets the rest; " + "; ".join(checked[b].unresolved)))
     # Rejected: the closest first, then healthy before degenerate, within FAR and budget
     # before not, smaller shortfall first.
     rejected = sorted((b for b in backends if checked[b].failures), key=lambda b: (
         b != closest, b in degenerate, checked[b].other_fails, max(checked[b].shortfall, 0.0), b))
     for b in rejected:
-        reason = "; ".join(checked[b].failures)
+        reason = "; ".join([*checked[b].failures, *checked[b].unresolved])
         if b == closest:
             holds = checked[b].holds_to
             reach = f"meets TAR up to {metres(holds)} m" if holds is not None else "meets TAR nowhere in range"
@@ -219,7 +259,9 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
 
     notes: list[str] = [coverage] if coverage else []
     no_latency = [b for b in backends if not math.isfinite(costs[b]["ratio"])]
-    if scenario.max_latency_vs_fp32 is not None and no_latency:
+    if scenario.max_latency_vs_fp32 is not None and latency == "off":
+        notes.append(f"--latency off: the {scenario.max_latency_vs_fp32:g}x fp32 budget is not checked")
+    elif scenario.max_latency_vs_fp32 is not None and no_latency:
         notes.append(f"no latency_vs_fp32 for {', '.join(no_latency)}: budget not checked for "
                      f"{'it' if len(no_latency) == 1 else 'them'}")
     recipe = _recipe(results.get("search"))
@@ -231,10 +273,20 @@ def evaluate_scenario(results: Mapping[str, Any], scenario: Scenario,
     close = _close_call(scenario, recommended or closest, checked, degenerate)
     if close:
         notes.append(close)
+    if recommended is not None:
+        notes.extend(n for n in [tie_note(ranking, costs), *checked[recommended].notes] if n)
+    # Identification reads TPIR / FPIR under the same columns: said in its own words.
+    ident = run.get("protocol") == "identification" and "rates" in results and results["rates"] is not results["sweep"]
+
+    def say(text: str) -> str:
+        return protocol_words(text, ident)
+
+    verdicts = [replace(v, reason=say(v.reason), failures=tuple(say(f) for f in v.failures)) for v in verdicts]
     return ScenarioVerdict(
-        scenario=scenario, recommended=recommended, closest=closest, backends=tuple(verdicts), summary=summary,
-        tar_basis=tar_basis, evaluated_m=tuple(evaluated), coverage=coverage, cost_basis=cost_basis,
-        far_limit=far_limit, notes=tuple(notes), recipe=recipe if recommended is None else None)
+        scenario=scenario, recommended=recommended, closest=closest, backends=tuple(verdicts), summary=say(summary),
+        tar_basis=say(tar_basis), evaluated_m=tuple(evaluated), coverage=coverage, cost_basis=cost_basis,
+        far_limit=far_limit, notes=tuple(say(n) for n in notes), recipe=recipe if recommended is None else None,
+        words=("TPIR", "FPIR") if ident else ("TAR", "FAR"))
 
 
 def _no_winner(scenario: Scenario, closest: str | None, checked: Mapping[str, _Check],
@@ -242,10 +294,16 @@ def _no_winner(scenario: Scenario, closest: str | None, checked: Mapping[str, _C
                recipe: str | None) -> tuple[str, list[str]]:
     """The summary line and notes when no backend qualifies."""
     head = f"{scenario.name}: no backend meets {scenario.requirement().split('; camera')[0]}"
+    unresolved = [v.backend for v in verdicts if v.verdict == NOT_RESOLVED]
+    if unresolved:
+        head += (f"; not resolvable: {', '.join(unresolved)} meet{'s' if len(unresolved) == 1 else ''} the rest, "
+                 "but the data cannot tell whether their FAR is within the limit")
     if closest is not None:
         ch = checked[closest]
         reach = f"; meets TAR up to {metres(ch.holds_to)} m" if ch.holds_to is not None else ""
         summary = f"{head}; closest: {closest} ({'; '.join(ch.failures)}{reach})"
+    elif unresolved:
+        summary = head
     else:
         summary = f"{head}; every backend is degenerate"
     notes: list[str] = []

@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 
 from facequant.analysis.recommend.verdicts import (
     COSTLIER,
+    NOT_RESOLVED,
     RECOMMENDED,
     REJECTED,
     Recommendation,
 )
-from facequant.analysis.recommend.wording import metres
+from facequant.analysis.recommend.wording import metres, protocol_words
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------- rendering (no printing)
 
 
-_STYLE = {RECOMMENDED: "bold green", COSTLIER: "green", REJECTED: "red"}
+_STYLE = {RECOMMENDED: "bold green", COSTLIER: "green", NOT_RESOLVED: "yellow", REJECTED: "red"}
 
 
 def render(rec: Recommendation) -> list[RenderableType]:
@@ -32,10 +33,11 @@ def render(rec: Recommendation) -> list[RenderableType]:
     out: list[RenderableType] = []
     for sv in rec.verdicts.values():
         s = sv.scenario
-        table = Table(title=f"{s.name}: {s.requirement()}", title_justify="left", expand=False)
+        title = protocol_words(s.requirement(), sv.words[0] == "TPIR")
+        table = Table(title=f"{s.name}: {title}", title_justify="left", expand=False)
         table.add_column("backend", no_wrap=True)
         table.add_column("verdict", no_wrap=True)
-        table.add_column("worst TAR", justify="right", no_wrap=True)
+        table.add_column(f"worst {sv.words[0]}", justify="right", no_wrap=True)
         table.add_column("vs fp32", justify="right", no_wrap=True)
         table.add_column("why")
         for v in sv.backends:
@@ -47,7 +49,9 @@ def render(rec: Recommendation) -> list[RenderableType]:
         out.append(Text(sv.summary, style="bold green" if sv.recommended else "bold yellow"))
         for note in sv.notes:
             out.append(Text(f"  {note}", style="yellow"))
-        out.append(Text(f"  TAR read from {sv.tar_basis}; cost order: {sv.cost_basis}", style="dim"))
+        out.append(Text(f"  {sv.words[0]} read from {sv.tar_basis}; cost order: {sv.cost_basis}", style="dim"))
     for name, why in rec.skipped.items():
         out.append(Text(f"{name}: not evaluated: {why}", style="yellow"))
+    for line in rec.distances:  # the scenario-free answer: how far each holds against fp32, with intervals
+        out.append(Text(line, style="dim" if line.startswith("  ") else "bold"))
     return out

@@ -46,6 +46,9 @@ RECOMMEND_EXTRA_COLUMNS: tuple[str, ...] = (
 RECOMMENDED = "recommended"
 REJECTED = "rejected"
 COSTLIER = "meets-but-costlier"
+#: Meets everything else, but its FAR (FPIR) is above the limit by a margin the impostors
+#: (non-mated probes) cannot resolve: neither recommended nor rejected.
+NOT_RESOLVED = "not-resolvable"
 
 #: CPU latency ratios within this relative margin are a tie (see the module docstring).
 DEFAULT_LATENCY_TOLERANCE = 0.10
@@ -66,12 +69,15 @@ class Point:
     how: str  # "measured", "interpolated" (log face px) or "held" (above the sweep's largest face)
     tar_ci_low: float = math.nan  # the sweep's Wilson 95 % interval, read the same way
     tar_ci_high: float = math.nan
+    far_ci_low: float = math.nan  # FAR's Wilson 95 % interval, and how many impostors it rests on
+    far_ci_high: float = math.nan
+    n_impostor: float = math.nan
 
 
 @dataclass(frozen=True)
 class BackendVerdict:
     backend: str
-    verdict: str  # RECOMMENDED, COSTLIER or REJECTED
+    verdict: str  # RECOMMENDED, COSTLIER, NOT_RESOLVED or REJECTED
     reason: str
     worst_tar: float
     worst_distance_m: float
@@ -99,7 +105,7 @@ class ScenarioVerdict:
     scenario: Scenario
     recommended: str | None
     closest: str | None  # set only when nothing is recommended
-    backends: tuple[BackendVerdict, ...]  # recommended, then costlier, then rejected
+    backends: tuple[BackendVerdict, ...]  # recommended, then costlier, then not resolvable, then rejected
     summary: str  # one line: the answer
     tar_basis: str  # how TAR was read (same camera, or through face px)
     evaluated_m: tuple[float, ...]
@@ -108,6 +114,7 @@ class ScenarioVerdict:
     far_limit: float
     notes: tuple[str, ...] = ()
     recipe: str | None = None  # from search.json, mentioned when nothing qualifies
+    words: tuple[str, str] = ("TAR", "FAR")  # the protocol's: ("TPIR", "FPIR") in identification
 
     def table(self) -> pd.DataFrame:
         return verdict_frame([self])
@@ -119,6 +126,8 @@ class Recommendation:
     verdicts: dict[str, ScenarioVerdict]
     #: Scenarios that could not be evaluated at all (no distance covered), with the reason.
     skipped: dict[str, str] = field(default_factory=dict)
+    #: Each backend's verdict against fp32 and its distances with their intervals (cliff.csv).
+    distances: tuple[str, ...] = ()
 
 
 class NotCoveredError(FacequantError):

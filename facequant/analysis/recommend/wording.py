@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 import math
+import re
+
+#: Verification's words and identification's, for the same columns (TPIR reads as TAR, FPIR as FAR).
+_IDENTIFICATION_WORDS = ((r"\bTAR\b", "TPIR"), (r"\bFAR\b", "FPIR"), (r"\bimpostors\b", "non-mated probes"))
+
+
+def protocol_words(text: str, identification: bool) -> str:
+    """text in identification's words when the run reads identification."""
+    if identification:
+        for word, said in _IDENTIFICATION_WORDS:
+            text = re.sub(word, said, text)
+    return text
 
 
 def metres(d: float) -> str:
