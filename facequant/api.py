@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from facequant.results.multi_model import MultiModelResult
     from facequant.simulate.camera import CameraProfile
     from facequant.sweep.config import SweepConfig
-    from facequant.sweep.engine import SweepResult
     from facequant.sweep.probe_export import ExportSummary
+    from facequant.sweep.result import SweepResult
 
 #: progress(stage, done, total)
 Progress = Callable[[str, int, int], None]

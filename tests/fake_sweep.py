@@ -24,7 +24,7 @@ def fake_result(config: object, done: list[float], planned: list[float]) -> obje
     from facequant.evaluate import cliff as cliff_table
     from facequant.models.spec import ModelSpec
     from facequant.simulate.camera import CameraProfile
-    from facequant.sweep.engine import GENUINE_COLUMNS, SweepResult
+    from facequant.sweep.result import GENUINE_COLUMNS, SweepResult
 
     rows = fake_sweep_rows(done)
     spec = ModelSpec("m.onnx", "in", "out", (112, 112), 127.5, 127.5, "RGB", 512, 13, "batch")

@@ -32,8 +32,9 @@ from facequant.results.directory import plot_paired_gain, write_results
 from facequant.results.jsonfile import write_json, write_run_json
 from facequant.results.output import inputs_of, staged_output
 from facequant.sweep.config import SweepConfig
-from facequant.sweep.engine import SweepResult, run_sweep
+from facequant.sweep.engine import run_sweep
 from facequant.sweep.probes import ProbeSet, prepare_probes
+from facequant.sweep.result import SweepResult
 from facequant.versions import versions
 
 T = TypeVar("T")

@@ -17,7 +17,8 @@ from facequant.results.directory import pyplot, save_figure
 from facequant.results.jsonfile import write_run_json
 from facequant.results.output import Inputs, staged_output
 from facequant.sweep.config import SweepConfig
-from facequant.sweep.engine import SweepResult, run_sweep
+from facequant.sweep.engine import run_sweep
+from facequant.sweep.result import SweepResult
 from facequant.versions import versions
 
 STUDIES = ("calibration-size", "calibration-distance", "calibration-method")

@@ -20,7 +20,7 @@ from facequant.names import ESCAPE
 from facequant.results.jsonfile import write_run_json
 from facequant.results.output import check_output_dir, inputs_of, staged_output  # noqa: F401 (check_output_dir: kept importable here)
 from facequant.results.pairs import is_multi_model, paired, pairs_view
-from facequant.sweep.engine import SweepResult
+from facequant.sweep.result import SweepResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

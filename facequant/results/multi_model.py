@@ -25,7 +25,7 @@ from facequant.models.spec import format_channels
 from facequant.names import ESCAPE, display
 from facequant.results import directory, summary
 from facequant.results.output import inputs_of, staged_output
-from facequant.sweep.engine import SweepResult
+from facequant.sweep.result import SweepResult
 from facequant.versions import versions
 
 MODELS_DIR = "models"

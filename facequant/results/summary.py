@@ -18,7 +18,7 @@ import pandas as pd
 from facequant.results.directory import backend_labels, run_warnings
 
 if TYPE_CHECKING:
-    from facequant.sweep.engine import SweepResult
+    from facequant.sweep.result import SweepResult
 
 #: The warnings said first, before the table (everything else of the run is relative to fp32).
 BROKEN = "fp32 is degenerate: "

@@ -26,48 +26,14 @@ from facequant.evaluate import cliff, honesty, identification, metrics, people, 
 from facequant.evaluate.degenerate import DEFAULT_DEGENERATE
 from facequant.faces.pipeline import FacePipeline
 from facequant.models.files import file_sha256
-from facequant.models.spec import ModelSpec
-from facequant.simulate.camera import CameraProfile
 from facequant.sweep.comparison_rows import ComparisonRows
 from facequant.sweep.config import Progress, SweepConfig
 from facequant.sweep.embed import Call, Embedder
 from facequant.sweep.embedding_cache import EmbeddingCache
 from facequant.sweep.executors import Executor, LocalExecutor
 from facequant.sweep.probes import ProbeSet, prepare_probes
-from facequant.versions import versions
-
-#: Columns of the genuine comparison rows (genuine.parquet; cliff's pre-norm fit reads them).
-GENUINE_COLUMNS = ("backend", "distance_m", "face_px", "probe", "gallery", "genuine", "cosine", "probe_prenorm")
-
-
-@dataclass
-class SweepResult:
-    config: SweepConfig
-    model_name: str
-    spec: ModelSpec
-    camera: CameraProfile
-    distances_m: tuple[float, ...]
-    threshold: float
-    probes: pd.DataFrame  # one row per backend x distance x photo
-    genuine: pd.DataFrame  # one row per genuine comparison (GENUINE_COLUMNS)
-    sweep: pd.DataFrame  # verification: one row per backend x distance
-    cliff: pd.DataFrame
-    run: dict[str, object]
-    cost: pd.DataFrame | None = None
-    identification: pd.DataFrame | None = None  # one row per backend x distance, when the data allow
-    comparisons_file: Path | None = None  # every comparison, with --save-comparisons (a temporary file)
-
-    @property
-    def partial(self) -> bool:
-        """Cancelled: the tables cover the distances done (run.json's distances_planned)."""
-        return bool(self.run.get("partial"))
-
-    @property
-    def rates(self) -> pd.DataFrame:
-        """The table the run's protocol reads: the sweep, or the sweep with identification's rates."""
-        if self.config.protocol == "identification" and self.identification is not None:
-            return identification.as_rates_view(self.sweep, self.identification)
-        return self.sweep
+from facequant.sweep.record import run_record
+from facequant.sweep.result import GENUINE_COLUMNS, SweepResult
 
 
 @dataclass
@@ -287,7 +253,7 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     n_embeddings = len(ps.images) * (len(ps.distances) + 1) * len(backends)
     timings["embeddings_per_s"] = n_embeddings / max(timings["sweep_s"], 1e-9)
     timings["embeddings_computed"] = embedder.computed
-    result.run = _run_json(ps, backends, result, profile, split, duplicates)
+    result.run = run_record(ps, backends, result, profile, split, duplicates)
     result.run["verdicts"] = judged
     for message in ps.check.warnings() if ps.check is not None else []:
         honesty.add_warning(result.run, message)
@@ -388,54 +354,6 @@ def _matches(result: SweepResult, state: _State, keys: list[str]) -> pd.DataFram
                             "probe_prenorm": s.extra["prenorm"], "matched": s.matched(threshold)})
               for (name, d), s in state.searches.items()]
     return pd.concat(frames, ignore_index=True)
-
-
-def _run_json(ps: ProbeSet, backends: dict[str, Backend], result: SweepResult, profile: dict[str, object] | None,
-              split: identification.Split | None, duplicates: list[dict[str, object]]) -> dict[str, object]:
-    config, distances = ps.config, ps.distances
-    n_genuine = int(result.sweep["n_genuine"].iloc[0]) if len(result.sweep) else 0
-    multi = [{"image": img.key, "faces": ps.faces[img.key].n_faces, "used": "most confident face"}
-             for img in ps.images if ps.faces[img.key].n_faces > 1]
-    ident: dict[str, object] = {"available": result.identification is not None}
-    if split is not None:
-        ident.update(split.to_dict(ps.keys))
-    if result.identification is not None:
-        ident["threshold"] = float(result.identification["threshold"].iloc[0])
-        ident["threshold_set_on"] = ("given" if config.threshold is not None else
-                                     f"fp32 non-mated probes at {distances[0]} m, target FPIR {config.target_fpir}")
-    return {
-        "config": config.to_dict(),
-        "protocol": config.protocol,
-        "model": {"path": str(ps.model_path), "sha256": ps.model_sha, "normalized": str(ps.normalized),
-                  "spec": ps.spec.to_dict()},
-        "camera": ps.camera.to_dict(),
-        "distances_m": list(distances),
-        "threshold": {"value": result.threshold, "set_on": "given" if config.threshold is not None else
-                      f"fp32 impostors at {distances[0]} m, target FAR {config.target_far}"},
-        "dataset": {"root": str(ps.dataset.root), "images": len(ps.dataset.images), "usable": len(ps.images),
-                    "identities": len(ps.dataset.identities),
-                    "comparisons_at_closest": n_genuine + (int(result.sweep["n_impostor"].iloc[0])
-                                                           if len(result.sweep) else 0),
-                    "genuine": n_genuine,
-                    "impostor": int(result.sweep["n_impostor"].iloc[0]) if len(result.sweep) else 0,
-                    "notes": ps.dataset.notes},
-        "identification": ident,
-        "skipped_images": ps.skipped,
-        "excluded_files": ps.dataset.excluded,
-        "multi_face_images": multi,
-        "calibration": {"images": list(ps.calibration_faces), "source": config.calibration_data or "evaluation photos",
-                        "distances_m": list(ps.calibration_distances()),
-                        "method": config.calibration_method or "per recipe"},
-        "backends": {name: b.describe() for name, b in backends.items()},
-        "versions": versions(),
-        "timings": ps.timings,
-        "degenerate": {r.backend: r.degenerate for r in result.cliff.itertuples() if r.degenerate},
-        "cost": {"device_profile": profile and {k: profile[k] for k in ("path", "device", "source")},
-                 "cpu_latency": cost.CPU_LATENCY_SOURCE, "timing": cost.timing_record()},
-        "duplicates": duplicates,
-        "warnings": [],
-        **(ps.check.run_entries() if ps.check is not None else {}),  # preprocessing, graph, alignment
-    }
 
 
 def _add_findings(run: dict[str, object], ps: ProbeSet, result: SweepResult, galleries: dict[str, _Gallery],
