@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -49,11 +50,24 @@ class Backend(ABC):
         embedding cache; None: never cached (a device's results are read, not computed)."""
         return None
 
+    def batch_runner(self, batch: int) -> Callable[[], Any] | None:
+        """A function that runs one inference of `batch` inputs on this backend's own runtime
+        and session (for timing: facequant.backends.cost), or None when nothing runs here
+        (a device's embeddings are read from files)."""
+        return None
+
 
 def spec_key(model_file: Path, spec: ModelSpec) -> str:
     """A model file's bytes and how its input is fed: what makes two runs embed alike."""
     feed = {k: v for k, v in spec.to_dict().items() if k not in ("path", "opset", "batch_dim")}
     return f"{file_sha256(model_file)}|{json.dumps(feed, sort_keys=True, default=str)}"
+
+
+def timing_input(spec: ModelSpec, batch: int) -> np.ndarray:
+    """A fixed seeded input in the preprocessed range, for timing: QDQ kernels do not branch
+    on data, and a fixed input keeps runs comparable."""
+    h, w = spec.input_size
+    return np.random.default_rng(0).uniform(-1.0, 1.0, size=(batch, 3, h, w)).astype(np.float32)
 
 
 def preprocess(crops: np.ndarray, spec: ModelSpec) -> np.ndarray:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from facequant.backends.base import Backend, preprocess, session_options, spec_key
+from facequant.backends.base import Backend, preprocess, session_options, spec_key, timing_input
 from facequant.errors import FacequantError
 from facequant.models.files import file_sha256
 from facequant.models.spec import ModelSpec
@@ -44,12 +46,16 @@ class OrtBackend(Backend):
     def embed(self, crops: np.ndarray) -> np.ndarray:
         return self.run(preprocess(crops, self.spec))
 
+    def batch_runner(self, batch: int) -> Callable[[], Any]:
+        feed, outputs = {self.spec.input_name: timing_input(self.spec, batch)}, [self.spec.output_name]
+        return lambda: self._session.run(outputs, feed)
+
     def cache_key(self) -> str | None:
         return f"onnxruntime|{spec_key(self.model_path, self.spec)}"
 
     def describe(self) -> dict[str, object]:
-        return {"name": self.name, "kind": "onnxruntime", "model": str(self.model_path),
-                "file_bytes": self.model_path.stat().st_size, **self.info}
+        return {"name": self.name, "kind": "onnxruntime", "runtime": "onnxruntime", "runtime_version": ort.__version__,
+                "model": str(self.model_path), "file_bytes": self.model_path.stat().st_size, **self.info}
 
 
 class InsightFaceBackend(Backend):
@@ -73,11 +79,16 @@ class InsightFaceBackend(Backend):
             outs.append(np.asarray(self._model.get_feat(bgr), dtype=np.float32))
         return np.concatenate(outs).reshape(len(crops), -1)
 
+    def batch_runner(self, batch: int) -> Callable[[], Any]:
+        crops = [np.zeros((*self._model.input_size[::-1], 3), np.uint8)] * batch
+        return lambda: self._model.get_feat(crops)
+
     def cache_key(self) -> str | None:
         return f"insightface|{file_sha256(self.model_path)}"
 
     def describe(self) -> dict[str, object]:
-        return {"name": self.name, "kind": "insightface.ArcFaceONNX", "model": str(self.model_path),
+        return {"name": self.name, "kind": "insightface.ArcFaceONNX", "runtime": "onnxruntime",
+                "runtime_version": ort.__version__, "model": str(self.model_path),
                 "input_mean": self._model.input_mean, "input_std": self._model.input_std,
                 "file_bytes": self.model_path.stat().st_size, "precision": "fp32",
                 "layers_16bit": [], "layers_float": []}
