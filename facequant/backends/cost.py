@@ -6,9 +6,10 @@ side next to the sweep's accuracy side, one row per backend (cost_table).
 
 Latency comes from one of two places and the table says which (latency_source):
 
-* ONNX Runtime on this machine's CPU, batch 1 (measure_latency). A *relative proxy* only:
-  ORT's CPU INT8 kernels are not faster than fp32 on every CPU (without VNNI / dot-product
-  instructions the QDQ graph can even be slower), and an NPU behaves differently again.
+* The backend's own runtime on this machine's CPU (ONNX Runtime, or OpenVINO for ov-*), batch
+  1 and the sweep's batch, through the backend's batch_runner (its own session). A *relative
+  proxy* only: INT8 kernels are not faster than fp32 on every CPU (without VNNI / dot-product
+  instructions a QDQ graph can even be slower), and an NPU behaves differently again.
 * A device profile (configs/devices/*.yaml, load_device_profile): figures measured on the
   target by the user, preferred when present.
 """
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -32,8 +34,8 @@ from facequant.models.spec import ModelSpec
 
 #: What cpu latency is and is not; used as latency_source when no device figure applies.
 CPU_LATENCY_SOURCE = (
-    "CPU onnxruntime, batch 1, this machine — a relative proxy: INT8 is not faster than fp32 "
-    "on every CPU"
+    "CPU, each backend on its own runtime (cost.csv's runtime column), batch 1 and the sweep's batch, this "
+    "machine — a relative proxy: INT8 is not faster than fp32 on every CPU"
 )
 #: latency_source when measure=False and no device figure applies.
 NOT_MEASURED = "not measured"
@@ -53,7 +55,8 @@ COST_COLUMNS: tuple[str, ...] = (
 )
 #: Extra columns after COST_COLUMNS: which latency the ratio used ("device", "cpu" or ""),
 #: and the device's power draw when the profile gives one.
-COST_EXTRA_COLUMNS: tuple[str, ...] = ("latency_vs_fp32_basis", "device_power_w")
+COST_EXTRA_COLUMNS: tuple[str, ...] = ("latency_vs_fp32_basis", "device_power_w", "runtime", "cpu_batch_size",
+                                        "cpu_batch_latency_p50_ms", "cpu_ms_per_item")
 
 #: The reference backend latency_vs_fp32 divides by.
 REFERENCE_BACKEND = "fp32"
@@ -119,13 +122,7 @@ def measure_latency(
     x = np.random.default_rng(0).uniform(-1.0, 1.0, size=(1, 3, h, w)).astype(np.float32)
     feed = {spec.input_name: x}
     outputs = [spec.output_name]
-    for _ in range(warmup):
-        session.run(outputs, feed)
-    times = np.empty(runs, dtype=np.float64)
-    for i in range(runs):
-        t0 = time.perf_counter()
-        session.run(outputs, feed)
-        times[i] = (time.perf_counter() - t0) * 1e3
+    times = time_runs(lambda: session.run(outputs, feed), runs, warmup)
     return {
         "p50_ms": float(np.percentile(times, 50)),
         "p95_ms": float(np.percentile(times, 95)),
@@ -136,6 +133,41 @@ def measure_latency(
         "threads": int(opts.intra_op_num_threads),
         "batch": 1,
     }
+
+
+def time_runs(run_one: Callable[[], Any], runs: int, warmup: int) -> np.ndarray:
+    """Milliseconds of each of `runs` calls of `run_one` (one batch on a backend's runtime),
+    after `warmup` discarded calls."""
+    for _ in range(warmup):
+        run_one()
+    times = np.empty(runs, dtype=np.float64)
+    for i in range(runs):
+        t0 = time.perf_counter()
+        run_one()
+        times[i] = (time.perf_counter() - t0) * 1e3
+    return times
+
+
+#: Runs timed at the sweep's batch: fewer than at batch 1 (a batch of 64 takes 64 times longer).
+BATCH_RUNS, BATCH_WARMUP = 5, 1
+
+
+def runner_latency(runner: Callable[[int], Callable[[], Any] | None], batch: int, runs: int = 50,
+                   warmup: int = 5) -> dict[str, float | int] | None:
+    """p50 / p95 ms of one batch-1 inference, and p50 of one inference of `batch` inputs,
+    on a backend's own runtime (`runner` is Backend.batch_runner); None when nothing runs here."""
+    one = runner(1)
+    if one is None:
+        return None
+    t1 = time_runs(one, runs, warmup)
+    out: dict[str, float | int] = {"p50_ms": float(np.percentile(t1, 50)), "p95_ms": float(np.percentile(t1, 95)),
+                                   "batch": int(batch), "batch_p50_ms": math.nan}
+    big = runner(batch) if batch > 1 else None
+    if big is not None:
+        out["batch_p50_ms"] = float(np.percentile(time_runs(big, BATCH_RUNS, BATCH_WARMUP), 50))
+    elif batch == 1:
+        out["batch_p50_ms"] = out["p50_ms"]
+    return out
 
 
 # ---------------------------------------------------------------- layer precision
@@ -396,6 +428,9 @@ def backend_cost(
     spec: ModelSpec,
     device_profile: Mapping[str, object] | None = None,
     measure: bool = True,
+    runner: Callable[[int], Callable[[], Any] | None] | None = None,
+    runtime: str = "onnxruntime",
+    batch: int = 1,
 ) -> dict[str, object]:
     """One cost row for backend ``name`` run from ``model_path``.
 
@@ -403,10 +438,14 @@ def backend_cost(
     cpu_latency_p95_ms, latency_source, device_latency_ms, latency_vs_fp32 (NaN here; filled
     by cost_table, which needs the fp32 row), device_power_w. ``device_profile`` is
     load_device_profile's dict; when it lists ``name``, device_latency_ms is its figure and
-    latency_source the device name. ``measure=False`` skips the CPU timing (NaN).
+    latency_source the device name. ``measure=False`` skips the CPU timing (NaN). ``runner``
+    (the backend's batch_runner) times it on its own runtime (``runtime``), at batch 1 and at
+    ``batch``; without one, ONNX Runtime loads ``model_path`` and times batch 1.
     """
     layers = count_layers(model_path)
-    cpu = measure_latency(model_path, spec) if measure else None
+    cpu: Mapping[str, float | int] | None = None
+    if measure:
+        cpu = runner_latency(runner, batch) if runner is not None else measure_latency(model_path, spec)
     device_ms, power, source = math.nan, math.nan, CPU_LATENCY_SOURCE if measure else NOT_MEASURED
     if device_profile is not None:
         latency = device_profile.get("latency_ms") or {}
@@ -430,6 +469,10 @@ def backend_cost(
         "device_latency_ms": device_ms,
         "latency_vs_fp32": math.nan,
         "device_power_w": power,
+        "runtime": runtime,
+        "cpu_batch_size": int(cpu["batch"]) if cpu else math.nan,
+        "cpu_batch_latency_p50_ms": float(cpu.get("batch_p50_ms", math.nan)) if cpu else math.nan,
+        "cpu_ms_per_item": float(cpu.get("batch_p50_ms", math.nan)) / int(cpu["batch"]) if cpu else math.nan,
     }
 
 
@@ -442,7 +485,8 @@ def _ratio(value: float, reference: float) -> float:
 def cost_table(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
     """backend_cost rows as one table, with latency_vs_fp32 filled in.
 
-    latency_vs_fp32 = this backend's latency / fp32's (< 1: faster). Like is compared with
+    latency_vs_fp32 = this backend's latency / fp32's (< 1: faster), each timed on its own runtime
+    (fp32 on ONNX Runtime; basis "cpu openvino" for an OpenVINO backend). Like is compared with
     like: device figures when both this backend and fp32 have one (a device profile is
     measured on the target, so it wins), else CPU p50 when both were measured, else NaN (a
     device ms over a CPU ms means nothing). latency_vs_fp32_basis says which: "device", "cpu"
@@ -458,7 +502,8 @@ def cost_table(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
     ref_cpu = float(ref["cpu_latency_p50_ms"].iloc[0]) if len(ref) else math.nan
     ratios: list[float] = []
     basis: list[str] = []
-    for dev, cpu in zip(table["device_latency_ms"], table["cpu_latency_p50_ms"], strict=True):
+    runtimes = table["runtime"].fillna("").astype(str)
+    for dev, cpu, runtime in zip(table["device_latency_ms"], table["cpu_latency_p50_ms"], runtimes, strict=True):
         by_device = _ratio(float(dev), ref_device)
         by_cpu = _ratio(float(cpu), ref_cpu)
         if math.isfinite(by_device):
@@ -466,7 +511,8 @@ def cost_table(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
             basis.append("device")
         elif math.isfinite(by_cpu):
             ratios.append(by_cpu)
-            basis.append("cpu")
+            # fp32 runs on ONNX Runtime: say when this backend's figure is another runtime's
+            basis.append("cpu" if runtime in ("", "nan", "onnxruntime") else f"cpu {runtime}")
         else:
             ratios.append(math.nan)
             basis.append("")

@@ -54,3 +54,30 @@ def cpu_features() -> dict[str, object]:
         out["features"] = None
         out["source"] = "unavailable (no /proc/cpuinfo)"
     return out
+
+
+def openvino_cpu_properties() -> dict[str, object]:
+    """What OpenVINO's CPU plugin says about this CPU: its capabilities (BF16, INT8 ...) and
+    the precision it would pick by default, which is why facequant always sets one."""
+    import openvino
+
+    core = openvino.Core()
+    out: dict[str, object] = {"openvino": str(openvino.__version__)}
+    for key, label in (("FULL_DEVICE_NAME", "device"), ("OPTIMIZATION_CAPABILITIES", "capabilities"),
+                       ("INFERENCE_PRECISION_HINT", "default_inference_precision")):
+        try:
+            value = core.get_property("CPU", key)
+        except Exception:  # noqa: BLE001 - a property this release lacks is just not recorded
+            continue
+        if hasattr(value, "to_string"):
+            value = value.to_string()
+        out[label] = [str(v) for v in value] if isinstance(value, list | tuple) else str(value)
+    return out
+
+
+def cpu_record(runtimes: set[str]) -> dict[str, object]:
+    """run.json's "cpu": the features, and OpenVINO's view of the CPU when it ran a backend."""
+    out = cpu_features()
+    if "openvino" in runtimes:
+        out["openvino_cpu_plugin"] = openvino_cpu_properties()
+    return out

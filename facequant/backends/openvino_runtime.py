@@ -29,23 +29,6 @@ def openvino_version() -> str:
     return str(openvino.__version__)
 
 
-def device_properties() -> dict[str, object]:
-    """What OpenVINO's CPU plugin says about this CPU, for run.json (capabilities such as BF16
-    and INT8, and the precision it would pick by default: the reason facequant sets one)."""
-    import openvino
-
-    core = openvino.Core()
-    out: dict[str, object] = {}
-    for key in ("FULL_DEVICE_NAME", "OPTIMIZATION_CAPABILITIES", "INFERENCE_PRECISION_HINT"):
-        try:
-            value = core.get_property("CPU", key)
-        except Exception:  # noqa: BLE001 - a property this release lacks is just not recorded
-            continue
-        out[key.lower() if key != "INFERENCE_PRECISION_HINT" else "default_inference_precision"] = (
-            [str(v) for v in value] if isinstance(value, list | tuple) else str(value))
-    return out
-
-
 @dataclass
 class OvBackend(Backend):
     """An ONNX model compiled by OpenVINO for the CPU at `precision` ("f32" or "bf16"), run in

@@ -54,13 +54,9 @@ def _extras_for(name: str) -> tuple[str, ...]:
 
 
 def _check_extras_installed(name: str) -> None:
-    """Fail at the name, before any work, when the extra a backend needs is not installed
-    (found without importing it: importing OpenVINO takes a while)."""
-    from importlib.util import find_spec
-
+    """Fail at the name, before any work, when the extra a backend needs is not installed."""
     for module in _extras_for(name):
-        if find_spec(module) is None:
-            require_extra(name, module)  # raises its one-line message
+        require_extra(name, module)
 
 
 def check_backend_name(name: str) -> None:

@@ -181,11 +181,17 @@ def runtime_of(name: str) -> str:
     return OPENVINO if base in OV_FLOAT else NNCF_BASES.get(base, ONNXRUNTIME)
 
 
-def require_extra(name: str, module: str) -> None:
-    """Import `module` (openvino or nncf) or say, in one line, which extra to install."""
-    import importlib
+def extra_installed(module: str) -> bool:
+    """The module can be imported (found without importing it: OpenVINO takes a while)."""
+    from importlib.util import find_spec
 
     try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        raise FacequantError(f"backend '{name}': needs {module}, not installed here; {EXTRA_HINT}") from exc
+        return find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module blocked in sys.modules
+        return False
+
+
+def require_extra(name: str, module: str) -> None:
+    """Say, in one line, which extra to install when `module` (openvino or nncf) is missing."""
+    if not extra_installed(module):
+        raise FacequantError(f"backend '{name}': needs {module}, not installed here; {EXTRA_HINT}")

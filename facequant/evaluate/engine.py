@@ -20,6 +20,7 @@ import pandas as pd
 from facequant import __version__
 from facequant.backends import cost
 from facequant.backends.base import Backend
+from facequant.backends.cpu import cpu_record
 from facequant.backends.registry import BackendFactory
 from facequant.errors import FacequantError
 from facequant.evaluate import cliff, honesty, identification, metrics, scoring
@@ -73,12 +74,13 @@ def versions() -> dict[str, str]:
     out = {"facequant": __version__, "python": platform.python_version(), "numpy": np.__version__,
            "pandas": pd.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
            "scikit-learn": sklearn.__version__, "opencv": cv2.__version__, "platform": platform.platform()}
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import version
 
-        out["insightface"] = version("insightface")  # without importing it: it is slow to import
-    except Exception:  # noqa: BLE001 - a version we cannot read is just not recorded
-        pass
+    for package in ("insightface", "openvino", "nncf"):  # without importing them: they are slow to import
+        try:
+            out[package] = version(package)
+        except Exception:  # noqa: BLE001 - a version we cannot read (not installed) is just not recorded
+            pass
     return out
 
 
@@ -254,7 +256,8 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     timings["sweep_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()  # after the sweep, so timing does not compete with it
-    costs = cost.cost_table([cost.backend_cost(n, b.model_path, ps.spec, profile, measure=config.measure_cost)
+    costs = cost.cost_table([cost.backend_cost(n, b.model_path, ps.spec, profile, config.measure_cost, b.batch_runner,
+                                               str(b.describe().get("runtime", "")), config.batch_size)
                              for n, b in backends.items() if b.model_path is not None])
     timings["cost_s"] = time.perf_counter() - t0
     assert state.threshold is not None
@@ -403,6 +406,7 @@ def _run_json(ps: ProbeSet, backends: dict[str, Backend], result: SweepResult, p
                         "method": config.calibration_method or "per recipe"},
         "backends": {name: b.describe() for name, b in backends.items()},
         "versions": versions(),
+        "cpu": cpu_record({str(b.describe().get("runtime", "")) for b in backends.values()}),
         "timings": ps.timings,
         "degenerate": {r.backend: r.degenerate for r in result.cliff.itertuples() if r.degenerate},
         "cost": {"device_profile": profile and {k: profile[k] for k in ("path", "device", "source")},
