@@ -231,3 +231,10 @@ def test_sweep_with_both_runtimes_writes_one_results_directory(openvino: None, t
     assert run["cpu"]["openvino_cpu_plugin"]["capabilities"]
     if Path("/proc/cpuinfo").is_file():
         assert set(run["cpu"]["features"]) >= {"avx512_vnni", "avx512_bf16", "amx_int8"}
+
+
+def test_diagnose_refuses_runtime_backends_in_one_line():
+    from facequant.analysis.diagnose.run import check_qdq_backend
+
+    with pytest.raises(FacequantError, match="OpenVINO / NNCF backend"):
+        check_qdq_backend("nncf-int8")
