@@ -12,7 +12,7 @@ from corpus import need_openvino, one_line_error
 
 from facequant.backends import cpu
 from facequant.backends.base import preprocess
-from facequant.backends.cost import runner_latency
+from facequant.backends.latency import runner_latency
 from facequant.backends.registry import (
     BackendFactory,
     available_backends,
