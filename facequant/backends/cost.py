@@ -467,7 +467,7 @@ def cost_table(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
     ref_cpu = float(ref["cpu_latency_p50_ms"].iloc[0]) if len(ref) else math.nan
     ratios: list[float] = []
     basis: list[str] = []
-    runtimes = table["runtime"].fillna("").astype(str)
+    runtimes = [r if isinstance(r, str) else "" for r in table["runtime"]]
     for dev, cpu, runtime in zip(table["device_latency_ms"], table["cpu_latency_p50_ms"], runtimes, strict=True):
         by_device = _ratio(float(dev), ref_device)
         by_cpu = _ratio(float(cpu), ref_cpu)
