@@ -238,3 +238,14 @@ def test_diagnose_refuses_runtime_backends_in_one_line():
 
     with pytest.raises(FacequantError, match="OpenVINO / NNCF backend"):
         check_qdq_backend("nncf-int8")
+
+
+def test_help_and_tui_list_the_runtime_backends(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("ov-fp32", "ov-bf16", "ov-int8", "nncf-int8", "+bc:fast|full|none", "+sq:ALPHA", "facequant[openvino]"):
+        assert name in text, name
+    from tui.screens import _hints
+
+    assert "ov-int8" in _hints()["backends"] and "nncf-int8" in _hints()["backends"]
