@@ -103,9 +103,6 @@ def held_out(ps: ProbeSet) -> tuple[set[int], dict[str, Any]]:
     need = max(2, math.ceil(HOLDOUT_FRACTION * len(paired)))
     if len(paired) < 2:
         raise FacequantError("accuracy control needs two people with two photos each to validate on")
-    if len(paired) <= need:
-        raise FacequantError(f"accuracy control: {len(paired)} people with two photos leave none to calibrate on "
-                             "once two are held out for validation; use more people")
     extra = [i for i in np.random.default_rng(ps.config.seed).permutation(paired).tolist() if i not in unseen]
     chosen = set(unseen) | set(extra[: max(0, need - len(unseen))])
     calib = {k: v for k, v in ps.calibration_faces.items() if k not in index or int(ps.identity[index[k]]) not in chosen}
