@@ -22,7 +22,13 @@ from pathlib import Path
 
 from facequant import settings
 from facequant.analysis.accuracy_control import AccuracyControlSettings
-from facequant.analysis.search import SearchResult, SearchSettings, search_precision, side_by_side, write_search
+from facequant.analysis.search import (
+    SearchResult,
+    SearchSettings,
+    search_precision,
+    side_by_side,
+    write_search,
+)
 from facequant.backends.cpu import cpu_features
 from facequant.evaluate.config import SweepConfig
 from facequant.evaluate.engine import versions
