@@ -28,6 +28,7 @@ from facequant.backends.base import preprocess
 from facequant.backends.runtimes import OPENVINO, NncfRecipe
 from facequant.errors import FacequantError
 from facequant.evaluate.probes import ProbeSet
+from facequant.models.files import _one_line
 from facequant.ranges import Range, require
 
 AC_METRICS = ("cosine", "tar")
@@ -252,8 +253,7 @@ def run_accuracy_control(ps: ProbeSet, settings: AccuracyControlSettings, distan
     except FacequantError:
         raise
     except Exception as exc:
-        text = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise FacequantError(f"NNCF accuracy control on {ps.model_path} failed: {text}") from exc
+        raise FacequantError(f"NNCF accuracy control on {ps.model_path} failed: {_one_line(exc)}") from exc
     finally:
         validator.close()
     layers = reverted_nodes(default, controlled, float_model)

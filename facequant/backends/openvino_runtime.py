@@ -16,6 +16,7 @@ from facequant.backends import cpu
 from facequant.backends.base import Backend, preprocess, spec_key, timing_input
 from facequant.backends.runtimes import OPENVINO, require_extra
 from facequant.errors import FacequantError
+from facequant.models.files import _one_line
 from facequant.models.spec import ModelSpec
 from facequant.ranges import COUNT_RANGE, require
 
@@ -96,8 +97,3 @@ class OvBackend(Backend):
         return {"name": self.name, "kind": "openvino", "runtime": OPENVINO, "runtime_version": openvino_version(),
                 "device": "CPU", "inference_precision": self._actual_precision, "threads": self._threads,
                 "model": str(self.model_path), "file_bytes": self.model_path.stat().st_size, **self.info}
-
-
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -26,6 +26,7 @@ from facequant import settings
 from facequant.backends.quantize.build import calibration_hash
 from facequant.backends.runtimes import NncfRecipe, require_extra
 from facequant.errors import FacequantError
+from facequant.models.files import _one_line
 
 #: Bump when the build changes so stale cached models are not reused.
 NNCF_BUILD_VERSION = "1"
@@ -130,8 +131,7 @@ def build_nncf(model: Path, model_sha: str, input_name: str, recipe: NncfRecipe,
         except FacequantError:
             raise
         except Exception as exc:
-            text = " ".join(str(exc).split())[:200] or type(exc).__name__
-            raise FacequantError(f"{model}: NNCF quantization {recipe.name} failed: {text}") from exc
+            raise FacequantError(f"{model}: NNCF quantization {recipe.name} failed: {_one_line(exc)}") from exc
         cache_entry.commit(partial, out, key)
     return out
 
