@@ -64,6 +64,8 @@ def _verdict(result: SweepResult, name: str) -> str:
     if name == "fp32":
         return "-"
     cliff = result.cliff.set_index("backend")
+    if str(cliff.loc[name].get("degenerate", "") or ""):  # it "matches" impostors too: no TAR to compare
+        return "not comparable: degenerate"
     d = np.array(sorted(result.distances_m))
     lo, hi = float(cliff.loc["fp32", "reliable_distance_m"]), float(cliff.loc["fp32", "cliff_distance_m"])
     hi = d[-1] if not math.isfinite(hi) else hi
