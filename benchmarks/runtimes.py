@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{config.calibration_size} calibration photos at the closest distance, batch {config.batch_size})")
         print(f"{label}: sweeping {len(backends)} backends", file=sys.stderr, flush=True)
         result = run_sweep(config)
-        write_results(result, Path(args.out) / label)
+        write_results(result, Path(args.out) / label, force=True)
         rows += model_rows(label, result)
     table = pd.DataFrame(rows)
     table.to_csv(Path(args.out) / "runtimes.csv", index=False)
