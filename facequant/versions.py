@@ -19,10 +19,11 @@ def versions() -> dict[str, str]:
     out = {"facequant": __version__, "python": platform.python_version(), "numpy": np.__version__,
            "pandas": pd.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
            "scikit-learn": sklearn.__version__, "opencv": cv2.__version__, "platform": platform.platform()}
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import version
 
-        out["insightface"] = version("insightface")  # without importing it: it is slow to import
-    except Exception:  # noqa: BLE001 - a version we cannot read is just not recorded
-        pass
+    for package in ("insightface", "openvino", "nncf"):  # without importing them: they are slow to import
+        try:
+            out[package] = version(package)
+        except Exception:  # noqa: BLE001 - a version we cannot read (not installed) is just not recorded
+            pass
     return out

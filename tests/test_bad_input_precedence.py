@@ -42,7 +42,8 @@ SAMPLES: dict[str, tuple[str | None, object]] = {
     "budget": (None, 3), "candidates": (None, 4), "tolerance": (None, 0.5), "target-tar": ("0.9", 0.8),
     "target-distance": ("5", 6), "no-refine": (None, False), "scenario": ("kiosk", "corridor"),
     "scenarios-dir": ("scenarios-a", "scenarios-b"), "latency-tolerance": (None, 0.2), "name-map": ("a.csv", "b.csv"),
-    "latency": ("cpu", "off"),
+    "latency": ("cpu", "off"), "method": (None, "both"), "ac-base": (None, "ov-int8"), "ac-metric": (None, "tar"),
+    "max-drop": (None, 0.05), "ac-distance": ("4", 6),
 }
 
 

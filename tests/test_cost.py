@@ -191,7 +191,7 @@ QUICK = TimingSettings(rounds=3, per_round=2, warmup=1)
 @pytest.fixture(scope="module")
 def timed(fp32_model: Path, quantized: dict[str, Path], spec: ModelSpec) -> dict[str, object]:
     backends = {"fp32": OrtBackend("fp32", fp32_model, spec), "int8-pt": OrtBackend("int8-pt", quantized["int8-pt"], spec)}
-    return cpu_latencies(backends, spec, QUICK)
+    return cpu_latencies(backends, 1, QUICK)
 
 
 def test_interleaved_cpu_latency_is_a_sane_measurement(timed: dict[str, object]):
@@ -247,7 +247,7 @@ def test_device_profile_overrides_latency_vs_fp32(
     profile = {"device": "npu-x", "source": "test", "latency_ms": {"fp32": 10.0, "int8-pt": 2.0}}
     backends = {name: OrtBackend(name, path, spec) for name, path in
                 (("fp32", fp32_model), ("int8-pt", quantized["int8-pt"]), ("a16w8", quantized["a16w8"]))}
-    timed = cpu_latencies(backends, spec, QUICK)
+    timed = cpu_latencies(backends, 1, QUICK)
     rows = [backend_cost(name, b.model_path, spec, profile, timed[name]) for name, b in backends.items()]  # a16w8: not in the profile
     table = cost_table(rows).set_index("backend")
     assert table.loc["int8-pt", "latency_vs_fp32"] == pytest.approx(0.2)

@@ -9,6 +9,11 @@
    under a budget of promoted layers;
 4. re-measure: the final recipe runs as a real backend through the sweep on an independent draw
    (another seed: calibration subset and sensor noise), with its cost.
+
+`method` "accuracy-control" asks NNCF's quantize_with_accuracy_control instead (which layers to
+keep in float, judged by facequant's far-range metric: facequant.analysis.accuracy_control),
+"both" runs the two; either way the chosen recipes are re-measured in one sweep side by side
+(side_by_side.csv), with NNCF's float layers also on the ONNX Runtime base.
 """
 
 from __future__ import annotations
@@ -22,6 +27,13 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
+from facequant.analysis.accuracy_control import (
+    SEARCH_METHODS,
+    AccuracyControlResult,
+    AccuracyControlSettings,
+    ort_counterpart,
+    run_accuracy_control,
+)
 from facequant.backends.quantize.layers import graph_layers
 from facequant.backends.quantize.recipes import RECIPES
 from facequant.backends.registry import BackendFactory
@@ -45,6 +57,7 @@ CANDIDATES_CSV = "candidates.csv"
 STEPS_CSV = "steps.csv"
 PAIRED_CSV = "paired.csv"
 PAIRED_PNG = "paired_gain.png"
+SIDE_BY_SIDE_CSV = "side_by_side.csv"
 MAX_REFINE_POINTS = 16
 
 
@@ -58,8 +71,15 @@ class SearchSettings:
     candidates: int = 8  # layers confirmed by re-running, from the top of the damage ranking
     confirm_distances: tuple[float, ...] | None = None  # default: the three farthest with fp32 TAR > 0
     refine: bool = True  # add sweep points every tolerance_m where the reliable distances are decided
+    method: str = "own"  # own (this search), accuracy-control (NNCF's), both: re-measured side by side
+    accuracy_control: AccuracyControlSettings | None = None  # None: the defaults, when the method asks
+    ac_distance_m: float | None = None  # where accuracy control validates; None: fp32's reliable distance
 
     def __post_init__(self) -> None:  # the CLI checks these where parsed; API callers too
+        if self.method not in SEARCH_METHODS:
+            raise FacequantError(f"search method '{self.method}': choose {', '.join(SEARCH_METHODS)}")
+        if self.ac_distance_m is not None:
+            require("search: ac_distance_m", self.ac_distance_m, DISTANCE_RANGE)
         require("search: tolerance_m", self.tolerance_m, Range(0.0, 100.0, low_open=True))
         require("search: budget", self.budget, COUNT_RANGE, integer=True)
         require("search: candidates", self.candidates, COUNT_RANGE, integer=True)
@@ -70,6 +90,10 @@ class SearchSettings:
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
+
+    @property
+    def ac(self) -> AccuracyControlSettings:
+        return self.accuracy_control or AccuracyControlSettings()
 
 
 @dataclass
@@ -83,10 +107,11 @@ class SearchResult:
     steps: pd.DataFrame  # greedy steps: layers, reliable/cliff distance as searched
     final: SweepResult  # fp32, base, recipe re-measured on another seed
     run: dict[str, object] = field(default_factory=dict)
+    accuracy_control: AccuracyControlResult | None = None
 
     @property
     def base(self) -> str:
-        return self.settings.base
+        return self.settings.ac.base if self.settings.method == "accuracy-control" else self.settings.base
 
 
 def _cliff_row(result: SweepResult, backend: str) -> pd.Series:
@@ -166,28 +191,50 @@ def search_precision(
     layers_table: Callable[[ProbeSet, str, Sequence[float]], pd.DataFrame] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> SearchResult:
-    """Run the four steps. `layers_table(ps, backend, distances)` gives diagnostics' per-layer
-    rows (distance_m, layer, op_type, depth, snr_db) for the base backend."""
-    if settings.base.split("+")[0] not in RECIPES or not RECIPES[settings.base.split("+")[0]].needs_calibration:
+    """Run the four steps (and / or NNCF's accuracy control, by settings.method).
+    `layers_table(ps, backend, distances)` gives diagnostics' per-layer rows (distance_m, layer,
+    op_type, depth, snr_db) for the base backend."""
+    own = settings.method != "accuracy-control"
+    base_ok = settings.base.split("+")[0] in RECIPES and RECIPES[settings.base.split("+")[0]].needs_calibration
+    if own and not base_ok:
         raise FacequantError(f"search base '{settings.base}': choose a static recipe (int8-pt, int8-pc, int8-npu, ...)")
     if settings.budget < 1:
         raise FacequantError("search budget must be at least one layer")
     time_final = config.measure_cost  # CPU latency only for the re-measured recipe (and only if asked)
-    config = dataclasses.replace(config, backends=("fp32", settings.base), measure_cost=False)
+    config = dataclasses.replace(config, backends=("fp32", settings.base if own else settings.ac.base),
+                                 measure_cost=False)
     start = _stage(progress, "baseline sweep", lambda: run_sweep(config))
     run: dict[str, object] = {}
-    if settings.refine and settings.target_tar is None and config.face_px is None:
+    if own and settings.refine and settings.target_tar is None and config.face_px is None:
         grid = refined_distances(start, settings.base, settings.tolerance_m)
         if len(grid) > len(start.distances_m):
             run["refined_distances_m"] = list(grid)
             config = dataclasses.replace(config, distances_m=grid)
             start = _stage(progress, f"refined sweep ({len(grid)} distances)", lambda: run_sweep(config))
+    ac = None
+    if settings.method != "own":
+        ps_ac = prepare_probes(config)
+        distance = settings.ac_distance_m or _fp32_reach(start)
+        ac = _stage(progress, "accuracy control", lambda: run_accuracy_control(ps_ac, settings.ac, distance,
+                                                                                 start.threshold))
+    extra = _ac_backends(ac, settings.base if base_ok else None)
+
+    def remeasure(*backends: str) -> SweepResult:
+        """Re-measure on an independent draw: another calibration subset and noise seed."""
+        names = tuple(dict.fromkeys(("fp32", *backends, *extra)))
+        return _stage(progress, "re-measure (seed + 1)", lambda: run_sweep(dataclasses.replace(
+            config, backends=names, seed=config.seed + 1, measure_cost=time_final)))
+
+    if not own:
+        assert ac is not None
+        met = ac.metric["float"] - ac.metric["int8_accuracy_control"] <= settings.ac.max_drop
+        return SearchResult(settings, ac.recipe, ac.layers, met, pd.DataFrame(), pd.DataFrame(),
+                            pd.DataFrame([_step(start, settings.ac.base, [])]), remeasure(), run, ac)
     if _goal(start, settings.base, settings):
         steps = pd.DataFrame([_step(start, settings.base, [])])
-        final = _stage(progress, "re-measure (seed + 1)",
-                       lambda: run_sweep(dataclasses.replace(config, seed=config.seed + 1, measure_cost=time_final)))
-        return SearchResult(settings, settings.base, [], True, pd.DataFrame(), pd.DataFrame(), steps, final,
-                            {**run, "note": f"{settings.base} already meets the goal: nothing to promote"})
+        return SearchResult(settings, settings.base, [], True, pd.DataFrame(), pd.DataFrame(), steps,
+                            remeasure(settings.base),
+                            {**run, "note": f"{settings.base} already meets the goal: nothing to promote"}, ac)
 
     ps = prepare_probes(config)
     fp32_rows = start.sweep[start.sweep.backend == "fp32"]
@@ -217,10 +264,27 @@ def search_precision(
         if _goal(result, recipe, settings):
             met = True
             break
-    # Re-measure on an independent draw: another calibration subset and noise seed.
-    final = _stage(progress, "re-measure (seed + 1)", lambda: run_sweep(dataclasses.replace(
-        config, backends=("fp32", settings.base, recipe), seed=config.seed + 1, measure_cost=time_final)))
-    return SearchResult(settings, recipe, chosen, met, damage, candidates, pd.DataFrame(steps), final, run)
+    final = remeasure(settings.base, recipe)
+    return SearchResult(settings, recipe, chosen, met, damage, candidates, pd.DataFrame(steps), final, run, ac)
+
+
+def _fp32_reach(result: SweepResult) -> float:
+    """Where accuracy control validates by default: fp32's reliable distance (the far edge of
+    what the float model holds), else the farthest distance where fp32 still matches."""
+    reach = float(_cliff_row(result, "fp32").reliable_distance_m)
+    if np.isfinite(reach):
+        return reach
+    fp32 = result.sweep[(result.sweep.backend == "fp32") & (result.sweep.tar > 0)]
+    return float(fp32.distance_m.max()) if len(fp32) else float(min(result.distances_m))
+
+
+def _ac_backends(ac: AccuracyControlResult | None, ort_base: str | None) -> tuple[str, ...]:
+    """What the re-measure adds for accuracy control: its base, its recipe, and the same float
+    layers on the ONNX Runtime base (NNCF's choice of layers apart from NNCF's quantizer)."""
+    if ac is None:
+        return ()
+    counterpart = ort_counterpart(ort_base, ac) if ort_base else None
+    return tuple(dict.fromkeys([ac.settings.base, ac.recipe, *([ort_base, counterpart] if counterpart else [])]))
 
 
 def _stage(progress: Callable[[str, int, int], None] | None, name: str, work: Callable[[], T]) -> T:
@@ -266,6 +330,39 @@ def paired_gain(result: SearchResult) -> pd.DataFrame:
     return paired_tar_gain(final.genuine, final.threshold, result.base, result.recipe, seed=final.config.seed)
 
 
+def side_by_side(result: SearchResult) -> pd.DataFrame:
+    """The searches' recipes as re-measured in one sweep: per recipe, the distance it wins back
+    over its own base, per layer changed, and its paired TAR gain over that base (pooled over
+    the base's contested distances, bootstrap over identities)."""
+    final, settings, ac = result.final, result.settings, result.accuracy_control
+    entries = []
+    if settings.method != "accuracy-control":
+        entries.append(("facequant search", result.recipe, settings.base, result.layers, "16bit"))
+    if ac is not None:
+        entries.append(("NNCF accuracy control", ac.recipe, ac.settings.base, ac.layers, "float"))
+        counterpart = ort_counterpart(settings.base, ac)
+        if counterpart in set(final.cliff.backend):
+            entries.append(("NNCF's layers on ONNX Runtime", counterpart, settings.base, ac.layers, "float"))
+    cliff = final.cliff.set_index("backend")
+    rows = []
+    for method, recipe, base, layers, kind in entries:
+        gain = float(cliff.loc[recipe, "reliable_distance_m"] - cliff.loc[base, "reliable_distance_m"])
+        distances = contested_distances(final, base)
+        tar: tuple[float, float, float] = (np.nan, np.nan, np.nan)
+        if recipe != base and distances:
+            tar = pooled_tar_gain(final.genuine, final.threshold, base, recipe, distances, seed=final.config.seed)
+        rows.append({"method": method, "recipe": recipe, "base": base, "layers_changed": len(layers), "changed_to": kind,
+                     "reliable_distance_m": cliff.loc[recipe, "reliable_distance_m"],
+                     "base_reliable_distance_m": cliff.loc[base, "reliable_distance_m"],
+                     "fp32_reliable_distance_m": cliff.loc["fp32", "reliable_distance_m"],
+                     "reliable_gain_m": gain, "gain_per_layer_m": gain / len(layers) if layers else np.nan,
+                     "cliff_distance_m": cliff.loc[recipe, "cliff_distance_m"],
+                     "base_cliff_distance_m": cliff.loc[base, "cliff_distance_m"],
+                     "tar_gain_vs_base": tar[0], "tar_gain_ci_low": tar[1], "tar_gain_ci_high": tar[2],
+                     "contested_m": ";".join(f"{d:g}" for d in distances)})
+    return pd.DataFrame(rows)
+
+
 def search_summary(result: SearchResult) -> dict[str, object]:
     final = result.final
     cliff = final.cliff.set_index("backend")
@@ -290,6 +387,8 @@ def search_summary(result: SearchResult) -> dict[str, object]:
         "recipe_vs_fp32": _pooled(result, "fp32"),
         "cost": {b: cost_of(b) for b in cliff.index},
         "settings": result.settings.to_dict(),
+        **({"accuracy_control": result.accuracy_control.to_dict()} if result.accuracy_control else {}),
+        **({"side_by_side": side_by_side(result).to_dict("records")} if result.accuracy_control else {}),
     }
 
 
@@ -314,6 +413,8 @@ def write_search(result: SearchResult, out: Path, force: bool = False, run: dict
         result.damage.to_csv(staging / "damage.csv", index=False)
         result.candidates.to_csv(staging / CANDIDATES_CSV, index=False)
         result.steps.to_csv(staging / STEPS_CSV, index=False)
+        if result.accuracy_control is not None:
+            side_by_side(result).to_csv(staging / SIDE_BY_SIDE_CSV, index=False)
         if result.recipe != result.base:
             paired = paired_gain(result)
             paired.to_csv(staging / PAIRED_CSV, index=False)

@@ -49,17 +49,24 @@ class Backend(ABC):
         embedding cache; None: never cached (a device's results are read, not computed)."""
         return None
 
-    def batch_runner(self, spec: ModelSpec, threads: int) -> Callable[[], object] | None:
-        """One batch-1 inference on a fixed input, for timing (facequant.backends.timing): ONNX
-        Runtime on model_path here; a backend of another runtime returns its own call, and one
-        whose embeddings come from elsewhere (a device's files) None: it is not timed here."""
-        return None if self.model_path is None else ort_batch_runner(self.model_path, spec, threads)
+    def batch_runner(self, threads: int, batch: int = 1) -> Callable[[], object] | None:
+        """For timing (facequant.backends.cost): a call running one inference of `batch` fixed
+        inputs on this backend's own runtime with `threads` threads, in a session of its own; None
+        when nothing runs here (a device's embeddings are read from files)."""
+        return None
 
 
 def spec_key(model_file: Path, spec: ModelSpec) -> str:
     """A model file's bytes and how its input is fed: what makes two runs embed alike."""
     feed = {k: v for k, v in spec.to_dict().items() if k not in ("path", "opset", "batch_dim")}
     return f"{file_sha256(model_file)}|{json.dumps(feed, sort_keys=True, default=str)}"
+
+
+def timing_input(spec: ModelSpec, batch: int) -> np.ndarray:
+    """A fixed seeded input in the preprocessed range, for timing: QDQ kernels do not branch
+    on data, and a fixed input keeps runs comparable."""
+    h, w = spec.input_size
+    return np.random.default_rng(0).uniform(-1.0, 1.0, size=(batch, 3, h, w)).astype(np.float32)
 
 
 def preprocess(crops: np.ndarray, spec: ModelSpec) -> np.ndarray:
@@ -79,10 +86,9 @@ def preprocess(crops: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def ort_batch_runner(model_path: Path, spec: ModelSpec, threads: int) -> Callable[[], object]:
-    """A call running one batch-1 inference of model_path with ONNX Runtime on this CPU, on a
-    fixed seeded input in the preprocessed range (QDQ kernels do not branch on data; a fixed
-    input keeps runs comparable), with `threads` intra-op threads."""
+def ort_batch_runner(model_path: Path, spec: ModelSpec, threads: int, batch: int = 1) -> Callable[[], object]:
+    """A call running one inference of `batch` inputs of model_path with ONNX Runtime on this
+    CPU, on a fixed seeded input (timing_input), with `threads` intra-op threads."""
     path = Path(model_path)
     if not path.is_file():
         raise FacequantError(f"{path}: model not found")
@@ -90,8 +96,7 @@ def ort_batch_runner(model_path: Path, spec: ModelSpec, threads: int) -> Callabl
         session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise FacequantError(f"{path}: ONNX Runtime cannot load it ({' '.join(str(exc).split())[:200]})") from exc
-    h, w = spec.input_size
-    feed = {spec.input_name: np.random.default_rng(0).uniform(-1.0, 1.0, size=(1, 3, h, w)).astype(np.float32)}
+    feed = {spec.input_name: timing_input(spec, batch)}
     outputs = [spec.output_name]
     return lambda: session.run(outputs, feed)
 

@@ -6,19 +6,22 @@ side next to the sweep's accuracy side, one row per backend (cost_table).
 
 Latency comes from one of two places and the table says which (latency_source):
 
-* ONNX Runtime on this machine's CPU, batch 1 (cpu_latencies: every backend timed in
-  interleaved rounds, facequant.backends.timing; the median and its spread). A *relative proxy* only:
-  ORT's CPU INT8 kernels are not faster than fp32 on every CPU (without VNNI / dot-product
-  instructions the QDQ graph can even be slower), and an NPU behaves differently again.
+* Each backend's own runtime on this machine's CPU (ONNX Runtime, or OpenVINO for ov-*),
+  through the backend's batch_runner: every backend timed at batch 1 in interleaved rounds with
+  a fixed thread count (cpu_latencies, facequant.backends.timing; the median and its spread),
+  and once more at the sweep's batch. A *relative proxy* only: INT8 kernels are not faster than
+  fp32 on every CPU (without VNNI / dot-product instructions a QDQ graph can even be slower),
+  and an NPU behaves differently again.
 * A device profile (configs/devices/*.yaml, load_device_profile): figures measured on the
   target by the user, preferred when present.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +37,8 @@ from facequant.models.spec import ModelSpec
 
 #: What cpu latency is and is not; used as latency_source when no device figure applies.
 CPU_LATENCY_SOURCE = (
-    "CPU onnxruntime, batch 1, 1 thread, interleaved rounds, this machine — a relative proxy: INT8 is not "
-    "faster than fp32 on every CPU"
+    "CPU, each backend on its own runtime (cost.csv's runtime column), batch 1, 1 thread, interleaved rounds, "
+    "and the sweep's batch, this machine — a relative proxy: INT8 is not faster than fp32 on every CPU"
 )
 #: latency_source when the CPU was not timed and no device figure applies.
 NOT_MEASURED = "not measured"
@@ -53,14 +56,16 @@ COST_COLUMNS: tuple[str, ...] = (
     "device_latency_ms",
     "latency_vs_fp32",
 )
-#: Extra columns after COST_COLUMNS: which latency the ratio used ("device", "cpu" or ""), the
-#: device's power draw when the profile gives one, the CPU timing's spread across interleaved
-#: rounds (p10-p90 of the per-round medians), the CPU ratio to fp32 (median of the per-round
-#: ratios) with its spread whatever the basis, latency_vs_fp32's spread (a device figure is one
-#: number: none), and how many rounds.
+#: Extra columns after COST_COLUMNS: which latency the ratio used ("device", "cpu", "cpu <runtime>"
+#: or ""), the device's power draw when the profile gives one, the CPU timing's spread across
+#: interleaved rounds (p10-p90 of the per-round medians), the CPU ratio to fp32 (median of the
+#: per-round ratios) with its spread whatever the basis, latency_vs_fp32's spread (a device
+#: figure is one number: none), how many rounds, the runtime that ran it, and its latency at the
+#: sweep's batch (per call and per face).
 COST_EXTRA_COLUMNS: tuple[str, ...] = (
     "latency_vs_fp32_basis", "device_power_w", "cpu_latency_low_ms", "cpu_latency_high_ms", "cpu_vs_fp32",
     "cpu_vs_fp32_low", "cpu_vs_fp32_high", "latency_vs_fp32_low", "latency_vs_fp32_high", "latency_rounds",
+    "runtime", "cpu_batch_size", "cpu_batch_latency_p50_ms", "cpu_ms_per_item",
 )
 
 #: The reference backend latency_vs_fp32 divides by.
@@ -93,24 +98,38 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
 # ---------------------------------------------------------------- latency
 
 
-def cpu_latencies(backends: Mapping[str, Backend], spec: ModelSpec,
+#: The sweep-batch figure: a call there takes `batch` times longer, so fewer rounds and calls.
+BATCH_SETTINGS = TimingSettings(rounds=3, per_round=1, warmup=1)
+
+
+def cpu_latencies(backends: Mapping[str, Backend], batch: int = 1,
                   settings: TimingSettings = TimingSettings(),  # noqa: B008 - frozen
                   clock: Clock = time.perf_counter) -> dict[str, Latency]:
-    """Every backend that can run here (Backend.batch_runner: ONNX Runtime, or its own runtime's
-    call) timed at batch 1 in interleaved rounds with a fixed thread count
-    (facequant.backends.timing); an external device's backend is not timed. A relative proxy
-    only; see CPU_LATENCY_SOURCE."""
-    runners = {}
-    for name, backend in backends.items():
-        runner = backend.batch_runner(spec, settings.threads)
-        if runner is not None:
-            runners[name] = runner
-    return interleaved(runners, settings, clock, REFERENCE_BACKEND)
+    """Every backend that can run here (Backend.batch_runner: its own runtime and session) timed
+    at batch 1 in interleaved rounds with a fixed thread count (facequant.backends.timing), and
+    at `batch` (the sweep's) in a few interleaved rounds more; an external device's backend is not
+    timed. A relative proxy only; see CPU_LATENCY_SOURCE."""
+    def runners(size: int) -> dict[str, Callable[[], object]]:
+        found = {}
+        for name, backend in backends.items():
+            runner = backend.batch_runner(settings.threads, size)
+            if runner is not None:
+                found[name] = runner
+        return found
+
+    ones = interleaved(runners(1), settings, clock, REFERENCE_BACKEND)
+    if batch <= 1:
+        return {n: dataclasses.replace(t, batch=1, batch_p50_ms=t.p50_ms) for n, t in ones.items()}
+    at_batch = interleaved(runners(batch), dataclasses.replace(BATCH_SETTINGS, threads=settings.threads), clock,
+                           REFERENCE_BACKEND)
+    return {n: dataclasses.replace(t, batch=batch, batch_p50_ms=at_batch[n].p50_ms if n in at_batch else math.nan)
+            for n, t in ones.items()}
 
 
 def timing_record(settings: TimingSettings = TimingSettings()) -> dict[str, object]:  # noqa: B008 - frozen
     """run.json's cost.timing: how the CPU figures were taken."""
-    return settings.describe()
+    return {**settings.describe(), "sweep_batch": {"rounds": BATCH_SETTINGS.rounds, "per_round": BATCH_SETTINGS.per_round,
+                                                   "warmup": BATCH_SETTINGS.warmup}}
 
 
 # ---------------------------------------------------------------- layer precision
@@ -371,15 +390,17 @@ def backend_cost(
     spec: ModelSpec,
     device_profile: Mapping[str, object] | None = None,
     latency: Latency | None = None,
+    runtime: str = "onnxruntime",
 ) -> dict[str, object]:
     """One cost row for backend ``name`` run from ``model_path``.
 
     Keys: backend, file_bytes, layers_8bit, layers_16bit, layers_float, cpu_latency_p50_ms,
     cpu_latency_p95_ms, latency_source, device_latency_ms, latency_vs_fp32 (NaN here; filled
-    by cost_table, which needs the fp32 row), device_power_w, and the CPU spread and ratio
-    (COST_EXTRA_COLUMNS). ``device_profile`` is load_device_profile's dict; when it lists
-    ``name``, device_latency_ms is its figure and latency_source the device name. ``latency``:
-    this backend's figures from cpu_latencies; None: not timed (NaN).
+    by cost_table, which needs the fp32 row), device_power_w, and the CPU spread and ratio, the
+    runtime and the sweep-batch figures (COST_EXTRA_COLUMNS). ``device_profile`` is
+    load_device_profile's dict; when it lists ``name``, device_latency_ms is its figure and
+    latency_source the device name. ``latency``: this backend's figures from cpu_latencies (on
+    ``runtime``); None: not timed (NaN).
     """
     layers = count_layers(model_path)
     cpu = latency
@@ -412,6 +433,10 @@ def backend_cost(
         "cpu_vs_fp32_low": cpu.ratio_low if cpu else math.nan,
         "cpu_vs_fp32_high": cpu.ratio_high if cpu else math.nan,
         "latency_rounds": cpu.rounds if cpu else 0,
+        "runtime": runtime,
+        "cpu_batch_size": cpu.batch if cpu else math.nan,
+        "cpu_batch_latency_p50_ms": cpu.batch_p50_ms if cpu else math.nan,
+        "cpu_ms_per_item": cpu.batch_p50_ms / cpu.batch if cpu else math.nan,
     }
 
 
@@ -424,7 +449,8 @@ def _ratio(value: float, reference: float) -> float:
 def cost_table(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
     """backend_cost rows as one table, with latency_vs_fp32 and its spread filled in.
 
-    latency_vs_fp32 = this backend's latency / fp32's (< 1: faster). Like is compared with
+    latency_vs_fp32 = this backend's latency / fp32's (< 1: faster), each timed on its own runtime
+    (fp32 on ONNX Runtime; basis "cpu openvino" for an OpenVINO backend). Like is compared with
     like: device figures when both this backend and fp32 have one (a device profile is
     measured on the target, so it wins; one number each, so its spread is the ratio itself),
     else the CPU ratio (cpu_vs_fp32: the median of the per-round ratios of interleaved timing,
@@ -453,7 +479,10 @@ def cost_table(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:
         if math.isfinite(by_device):
             chosen, basis = (by_device, by_device, by_device), "device"
         elif math.isfinite(cpu[0]):
-            chosen, basis = cpu, "cpu"
+            # fp32 runs on ONNX Runtime: say when this backend's figure is another runtime's
+            runtime = row.get("runtime")
+            chosen = cpu
+            basis = "cpu" if not isinstance(runtime, str) or runtime in ("", "onnxruntime") else f"cpu {runtime}"
         else:
             chosen, basis = (math.nan, math.nan, math.nan), ""
         for key, value in zip(("latency_vs_fp32", "latency_vs_fp32_low", "latency_vs_fp32_high"), chosen,

@@ -15,6 +15,7 @@ default), so a test drives it with a stand-in.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -63,6 +64,8 @@ class Latency:
     ratio_low: float
     ratio_high: float
     rounds: int
+    batch: int = 1  # the sweep's batch, timed too (cost.cpu_latencies)
+    batch_p50_ms: float = math.nan  # median of one call of `batch` inputs
 
 
 def interleaved(runners: Mapping[str, Runner], settings: TimingSettings = TimingSettings(),  # noqa: B008 - frozen

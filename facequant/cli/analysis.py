@@ -77,6 +77,18 @@ def _register_search(sub: argparse._SubParsersAction) -> None:
                   type=options.finite_float(0.0, ranges.MAX_DISTANCE_M, low_open=True)),
            Option("no-refine", "keep the distance grid as given (default: add points every --tolerance metres where "
                   "the base's and fp32's reliable distances are decided)", "search", flag=True),
+           Option("method", "own (this search: layers to 16 bit), accuracy-control (NNCF's "
+                  "quantize_with_accuracy_control: layers to float) or both, re-measured side by side (default own)",
+                  "search", default="own", choices=("own", "accuracy-control", "both")),
+           Option("ac-base", "NNCF backend accuracy control starts from and validates on: nncf-int8 (ONNX Runtime), "
+                  "ov-int8 (OpenVINO) or a variant (default nncf-int8; needs the openvino extra)", "search",
+                  default="nncf-int8", type=options.text),
+           Option("ac-metric", "accuracy control's metric on held-out people at --ac-distance: cosine (paired genuine "
+                  "cosine) or tar (default cosine)", "search", default="cosine", choices=("cosine", "tar")),
+           Option("max-drop", "largest drop of that metric from the float model NNCF may leave (default 0.01)",
+                  "search", default=0.01, type=options.finite_float(0.0, 1.0, low_open=True)),
+           Option("ac-distance", "where accuracy control validates, metres (default: fp32's reliable distance)",
+                  "search", type=options.finite_float(0.0, ranges.MAX_DISTANCE_M, low_open=True)),
            Option("out", "results directory (default runs/search-<base>-<time>)", RUN, type=options.out_dir))
     p = common.command(sub, "search-precision", options_for("search-precision", own),
                        help="find the layers worth 16 bit: predicted, confirmed, greedy, re-measured",
@@ -162,10 +174,15 @@ def cmd_search_precision(args: argparse.Namespace) -> int:
     config = sweep_config({**values, "backends": "fp32"})
     if (values.get("target_tar") is None) != (values.get("target_distance") is None):
         raise FacequantError("give --target-tar and --target-distance together")
+    from facequant.analysis.accuracy_control import AccuracyControlSettings
+
+    ac = (AccuracyControlSettings(str(values["ac_base"]), str(values["ac_metric"]), float(values["max_drop"]))  # type: ignore[arg-type]
+          if values["method"] != "own" else None)
     search = SearchSettings(base=str(values["base"]), tolerance_m=values["tolerance"],  # type: ignore[arg-type]
                             target_tar=values.get("target_tar"), target_distance_m=values.get("target_distance"),  # type: ignore[arg-type]
                             budget=values["budget"], candidates=values["candidates"],  # type: ignore[arg-type]
-                            refine=not values.get("no_refine"))
+                            refine=not values.get("no_refine"), method=str(values["method"]),
+                            accuracy_control=ac, ac_distance_m=values.get("ac_distance"))  # type: ignore[arg-type]
     output = common.output(values, f"search-{search.base}")
     with common.progress_bar(values.get("quiet")) as progress:
         result = api.search_precision(config, search, output, progress)
@@ -206,7 +223,28 @@ def _print_search(result: object, search: object, out: Path) -> None:
             console.print(f"  TAR vs {against} {where}: {pooled['tar_gain']:+.3f} "  # type: ignore[index]
                           f"(95% CI {low:+.3f} to {high:+.3f}; paired, bootstrap over identities)")
     console.print("  16-bit layers counts every layer reading a 16-bit tensor: a chosen layer's neighbours too")
+    _print_side_by_side(result, console)
     console.print(f"results in {out}")
+
+
+def _print_side_by_side(result: object, console: object) -> None:
+    from facequant.analysis.search import SearchResult, side_by_side
+
+    assert isinstance(result, SearchResult)
+    ac = result.accuracy_control
+    if ac is None:
+        return
+    v = ac.validation
+    console.print(f"NNCF accuracy control ({ac.settings.base}, {v['metric']} at {v['distance_m']:g} m on "  # type: ignore[attr-defined]
+                  f"{len(v['identities'])} held-out people, {v['pairs']} pairs, max drop {ac.settings.max_drop:g}): "  # type: ignore[arg-type]
+                  f"float {ac.metric['float']:.4f}, default INT8 {ac.metric['int8_default']:.4f}, "
+                  f"controlled {ac.metric['int8_accuracy_control']:.4f}; {len(ac.layers)} node(s) kept in float "
+                  f"({len(ac.weighted_layers)} weighted): {', '.join(ac.layers) or 'none'}")
+    for r in side_by_side(result).itertuples():
+        tar = ("" if not math.isfinite(r.tar_gain_vs_base) else
+               f", TAR {r.tar_gain_vs_base:+.3f} ({r.tar_gain_ci_low:+.3f} to {r.tar_gain_ci_high:+.3f})")
+        console.print(f"  {r.method}: {r.layers_changed} layer(s) to {r.changed_to}, reliable "  # type: ignore[attr-defined]
+                      f"{r.base_reliable_distance_m:.2f} -> {r.reliable_distance_m:.2f} m over {r.base}{tar}")
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:

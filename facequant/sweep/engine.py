@@ -230,8 +230,9 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     partial = len(ps.distances) < len(planned)
 
     t0 = time.perf_counter()  # after the sweep, so timing does not compete with it
-    timed = cost.cpu_latencies(backends, ps.spec) if config.measure_cost and not partial else {}
-    costs = cost.cost_table([cost.backend_cost(n, b.model_path, ps.spec, profile, timed.get(n))
+    timed = cost.cpu_latencies(backends, config.batch_size) if config.measure_cost and not partial else {}
+    costs = cost.cost_table([cost.backend_cost(n, b.model_path, ps.spec, profile, timed.get(n),
+                                               str(b.describe().get("runtime", "onnxruntime")))
                              for n, b in backends.items() if b.model_path is not None])
     timings["cost_s"] = time.perf_counter() - t0
     assert state.threshold is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from facequant.backends import cost
 from facequant.backends.base import Backend
+from facequant.backends.cpu import cpu_record
 from facequant.evaluate import identification
 from facequant.sweep.probes import ProbeSet
 from facequant.sweep.result import SweepResult
@@ -50,6 +51,7 @@ def run_record(ps: ProbeSet, backends: dict[str, Backend], result: SweepResult, 
                         "method": config.calibration_method or "per recipe"},
         "backends": {name: b.describe() for name, b in backends.items()},
         "versions": versions(),
+        "cpu": cpu_record({str(b.describe().get("runtime", "")) for b in backends.values()}),
         "timings": ps.timings,
         "degenerate": {r.backend: r.degenerate for r in result.cliff.itertuples() if r.degenerate},
         "cost": {"device_profile": profile and {k: profile[k] for k in ("path", "device", "source")},

@@ -45,6 +45,7 @@ from facequant.backends.quantize.layers import graph_layers
 from facequant.backends.quantize.recipes import RECIPES, split_recipe_name
 from facequant.backends.registry import BackendFactory, check_backend_name
 from facequant.backends.runtime import OrtBackend
+from facequant.backends.runtimes import is_runtime_name
 from facequant.errors import FacequantError
 from facequant.ranges import COUNT_RANGE, Range, require
 from facequant.sweep.config import SweepConfig
@@ -97,6 +98,9 @@ def check_qdq_backend(name: str) -> None:
         raise FacequantError(f"backend '{name}': not a static QDQ backend, nothing to diagnose "
                              f"(diagnose takes {STATIC_BACKENDS_HELP})")
     check_backend_name(name)  # unknown names get the sweep's message
+    if is_runtime_name(name):
+        raise FacequantError(f"backend '{name}': an OpenVINO / NNCF backend; diagnose reads ONNX Runtime's QDQ "
+                             f"graphs and takes {STATIC_BACKENDS_HELP}")
     base, _ = split_recipe_name(name)
     if RECIPES[base].method != "static":
         raise FacequantError(f"backend '{name}': not a static QDQ backend ({RECIPES[base].description}); "

@@ -132,12 +132,12 @@ def split_recipe_name(name: str) -> tuple[str, list[tuple[str, str]]]:
         kind, _, selector = part.partition(":")
         if kind not in LAYER_KINDS:
             raise FacequantError(f"backend '{name}': '+{part}': precision '{kind}' unknown; use +16bit: or +float:")
-        _check_selector(name, selector)
+        check_selector(name, selector)
         out.append((kind, selector))
     return base, out
 
 
-def _check_selector(name: str, selector: str) -> None:
+def check_selector(name: str, selector: str) -> None:
     if m := COUNT_SELECTOR.fullmatch(selector):
         if int(m.group(2)) < 1:
             raise FacequantError(f"backend '{name}': selector '{selector}' chooses no layer; N must be >= 1")
