@@ -225,6 +225,10 @@ SWEEP_OPTIONS: tuple[Option, ...] = (
            "model, recipe and probe crop)", SCALE, flag=True, field="embedding_cache", to_field=lambda v: not v),
     Option("chunk-size", "photos whose crops are held in memory at once (default 256)", SCALE, default=256,
            type=options.positive_int, field="chunk_size", to_field=int),
+    Option("crop-memory", "MiB of aligned crops a sweep may hold in memory, 0 to 1048576; past it they stream "
+           "from the crop cache (default: a quarter of the available memory, at most 1024)", SCALE,
+           type=options.int_range(0, 1 << 20), field="crop_memory_mb",
+           to_field=lambda v: None if v is None else int(v)),
 )
 
 def _nested_classes() -> dict[str, type]:

@@ -18,12 +18,16 @@ from facequant.ranges import (
     IOD_RANGE,
     RAY_TIMEOUT_RANGE,
     SEED_RANGE,
+    Range,
     require,
 )
 from facequant.simulate.camera import DEFAULT_DISTANCES_M, DEFAULT_IOD_MM, Degradation
 
 #: progress(stage, done, total): stages "faces", "calibration" (building backends), "gallery", "distances".
 Progress = Callable[[str, int, int], None]
+
+#: --crop-memory, MiB: 0 streams every crop from the crop cache; the top is 1 TiB.
+CROP_MEMORY_RANGE = Range(0, 1 << 20)
 
 PROTOCOLS = ("verification", "identification")
 EXECUTORS = ("local", "ray")
@@ -73,6 +77,7 @@ class SweepConfig:
     ray_timeout_s: float = 30.0  # how long joining the Ray cluster may take
     embedding_cache: bool = True  # reuse embeddings computed before for the same model, crop and recipe
     chunk_size: int = 256  # photos whose crops are held at once
+    crop_memory_mb: int | None = None  # crops held in memory up to this (MiB); None: from the available memory
 
     def __post_init__(self) -> None:
         # The CLI checks every option where it is parsed; this keeps API callers (the TUI,
@@ -96,6 +101,8 @@ class SweepConfig:
         require("sweep config: target_fpir", self.target_fpir, FAR_RANGE)
         require("sweep config: nonmated_fraction", self.nonmated_fraction, FAR_RANGE)
         require("sweep config: chunk_size", self.chunk_size, COUNT_RANGE, integer=True)
+        if self.crop_memory_mb is not None:
+            require("sweep config: crop_memory_mb", self.crop_memory_mb, CROP_MEMORY_RANGE, integer=True)
         require("sweep config: ray_timeout_s", self.ray_timeout_s, RAY_TIMEOUT_RANGE)
         for what, value, allowed in (("protocol", self.protocol, PROTOCOLS), ("executor", self.executor, EXECUTORS),
                                      ("genuine_mode", self.genuine_mode, GENUINE_MODES),

@@ -149,7 +149,8 @@ def run_sweep(
     try:
         result = _sweep(ps, backends, embedder, writer, profile, progress, on_distance, cancel)
         result.run["execution"] = {**executor.describe(), "embedding_cache": cache.stats(),
-                                   "chunk_size": config.chunk_size}
+                                   "chunk_size": config.chunk_size,
+                                   **(ps.crops.describe() if ps.crops is not None else {})}
         if writer is not None:
             result.comparisons_file = writer.close()
             result.run["comparison_rows"] = writer.rows

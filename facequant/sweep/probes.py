@@ -37,7 +37,9 @@ from facequant.simulate.camera import (
     is_simulable,
     simulate,
 )
+from facequant.sweep import crops
 from facequant.sweep.config import Progress, SweepConfig
+from facequant.sweep.crops import CropStore
 
 
 def probe_id(image_key: str, distance_m: float | None) -> str:
@@ -56,15 +58,17 @@ class FaceInfo:
 
 
 def extract_faces(dataset: Dataset, pipeline: FacePipeline, progress: Progress | None = None,
-                  cancel: threading.Event | None = None) -> tuple[dict[str, FaceInfo], list[dict[str, object]]]:
+                  cancel: threading.Event | None = None, store: CropStore | None = None
+                  ) -> tuple[dict[str, FaceInfo], list[dict[str, object]]]:
     """FaceInfo by image key (the crops go to the cache, not to memory), and the photos that
-    gave none, with the reason. Stops (Cancelled) between photos once `cancel` is set."""
+    gave none, with the reason. Stops (Cancelled) between photos once `cancel` is set.
+    `store`: the run's crop store, which notes each crop-cache entry checked here."""
     faces: dict[str, FaceInfo] = {}
     skipped: list[dict[str, object]] = []
     for i, img in enumerate(dataset.images):
         check_cancel(cancel, "faces")
         try:
-            face = pipeline.extract(img.path)
+            face = store.extract(img.path) if store is not None else pipeline.extract(img.path)
             faces[img.key] = FaceInfo(face.native_face_px, face.n_faces, _crop_key(img.path, pipeline))
         except BadImageError as exc:
             skipped.append({"image": img.key, "reason": exc.reason})
@@ -125,6 +129,7 @@ class ProbeSet:
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     check: preprocessing_check.ModelCheck | None = None  # the preprocessing check, graph and alignment reports
+    crops: CropStore | None = None  # None: every crop read through the face pipeline
 
     @property
     def model_px(self) -> int:
@@ -154,7 +159,9 @@ class ProbeSet:
             yield rows[start:start + self.config.chunk_size]
 
     def source_crop(self, row: int) -> np.ndarray:
-        """The photo's 448-px aligned crop, read back from the crop cache."""
+        """The photo's 448-px aligned crop: held in memory, or read back from the crop cache."""
+        if self.crops is not None:
+            return self.crops.crop(self.images[row].path)
         return self.pipeline.extract(self.images[row].path).crop
 
     def noise_seed(self, row: int, face_px: float) -> np.random.Generator:
@@ -265,9 +272,12 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
     t0 = time.perf_counter()
     dataset = load_dataset(config.data, Path(config.pairs) if config.pairs else None)
     pipeline = pipeline or pipeline_for_model(model_path, config.multi_face, config.crop_margin)
-    faces, skipped = extract_faces(dataset, pipeline, progress, cancel)
+    budget = crops.default_budget_mb() if config.crop_memory_mb is None else config.crop_memory_mb
+    store = crops.CropStore(pipeline, budget)
+    faces, skipped = extract_faces(dataset, pipeline, progress, cancel, store)
     if len(faces) < 2:
         raise FacequantError(f"{dataset.root}: only {len(faces)} usable face(s); need at least 2")
+    store.decide(len(faces))
     images: list[FaceImage] = [img for img in dataset.images if img.key in faces]
     names = sorted({img.identity for img in images})
     code = {name: i for i, name in enumerate(names)}
@@ -297,4 +307,4 @@ def prepare_probes(config: SweepConfig, progress: Progress | None = None,
         config=config, model_path=Path(model_path), normalized=normalized, model_sha=model_sha, spec=spec,
         camera=camera, distances=distances, dataset=dataset, images=images, faces=faces, skipped=skipped,
         pipeline=pipeline, identity=identity, identity_names=names, calibration_faces=calib_faces, pairs=pairs,
-        timings=timings, check=check)
+        timings=timings, check=check, crops=store)
