@@ -34,6 +34,7 @@ from facequant.sweep.executors import Executor, LocalExecutor
 from facequant.sweep.probes import ProbeSet, prepare_probes
 from facequant.sweep.record import run_record
 from facequant.sweep.result import GENUINE_COLUMNS, SweepResult
+from facequant.sweep.score_cache import ScoreCache, cell_key
 
 
 @dataclass
@@ -103,7 +104,22 @@ def _impostor_count(ps: ProbeSet, simulated: np.ndarray) -> int:
 
 
 def _score(ps: ProbeSet, unit: np.ndarray, rows: np.ndarray, gallery: np.ndarray, threshold: float | None,
-           keep_top: int, sink: scoring.BlockSink | None, histogram: bool) -> scoring.CellScores:
+           keep_top: int, sink: scoring.BlockSink | None, histogram: bool, scores: ScoreCache) -> scoring.CellScores:
+    """One cell's scores: from the score cache when these exact inputs were scored before
+    (never with a sink: its rows are written as they are scored), else scored and stored."""
+    if sink is not None:
+        return _score_now(ps, unit, rows, gallery, threshold, keep_top, sink, histogram)
+    rule = "listed" if ps.pairs is not None else ("all", ps.config.genuine_mode == "same-photo")
+    key = cell_key(unit, rows, gallery, ps.identity, rule, threshold, keep_top, histogram, ps.pairs)
+    cell = scores.get(key)
+    if cell is None:
+        cell = _score_now(ps, unit, rows, gallery, threshold, keep_top, None, histogram)
+        scores.put(key, cell)
+    return cell
+
+
+def _score_now(ps: ProbeSet, unit: np.ndarray, rows: np.ndarray, gallery: np.ndarray, threshold: float | None,
+               keep_top: int, sink: scoring.BlockSink | None, histogram: bool) -> scoring.CellScores:
     if ps.pairs is not None:
         probe, enrolled, genuine = ps.pairs
         by_row = {int(r): unit[i] for i, r in enumerate(rows.tolist())}
@@ -143,12 +159,14 @@ def run_sweep(
     backends = _build_backends(ps, progress, cancel)
     timings["backends_s"] = time.perf_counter() - t0
     cache = EmbeddingCache.default(config.embedding_cache)
+    scores = ScoreCache.default(config.embedding_cache)  # the embeddings' cache and theirs go together
     executor = make_executor(config.executor, backends, config.ray_address, config.ray_timeout_s)
     writer = ComparisonRows(ps.keys) if config.save_comparisons else None
     embedder = Embedder(ps, backends, executor, cache)
     try:
-        result = _sweep(ps, backends, embedder, writer, profile, progress, on_distance, cancel)
+        result = _sweep(ps, backends, embedder, scores, writer, profile, progress, on_distance, cancel)
         result.run["execution"] = {**executor.describe(), "embedding_cache": cache.stats(),
+                                   "score_cache": scores.stats(),
                                    "chunk_size": config.chunk_size,
                                    **(ps.crops.describe() if ps.crops is not None else {})}
         if writer is not None:
@@ -163,6 +181,7 @@ def run_sweep(
         embedder.close()
         executor.close()
         cache.close()
+        scores.close()
 
 
 def _build_backends(ps: ProbeSet, progress: Progress | None, cancel: threading.Event | None = None
@@ -186,7 +205,8 @@ def _build_backends(ps: ProbeSet, progress: Progress | None, cancel: threading.E
     return backends
 
 
-def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, writer: ComparisonRows | None,
+def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, scores: ScoreCache,
+           writer: ComparisonRows | None,
            profile: dict[str, object] | None, progress: Progress | None,
            on_distance: Callable[[float, pd.DataFrame], None] | None,
            cancel: threading.Event | None = None) -> SweepResult:
@@ -218,8 +238,8 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
     state = _State(threshold=config.threshold, ident_threshold=config.threshold)
     check_cancel(cancel, "gallery")
     for k, distance in enumerate(planned):
-        _one_distance(ps, k, distance, backends, galleries, embedder, writer, split, duplicate_pairs, state,
-                      call(k + 1))
+        _one_distance(ps, k, distance, backends, galleries, embedder, scores, writer, split, duplicate_pairs,
+                      state, call(k + 1))
         if on_distance:
             on_distance(distance, metrics.table_from_rows(state.rows))
         if progress:
@@ -267,7 +287,8 @@ def _sweep(ps: ProbeSet, backends: dict[str, Backend], embedder: Embedder, write
 
 
 def _one_distance(ps: ProbeSet, k: int, distance: float, backends: dict[str, Backend], galleries: dict[str, _Gallery],
-                  embedder: Embedder, writer: ComparisonRows | None, split: identification.Split | None,
+                  embedder: Embedder, scores: ScoreCache, writer: ComparisonRows | None,
+                  split: identification.Split | None,
                   duplicate_pairs: set[tuple[int, int]], state: _State, then: Call | None = None) -> None:
     """Embed, score and fold one distance; its embeddings are dropped on return. `then`: the
     next distance's embed call, prepared while this one's last chunk runs."""
@@ -293,7 +314,8 @@ def _one_distance(ps: ProbeSet, k: int, distance: float, backends: dict[str, Bac
         prenorm_by_row[rows] = prenorm
         sink = writer.sink(name, distance, px, prenorm_by_row) if writer is not None else None
         reference_close = name == "fp32" and k == 0  # its AUC says how good the reference is
-        cell = _score(ps, unit, rows, galleries[name].unit, state.threshold, keep_top, sink, reference_close)
+        cell = _score(ps, unit, rows, galleries[name].unit, state.threshold, keep_top, sink, reference_close,
+                      scores)
         if first:
             _set_threshold(state, config, cell)
         assert state.threshold is not None
