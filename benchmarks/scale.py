@@ -13,24 +13,27 @@ inputs, nothing else). Printed per N: wall times, the sweep stage's embeddings p
 against bare ONNX Runtime's (ratio), peak RSS of each sweep process, the warm speed-up, and a
 projection for LFW (13,233 photos x 12 distances x 4 backends) locally and on k Ray workers.
 
+With --baseline DIR, another checkout of facequant (e.g. a worktree of main) runs the same
+cold and warm sweeps on the same sets right after this one's, each in its own cache, so the
+two are compared within one run. --write puts the table into docs/performance.md between its
+markers, with the command, versions, date and machine load.
+
     python benchmarks/scale.py                      # N = 61, 610, 2440
     python benchmarks/scale.py --sizes 61,305 --keep /tmp/scale
+    python benchmarks/scale.py --sizes 610,2440 --baseline ../main --write
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from throughput import measurement, sweep_process  # benchmarks/ is the script's folder
 
 from facequant import settings
 from facequant.backends.base import session_options
@@ -41,19 +44,10 @@ BACKENDS = "fp32,int8-pt,int8-pc"
 LFW_PHOTOS, LFW_DISTANCES, LFW_BACKENDS = 13_233, 12, 4
 
 
-def run_sweep(data: Path, out: Path, cache: Path, extra: list[str]) -> tuple[float, float, dict[str, object]]:
-    """(wall s, peak RSS MB, run.json) of one `facequant sweep` in its own process."""
-    env = {**os.environ, settings.CACHE_ENV: str(cache)}
-    cmd = [sys.executable, "-m", "facequant.cli", "sweep", "--data", str(data), "--backends", BACKENDS,
-           "--no-latency", "--quiet", "--out", str(out), *extra]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"sweep failed: {' '.join(cmd)}\n{err}")
-    return wall, usage.ru_maxrss / 1024, json.loads((out / "run.json").read_text())
+def run_sweep(data: Path, out: Path, cache: Path, source: Path | None = None) -> tuple[float, float, dict[str, object]]:
+    """(wall s, peak RSS MiB, run.json) of one `facequant sweep` in its own process (`source`:
+    another checkout's facequant)."""
+    return sweep_process(["--data", str(data), "--backends", BACKENDS], out, cache, source)
 
 
 def bare_rate(run: dict[str, object], n_per_backend: int, batch: int) -> float:
@@ -82,42 +76,60 @@ def main() -> None:
     parser.add_argument("--bare-cap", type=int, default=6000, help="most inputs per backend for bare ORT (default 6000)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the sets and results here")
     parser.add_argument("--workers", default="1,2,4,8", help="Ray worker counts for the LFW projection")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another facequant checkout to run beside this one (e.g. a worktree of main)")
+    parser.add_argument("--write", action="store_true", help="write the table into docs/performance.md")
     args = parser.parse_args()
     root = Path(args.keep or tempfile.mkdtemp(prefix="facequant-scale-"))
     root.mkdir(parents=True, exist_ok=True)
+    sources: dict[str, Path | None] = {"this": None}
+    if args.baseline is not None:
+        sources["baseline"] = args.baseline.resolve()
+    m = measurement("scale.py", [f"facequant sweep --data SET --backends {BACKENDS} --no-latency --quiet "
+                                 "(cold, then warm, each in its own process)"])
     rows = []
     for n in (int(v) for v in args.sizes.split(",")):
         data = root / f"set{n}"
         if not data.exists():
             build_scaled_set(settings.default_dataset_path(), data, n, seed=n)
-        cache = root / f"cache{n}"
-        shutil.rmtree(cache, ignore_errors=True)
-        for sub in ("cold", "warm"):
-            shutil.rmtree(root / f"out{n}-{sub}", ignore_errors=True)
-        cold_wall, cold_rss, cold = run_sweep(data, root / f"out{n}-cold", cache, [])
-        warm_wall, warm_rss, warm = run_sweep(data, root / f"out{n}-warm", cache, [])
-        timings = cold["timings"]
-        assert isinstance(timings, dict)
-        photos = int(cold["dataset"]["usable"])  # type: ignore[index]
-        per_backend = photos * (len(cold["distances_m"]) + 1)  # type: ignore[arg-type]
-        bare = bare_rate(cold, min(per_backend, args.bare_cap), int(cold["config"]["batch_size"]))  # type: ignore[index]
-        rows.append({"n": photos, "cold_s": cold_wall, "faces_s": timings["faces_s"], "backends_s": timings["backends_s"],
-                     "sweep_s": timings["sweep_s"], "sweep_rate": timings["embeddings_per_s"], "bare_rate": bare,
-                     "cold_rss": cold_rss, "warm_s": warm_wall, "warm_rss": warm_rss,
-                     "warm_computed": warm["timings"]["embeddings_computed"]})  # type: ignore[index]
-        print(f"N={photos}: cold {cold_wall:.0f} s, warm {warm_wall:.1f} s, peak RSS {cold_rss:.0f} MB", flush=True)
+        for who, source in sources.items():
+            cache = root / f"cache{n}-{who}"
+            shutil.rmtree(cache, ignore_errors=True)
+            cold_wall, cold_rss, cold = run_sweep(data, root / f"out{n}-{who}-cold", cache, source)
+            warm_wall, warm_rss, warm = run_sweep(data, root / f"out{n}-{who}-warm", cache, source)
+            timings = cold["timings"]
+            assert isinstance(timings, dict)
+            photos = int(cold["dataset"]["usable"])  # type: ignore[index]
+            per_backend = photos * (len(cold["distances_m"]) + 1)  # type: ignore[arg-type]
+            bare = bare_rate(cold, min(per_backend, args.bare_cap), int(cold["config"]["batch_size"]))  # type: ignore[index]
+            rows.append({"who": who, "n": photos, "cold_s": cold_wall, "faces_s": timings["faces_s"],
+                         "backends_s": timings["backends_s"], "sweep_s": timings["sweep_s"],
+                         "sweep_rate": timings["embeddings_per_s"], "bare_rate": bare, "cold_rss": cold_rss,
+                         "warm_s": warm_wall, "warm_rss": warm_rss,
+                         "warm_computed": warm["timings"]["embeddings_computed"]})  # type: ignore[index]
+            print(f"{who} N={photos}: cold {cold_wall:.0f} s, warm {warm_wall:.1f} s, peak RSS {cold_rss:.0f} MiB, "
+                  f"ratio {timings['embeddings_per_s'] / bare:.2f}", flush=True)
 
-    print(f"\nthreads {settings.ort_threads()}, backends {BACKENDS}, {len(cold['distances_m'])} distances + enrolment")
-    print(f"{'N':>6} {'cold s':>8} {'faces s':>8} {'sweep s':>8} {'sweep e/s':>10} {'bare e/s':>9} {'ratio':>6} "
-          f"{'RSS MB':>7} {'warm s':>7} {'x faster':>8} {'warm RSS':>8}")
+    head = (f"threads {settings.ort_threads()}, backends {BACKENDS}, {len(cold['distances_m'])} distances + "  # type: ignore[arg-type]
+            "enrolment; ratio: the sweep stage's embeddings/s over bare ONNX Runtime's on the same model files and "
+            "batch, measured right after it")
+    table = ["| code | N | cold s | faces s | sweep s | sweep e/s | bare e/s | ratio | peak RSS MiB | warm s | "
+             "x faster | warm RSS MiB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        print(f"{r['n']:>6} {r['cold_s']:8.1f} {r['faces_s']:8.1f} {r['sweep_s']:8.1f} {r['sweep_rate']:10.1f} "
-              f"{r['bare_rate']:9.1f} {r['sweep_rate'] / r['bare_rate']:6.2f} {r['cold_rss']:7.0f} "
-              f"{r['warm_s']:7.1f} {r['cold_s'] / r['warm_s']:8.1f} {r['warm_rss']:8.0f}")
-    if len(rows) > 1:
-        a, b = rows[0], rows[-1]
-        print(f"peak RSS {a['cold_rss']:.0f} -> {b['cold_rss']:.0f} MB for {b['n'] / a['n']:.0f}x the photos "
-              f"(+{(b['cold_rss'] - a['cold_rss']) / (b['n'] - a['n']) * 1000:.0f} kB per photo)")
+        code = "this checkout" if r["who"] == "this" else f"baseline ({args.baseline})"
+        table.append(f"| {code} | {r['n']} | {r['cold_s']:.1f} | {r['faces_s']:.1f} | {r['sweep_s']:.1f} | "
+                     f"{r['sweep_rate']:.1f} | {r['bare_rate']:.1f} | {r['sweep_rate'] / r['bare_rate']:.2f} | "
+                     f"{r['cold_rss']:.0f} | {r['warm_s']:.1f} | {r['cold_s'] / r['warm_s']:.1f} | "
+                     f"{r['warm_rss']:.0f} |")
+    mine = [r for r in rows if r["who"] == "this"]
+    notes = [head, "", *table, "", "goals: ratio >= 0.9 at 610 and 2440 photos; peak RSS no higher than before; "
+             "warm 2440-photo re-run < 30 s"]
+    if len(mine) > 1:
+        a, b = mine[0], mine[-1]
+        notes.append(f"peak RSS {a['cold_rss']:.0f} -> {b['cold_rss']:.0f} MiB for {b['n'] / a['n']:.0f}x the photos "
+                     f"(+{(b['cold_rss'] - a['cold_rss']) / (b['n'] - a['n']) * 1000:.0f} kB per photo)")
+    m.write("performance.md", "scale", notes, write=args.write)
+    rows = mine
     last = rows[-1]
     embeddings = LFW_PHOTOS * (LFW_DISTANCES + 1) * LFW_BACKENDS
     faces = last["faces_s"] / last["n"] * LFW_PHOTOS
