@@ -16,7 +16,7 @@ The ratio is taken within each round (sweep / the same round's bare), then the m
 rounds. Then a warm re-run: the same sweep with the embedding cache, once to fill it, once
 timed (wall clock of the whole command).
 
-    python benchmarks/throughput.py [--rounds 5] [--baseline ../main] [--write]
+    python benchmarks/throughput.py [--rounds 5] [--distances 1,4,8] [--baseline ../main] [--write]
 
 --write puts the table into docs/performance.md between its markers, with the command,
 versions, date and machine load.
@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--model", default=str(settings.default_model_path()))
     parser.add_argument("--data", default=str(settings.default_dataset_path()))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--distances", default=None, help="the sweep's distances, e.g. 1,4,8 (default: the sweep's)")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another facequant checkout to time beside this one (e.g. a worktree of main)")
     parser.add_argument("--write", action="store_true", help="write the table into docs/performance.md")
@@ -148,7 +149,8 @@ def main() -> None:
     if args.rounds < 1:
         raise SystemExit("--rounds: must be at least 1")
     root = Path(tempfile.mkdtemp(prefix="facequant-throughput-"))
-    sweep_args = ["--model", args.model, "--data", args.data, "--backends", "fp32"]
+    sweep_args = ["--model", args.model, "--data", args.data, "--backends", "fp32",
+                  *(["--distances", args.distances] if args.distances else [])]
     cold = [*sweep_args, "--no-embedding-cache"]
     m = measurement("throughput.py", [f"facequant sweep {' '.join(cold[4:])} --no-latency --quiet"])
     try:
