@@ -37,7 +37,8 @@ def test_budget__crops_held_only_when_all_fit():
 
 
 @pytest.fixture()
-def photos(celebs13: Path) -> list[Path]:
+def photos(celebs13: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    monkeypatch.setattr(crops, "_RACY_NS", 0)  # entries written a moment ago count as settled
     return sorted((celebs13 / "person01").glob("*.jpg"))[:2]
 
 
@@ -82,7 +83,7 @@ def test_streaming__an_entry_tampered_after_its_check_is_caught(photos: list[Pat
     head, crop = unpack_entry(entry)
     before = os.stat(entry)
     entry.write_bytes(pack_entry({k: v for k, v in head.items() if k != "shape"}, crop // 2 + 1))  # key kept
-    os.utime(entry, ns=(before.st_atime_ns, before.st_mtime_ns + 1))  # even within one clock tick
+    os.utime(entry, ns=(before.st_atime_ns, before.st_mtime_ns))  # its modification time put back
     capsys.readouterr()
     again = store.crop(photos[0])
     err = capsys.readouterr().err
@@ -114,3 +115,16 @@ def test_crop_memory_option__bad_values_are_one_line_errors(value: str, tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert "--crop-memory" in err[-1] and "Traceback" not in "".join(err)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_entry_changed_just_before_its_check_is_checked_at_every_read(photos: list[Path], tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         digests: list[int]):
+    monkeypatch.setattr(crops, "_RACY_NS", 3_600 * 10**9)  # every entry changed "just now"
+    store = CropStore(FacePipeline.default(cache_dir=tmp_path / "crops"), budget_mb=0)
+    store.extract(photos[0])
+    store.decide(1)
+    digests[0] = 0
+    store.crop(photos[0])
+    store.crop(photos[0])
+    assert digests[0] == 2 and store.describe()["crop_reads_unchanged"] == 0

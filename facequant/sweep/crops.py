@@ -5,15 +5,18 @@ A sweep reads each photo's 448-px crop once per distance. Reading it through the
 costs the photo's bytes, their SHA-256 (to find the cache entry) and the entry's SHA-256 (its
 integrity) every time: about 1.2 ms of the 2 ms a probe costs before inference. Here an entry's
 integrity is checked once per run, when it is first read (face extraction); the entry's file
-identity (device, inode, size, modification time) is noted then, and a later read of the same
-unchanged file skips the digest. A file replaced or rewritten since is read through the
-pipeline again, digest and all, so a tampered entry is still caught.
+identity (device, inode, size, modification and change times) is noted then, and a later read
+of the same unchanged file skips the digest. A file replaced or rewritten since (any write
+moves its change time, which no one can set back) is read through the pipeline again, digest
+and all, so a tampered entry is still caught; an entry changed in the 2 s before it was noted
+is not noted (a rewrite within one clock tick could keep its times), so it is always checked.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +29,10 @@ DEFAULT_SHARE = 0.25
 #: ... and its ceiling, MiB: past it a run streams (peak memory stays what streaming gives).
 DEFAULT_CEILING_MB = 1024
 _MIB = 1 << 20
+#: An entry changed this recently when checked is checked again at every read (ns).
+_RACY_NS = 2_000_000_000
 
-FileIdentity = tuple[int, int, int, int]
+FileIdentity = tuple[int, int, int, int, int]
 
 
 def available_memory_mb() -> int | None:
@@ -61,7 +66,12 @@ def _identity(file: Path) -> FileIdentity | None:
         st = os.stat(file)
     except OSError:
         return None
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _settled(ident: FileIdentity) -> bool:
+    """Unchanged for long enough that a later rewrite must move its times."""
+    return time.time_ns() - max(ident[3], ident[4]) >= _RACY_NS
 
 
 class CropStore:
@@ -95,7 +105,7 @@ class CropStore:
         ident = _identity(entry) if entry is not None else None
         with self._lock:
             self.verified_reads += 1
-            if entry is not None and ident is not None:
+            if entry is not None and ident is not None and _settled(ident):
                 self._entries[name] = (entry, ident)
             else:
                 self._entries.pop(name, None)
