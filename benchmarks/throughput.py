@@ -136,6 +136,65 @@ def rate(run: dict[str, object]) -> float:
     return float(run["timings"]["embeddings_per_s"])  # type: ignore[index]
 
 
+#: ONNX Runtime session settings a sweep could use on this machine: (intra-op threads, spinning).
+ORT_VARIANTS = ((None, "1"), (None, "0"), (1, "0"))
+
+
+def ort_variants(args: argparse.Namespace) -> list[str]:
+    """The fp32 sweep (in this process) with its ONNX Runtime sessions made under each of
+    ORT_VARIANTS, interleaved with bare ONNX Runtime in rotating order: embeddings/s and the
+    ratio to the same round's bare rate. The sessions' options are swapped in for the
+    measurement only (facequant.backends.base.session_options is what the sweep uses)."""
+    from facequant.backends import base, runtime
+    from facequant.sweep.config import SweepConfig
+    from facequant.sweep.engine import run_sweep
+
+    real = base.session_options
+
+    def options_for(threads: int | None, spinning: str):  # noqa: ANN202 - a session_options stand-in
+        def options(_threads: int | None = None) -> ort.SessionOptions:
+            opts = real(threads)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+            return opts
+        return options
+
+    distances = tuple(float(d) for d in args.distances.split(",")) if args.distances else None
+    config = SweepConfig(model=args.model, data=args.data, backends=("fp32",), embedding_cache=False,
+                         measure_cost=False, **({"distances_m": distances} if distances else {}))
+    names = {f"{t or settings.ort_threads()} thread(s), spinning {'on' if spin == '1' else 'off'}": (t, spin)
+             for t, spin in ORT_VARIANTS}
+    first = run_sweep(config)  # warm-up: crop cache, normalized model
+    usable = int(first.run["dataset"]["usable"])  # type: ignore[index]
+    n = usable * (len(first.distances_m) + 1)
+    rates: dict[str, list[float]] = {k: [] for k in [*names, "bare"]}
+    ratios: dict[str, list[float]] = {k: [] for k in names}
+    try:
+        for r in range(args.rounds):
+            order = [*names, "bare"]
+            order = order[r % len(order):] + order[:r % len(order)]
+            got: dict[str, float] = {}
+            for who in order:
+                if who == "bare":
+                    got[who] = bare_rate(args.model, min(config.batch_size, usable), n)
+                    continue
+                base.session_options = runtime.session_options = options_for(*names[who])
+                got[who] = rate(run_sweep(config).run)
+            for who, value in got.items():
+                rates[who].append(value)
+                if who != "bare":
+                    ratios[who].append(value / got["bare"])
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v:.2f}/s" for k, v in got.items()), flush=True)
+    finally:
+        base.session_options = runtime.session_options = real
+    lines = [f"{usable} photos ({Path(args.data).name}), backend fp32, {len(first.distances_m)} distances + "
+             f"enrolment = {n} embeddings per sweep; medians of {args.rounds} rounds in rotating order", "",
+             "| ONNX Runtime sessions | embeddings/s | ratio to bare ORT [min, max over rounds] |", "|---|---|---|",
+             f"| bare ONNX Runtime (its defaults) | {statistics.median(rates['bare']):.2f} | 1 |"]
+    lines += [f"| sweep, {who} | {statistics.median(rates[who]):.2f} | {statistics.median(ratios[who]):.3f} "
+              f"[{min(ratios[who]):.3f}, {max(ratios[who]):.3f}] |" for who in names]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(settings.default_model_path()))
@@ -144,10 +203,16 @@ def main() -> None:
     parser.add_argument("--distances", default=None, help="the sweep's distances, e.g. 1,4,8 (default: the sweep's)")
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another facequant checkout to time beside this one (e.g. a worktree of main)")
+    parser.add_argument("--ort-variants", action="store_true",
+                        help="instead: the sweep under ONNX Runtime thread and spinning settings, in this process")
     parser.add_argument("--write", action="store_true", help="write the table into docs/performance.md")
     args = parser.parse_args()
     if args.rounds < 1:
         raise SystemExit("--rounds: must be at least 1")
+    if args.ort_variants:
+        m = measurement("throughput.py", ["run_sweep(fp32) in this process under each session setting"])
+        m.write("performance.md", "ORT threads and spinning", ort_variants(args), write=args.write)
+        return
     root = Path(tempfile.mkdtemp(prefix="facequant-throughput-"))
     sweep_args = ["--model", args.model, "--data", args.data, "--backends", "fp32",
                   *(["--distances", args.distances] if args.distances else [])]
