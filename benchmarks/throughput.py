@@ -244,7 +244,7 @@ def main() -> None:
                 rates[who].append(value)
                 if who != "bare":
                     ratios[who].append(value / got["bare"])
-            print(f"round {r + 1}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in got.items()), flush=True)
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v:.2f}/s" for k, v in got.items()), flush=True)
         warm: dict[str, float] = {}
         for who, source in sources.items():
             sweep_process(sweep_args, root / f"{who}-fill", root / f"cache-{who}", source)
@@ -257,10 +257,10 @@ def main() -> None:
              f"{args.rounds} interleaved rounds", "",
              "| | embeddings/s | ratio to bare ORT [min, max over rounds] | peak RSS MiB | warm re-run s |",
              "|---|---|---|---|---|",
-             f"| bare ONNX Runtime | {statistics.median(rates['bare']):.0f} | 1 | | |"]
+             f"| bare ONNX Runtime | {statistics.median(rates['bare']):.2f} | 1 | | |"]
     for who in sources:
         lines.append(f"| {'this checkout' if who == 'sweep' else 'baseline (' + str(args.baseline) + ')'} | "
-                     f"{statistics.median(rates[who]):.0f} | {statistics.median(ratios[who]):.3f} "
+                     f"{statistics.median(rates[who]):.2f} | {statistics.median(ratios[who]):.3f} "
                      f"[{min(ratios[who]):.3f}, {max(ratios[who]):.3f}] | {statistics.median(rss[who]):.0f} | "
                      f"{warm[who]:.1f} |")
     lines.append("")
