@@ -30,8 +30,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 END = "<!-- /measured -->"
-#: A block's opening marker: its name and the script that writes it.
-START_RE = re.compile(r"<!-- measured: (?P<name>[^()]+?) \(benchmarks/(?P<script>[\w.-]+\.py)\) -->")
+END_RE = re.compile(r"^" + re.escape(END), re.M)
+#: A block's opening marker, at the start of a line (one quoted in prose is no marker): its name
+#: and the script that writes it.
+START_RE = re.compile(r"^<!-- measured: (?P<name>[^()]+?) \(benchmarks/(?P<script>[\w.-]+\.py)\) -->", re.M)
 #: Versions named in every block (others, such as openvino and nncf, when the run loaded them).
 VERSION_KEYS = ("facequant", "onnxruntime", "openvino", "nncf", "onnx", "opencv", "numpy", "python")
 
@@ -58,7 +60,7 @@ def blocks(text: str) -> dict[str, tuple[str, str]]:
     """The measured blocks of a page: name -> (script, body between the markers)."""
     out: dict[str, tuple[str, str]] = {}
     for m in START_RE.finditer(text):
-        end = text.find(END, m.end())
+        end = next((e.start() for e in END_RE.finditer(text, m.end())), -1)
         if end < 0:
             raise ValueError(f"measured block '{m['name']}' has no {END}")
         if m["name"] in out:
@@ -70,7 +72,7 @@ def blocks(text: str) -> dict[str, tuple[str, str]]:
 def replace_block(text: str, name: str, script: str, body: str) -> str:
     """`text` with the block NAME's content replaced by `body` (the markers stay)."""
     start = start_marker(name, script)
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(END), re.S)
+    pattern = re.compile(r"^" + re.escape(start) + r".*?^" + re.escape(END), re.S | re.M)
     if not pattern.search(text):
         raise SystemExit(f"no measured block {start} ... {END} on the page")
     return pattern.sub(lambda _: f"{start}\n{body.strip()}\n{END}", text, count=1)
