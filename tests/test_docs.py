@@ -27,6 +27,8 @@ README_LINES = 250
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```", re.S | re.M)
 INLINE = re.compile(r"(?<!`)`(facequant [^`\n]+)`(?!`)")
 NOT_SHELL = {"python", "yaml", "yml", "json", "toml"}  # code blocks whose lines are not commands
+SHELL = {"", "bash", "sh", "shell", "console"}  # every line a command; in other blocks (text: a
+# command's output) only the lines after a `$ ` prompt
 
 
 def docs_table() -> ModuleType:
@@ -58,7 +60,9 @@ def commands_in(text: str) -> tuple[list[list[str]], list[list[str]]]:
         if lang.lower() in NOT_SHELL:
             continue
         for line in body.replace("\\\n", " ").splitlines():
-            blocks += shell_commands(line.strip().removeprefix("$ "))
+            line = line.strip()
+            if line.startswith("$ ") or (lang.lower() in SHELL and "facequant" in line):
+                blocks += shell_commands(line.removeprefix("$ "))
     inline = [shlex.split(m.group(1)) for m in INLINE.finditer(FENCE.sub("", text))]
     return blocks, inline
 
@@ -101,7 +105,7 @@ def test_extraction__finds_commands_in_blocks_chains_and_prose():
             "```bash\npython3 -m venv .venv && . .venv/bin/activate && facequant sweep --out runs/first\n"
             "facequant study calibration-distance --mixes '0.5;0.5,3'   # a comment; not a command\n"
             "$ facequant cameras | head\n```\n"
-            "```text\n$ facequant models check faceplugin\nmodel  fr_feature.onnx\n```\n"
+            "```text\n$ facequant models check faceplugin\ninferred  (faceplugin's model card)\n```\n"
             "```python\nfacequant = 1\n```\n")
     blocks, inline = commands_in(text)
     assert blocks == [["facequant", "sweep", "--out", "runs/first"],
