@@ -84,6 +84,20 @@ def names_a_command(argv: list[str]) -> bool:
     return True
 
 
+def unknown_options(argv: list[str]) -> list[str]:
+    """Options in `argv` that are not spelled as the command declares them: argparse accepts a
+    prefix of an option (`--scenarios` for `--scenarios-dir`), so a renamed option could still
+    parse; the docs spell every option in full."""
+    parser: argparse.ArgumentParser = build_parser()
+    for word in argv[1:]:
+        choices = subcommands(parser)
+        if word not in choices:
+            break
+        parser = choices[word]
+    known = {s for action in parser._actions for s in action.option_strings}
+    return [t for t in argv if t.startswith("--") and t.split("=")[0] not in known]
+
+
 def doc_files() -> list[Path]:
     return [ROOT / "README.md", *PAGES]
 
@@ -128,6 +142,7 @@ def test_every_docs_command__parses_with_the_real_parser():
         try:
             args = build_parser().parse_args(argv[1:])
             assert callable(args.func)
+            assert not unknown_options(argv), f"not the option's full name: {unknown_options(argv)}"
         except (Exception, SystemExit) as exc:  # argparse's own exit, or the one-line FacequantError
             failures.append(f"{where}: {shlex.join(argv)}: {exc}")
     assert not failures, "\n".join(failures)
@@ -143,6 +158,10 @@ def test_parse_check__catches_a_renamed_option():
     with pytest.raises(FacequantError):
         build_parser().parse_args(["sweep", "--far", "2"])
     assert not names_a_command(["facequant", "models", "chek"])
+    # argparse takes a prefix of --scenarios-dir: the test asks for the full name
+    build_parser().parse_args(["recommend", "--results", "R", "--scenarios", "corridor"])
+    assert unknown_options(["facequant", "recommend", "--results", "R", "--scenarios", "corridor"]) == ["--scenarios"]
+    assert unknown_options(["facequant", "models", "check", "m.onnx", "--data", "D"]) == []
 
 
 # --------------------------------------------------------------------------- the site
