@@ -7,6 +7,7 @@ typed by hand."""
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import re
 import shlex
@@ -29,6 +30,12 @@ INLINE = re.compile(r"(?<!`)`(facequant [^`\n]+)`(?!`)")
 NOT_SHELL = {"python", "yaml", "yml", "json", "toml"}  # code blocks whose lines are not commands
 SHELL = {"", "bash", "sh", "shell", "console"}  # every line a command; in other blocks (text: a
 # command's output) only the lines after a `$ ` prompt
+
+
+@functools.cache
+def parser() -> argparse.ArgumentParser:
+    """The CLI's own parser, built once (it is made to parse many times: tui and tests reuse it)."""
+    return build_parser()
 
 
 def docs_table() -> ModuleType:
@@ -67,20 +74,20 @@ def commands_in(text: str) -> tuple[list[list[str]], list[list[str]]]:
     return blocks, inline
 
 
-def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+def subcommands(command: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
     return dict(actions[0].choices) if actions else {}
 
 
 def names_a_command(argv: list[str]) -> bool:
     """`facequant models check` in prose names a command (no arguments to parse): true when
     every word is a command or subcommand the parser has."""
-    parser: argparse.ArgumentParser = build_parser()
+    command = parser()
     for word in argv[1:]:
-        choices = subcommands(parser)
+        choices = subcommands(command)
         if word not in choices:
             return False
-        parser = choices[word]
+        command = choices[word]
     return True
 
 
@@ -88,13 +95,13 @@ def unknown_options(argv: list[str]) -> list[str]:
     """Options in `argv` that are not spelled as the command declares them: argparse accepts a
     prefix of an option (`--scenarios` for `--scenarios-dir`), so a renamed option could still
     parse; the docs spell every option in full."""
-    parser: argparse.ArgumentParser = build_parser()
+    command = parser()
     for word in argv[1:]:
-        choices = subcommands(parser)
+        choices = subcommands(command)
         if word not in choices:
             break
-        parser = choices[word]
-    known = {s for action in parser._actions for s in action.option_strings}
+        command = choices[word]
+    known = {s for action in command._actions for s in action.option_strings}
     return [t for t in argv if t.startswith("--") and t.split("=")[0] not in known]
 
 
@@ -140,7 +147,7 @@ def test_every_docs_command__parses_with_the_real_parser():
         if inline and names_a_command(argv):
             continue
         try:
-            args = build_parser().parse_args(argv[1:])
+            args = parser().parse_args(argv[1:])
             assert callable(args.func)
             assert not unknown_options(argv), f"not the option's full name: {unknown_options(argv)}"
         except (Exception, SystemExit) as exc:  # argparse's own exit, or the one-line FacequantError
@@ -154,12 +161,12 @@ def test_parse_check__catches_a_renamed_option():
     from facequant.errors import FacequantError
 
     with pytest.raises(FacequantError):
-        build_parser().parse_args(["sweep", "--far-target", "1e-3"])
+        parser().parse_args(["sweep", "--far-target", "1e-3"])
     with pytest.raises(FacequantError):
-        build_parser().parse_args(["sweep", "--far", "2"])
+        parser().parse_args(["sweep", "--far", "2"])
     assert not names_a_command(["facequant", "models", "chek"])
     # argparse takes a prefix of --scenarios-dir: the test asks for the full name
-    build_parser().parse_args(["recommend", "--results", "R", "--scenarios", "corridor"])
+    parser().parse_args(["recommend", "--results", "R", "--scenarios", "corridor"])
     assert unknown_options(["facequant", "recommend", "--results", "R", "--scenarios", "corridor"]) == ["--scenarios"]
     assert unknown_options(["facequant", "models", "check", "m.onnx", "--data", "D"]) == []
 
