@@ -204,6 +204,17 @@ def test_readme__short_and_starts_with_the_two_commands():
     assert "python -m pytest\n" in ci and "mkdocs build --strict" in ci
 
 
+def test_readme_commands_table__names_commands_that_exist():
+    """The README's table of commands names each command as the CLI spells it."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Commands"):]
+    section = section[:section.index("\n## ", 1)]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    names = [name for row in rows for name in re.findall(r"`([^`]+)`", row)]
+    assert len(names) >= 10
+    assert [n for n in names if not names_a_command(["facequant", *n.split()])] == []
+
+
 def test_readme_links__point_at_pages_that_exist():
     text = (ROOT / "README.md").read_text()
     links = re.findall(r"\]\((docs/[^)#\s]+)", text)
