@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,21 +14,12 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
+from facequant.render.summary import summary
 from facequant.results.directory import backend_labels
-from facequant.results.summary import (
-    DISPLAY_HEADERS,
-    LEGEND,
-    display_rows,
-    prenorm_line,
-    verdict_lines,
-)
 from tui.layers import Diagnostics
 from tui.recommendation import Recommendations
 from tui.state import RunData, display_path, tar_band
 
-#: Verdict cell styles (cliff.csv's verdict against fp32).
-VERDICT_STYLES: dict[str, str] = {"worse": "bold red", "better": "bold green", "same": "green",
-                                  "degenerate": "bold magenta"}
 #: TAR cell styles by side of the cliff (tui.state.tar_band).
 TAR_STYLES: dict[str, str] = {"reliable": "bold green", "degraded": "bold yellow", "cliff": "bold red", "": "dim"}
 #: The colour rule of tui.state.tar_band, in the words the README uses (a test holds them equal).
@@ -90,49 +81,27 @@ class SweepTable(DataTable):
             self.move_cursor(row=min(max(cursor, 0), self.row_count - 1))
 
 
-class CliffTable(DataTable):
-    """The CLI's summary (facequant.results.summary.summary_rows): one row per backend, each
-    number over its interval."""
+class CliffPane(VerticalScroll):
+    """The CLI's summary of the run (facequant.render.summary), as `facequant sweep` prints it
+    (the header above holds its title), and what only a live or partial run needs said."""
 
-    # Two-line headers and cells (the verdict under the backend's name): they fit 80 columns.
-    HEADERS = DISPLAY_HEADERS
+    items: tuple[RenderableType, ...] = ()  # what it shows (tests read them back as text)
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.header_height = 2
-        self.fixed_columns = 1
-        for label in self.HEADERS:
-            self.add_column(label, key=label.replace("\n", " "))
-
-    def show(self, data: RunData) -> None:
-        self.clear()
-        rows = data.summary()
-        for key, row in zip((r[0] for r in rows), display_rows(rows), strict=True):
-            verdict = row[0].partition("\n")[2].split("\n")[0]
-            cells = [Text(v, justify="left" if i == 0 else "right",
-                          style="bold magenta" if v == "DEGENERATE" else VERDICT_STYLES.get(verdict, "") if i == 0
-                          else "") for i, v in enumerate(row)]
-            self.add_row(*cells, key=key, height=max(v.count("\n") + 1 for v in row))
-
-
-class CliffPane(Vertical):
     def compose(self) -> ComposeResult:
-        yield CliffTable(id="cliff-table")
-        yield Static("", id="cliff-notes", classes="notes")
+        yield Static("", id="cliff-summary")
 
     def show(self, data: RunData) -> None:
-        self.query_one(CliffTable).show(data)
-        notes = [escape(line) for line in verdict_lines(data.cliff, data.run)]
-        notes.append(f"[dim]{escape(LEGEND)} {escape(prenorm_line(data.cliff))}[/]")
+        identifying = data.run.get("protocol") == "identification"
+        items = summary(data.cliff, data.sweep, data.cost, data.run, identification=data.identification,
+                        identifying=identifying)
         if data.status != "complete":
-            notes.append("[yellow]verdicts, intervals, pre-norm cliff and cost come with the complete run (they need "
-                         "every comparison)[/]")
-        if "degenerate" in data.cliff:
-            notes += [f"[bold magenta]{escape(str(r.backend))} is degenerate:[/] {escape(str(r.degenerate))}"
+            items.append(Text("verdicts, intervals, pre-norm cliff and cost come with the complete run (they need "
+                              "every comparison)", style="yellow"))
+        if "degenerate" in data.cliff and not data.warnings:  # a live run: run.json's warnings come at its end
+            items += [Text.assemble((f"{r.backend} is degenerate:", "bold magenta"), f" {r.degenerate}")
                       for r in data.cliff.itertuples() if str(r.degenerate or "")]
-        # run.json's other warnings (threshold resolution, duplicates, pairs ...), as the summary prints them
-        notes += [f"[yellow]warning:[/] {escape(w)}" for w in data.warnings if " is degenerate: " not in w]
-        self.query_one("#cliff-notes", Static).update("\n".join(notes))
+        self.items = tuple(items)
+        self.query_one("#cliff-summary", Static).update(Group(*items))
 
 
 #: One colour per backend, the same in both plots (plotext colour names).

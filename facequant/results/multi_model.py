@@ -206,30 +206,6 @@ def summary_rows(models: pd.DataFrame, cost: pd.DataFrame | None = None) -> list
     return rows
 
 
-def print_multi_summary(result: MultiModelResult, out: Path | None) -> None:
-    """Each model's own summary, then the cross-model table and the choice per scenario."""
-    from rich.console import Console
-    from rich.table import Table
-
-    for r in result.results:
-        summary.print_summary(r)
-    table = Table(title=f"{len(result.labels)} models on the same probes (models.csv, {MODELS_PLOT})")
-    for col in ("model", "backend", "dim/px", "TAR close", "reliable to", "cliff at", "CPU ms"):
-        table.add_column(col, no_wrap=col in ("model", "backend"), justify="left" if col in ("model", "backend") else "right")
-    for row in summary_rows(result.models, result.cost):
-        table.add_row(*row)
-    console = Console()
-    console.print(table)
-    if result.recommendation is not None:
-        console.print("recommendation per scenario, among (model, backend) pairs (recommend.csv):", highlight=False)
-        for verdict in result.recommendation.verdicts.values():
-            console.print(f"  {verdict.summary}", highlight=False)
-    elif result.not_covered:
-        console.print(f"no recommendation: {result.not_covered}", highlight=False)
-    if out is not None:
-        console.print(f"results in {out} (each model's own under {MODELS_DIR}/)")
-
-
 def check_same_probes(configs: Sequence[Any]) -> None:
     """Every config of a multi-model run differs only in its model (same probes for all)."""
     base = {k: v for k, v in configs[0].to_dict().items() if k != "model"}
