@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -82,18 +82,19 @@ def config_from_dict(values: dict[str, object]) -> SweepConfig:
     from facequant.simulate.camera import Degradation
 
     known = {f.name for f in dataclasses.fields(SweepConfig)}
-    kwargs: dict[str, object] = {k: v for k, v in values.items() if k in known}
+    # JSON values, as loosely typed as JSON: SweepConfig checks each one where it is built
+    kwargs: dict[str, Any] = {k: v for k, v in values.items() if k in known}
     for key in ("backends", "distances_m", "face_px", "calibration_distances_m"):
         if kwargs.get(key) is not None:
-            kwargs[key] = tuple(kwargs[key])  # type: ignore[arg-type]
+            kwargs[key] = tuple(kwargs[key])
     if isinstance(kwargs.get("degradation"), dict):
-        kwargs["degradation"] = Degradation(**kwargs["degradation"])  # type: ignore[arg-type]
+        kwargs["degradation"] = Degradation(**kwargs["degradation"])
     models = kwargs.get("model")
     if isinstance(models, list):  # a run of several models: the form shows them as --model does
         kwargs["model"] = ",".join(map(str, models))
     if "model" not in kwargs or "data" not in kwargs:
         raise FacequantError("run.json config has no model or data")
-    return SweepConfig(**kwargs)  # type: ignore[arg-type]
+    return SweepConfig(**kwargs)
 
 
 def run_config(run: dict[str, object]) -> dict[str, object]:

@@ -13,9 +13,11 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
+from textual_plotext.plot import Plot
 
 from facequant.render.summary import summary
 from facequant.results.directory import backend_labels
+from facequant.values import as_float
 from tui.layers import Diagnostics
 from tui.recommendation import Recommendations
 from tui.state import RunData, display_path, tar_band
@@ -30,11 +32,11 @@ TAR_RULE_MARKUP = (TAR_RULE.replace("green:", "[bold green]green[/]:").replace("
 TAR_LEGEND = f"TAR {TAR_RULE_MARKUP}"
 
 
+_float = as_float  # a cell as a number, NaN when it is not one
+
+
 def _num(value: object, fmt: str) -> str:
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "-"
+    v = _float(value)
     return "-" if math.isnan(v) else format(v, fmt)
 
 
@@ -53,8 +55,8 @@ class SweepTable(DataTable):
             self.add_column(label, key=key)
 
     def show(self, data: RunData) -> None:
-        close = {str(r.backend): float(r.tar_close) for r in data.cliff.itertuples()} if len(data.cliff) else {}
-        bars = ({str(r.backend): float(r.reliable_tar) for r in data.cliff.itertuples()}
+        close = {str(r.backend): _float(r.tar_close) for r in data.cliff.itertuples()} if len(data.cliff) else {}
+        bars = ({str(r.backend): _float(r.reliable_tar) for r in data.cliff.itertuples()}
                 if "reliable_tar" in data.cliff else {})
         degenerate = ({str(r.backend) for r in data.cliff.itertuples() if str(getattr(r, "degenerate", "") or "")}
                       if "degenerate" in data.cliff else set())
@@ -63,7 +65,7 @@ class SweepTable(DataTable):
         labels = backend_labels(data.sweep.backend)
         for r in data.sweep.itertuples():
             backend = str(r.backend)
-            tar = float(r.tar)
+            tar = _float(r.tar)
             band = tar_band(tar, close.get(backend, math.nan), bars.get(backend, math.nan))
             self.add_row(
                 Text(labels[backend] + (" !" if backend in degenerate else ""),
@@ -75,7 +77,7 @@ class SweepTable(DataTable):
                 Text(_num(r.far, ".4f"), justify="right"),
                 Text(_num(r.prenorm_mean, ".2f"), justify="right"),
                 Text(_num(r.cos_to_fp32_mean, ".3f"), justify="right"),
-                key=f"{backend}@{float(r.distance_m):g}",
+                key=f"{backend}@{_float(r.distance_m):g}",
             )
         if self.row_count:
             self.move_cursor(row=min(max(cursor, 0), self.row_count - 1))
@@ -112,9 +114,9 @@ def _colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def _rate_axis(plt: object) -> None:
-    plt.ylim(0, 1.02)  # type: ignore[attr-defined]
-    plt.yticks([0, 0.25, 0.5, 0.75, 1.0])  # type: ignore[attr-defined]
+def _rate_axis(plt: Plot) -> None:
+    plt.ylim(0, 1.02)
+    plt.yticks([0, 0.25, 0.5, 0.75, 1.0])
 
 
 class TarPlot(PlotextPlot):
@@ -232,6 +234,6 @@ class RecommendationPane(VerticalScroll):
         rendered.display = bool(recs.renderables)
         table.display = recs.table is not None and not recs.renderables
         if recs.renderables:
-            rendered.update(Group(*recs.renderables))  # type: ignore[arg-type]
+            rendered.update(Group(*recs.renderables))
         elif recs.table is not None:
             table.show_frame(recs.table)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from facequant.render import line
+from facequant.values import as_float
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -17,10 +18,7 @@ if TYPE_CHECKING:
 
 def db(value: object) -> str:
     """A decibel figure: one decimal, "inf" for an exact match, "-" when not measured."""
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "-"
+    v = as_float(value)
     return "-" if math.isnan(v) else ("inf" if math.isinf(v) else f"{v:.1f}")
 
 
@@ -35,7 +33,8 @@ def render_diagnosis(result: DiagnoseResult, out: Path | None = None) -> list[Re
     for col in ("backend", "dist", "mean", "min (layer)", f"<{threshold:g}dB", "first<", "head/back", "output"):
         table.add_column(col, no_wrap=True, justify="left" if col in ("backend", "min (layer)") else "right")
     for r in result.summary.itertuples():
-        first = "-" if math.isnan(float(r.first_below_depth)) else str(int(r.first_below_depth))
+        depth = as_float(r.first_below_depth)
+        first = "-" if math.isnan(depth) else str(int(depth))
         table.add_row(Text(str(r.backend)), f"{r.distance_m:g} m", db(r.mean_snr_db),
                       Text(f"{db(r.min_snr_db)} {r.min_snr_layer}"), f"{r.layers_below_threshold}/{r.n_layers}", first,
                       f"{db(r.head_mean_snr_db)}/{db(r.backbone_mean_snr_db)}", db(r.output_snr_db))

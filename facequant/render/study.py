@@ -32,7 +32,7 @@ def _far_end(run: object) -> float:
 def study_rows(result: StudyResult) -> list[tuple[str, ...]]:
     """One row per variant, as shown: a distance beyond the sweep as "> 12 m", a cost that is
     not defined as "-", a degenerate variant's distances not shown."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in result.table.itertuples():
         far = _far_end(result.runs.get(str(r.variant)))
         bad = isinstance(r.degenerate, str) and bool(r.degenerate.strip())

@@ -107,11 +107,11 @@ def render_summary(result: SweepResult, out: Path | None = None) -> list[Rendera
     identifying = result.rates is not result.sweep
     items = summary(result.cliff, result.rates, result.cost, result.run, title=words.title(result),
                     identification=result.identification, identifying=identifying)
-    skipped = result.run.get("skipped_images") or []
-    if skipped:
+    skipped = result.run.get("skipped_images")
+    if isinstance(skipped, list) and skipped:
         items.append(line(f"{len(skipped)} photo(s) skipped (reasons in run.json)"))
-    excluded = result.run.get("excluded_files") or []
-    if excluded:
+    excluded = result.run.get("excluded_files")
+    if isinstance(excluded, list) and excluded:
         items.append(line(f"{len(excluded)} file(s) left out of the dataset (reasons in run.json excluded_files)"))
     if out is not None:
         items.append(line(f"results in {out}"))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from facequant.results.directory import backend_labels
+from facequant.values import as_float
 
 if TYPE_CHECKING:
     from facequant.sweep.result import SweepResult
@@ -25,12 +26,7 @@ BROKEN = "fp32 is degenerate: "
 WEAK = "weak float reference: "
 
 
-def _finite(value: object) -> float:
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-    return v
+_finite = as_float  # a cell as a float, NaN when it holds no number
 
 
 def metres(value: object, far: float = math.nan) -> str:
@@ -83,7 +79,7 @@ def summary_rows(cliff: pd.DataFrame, sweep: pd.DataFrame | None = None,
     """Per backend: (backend, verdict, reliable to, cliff at, cliff cost vs fp32, close-range
     TAR over FAR, CPU latency vs fp32), each number over its interval (two lines). A
     degenerate backend's distances are not shown: its match rate is not a success."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     labels = backend_labels(cliff.backend)
     for r in cliff.to_dict("records"):
         close, far = _finite(r.get("close_distance_m")), _finite(r.get("far_distance_m"))

@@ -49,7 +49,8 @@ def write_diagnosis(result: DiagnoseResult, out: Path, force: bool = False) -> P
             plot_histogram(hist, staging / histogram_path(backend))
         plot_output_snr(result.summary, staging / OUTPUT_SNR_PLOT)
         run = dict(result.run)
-        run["timings"] = {**result.run["timings"], "write_s": time.perf_counter() - t0}  # type: ignore[dict-item]
+        timings = result.run.get("timings")
+        run["timings"] = {**(timings if isinstance(timings, dict) else {}), "write_s": time.perf_counter() - t0}
         run["files"] = sorted(p.name for p in staging.iterdir()) + [RUN_JSON]
         write_run_json(run, staging / RUN_JSON)
     return out
