@@ -52,7 +52,7 @@ def cell_key(probes: np.ndarray, probe_rows: np.ndarray, gallery: np.ndarray, id
     for array in arrays:
         a = np.ascontiguousarray(array)
         h.update(repr((a.dtype.str, a.shape)).encode())
-        h.update(memoryview(a).cast("B"))
+        h.update(a.tobytes())
     return h.digest()
 
 
@@ -68,7 +68,7 @@ def pack(cell: scoring.CellScores) -> bytes:
     if cell.top is not None:
         arrays.update(top_k=np.array([cell.top.k], np.int64), top_values=cell.top.values, top_pairs=cell.top.pairs)
     out = io.BytesIO()
-    np.savez(out, **arrays)
+    np.savez(out, allow_pickle=False, **arrays)
     return out.getvalue()
 
 
