@@ -232,8 +232,14 @@ def read_config(path: Path, opts: Iterable[Option]) -> dict[str, object]:
 
 def _config_value(path: Path, key: str, option: Option, value: object) -> object:
     """One config value through the option's own converter (flags must be YAML booleans)."""
+    return parse_value(option, value, f"{path}: {key}", f"--{key.replace('_', '-')}")
+
+
+def parse_value(option: Option, value: object, where: str, named: str | None = None) -> object:
+    """A value as a config file or a form holds it (YAML scalars and lists, text), through the
+    option's own converter, as on the command line; FacequantError('<where>: <why>') otherwise."""
     def bad(why: str) -> FacequantError:
-        return FacequantError(f"{path}: {key}: {why}")
+        return FacequantError(f"{where}: {why}")
 
     if option.flag:  # a flag such as --quiet: 'no' in quotes is a string, and true
         if not isinstance(value, bool):
@@ -242,12 +248,13 @@ def _config_value(path: Path, key: str, option: Option, value: object) -> object
     if isinstance(value, bool) and option.choices is not None and ("on" if value else "off") in option.choices:
         value = "on" if value else "off"  # YAML 1.1 reads an unquoted off as false: `latency: off` means the choice
     if value is None or value == "" or isinstance(value, bool):
-        raise bad(f"expected a value for --{key.replace('_', '-')}, got {yamlfiles.excerpt(value)}")
+        raise bad(f"expected a value for {named or '--' + option.name}, got {yamlfiles.excerpt(value)}")
     if option.repeat:  # --model-override: a mapping, or KEY=VALUE items
         try:
             if isinstance(value, dict):
                 return [options.model_override_item(str(k), v) for k, v in value.items()]
-            return [option.type(str(item)) for item in (value if isinstance(value, list) else [value])]  # type: ignore[misc]
+            convert = option.type or options.text
+            return [convert(str(item)) for item in (value if isinstance(value, list) else [value])]
         except argparse.ArgumentTypeError as exc:
             raise bad(str(exc)) from None
     text = _config_text(value)

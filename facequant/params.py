@@ -148,16 +148,20 @@ def dest(f: dataclasses.Field[Any], spec: Param) -> str:
     return spec.option_name(f.name).replace("-", "_")
 
 
-def build(cls: type, values: Mapping[str, Any]) -> Any:
+def build(cls: type, values: Mapping[str, Any], base: object = None) -> Any:
     """An instance of `cls` from option values by dest (a parsed command line, a --config
     file, the TUI's form): each declared field from its option (through `to_field`), nested
-    configs built the same way, absent values (None) at the field's default (or fallback)."""
+    configs built the same way, absent values (None) at the field's default (or fallback),
+    or with `base` (an instance of cls) at base's value: the form edits a config."""
     kwargs: dict[str, Any] = {}
     for f, spec in declared(cls):
         if isinstance(spec, Nested):
-            kwargs[f.name] = build(spec.cls, values)
+            kwargs[f.name] = build(spec.cls, values, getattr(base, f.name) if base is not None else None)
             continue
         value = values.get(dest(f, spec))
+        if value is None and base is not None:
+            kwargs[f.name] = getattr(base, f.name)
+            continue
         if spec.flag:
             value = bool(value) != spec.negate
         if value is None and field_default(f) is not MISSING:
@@ -165,4 +169,6 @@ def build(cls: type, values: Mapping[str, Any]) -> Any:
         if value is None:
             value = spec.fallback
         kwargs[f.name] = spec.to_field(value) if spec.to_field is not None else value
+    if base is not None:  # what the declarations do not cover (a DiagnoseConfig's memory_mb) as base has it
+        kwargs = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls) if f.init} | kwargs
     return cls(**kwargs)

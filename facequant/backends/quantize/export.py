@@ -167,13 +167,16 @@ class PrecisionExportConfig:
 
 def export_precision(recipe_name: str, normalized_model: Path, input_name: str, calibration: np.ndarray, out: Path,
                      name_map: dict[str, str] | None = None, force: bool = False, inputs: Inputs = (),
-                     run: dict[str, Any] | None = None) -> dict[str, Any]:
+                     run: dict[str, Any] | None = None, calibration_method: str | None = None) -> dict[str, Any]:
     """Write the three exports for a recipe into the results directory `out` (staged, with
     its marker, like every results directory), and run.json (`run`, with the recipe and the
-    warnings); returns paths and warnings."""
+    warnings); returns paths and warnings. `calibration_method` replaces the recipe's own,
+    as a sweep's --calib-method does."""
     recipe = resolve_recipe(recipe_name, normalized_model)
     if not recipe.needs_calibration:
         raise FacequantError(f"recipe '{recipe_name}': only static QDQ recipes have per-layer precision to export")
+    if calibration_method:
+        recipe = recipe.with_calibration(calibration_method)
     with tempfile.TemporaryDirectory() as tmp:
         prepped = prepare_for_quantization(normalized_model, recipe, Path(tmp))
         options = static_quant_options(prepped, input_name, recipe, calibration, Path(tmp))
