@@ -65,6 +65,7 @@ class Option:
     required: bool = False
     commands: tuple[str, ...] = ALL
     field: str | None = None  # the config field it sets (dotted through nested configs); None: a run option
+    config: type | None = None  # the config class that field belongs to (the command's, not a nested one)
 
     @property
     def dest(self) -> str:
@@ -103,8 +104,9 @@ def shown_default(value: object) -> str | None:
 
 #: The options that belong to no config: where the results go and how the run talks.
 RUN_OPTIONS: tuple[Option, ...] = (
+    # every command whose options are derived from configs takes --config (options_for)
     Option("config", "YAML file with any of these options (keys as the long option names, '-' or '_')", WHAT,
-           type=Path, commands=(*ALL, "recommend", MODELS_CHECK)),
+           type=Path),
     Option("out", "results directory (default runs/<model>-<time>)", RUN, type=options.out_dir, commands=ALL),
     Option("force", "replace an existing results directory, only one facequant wrote (its .facequant.json "
            "lists every file in it)", RUN, flag=True, commands=WRITERS),
@@ -124,10 +126,17 @@ def _cli_default(f: dataclasses.Field[Any], spec: params.Param) -> object:
     return value
 
 
+def _is_list(f: dataclasses.Field[Any]) -> bool:
+    return isinstance(params.field_default(f), tuple)
+
+
 def _converter(f: dataclasses.Field[Any], spec: params.Param) -> Callable[[str], object] | None:
-    """The field's converter from text: its own, else a number in its range, else the text."""
+    """The field's converter from text: its own, else a number in its range, else the text
+    (a list of choices for a tuple of them: study --methods)."""
     if spec.convert is not None:
         return spec.convert
+    if spec.choices is not None and _is_list(f):
+        return options.choice_list(spec.choices, f.name.rstrip("s").replace("_", " "))
     if spec.choices is not None or spec.flag:
         return None
     if spec.range is not None:
@@ -142,22 +151,22 @@ def _help(spec_help: params.Help, command: str | None) -> str | Callable[[], str
 
 
 def field_options(cls: type, command: str | None = None, reword: Mapping[str, params.Help] | None = None,
-                  prefix: str = "") -> list[Option]:
+                  prefix: str = "", top: type | None = None) -> list[Option]:
     """The options declared by the fields of `cls` (nested configs included) that `command`
     takes (None: every one); `reword` gives some of them another help, by field name."""
     out: list[Option] = []
     for f, spec in params.declared(cls):
         if isinstance(spec, params.Nested):
-            out += field_options(spec.cls, command, {**spec.help, **(reword or {})}, f"{prefix}{f.name}.")
+            out += field_options(spec.cls, command, {**spec.help, **(reword or {})}, f"{prefix}{f.name}.", top or cls)
             continue
         if spec.positional or (command is not None and spec.commands is not None and command not in spec.commands):
             continue
         # argparse checks choices against the converted value: a list's converter checks its items
-        choices = spec.choices if spec.convert is None else None
+        choices = spec.choices if spec.convert is None and not _is_list(f) else None
         out.append(Option(spec.option_name(f.name), _help((reword or {}).get(f.name, spec.help), command),
                           spec.group, _cli_default(f, spec), _converter(f, spec), choices, spec.flag,
                           spec.repeat, spec.metavar, spec.required,
-                          spec.commands or ((command,) if command else ALL), f"{prefix}{f.name}"))
+                          spec.commands or ((command,) if command else ALL), f"{prefix}{f.name}", top or cls))
     return out
 
 
@@ -175,7 +184,7 @@ def options_for(command: str, *configs: type, own: Sequence[Option] = ()) -> lis
     options it takes; an own option with the same name replaces a row in place (another help)."""
     mine = {o.name: o for o in own}
     rows = [o for cls in configs for o in field_options(cls, command)]
-    rows += [o for o in RUN_OPTIONS if command in o.commands]
+    rows += [o for o in RUN_OPTIONS if command in o.commands or o.name == "config"]
     table = [mine.pop(o.name, o) for o in rows]
     return table + list(mine.values())
 

@@ -29,7 +29,7 @@ from facequant.backends.runtimes import OPENVINO, NncfRecipe
 from facequant.errors import FacequantError
 from facequant.models.files import one_line
 from facequant.params import param, validate
-from facequant.ranges import Range
+from facequant.ranges import SHARE_RANGE
 from facequant.sweep.probes import ProbeSet
 
 AC_METRICS = ("cosine", "tar")
@@ -50,7 +50,7 @@ class AccuracyControlSettings:
                         "(paired genuine cosine) or tar", group=SEARCH, option="ac-metric", choices=AC_METRICS)
     # absolute, in the metric's units
     max_drop: float = param(0.01, help="largest drop of that metric from the float model NNCF may leave",
-                            group=SEARCH, range=Range(0.0, 1.0, low_open=True))
+                            group=SEARCH, range=SHARE_RANGE)
 
     def __post_init__(self) -> None:
         validate(self, "accuracy control")

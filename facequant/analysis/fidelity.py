@@ -29,6 +29,7 @@ from facequant.ranges import SEED_RANGE
 from facequant.results.jsonfile import write_run_json
 from facequant.results.output import Inputs, staged_output
 from facequant.simulate.camera import Degradation, simulate
+from facequant.sweep.config import model_help
 
 FIDELITY_CSV = "fidelity.csv"
 RUN_JSON = "run.json"
@@ -42,8 +43,7 @@ class ValidateConfig:
 
     reference: str = param(help="high-resolution photo of the person", group=WHAT, required=True)
     captures: str = param(help="folder of real lower-resolution or more distant captures", group=WHAT, required=True)
-    model: str = param("faceplugin", help="ONNX embedding model path, 'faceplugin' (the shared model) or an "
-                       "insightface pack name", group=WHAT)
+    model: str = param("faceplugin", help=model_help, group=WHAT)
     backends: str = param("fp32,int8-pt", help="backends to compare, comma-separated", group=WHAT,
                           convert=options.name_list)
     degradation: Degradation = nested(Degradation, default_factory=Degradation)

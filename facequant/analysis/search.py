@@ -41,7 +41,7 @@ from facequant.backends.registry import BackendFactory
 from facequant.errors import FacequantError
 from facequant.evaluate.paired import paired_tar_gain, pooled_tar_gain
 from facequant.params import nested, param, validate
-from facequant.ranges import COUNT_RANGE, DISTANCE_RANGE, Range
+from facequant.ranges import COUNT_RANGE, DISTANCE_RANGE, SHARE_RANGE, Range
 from facequant.results.directory import plot_paired_gain, write_results
 from facequant.results.jsonfile import write_json, write_run_json
 from facequant.results.output import inputs_of, staged_output
@@ -70,7 +70,7 @@ class SearchSettings:
     tolerance_m: float = param(0.25, help="reliable distance within this of fp32, metres", group=SEARCH,
                                option="tolerance", range=Range(0.0, 100.0, low_open=True))
     target_tar: float | None = param(None, help="goal instead: this TAR ...", group=SEARCH,  # alternative goal
-                                     range=Range(0.0, 1.0, low_open=True))
+                                     range=SHARE_RANGE)
     target_distance_m: float | None = param(None, help="... at this distance (metres)", group=SEARCH,
                                             option="target-distance", range=DISTANCE_RANGE)
     budget: int = param(6, help="most layers promoted to 16 bit", group=SEARCH, range=COUNT_RANGE, integer=True)

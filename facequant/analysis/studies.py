@@ -52,7 +52,7 @@ class StudyConfig:
                                                         "e.g. '0.5;0.5,3,6;3,6'", group=STUDY,
                                                         convert=options.distance_mixes, to_field=tuple)
     methods: tuple[str, ...] = param(CALIBRATION_METHODS, help="calibration methods to compare", group=STUDY,
-                                     choices=CALIBRATION_METHODS, convert=options.method_list, to_field=tuple)
+                                     choices=CALIBRATION_METHODS, to_field=tuple)
 
     def __post_init__(self) -> None:
         validate(self, "study")

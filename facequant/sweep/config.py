@@ -55,11 +55,12 @@ SWEEPS = (*SWEEPING, TUI)
 # --------------------------------------------------------------------------- help and converters
 
 
-def _model_help(command: str) -> str:
+def model_help(command: str) -> str:
+    """--model: one model, in every command but sweep, which compares several."""
     several = (" Several, comma-separated: the same probes through each, compared in one run (models.csv, a "
                "recommendation among (model, backend) pairs).")
-    return ("ONNX embedding model path, 'faceplugin', or an insightface pack (buffalo_l, buffalo_s, antelopev2). "
-            "Default: the faceplugin model in the shared folder." + (several if command == "sweep" else ""))
+    return ("ONNX embedding model path, 'faceplugin' (the model in the shared folder), or an insightface pack "
+            "(buffalo_l, buffalo_s, antelopev2)." + (several if command == "sweep" else ""))
 
 
 def _backends_help(command: str) -> str:
@@ -108,7 +109,7 @@ class SweepConfig:
     """Everything that determines a sweep's numbers; saved in run.json. Each field a user sets
     is declared once here (facequant.params): its option, help, range or choices."""
 
-    model: str = param(help=_model_help, group=WHAT, convert=options.text, commands=PROBES, fallback="faceplugin")
+    model: str = param(help=model_help, group=WHAT, convert=options.text, commands=PROBES, fallback="faceplugin")
     data: str = param(help="folder of identity folders (person/photo.jpg). Default: celebs13 in the shared folder; "
                       "'lfw' (every LFW photo) or 'lfw-pairs' (LFW's official pairs), through scikit-learn where a "
                       "network exists.", group=WHAT, convert=options.text, commands=(*PROBES, MODELS_CHECK),

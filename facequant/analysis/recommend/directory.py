@@ -27,9 +27,7 @@ from facequant.analysis.recommend.verdicts import (
 )
 from facequant.errors import FacequantError
 from facequant.params import WHAT, param, validate
-from facequant.ranges import Range, require
-
-LATENCY_TOLERANCE_RANGE = Range(0.0, 1.0)
+from facequant.ranges import FRACTION_RANGE, require
 
 
 def _names(value: object) -> tuple[str, ...] | None:
@@ -53,7 +51,7 @@ class RecommendConfig:
                                        "sweep's CPU timing", group=WHAT)
     latency_tolerance: float = param(DEFAULT_LATENCY_TOLERANCE, help="CPU latencies within this fraction of each "
                                      "other are a tie, broken by file size; so are those within each other's spread "
-                                     "across interleaved rounds", group=WHAT, range=LATENCY_TOLERANCE_RANGE)
+                                     "across interleaved rounds", group=WHAT, range=FRACTION_RANGE)
     write: bool = True  # recommend.csv into the results directory (the TUI only views)
     # which latency orders the backends
     latency: str = param("auto", help="which latency orders the backends and checks the budget: cpu (this "
@@ -158,7 +156,7 @@ def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None 
     LATENCY_CHOICES (auto: device figures when every backend has one, else the CPU's)."""
     from facequant.results.directory import load_results  # pulls in the sweep machinery; only here
 
-    require("latency_tolerance", latency_tolerance, LATENCY_TOLERANCE_RANGE)
+    require("latency_tolerance", latency_tolerance, FRACTION_RANGE)
     if latency not in LATENCY_CHOICES:
         raise FacequantError(f"--latency must be one of {', '.join(LATENCY_CHOICES)}, got {latency!r}")
     out = Path(results_dir)
