@@ -291,9 +291,12 @@ def _config_text(value: object) -> str | None:
         return None
     if any(isinstance(v, list) for v in value):
         mixes = [[scalar(x) for x in (v if isinstance(v, list) else [v])] for v in value]
-        return None if any(x is None for m in mixes for x in m) else ";".join(",".join(m) for m in mixes)  # type: ignore[arg-type]
+        texts = [[x for x in m if x is not None] for m in mixes]
+        return None if any(len(t) != len(m) for t, m in zip(texts, mixes, strict=True)) else ";".join(
+            ",".join(t) for t in texts)
     items = [scalar(v) for v in value]
-    return None if None in items else ",".join(items)  # type: ignore[arg-type]
+    known = [x for x in items if x is not None]
+    return None if len(known) != len(items) else ",".join(known)
 
 
 def merge_config(values: Mapping[str, object], opts: Sequence[Option], given: Collection[str]) -> dict[str, object]:
@@ -318,7 +321,8 @@ def sweep_config(values: Mapping[str, object]) -> SweepConfig:
     TUI's form): every declared field, missing values at the field's default."""
     from facequant.sweep.config import SweepConfig
 
-    return params.build(SweepConfig, values)  # type: ignore[no-any-return]
+    config: SweepConfig = params.build(SweepConfig, values)
+    return config
 
 
 def default_out(stem: str, runs_dir: Path = Path("runs")) -> Path:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -81,17 +82,17 @@ def config_from_dict(values: dict[str, object]) -> SweepConfig:
     from facequant.simulate.camera import Degradation
 
     known = {f.name for f in dataclasses.fields(SweepConfig)}
-    kwargs: dict[str, object] = {k: v for k, v in values.items() if k in known}
+    kwargs: dict[str, Any] = {k: v for k, v in values.items() if k in known}
     for key in ("backends", "distances_m", "face_px", "calibration_distances_m"):
         if kwargs.get(key) is not None:
-            kwargs[key] = tuple(kwargs[key])  # type: ignore[arg-type]
+            kwargs[key] = tuple(kwargs[key])
     if isinstance(kwargs.get("degradation"), dict):
-        kwargs["degradation"] = Degradation(**kwargs["degradation"])  # type: ignore[arg-type]
+        kwargs["degradation"] = Degradation(**kwargs["degradation"])
     if isinstance(kwargs.get("model"), list):  # a run of several models: the form shows them as --model does
-        kwargs["model"] = ",".join(map(str, kwargs["model"]))  # type: ignore[arg-type]
+        kwargs["model"] = ",".join(map(str, kwargs["model"]))
     if "model" not in kwargs or "data" not in kwargs:
         raise FacequantError("run.json config has no model or data")
-    return SweepConfig(**kwargs)  # type: ignore[arg-type]
+    return SweepConfig(**kwargs)
 
 
 def run_config(run: dict[str, object]) -> dict[str, object]:
