@@ -81,6 +81,9 @@ class Nested:
 
     cls: type
     help: Mapping[str, Help] = dataclasses.field(default_factory=dict)
+    #: Built from the values only when this holds for them (else the field's default): search's
+    #: NNCF settings exist only when its --method runs NNCF.
+    when: Callable[[Mapping[str, Any]], bool] | None = None
 
 
 def param(default: Any = MISSING, *, default_factory: Callable[[], Any] | Any = MISSING, **declared: Any) -> Any:
@@ -92,9 +95,10 @@ def param(default: Any = MISSING, *, default_factory: Callable[[], Any] | Any = 
 
 
 def nested(cls: type, default: Any = MISSING, *, default_factory: Callable[[], Any] | Any = MISSING,
-           help: Mapping[str, Help] | None = None) -> Any:  # noqa: A002 - the Param's word
+           help: Mapping[str, Help] | None = None,  # noqa: A002 - the Param's word
+           when: Callable[[Mapping[str, Any]], bool] | None = None) -> Any:
     """A dataclass field holding a declared config `cls` (see Nested)."""
-    metadata = {KEY: Nested(cls, dict(help or {}))}
+    metadata = {KEY: Nested(cls, dict(help or {}), when)}
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -156,7 +160,8 @@ def build(cls: type, values: Mapping[str, Any], base: object = None) -> Any:
     kwargs: dict[str, Any] = {}
     for f, spec in declared(cls):
         if isinstance(spec, Nested):
-            kwargs[f.name] = build(spec.cls, values, getattr(base, f.name) if base is not None else None)
+            if spec.when is None or spec.when(values):
+                kwargs[f.name] = build(spec.cls, values, getattr(base, f.name) if base is not None else None)
             continue
         value = values.get(dest(f, spec))
         if value is None and base is not None:

@@ -65,7 +65,7 @@ def validate_simulation(
     model: str,
     reference: Path,
     captures: Path,
-    backends: str = "fp32,int8-pt",
+    backends: str,  # ValidateConfig.backends: its default is declared there
     seed: int = 0,
     pipeline: FacePipeline | None = None,
     degradation: Degradation = Degradation(),

@@ -83,8 +83,9 @@ class SearchSettings:
     method: str = param("own", help="own (this search: layers to 16 bit), accuracy-control (NNCF's "
                         "quantize_with_accuracy_control: layers to float) or both, re-measured side by side",
                         group=SEARCH, choices=SEARCH_METHODS)
-    # None: the defaults, when the method asks
-    accuracy_control: AccuracyControlSettings | None = nested(AccuracyControlSettings, None)
+    # None: the defaults, when the method asks; built from the options only when the method runs NNCF
+    accuracy_control: AccuracyControlSettings | None = nested(
+        AccuracyControlSettings, None, when=lambda values: values.get("method", "own") != "own")
     ac_distance_m: float | None = param(None, help="where accuracy control validates, metres (default: fp32's "
                                         "reliable distance)", group=SEARCH, option="ac-distance",
                                         range=DISTANCE_RANGE)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -160,8 +159,6 @@ def cmd_search_precision(args: argparse.Namespace) -> int:
     if (values.get("target_tar") is None) != (values.get("target_distance") is None):
         raise FacequantError("give --target-tar and --target-distance together")
     search: SearchSettings = build(SearchSettings, values)
-    if search.method == "own":  # NNCF's settings are recorded only when the search runs it
-        search = dataclasses.replace(search, accuracy_control=None)
     output = common.output(values, f"search-{search.base}")
     with common.progress_bar(values.get("quiet")) as progress:
         result = api.search_precision(config, search, output, progress)
