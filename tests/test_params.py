@@ -252,3 +252,29 @@ def test_scratch_option__tui_prefill(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert main(["tui", "--config", str(cfg), "--sharpness", "3"]) == 0
     assert seen["prefill"] == {"sharpness": 3.0}
     assert state.initial_setup(cfg, tmp_path / "runs", seen["prefill"]).base.sharpness == 3.0  # type: ignore[arg-type,attr-defined]
+
+
+def test_models_check__same_options_and_config_as_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]):
+    """`models check` takes the sweep's declarations of --data, --preprocessing, --model-override,
+    --crop-margin and --seed, and a --config file with the same keys (the command line wins)."""
+    from facequant.sweep.config import SweepConfig
+
+    seen: list[tuple[object, ...]] = []
+    monkeypatch.setattr("facequant.analysis.model_check.run_check", lambda *a: seen.append(a))
+    monkeypatch.setattr("facequant.analysis.model_check.print_check", lambda report: None)
+    cfg = tmp_path / "check.yaml"
+    cfg.write_text(yaml.safe_dump({"data": str(tmp_path), "crop-margin": 0.25, "model-override": {"std": 128},
+                                   "preprocessing": "auto", "seed": 7, "photos": 12}))
+    assert main(["models", "check", "m.onnx", "--config", str(cfg), "--seed", "3"]) == 0
+    assert seen == [("m.onnx", str(tmp_path), "auto", {"std": 128}, 0.25, 3, 12)]
+    sweep = {o.name: o for o in config.field_options(SweepConfig, "models check")}
+    check = {o.name: o for _, p in command_parsers() if _ == "models check" for o in p.get_default("options")}
+    assert set(sweep) <= set(check) and all(check[n].default == sweep[n].default for n in sweep)
+    cfg.write_text("crop-margin: 2\n")
+    assert main(["models", "check", "m.onnx", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{cfg}: crop-margin: must be a number in [0, 1]" in err
+    cfg.write_text("far: 0.01\n")  # a sweep option models check does not take
+    assert main(["models", "check", "m.onnx", "--config", str(cfg)]) == 2
+    assert "unknown option 'far'" in capsys.readouterr().err
