@@ -47,16 +47,28 @@ def test_defaults_shown_in_help(command: str, option: str, default: str, capsys:
     assert f"(default {default})" in option_help(help_text(capsys, *command.split()), option)
 
 
-def test_export_precision__calib_method_entropy_accepted_and_used(tmp_path: Path, model_path: Path, celebs13: Path,
-                                                                  capsys: pytest.CaptureFixture[str]):
+def test_export_precision__calib_method_entropy_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]):
     """As diagnose and search-precision take it: parsed, checked (a bad name refused in one
-    line) and applied to the exported recipe (run.json's recipe says entropy)."""
+    line) and carried in the export's config (the slow test below runs the export)."""
+    seen: list[object] = []
+    written = {"warnings": [], "ort": "o", "precision": "p", "hailo": "h", "run": "r"}
+    monkeypatch.setattr("facequant.api.export_precision",
+                        lambda config, output, progress: seen.append(config) or written)
+    args = ["export-precision", "int8-pt", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--quiet"]
+    assert main([*args, "--calib-method", "magic"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --calib-method" in err and not seen
+    assert main([*args, "--calib-method", "entropy"]) == 0
+    assert seen[0].sweep.calibration_method == "entropy"  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_export_precision__calib_method_entropy_used(tmp_path: Path, model_path: Path, celebs13: Path):
+    """The exported recipe is calibrated with entropy: run.json's recipe says so."""
     out = tmp_path / "exports"
     args = ["export-precision", "int8-pt+16bit:last1", "--model", str(model_path), "--data", str(celebs13),
             "--calib-size", "4", "--distances", "1", "--out", str(out), "--quiet"]
-    assert main([*args, "--calib-method", "magic"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--calib-method" in err and not out.exists()
     assert main([*args, "--calib-method", "entropy"]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["recipe"]["calibration_method"] == "entropy"
