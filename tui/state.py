@@ -21,8 +21,15 @@ from typing import Any
 import pandas as pd
 
 from facequant import api, params, settings
+from facequant.config import (
+    Option,
+    field_options,
+    parse_value,
+    read_config,
+    sweep_config,
+    sweep_options,
+)
 from facequant.config import default_out as default_results_dir
-from facequant.config import parse_value, read_config, sweep_config, sweep_options
 from facequant.errors import Cancelled, FacequantError
 from facequant.evaluate import cliff, metrics
 from facequant.results import directory as reports
@@ -67,6 +74,26 @@ class SetupValues:
 
 def _fmt_number(value: float) -> str:
     return f"{value:g}"
+
+
+def setup_hints() -> dict[str, str]:
+    """The form's hint per field: its option's help (the declaration on SweepConfig), where it
+    fits a line or two; the fields the form writes its own way say how."""
+    from facequant.backends.registry import available_backends
+
+    table = {o.name: o for o in field_options(SweepConfig, "tui")}
+    hints = {name: _help_or(table[name]) for name in ("model", "data", "camera")}
+    return {**hints,
+            "distances": "metres '0.5,1,2', 'START:STOP:N' (geometric), or face pixels 'px:112,64,40'",
+            "backends": f"comma-separated: {', '.join(available_backends())}, BASE+16bit:SEL ...",
+            "out": "results directory; empty = runs/<model>-<time>, as facequant sweep"}
+
+
+def _help_or(option: Option) -> str:
+    try:
+        return option.help_text()
+    except Exception:  # noqa: BLE001 - a broken presets file is reported when a run starts
+        return ""
 
 
 def setup_from_config(config: SweepConfig, source: str, out: str = "") -> SetupValues:
