@@ -129,6 +129,8 @@ def test_tui_takes_the_sweep_options__help_and_parse(capsys: pytest.CaptureFixtu
 
 def test_study_sizes__above_the_photos_run_once_and_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     from facequant.analysis import studies
+    from facequant.cli.show import show
+    from facequant.render.study import render_study
     from facequant.sweep.config import SweepConfig
 
     for i in range(5):
@@ -146,7 +148,7 @@ def test_study_sizes__above_the_photos_run_once_and_say_so(tmp_path: Path, capsy
                                                         "backend": "int8-pt", "n_calibration_crops": 5,
                                                         "degenerate": ""}
     result = studies.StudyResult("calibration-size", "int8-pt", pd.DataFrame([row]), {}, [chosen[1].note])
-    studies.print_study(result)
+    show(render_study(result))
     assert f"warning: {chosen[1].note}" in " ".join(capsys.readouterr().out.split())
     studies.write_study(result, tmp_path / "study")
     assert json.loads((tmp_path / "study" / "run.json").read_text())["warnings"] == [chosen[1].note]

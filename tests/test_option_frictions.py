@@ -111,7 +111,7 @@ def test_study__its_own_options_and_defaults_pass(tmp_path: Path, monkeypatch: p
     """What each study varies, and the other studies' defaults (never given), are not refused."""
     seen: list[object] = []
     monkeypatch.setattr("facequant.api.study", lambda config, output, progress: seen.append(config))
-    monkeypatch.setattr("facequant.analysis.studies.print_study", lambda *a, **k: None)
+    monkeypatch.setattr("facequant.render.study.render_study", lambda *a, **k: [])
     (tmp_path / "p").mkdir()
     for argv in (["calibration-size", "--sizes", "4,8"], ["calibration-method", "--methods", "minmax,entropy"],
                  ["calibration-distance", "--mixes", "0.5;0.5,3"]):

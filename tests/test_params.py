@@ -262,7 +262,7 @@ def test_models_check__same_options_and_config_as_sweep(tmp_path: Path, monkeypa
 
     seen: list[tuple[object, ...]] = []
     monkeypatch.setattr("facequant.analysis.model_check.run_check", lambda *a: seen.append(a))
-    monkeypatch.setattr("facequant.analysis.model_check.print_check", lambda report: None)
+    monkeypatch.setattr("facequant.render.check.render_check", lambda report: [])
     cfg = tmp_path / "check.yaml"
     cfg.write_text(yaml.safe_dump({"data": str(tmp_path), "crop-margin": 0.25, "model-override": {"std": 128},
                                    "preprocessing": "auto", "seed": 7, "photos": 12}))

@@ -87,11 +87,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models_check(args: argparse.Namespace) -> int:
-    from facequant.analysis.model_check import ModelCheckConfig, print_check, run_check
+    from facequant.analysis.model_check import ModelCheckConfig, run_check
+    from facequant.cli.show import show
+    from facequant.render.check import render_check
 
     config: ModelCheckConfig = build(ModelCheckConfig, common.values(args))
     s = config.sweep
-    print_check(run_check(s.model, s.data, s.preprocessing, s.model_overrides, s.crop_margin, s.seed, config.photos))
+    show(render_check(run_check(s.model, s.data, s.preprocessing, s.model_overrides, s.crop_margin, s.seed,
+                                config.photos)))
     return 0
 
 
@@ -126,14 +129,16 @@ def cmd_cameras(args: argparse.Namespace) -> int:
 
 def cmd_validate_sim(args: argparse.Namespace) -> int:
     from facequant import api
-    from facequant.analysis.fidelity import FIDELITY_CSV, ValidateConfig, print_fidelity
+    from facequant.analysis.fidelity import FIDELITY_CSV, ValidateConfig
+    from facequant.cli.show import show
+    from facequant.render.fidelity import render_fidelity
 
     values = common.values(args)
     config: ValidateConfig = build(ValidateConfig, values)
     output = common.output(values, "validate")
     with common.progress_bar(values.get("quiet")) as progress:
         table = api.validate_simulation(config, output, progress)
-    print_fidelity(table, output.dir / FIDELITY_CSV)
+    show(render_fidelity(table, output.dir / FIDELITY_CSV))
     return 0
 
 
