@@ -51,7 +51,7 @@ DISCARD_DIR = "discard"
 LEGACY_FILES = ("run.json", "manifest.json", "search.json", "study.csv", "fidelity.csv")
 #: Files facequant derives later from a results directory's own contents and writes into it
 #: (`recommend`): a marked folder may hold them without listing them.
-DERIVED_FILES = ("recommend.csv",)
+DERIVED_FILES = ("recommend.csv", "report.html")
 _LEGACY = f"written by an earlier facequant version (no {MARKER})"
 #: A staging folder younger than this without its owner record may be a run starting now.
 _STARTING_S = 60.0
@@ -64,6 +64,11 @@ Inputs = Iterable[tuple[str, str | os.PathLike[str]]]
 def set_command(argv: Sequence[str]) -> None:
     """The command line recorded in every marker this process writes."""
     _command[:] = ["facequant", *argv]
+
+
+def recorded_command() -> str:
+    """This process's command line, as markers record it."""
+    return " ".join(_command)
 
 
 def _real(path: str | os.PathLike[str]) -> Path:

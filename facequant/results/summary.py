@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from facequant.results.directory import backend_labels, run_warnings
+from facequant.results.reading import backend_labels, run_warnings
 
 if TYPE_CHECKING:
     from facequant.sweep.result import SweepResult

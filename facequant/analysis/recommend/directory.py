@@ -134,7 +134,7 @@ def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None 
     """Read a results directory, evaluate the scenarios (all, or the named ones: names or
     YAML paths), and write recommend.csv into it (unless ``write`` is False). latency:
     LATENCY_CHOICES (auto: device figures when every backend has one, else the CPU's)."""
-    from facequant.results.directory import load_results  # pulls in the sweep machinery; only here
+    from facequant.results.reading import load_results
 
     require("latency_tolerance", latency_tolerance, Range(0.0, 1.0))
     if latency not in LATENCY_CHOICES:

@@ -1,0 +1,121 @@
+"""report.html: written into every results directory (partial runs too), remade by
+`facequant report DIR`, self-contained, and rendered by a real browser (headless Chromium)
+with every image loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from fake_sweep import fake_result
+
+from facequant.cli.main import main
+from facequant.results.directory import write_results
+from facequant.results.output import MARKER, check_output_dir
+from facequant.results.report import REPORT_HTML
+from facequant.sweep.config import SweepConfig
+
+#: Appended to a copy of the page (the report itself has no script): on load, each image's
+#: decoded width is written into the DOM, which --dump-dom then shows.
+PROBE = ('<script>window.addEventListener("load", () => {for (const img of document.images) '
+         '{img.setAttribute("data-natural-width", String(img.naturalWidth));} '
+         'document.body.setAttribute("data-probed", String(document.images.length));});</script>')
+
+
+def chromium() -> str:
+    """The headless browser; in CI a missing one is a broken setup, never a silent skip."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    reason = "chromium is not installed (CI installs it: apt-get install -y chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def render_in_browser(page: Path, work: Path) -> str:
+    """The DOM Chromium built from `page`, after load, with the images' natural widths."""
+    probe = work / "probe.html"
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    done = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           f"--user-data-dir={work / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+                           probe.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'data-probed="' in done.stdout, "the page's load event never ran"
+    return done.stdout
+
+
+def fake_results(out: Path, done: list[float], planned: list[float], model: str = "m.onnx") -> Path:
+    write_results(fake_result(SweepConfig(model=model, data="d"), done, planned), out)  # type: ignore[arg-type]
+    return out
+
+
+def test_partial_run_has_a_self_contained_report(tmp_path: Path):
+    out = fake_results(tmp_path / "r", [1.0, 2.0, 4.0], [1.0, 2.0, 4.0, 8.0])
+    html = (out / REPORT_HTML).read_text(encoding="utf-8")
+    assert "<title>facequant report: m.onnx" in html
+    assert 'id="partial"' in html and "cancelled after 3 of 4 distances" in html
+    assert len(re.findall(r'<tr class="verdict-row" data-backend="(fp32|int8-pt)"', html)) == 2
+    # the sections in the order a reader wants them
+    order = [html.index(f'<section id="{s}">') for s in ("verdicts", "recommendation", "warnings", "cliff", "plots",
+                                                          "provenance")]
+    assert order == sorted(order)
+    # self-contained: the plots inline, nothing fetched
+    assert len(re.findall(r'<img class="plot" src="data:image/png;base64,', html)) == 2
+    assert not re.search(r'(src|href)="(https?:)?//', html) and "<link" not in html and "@import" not in html
+    # written by facequant: listed in the marker, so --force may replace the folder
+    assert REPORT_HTML in json.loads((out / MARKER).read_text())["files"]
+    check_output_dir(out, force=True)
+
+
+def test_run_strings_are_text_not_markup(tmp_path: Path):
+    out = fake_results(tmp_path / "r", [1.0, 2.0], [1.0, 2.0], model="<script>alert(1)</script>.onnx")
+    html = (out / REPORT_HTML).read_text(encoding="utf-8")
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+
+
+def test_report_command_remakes_it_with_recommendation_and_diagnostics(tmp_path: Path, capsys: pytest.CaptureFixture):
+    out = fake_results(tmp_path / "r", [1.0, 2.0, 4.0], [1.0, 2.0, 4.0])
+    (out / REPORT_HTML).unlink()
+    (out / "recommend.csv").write_text("scenario,backend,verdict,reason,worst_tar,worst_distance_m\n"
+                                       "corridor,int8-pt,recommended,cheapest that meets,0.97,3.0\n")
+    diagnostics = out / "diagnostics"
+    diagnostics.mkdir()
+    (diagnostics / "summary.csv").write_text("backend,distance_m,worst_layer,worst_snr_db\nint8-pt,4.0,Conv_94,7.5\n")
+    shutil.copyfile(out / "tar_vs_distance.png", diagnostics / "output_snr_vs_distance.png")
+    assert main(["report", str(out)]) == 0
+    assert f"written {out / REPORT_HTML}" in capsys.readouterr().out
+    html = (out / REPORT_HTML).read_text(encoding="utf-8")
+    assert "From recommend.csv" in html and "cheapest that meets" in html
+    assert '<section id="diagnostics">' in html and "Conv_94" in html
+    assert html.index('id="plots"') < html.index('id="diagnostics"') < html.index('id="provenance"')
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == 3
+
+
+@pytest.mark.parametrize("bad", ["missing", "file", "not-results"])
+def test_report_command_bad_directory_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, bad: str):
+    target = tmp_path / bad
+    if bad == "file":
+        target.write_text("x")
+    elif bad == "not-results":
+        target.mkdir()
+        (target / "notes.txt").write_text("mine")
+    assert main(["report", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(target) in err and "Traceback" not in err
+    assert not (tmp_path / bad / REPORT_HTML).exists() or bad == "file"
+
+
+def test_chromium_renders_the_report_with_every_image(tmp_path: Path):
+    out = fake_results(tmp_path / "r", [1.0, 2.0, 4.0], [1.0, 2.0, 4.0, 8.0])
+    dom = render_in_browser(out / REPORT_HTML, tmp_path)
+    assert re.search(r"<title>facequant report: m\.onnx", dom)
+    assert len(re.findall(r'class="verdict-row"', dom)) == 2
+    widths = [int(w) for w in re.findall(r'data-natural-width="(\d+)"', dom)]
+    assert len(widths) == 2 and all(w > 100 for w in widths), widths  # 0: a broken image
