@@ -218,7 +218,9 @@ def test_layer_diagnostics_shown_when_present(results_copy: Path):
         table = pane.query_one("#layers-table", DataTable)
         assert table.row_count == 10 and "Conv_7" in [c.plain for c in table.get_row_at(0)]
         plot = str(pane.query_one("#layers-plot").render())
-        assert "snr_db vs depth" in plot and "int8-pt 8 m" in plot and "int8-pt 1 m" in plot
+        legend = str(pane.query_one("#layers-legend", Static).render())
+        assert "snr_db vs depth" in plot and "int8-pt 8 m" not in plot  # the key is under the chart, not on it
+        assert "int8-pt 8 m" in legend and "int8-pt 1 m" in legend
         summary = screen.query_one("#diag-summary", DataTable)
         assert summary.display and summary.row_count == 3
 
@@ -234,6 +236,11 @@ def test_a_diagnose_directory_opens_by_itself(tmp_path: Path):
         assert screen.query_one(TabbedContent).active == "tab-layers"
         assert "layer diagnostics" in str(screen.query_one("#results-title", Static).render())
         assert screen.query_one("#layers-table", DataTable).row_count == 10
+        await pilot.pause(0.2)
+        plot = str(screen.query_one("#layers-plot").render())
+        legend = str(screen.query_one("#layers-legend", Static).render())
+        # the chart's key sits under it: plotext's own legend would cover the lines' top left
+        assert "vs depth" in plot and "int8-pt 8 m" not in plot and "int8-pt 8 m" in legend
         await pilot.press("e")
         await pilot.pause(0.1)
         assert any("is a diagnose directory" in n for n in notices(pilot.app))  # type: ignore[arg-type]

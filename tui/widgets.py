@@ -139,6 +139,10 @@ class CliffPane(Vertical):
 PALETTE = ("cyan", "orange", "magenta", "green", "blue", "red", "yellow", "white")
 
 
+#: plotext colour names rich does not know, as rich names them.
+RICH_COLOURS = {"orange": "dark_orange"}
+
+
 def _colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
@@ -205,11 +209,13 @@ class LayersPane(Vertical):
         yield Static("", id="layers-note", classes="notes")
         yield DataTable(id="layers-table", cursor_type="row")
         yield PlotextPlot(id="layers-plot")
+        yield Static("", id="layers-legend", classes="notes")
 
     def show(self, diagnostics: Diagnostics | None, looked_in: str) -> None:
         note = self.query_one("#layers-note", Static)
         table = self.query_one("#layers-table", DataTable)
         plot = self.query_one("#layers-plot", PlotextPlot)
+        legend = self.query_one("#layers-legend", Static)
         table.clear(columns=True)
         plot.plt.clear_data()
         plot.plt.clear_figure()
@@ -218,9 +224,9 @@ class LayersPane(Vertical):
                         "facequant diagnose (same options as the sweep) --out <run>/diagnostics puts them "
                         "here; a diagnose directory also opens by itself (setup's list, --results), or "
                         "start with --diagnostics DIR.")
-            table.display = plot.display = False
+            table.display = plot.display = legend.display = False
             return
-        table.display = plot.display = True
+        table.display = plot.display = legend.display = True
         snr = diagnostics.snr_column
         worst, where = diagnostics.worst()
         note.update(Text(f"worst layers by {snr or 'row order'}{where} ({display_path(diagnostics.path)})"))
@@ -228,8 +234,12 @@ class LayersPane(Vertical):
             table.add_column(SHORT_HEADERS.get(str(col), str(col)), key=str(col))
         for row in worst.itertuples(index=False):
             table.add_row(*[Text(_num(v, ".3g") if isinstance(v, float) else str(v)) for v in row])
+        key = Text("lines: ")
         for i, (name, (depth, values)) in enumerate(diagnostics.snr_by_depth().items()):
-            plot.plt.plot(depth, values, marker="braille", color=_colour(i), label=name)
+            # no label: plotext draws its legend inside the plot, over the lines; the key sits under it
+            plot.plt.plot(depth, values, marker="braille", color=_colour(i))
+            key.append(f"\u2500\u2500 {name}  ", style=RICH_COLOURS.get(_colour(i), _colour(i)))
+        legend.update(key)
         plot.plt.title(f"{snr} vs depth" if snr else "no SNR column")
         plot.plt.xlabel(diagnostics.depth_column or "layer order")
         plot.refresh()
