@@ -119,3 +119,29 @@ def test_chromium_renders_the_report_with_every_image(tmp_path: Path):
     assert len(re.findall(r'class="verdict-row"', dom)) == 2
     widths = [int(w) for w in re.findall(r'data-natural-width="(\d+)"', dom)]
     assert len(widths) == 2 and all(w > 100 for w in widths), widths  # 0: a broken image
+
+
+def test_tar_plot_has_bar_face_px_axis_title_bands_and_key_off_the_data():
+    from matplotlib.collections import PolyCollection
+
+    from facequant.results.directory import pyplot, tar_figure
+
+    result = fake_result(SweepConfig(model="m.onnx", data="d"), [0.5, 1.0, 2.0, 4.0, 8.0], [0.5, 1.0, 2.0, 4.0, 8.0])
+    rows, cliff = result.sweep, result.cliff  # type: ignore[attr-defined]
+    fig = tar_figure(rows, cliff, "m.onnx", "1080p-90")
+    try:
+        ax = fig.axes[0]
+        assert "m.onnx" in ax.get_title() and "camera 1080p-90" in ax.get_title()
+        bar = float(cliff.reliable_tar.iloc[0])
+        assert any(list(line.get_ydata()) == [bar, bar] for line in ax.get_lines())  # the reliable bar
+        assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 2  # a band per backend
+        top = [a for a in ax.child_axes if "face" in a.get_xlabel()]
+        assert top, "no face-pixel axis"
+        ticks = top[0].get_xticks()
+        assert len(ticks) >= 3 and all(t in (12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+                                       for t in ticks)
+        fig.canvas.draw()
+        legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
+        assert legend.x0 >= frame.x1  # beside the axes: no line runs under it
+    finally:
+        pyplot().close(fig)

@@ -29,6 +29,7 @@ from facequant.results.reading import (  # noqa: F401 (the readers: kept importa
 from facequant.sweep.result import SweepResult
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 RESULTS_CSV = "results.csv"  # the tidy table: backend x distance x metric
@@ -67,7 +68,7 @@ def write_into(result: SweepResult, staging: Path) -> None:
         plot_identification(result.identification, staging / IDENTIFICATION_PLOT)
     _copy_pow2_moves(result.run, staging)
     write_run_json(result.run, staging / RUN_JSON)
-    plot_tar_vs_distance(result.sweep, staging / TAR_PLOT)
+    plot_tar_vs_distance(result.sweep, staging / TAR_PLOT, result.cliff, result.model_name, result.camera.name)
     plot_match_vs_prenorm(result.genuine, result.threshold, result.cliff, staging / PRENORM_PLOT)
     write_report_safely(staging)
 
@@ -114,19 +115,63 @@ def save_figure(fig: Figure, path: Path) -> None:
     pyplot().close(fig)
 
 
-def plot_tar_vs_distance(sweep: pd.DataFrame, path: Path) -> None:
+def plot_tar_vs_distance(sweep: pd.DataFrame, path: Path, cliff: pd.DataFrame | None = None, model: str = "",
+                         camera: str = "") -> None:
+    save_figure(tar_figure(sweep, cliff, model, camera), path)
+
+
+def tar_figure(sweep: pd.DataFrame, cliff: pd.DataFrame | None = None, model: str = "", camera: str = "") -> Figure:
+    """TAR per backend with its 95 % band, the reliable bar (dotted; the TAR a distance needs to
+    count as reliable), the face size in pixels along the top, the model and camera in the
+    title, and the key beside the axes, off the data."""
     plt = pyplot()
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig, ax = plt.subplots(figsize=(8.4, 4.4), dpi=120)
     for backend, rows in sweep.groupby("backend", sort=False):
-        ax.plot(rows.distance_m, rows.tar, marker="o", label=str(backend))
-        ax.fill_between(rows.distance_m, rows.tar_ci_low, rows.tar_ci_high, alpha=0.15)
+        line, = ax.plot(rows.distance_m, rows.tar, marker="o", label=str(backend))
+        ax.fill_between(rows.distance_m, rows.tar_ci_low, rows.tar_ci_high, color=line.get_color(), alpha=0.15)
+    bar = _reliable_bar(cliff)
+    if bar is not None:
+        ax.axhline(bar, color="black", ls=":", lw=1.2, label=f"reliable bar ({bar:.3f})")
     threshold = float(sweep.threshold.iloc[0])
+    what = ", ".join(p for p in (model, f"camera {camera}" if camera else "") if p)
     ax.set(xlabel="distance (m)", ylabel=f"TAR at cosine >= {threshold:.3f}", ylim=(-0.02, 1.02),
-           title="True accept rate vs distance (95% Wilson bands)")
+           title=(f"{what}\n" if what else "") + "True accept rate vs distance (95% bands over people)")
+    _face_px_axis(ax, sweep)
     ax.grid(alpha=0.3)
-    ax.legend()
-    save_figure(fig, path)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", borderaxespad=0.0)
+    return fig
+
+
+def _reliable_bar(cliff: pd.DataFrame | None) -> float | None:
+    """The reliable bar of the run (cliff.csv's reliable_tar: 90 % of fp32's close-range TAR)."""
+    if cliff is None or "reliable_tar" not in cliff:
+        return None
+    bars = pd.to_numeric(cliff["reliable_tar"], errors="coerce").dropna()
+    return float(bars.iloc[0]) if len(bars) and bars.nunique() == 1 else None
+
+
+def _face_px_axis(ax: Axes, sweep: pd.DataFrame) -> None:
+    """Face pixels along the top: face_px = k / distance for one camera, k read off the sweep."""
+    k = pd.to_numeric(sweep.face_px * sweep.distance_m, errors="coerce").median()
+    if not np.isfinite(k) or k <= 0:
+        return
+
+    def convert(x: np.ndarray) -> np.ndarray:  # its own inverse; finite at 0 (matplotlib asks there)
+        return k / np.maximum(np.asarray(x, dtype=np.float64), 1e-6)
+
+    near, far = float(sweep.distance_m.min()), float(sweep.distance_m.max())
+    margin = 0.04 * (far - near) if far > near else 0.1 * near
+    ax.set_xlim(max(near - margin, 0.5 * near), far + margin)  # > 0: a face size exists there
+    top = ax.secondary_xaxis("top", functions=(convert, convert))
+    low, high = ax.get_xlim()
+    ticks: list[float] = []  # round sizes, at least 6 % of the axis apart (px crowd near the camera)
+    for px in (12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024):
+        d = k / px
+        if low <= d <= high and all(abs(d - k / t) >= 0.06 * (high - low) for t in ticks):
+            ticks.append(px)
+    top.set_xticks(ticks)
+    top.set_xlabel("aligned face crop side in the camera (px)")
 
 
 def plot_identification(table: pd.DataFrame, path: Path) -> None:
