@@ -267,5 +267,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     console = Console()
     for item in render(rec):
         console.print(item)
-    console.print(f"written {Path(config.results) / RECOMMEND_CSV}", style="dim")
+    written = rec.written or Path(config.results) / RECOMMEND_CSV
+    console.print(f"written {written}" + (f" ({rec.written_note})" if rec.written_note else ""), style="dim",
+                  highlight=False, markup=False, soft_wrap=True)
     return 0

@@ -157,7 +157,8 @@ def _derived(rel: str, listed: Collection[str]) -> bool:
     """A file facequant adds later beside a results directory's run.json (recommend.csv), at
     the top or in a nested results folder it wrote (one model's of several)."""
     parent, _, name = rel.rpartition("/")
-    return name in DERIVED_FILES and (not parent or f"{parent}/run.json" in listed)
+    derived = name in DERIVED_FILES or (name.startswith("recommend-") and name.endswith(".csv"))  # one scenario's
+    return derived and (not parent or f"{parent}/run.json" in listed)
 
 
 def marker_problem(folder: Path) -> str | None:
