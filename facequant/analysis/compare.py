@@ -30,7 +30,7 @@ import pandas as pd
 from facequant.errors import FacequantError
 from facequant.evaluate import people
 from facequant.evaluate.verdicts import VerdictSettings, bootstrap_distances
-from facequant.results.reading import load_results, read_table
+from facequant.results.reading import load_results, read_table, run_warnings
 
 COMPARE_CSV = "compare.csv"
 COMPARE_TAR_CSV = "compare_tar.csv"
@@ -55,6 +55,8 @@ class Comparison:
     pairing: str = ""  # how the intervals were made, in words
     only_a: list[str] = field(default_factory=list)
     only_b: list[str] = field(default_factory=list)
+    warnings_a: list[str] = field(default_factory=list)  # run.json warnings only one of the runs has
+    warnings_b: list[str] = field(default_factory=list)
 
     @property
     def comparable(self) -> bool:
@@ -104,7 +106,7 @@ def comparability(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
         problems.append(f"other photos: {len(photos_a - photos_b)} only in A, {len(photos_b - photos_a)} only in B "
                         f"({len(photos_a & photos_b)} shared)")
     run_a, run_b = a["run"], b["run"]
-    if run_a.get("camera") != run_b.get("camera"):
+    if (run_a.get("camera") or _config(run_a).get("camera")) != (run_b.get("camera") or _config(run_b).get("camera")):
         problems.append(f"other camera: {_camera(run_a)} vs {_camera(run_b)}")
     da, db = _distances(a), _distances(b)
     if da != db:
@@ -119,7 +121,7 @@ def comparability(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
 
 
 def _camera(run: Mapping[str, Any]) -> str:
-    camera = run.get("camera")
+    camera = run.get("camera") or _config(run).get("camera")
     return str(camera.get("name", camera)) if isinstance(camera, Mapping) else str(camera)
 
 
@@ -245,14 +247,16 @@ def compare(a_dir: str | Path, b_dir: str | Path, seed: int = 0) -> Comparison:
                         f"{what}_shift": _shift_words(point, low, high)})
         row["paired"] = paired
         rows.append(row)
+    warned_a, warned_b = run_warnings(a["run"]), run_warnings(b["run"])
     return Comparison(a_path, b_path, pd.DataFrame(rows), tar_table(a["rates"], b["rates"], shared),
                       comparability(a, b), provenance_differences(a, b), paired, how,
-                      [n for n in names_a if n not in shared], [n for n in names_b if n not in shared])
+                      [n for n in names_a if n not in shared], [n for n in names_b if n not in shared],
+                      [w for w in warned_a if w not in warned_b], [w for w in warned_b if w not in warned_a])
 
 
 def tar_table(rates_a: pd.DataFrame, rates_b: pd.DataFrame, shared: list[str]) -> pd.DataFrame:
     """Per backend x distance (of either run): TAR with its interval in A and in B, and B - A."""
-    keep = ["backend", "distance_m", "face_px", "tar", "tar_ci_low", "tar_ci_high"]
+    keep = ["backend", "distance_m", "face_px", "tar", "tar_ci_low", "tar_ci_high", "far"]
     def part(rates: pd.DataFrame, tag: str) -> pd.DataFrame:
         frame = rates[rates["backend"].astype(str).isin(shared)][[c for c in keep if c in rates.columns]].copy()
         frame["backend"] = frame["backend"].astype(str)
@@ -260,6 +264,8 @@ def tar_table(rates_a: pd.DataFrame, rates_b: pd.DataFrame, shared: list[str]) -
         return frame.rename(columns={c: f"{c}_{tag}" for c in keep[2:]})
     merged = part(rates_a, "a").merge(part(rates_b, "b"), on=["backend", "distance_m"], how="outer")
     merged["tar_difference"] = merged["tar_b"] - merged["tar_a"]
+    if {"far_a", "far_b"} <= set(merged.columns):
+        merged["far_difference"] = merged["far_b"] - merged["far_a"]
     order = {n: i for i, n in enumerate(shared)}
     return merged.sort_values(["backend", "distance_m"], key=lambda s: s.map(order) if s.name == "backend" else s,
                               ignore_index=True)

@@ -30,6 +30,7 @@ def summary(c: Comparison) -> dict[str, Any]:
     """compare.json: the two runs, whether they compare, how the intervals were made."""
     return {"a": str(c.a), "b": str(c.b), "comparable": c.comparable, "problems": c.problems,
             "paired": c.paired, "intervals": c.pairing, "only_in_a": c.only_a, "only_in_b": c.only_b,
+            "warnings_only_in_a": c.warnings_a, "warnings_only_in_b": c.warnings_b,
             "provenance_differences": [{"what": w, "a": x, "b": y} for w, x, y in c.provenance]}
 
 
@@ -109,6 +110,7 @@ def context(c: Comparison, folder: Path) -> dict[str, Any]:
             "problems": c.problems, "pairing": c.pairing, "headers": HEADERS, "rows": display_rows(c),
             "backends": [str(b) for b in c.table["backend"]], "only_a": c.only_a, "only_b": c.only_b,
             "tar": table(c.tar, max_rows=200), "provenance": c.provenance,
+            "warnings_a": c.warnings_a, "warnings_b": c.warnings_b,
             "plot": data_uri(folder / COMPARE_PLOT) if (folder / COMPARE_PLOT).is_file() else ""}
 
 
@@ -142,6 +144,7 @@ def lines(c: Comparison) -> list[str]:
                    f"cliff {cl_a[0]} -> {cl_b[0]}, shift {cliff}")
     if c.only_a or c.only_b:
         out.append(f"  not in both: {', '.join(c.only_a) or '-'} only in A; {', '.join(c.only_b) or '-'} only in B")
+    out += [f"warning only in A: {w}" for w in c.warnings_a] + [f"warning only in B: {w}" for w in c.warnings_b]
     if c.provenance:
         out.append(f"provenance differs in {len(c.provenance)} place(s):")
         out += [f"  {what}: {x} -> {y}" for what, x, y in c.provenance[:12]]
@@ -155,7 +158,7 @@ def print_comparison(c: Comparison, out: Path | None) -> None:
 
     console = Console()
     for line in lines(c):
-        style = "bold red" if line.startswith("NOT COMPARABLE") else None
+        style = "bold red" if line.startswith("NOT COMPARABLE") else "yellow" if line.startswith("warning") else None
         console.print(line, style=style, highlight=False, markup=False, soft_wrap=True)
     if out is not None:
         console.print(f"results in {out} ({COMPARE_CSV}, {COMPARE_TAR_CSV}, {COMPARE_PLOT}, {REPORT_HTML})",
