@@ -48,3 +48,62 @@ def test_one_scenario_does_not_replace_every_scenario_s_recommendation(tmp_path:
     assert main(["recommend", "--results", str(out), "--scenario", "kiosk,corridor,far-field"]) == 0
     assert not (out / "recommend-kiosk+corridor+far-field.csv").exists()
     check_output_dir(out, force=True)  # recommend-corridor.csv is facequant's: the folder stays replaceable
+
+
+def _tiny_conv(path: Path) -> Path:
+    """A one-convolution float model (opset 13, dynamic batch): quantizes in a second."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["input", "w"], ["output"], pads=[1, 1, 1, 1])], "tiny",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, 8, 8])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 4, 8, 8])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_ort_histogram_calibration_prints_nothing(tmp_path: Path, capfd: pytest.CaptureFixture, method: str):
+    import dataclasses
+
+    import numpy as np
+
+    from facequant.backends.quantize.build import build_quantized
+    from facequant.backends.quantize.recipes import RECIPES
+
+    recipe = dataclasses.replace(RECIPES["int8-pt"], calibration_method=method)
+    calibration = np.random.default_rng(1).normal(size=(4, 3, 8, 8)).astype(np.float32)
+    out = build_quantized(_tiny_conv(tmp_path / "m.onnx"), "0" * 64, "input", recipe, calibration, cache=tmp_path)
+    assert out.is_file()
+    printed = capfd.readouterr().out
+    assert "histogram" not in printed and "Number of tensors" not in printed and printed == ""
+
+
+def test_a_killed_build_s_scratch_folder_is_removed_by_the_next_run_and_nothing_else(tmp_path: Path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from facequant.backends.quantize.build import quantized_model_path
+    from facequant.backends.quantize.recipes import RECIPES
+
+    quantized = tmp_path / "quantized"
+    quantized.mkdir()
+    # a build killed midway (os._exit: no cleanup runs, as with SIGKILL), with a file in its folder
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, sys; from pathlib import Path; from facequant import cache; "
+        "cm = cache.build_dir(Path(sys.argv[1])); d = cm.__enter__(); (d / 'm.onnx').write_bytes(b'x' * 1000); "
+        "print(d); sys.stdout.flush(); os._exit(9)"), str(quantized)], capture_output=True, text=True, timeout=60)
+    stale = Path(killed.stdout.strip())
+    assert killed.returncode == 9 and stale.is_dir() and stale.parent == quantized
+    live = quantized / f".facequant-build-{socket.gethostname()}-{os.getpid()}-live"
+    other_host = quantized / ".facequant-build-elsewhere-1-abc"
+    foreign = quantized / "tmpkeepme"
+    for folder in (live, other_host, foreign):
+        folder.mkdir()
+    quantized_model_path(tmp_path / "m.onnx", "0" * 64, RECIPES["int8-pt"], "none", cache=tmp_path)
+    assert not stale.exists()
+    assert live.is_dir() and other_host.is_dir() and foreign.is_dir()
