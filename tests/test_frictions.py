@@ -10,6 +10,7 @@ import pytest
 from fake_sweep import fake_result
 
 from facequant.cli.main import main
+from facequant.errors import FacequantError
 from facequant.results.directory import write_results
 from facequant.results.output import check_output_dir
 from facequant.simulate.camera import camera_from_spec
@@ -107,3 +108,16 @@ def test_a_killed_build_s_scratch_folder_is_removed_by_the_next_run_and_nothing_
     quantized_model_path(tmp_path / "m.onnx", "0" * 64, RECIPES["int8-pt"], "none", cache=tmp_path)
     assert not stale.exists()
     assert live.is_dir() and other_host.is_dir() and foreign.is_dir()
+
+
+def test_force_does_not_delete_diagnostics_put_in_a_results_directory(tmp_path: Path):
+    from facequant.results.output import staged_output
+
+    out = recommendable(tmp_path / "r")
+    with staged_output(out / "diagnostics", force=False) as staging:  # as `diagnose --out R/diagnostics` writes it
+        (staging / "summary.csv").write_text("backend,distance_m\nint8-pt,4.0\n")
+    with pytest.raises(FacequantError, match="diagnostics/.*--force would delete"):  # what every command checks first
+        check_output_dir(out, force=True)
+    with pytest.raises(FacequantError, match="diagnostics"):
+        write_results(fake_result(SweepConfig(model="m.onnx", data="d"), DISTANCES, DISTANCES), out, force=True)  # type: ignore[arg-type]
+    assert (out / "diagnostics" / "summary.csv").is_file() and (out / "sweep.csv").is_file()
