@@ -322,7 +322,7 @@ class ResultsScreen(Screen[None]):
             state = "[cyan]layer diagnostics[/]"
         planned = f"/{d.planned}" if d.planned and d.status != COMPLETE else ""
         where = display_path(d.path) if d.path else ""
-        thr = f" thr {d.threshold:.3f}" if len(d.sweep) else ""
+        thr = f" {d.threshold_text}" if len(d.sweep) else ""
         if d.kind == "diagnostics":
             backends = ",".join(str(b) for b in config.get("backends", []))
             self.query_one("#results-title", Static).update(

@@ -204,8 +204,11 @@ def config_from_setup(values: SetupValues, runs_dir: Path) -> tuple[SweepConfig,
 
 
 def default_out(runs_dir: Path, model: str) -> Path:
-    """runs/<model>-<time>, as `facequant sweep` names it; a suffix if that second is taken."""
-    return default_results_dir(Path(model).stem, runs_dir)
+    """runs/<model file's stem>-<time>, as `facequant sweep` names it and the header names the
+    model ('faceplugin' runs go to runs/fr_feature-<time>); a suffix if that second is taken."""
+    from facequant.models.sources import results_stem
+
+    return default_results_dir(results_stem(model), runs_dir)
 
 
 # --------------------------------------------------------------------------- results
@@ -237,8 +240,31 @@ class RunData:
         return float(self.sweep["threshold"].iloc[0]) if len(self.sweep) else math.nan
 
     @property
+    def thresholds(self) -> dict[str, float]:
+        """Each model's threshold (several models: each set on its own fp32's impostors)."""
+        if not len(self.sweep):
+            return {}
+        if "model" not in self.sweep:
+            return {"": self.threshold}
+        firsts = self.sweep.groupby("model", sort=False)["threshold"].first()
+        return {str(m): float(t) for m, t in firsts.items()}
+
+    @property
+    def threshold_text(self) -> str:
+        """"thr 0.420", or with several models each one's: "thr fr_feature 0.420, faceres 0.310"."""
+        found = self.thresholds
+        if not found:
+            return ""
+        if len(found) == 1:
+            return f"thr {next(iter(found.values())):.3f}"
+        return "thr " + ", ".join(f"{Path(m).stem} {t:.3f}" for m, t in found.items())
+
+    @property
     def model_name(self) -> str:
-        return str(self.sweep["model"].iloc[0]) if len(self.sweep) else ""
+        """The model (sweep.csv's model column); several models' names joined with '+'."""
+        if not len(self.sweep):
+            return ""
+        return "+".join(str(m) for m in pd.unique(self.sweep["model"])) if "model" in self.sweep else ""
 
     @property
     def warnings(self) -> list[str]:

@@ -158,7 +158,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     sweep = sweep_config(values)
     config = DiagnoseConfig(sweep, max_probes=values.get("max_probes"), layer=values.get("layer"),  # type: ignore[arg-type]
                             snr_threshold_db=float(values["snr_threshold"]))  # type: ignore[arg-type]
-    output = common.output(values, f"diagnose-{Path(sweep.model).stem}")
+    from facequant.models.sources import results_stem
+
+    output = common.output(values, f"diagnose-{results_stem(sweep.model)}")
     with common.progress_bar(values.get("quiet")) as progress:
         result = api.diagnose(config, output, progress)
     report.print_diagnosis(result, output.dir)

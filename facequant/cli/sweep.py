@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
 from facequant.cli import common
 from facequant.config import options_for, sweep_config
@@ -31,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from facequant import api
-    from facequant.models.sources import split_models
+    from facequant.models.sources import results_stem, split_models
     from facequant.results.summary import print_summary
 
     values = common.values(args)
@@ -45,7 +44,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             combined = api.sweep_models([dataclasses.replace(config, model=m) for m in models], output, progress)
         print_multi_summary(combined, output.dir)
         return 0
-    output = common.output(values, Path(config.model).stem)
+    output = common.output(values, results_stem(config.model))
     with common.progress_bar(values.get("quiet")) as progress:
         result = api.sweep(config, output, progress)
     print_summary(result, output.dir)
