@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from fake_sweep import fake_result
 
@@ -145,3 +146,35 @@ def test_tar_plot_has_bar_face_px_axis_title_bands_and_key_off_the_data():
         assert legend.x0 >= frame.x1  # beside the axes: no line runs under it
     finally:
         pyplot().close(fig)
+
+
+@pytest.mark.slow
+def test_real_sweeps_report_and_compare_minmax_with_entropy(tmp_path: Path, model_path: Path, celebs13: Path,
+                                                          capsys: pytest.CaptureFixture):
+    """The issue's done-when: a real sweep leaves a report.html Chromium renders with every
+    image loaded, and `facequant compare` of a minmax and an entropy run of fp32+int8-pt on
+    celebs13 writes its table, plot and report (paired: the same photos and pairs)."""
+    common = ["--model", str(model_path), "--data", str(celebs13), "--backends", "fp32,int8-pt",
+              "--distances", "1,4,6,8", "--no-latency", "--quiet"]
+    minmax, entropy = tmp_path / "minmax", tmp_path / "entropy"
+    assert main(["sweep", *common, "--out", str(minmax)]) == 0
+    assert main(["sweep", *common, "--calib-method", "entropy", "--out", str(entropy)]) == 0
+    printed = capsys.readouterr().out
+    assert "histogram" not in printed  # ORT's calibrator prints nothing through --quiet
+    dom = render_in_browser(minmax / REPORT_HTML, tmp_path)
+    assert re.search(r"<title>facequant report: fr_feature\.onnx, camera 1080p-90", dom)
+    assert re.findall(r'class="verdict-row" data-backend="([^"]+)"', dom) == ["fp32", "int8-pt"]
+    widths = [int(w) for w in re.findall(r'data-natural-width="(\d+)"', dom)]
+    assert len(widths) >= 3 and all(w > 100 for w in widths), widths
+    out = tmp_path / "cmp"
+    assert main(["compare", str(minmax), str(entropy), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "NOT COMPARABLE" not in said and "paired" in said and "calibration_method: None -> entropy" in said
+    table = pd.read_csv(out / "compare.csv")
+    assert table.backend.tolist() == ["fp32", "int8-pt"] and table.paired.all()
+    fp32 = table.set_index("backend").loc["fp32"]
+    assert fp32.reliable_shift == "no shift"  # the float model did not change
+    assert table.reliable_shift_low_m.notna().all() and table.reliable_shift_high_m.notna().all()
+    dom = render_in_browser(out / REPORT_HTML, tmp_path)
+    assert len(re.findall(r'class="compare-row"', dom)) == 2
+    assert [int(w) for w in re.findall(r'data-natural-width="(\d+)"', dom)][0] > 100

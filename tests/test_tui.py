@@ -435,7 +435,7 @@ def test_run_from_setup_completes_and_shows_rows(tmp_path: Path, model_path: Pat
     assert seen["progress"], "no progress bar while the sweep ran"
     assert seen["partial_rows"] == 2, "the first distance's rows did not appear before the end"
     (out,) = runs.iterdir()
-    assert out.name.startswith("faceplugin-")
+    assert out.name.startswith("fr_feature-")  # named as the header names the model (faceplugin is fr_feature.onnx)
     for name in ("sweep.csv", "cliff.csv", "results.csv", "probes.csv", "genuine.parquet", "run.json"):
         assert (out / name).is_file()
     run = json.loads((out / "run.json").read_text())
