@@ -178,3 +178,22 @@ def test_real_sweeps_report_and_compare_minmax_with_entropy(tmp_path: Path, mode
     dom = render_in_browser(out / REPORT_HTML, tmp_path)
     assert len(re.findall(r'class="compare-row"', dom)) == 2
     assert [int(w) for w in re.findall(r'data-natural-width="(\d+)"', dom)][0] > 100
+
+
+def test_several_models_have_a_report_at_the_top_and_one_each(tmp_path: Path):
+    from facequant.results.multi_model import combine, write_multi
+    from facequant.simulate.camera import camera_from_spec
+
+    distances = [1.0, 2.0, 4.0, 8.0]
+    results = [fake_result(SweepConfig(model=f"{m}.onnx", data="d"), distances, distances) for m in ("a", "b")]
+    for r, name in zip(results, ("a.onnx", "b.onnx"), strict=True):
+        r.run["camera"] = camera_from_spec("1080p-90").to_dict()  # type: ignore[attr-defined]
+        r.run["model"] = {"path": name, "sha256": "0" * 64, "spec": {"input_size": [112, 112]}}  # type: ignore[attr-defined]
+    combined = combine(results, ["a", "b"], {"command": "sweep", "config": {"model": ["a.onnx", "b.onnx"]}})  # type: ignore[arg-type]
+    out = write_multi(combined, tmp_path / "two")
+    html = (out / REPORT_HTML).read_text(encoding="utf-8")
+    assert "<title>facequant report: a.onnx, b.onnx, camera 1080p-90" in html
+    assert re.findall(r'data-backend="([^"]+)"', html) == ["a/fp32", "a/int8-pt", "b/fp32", "b/int8-pt"]
+    assert 'id="models-table"' in html and 'alt="cliff_by_model.png"' in html
+    for label in ("a", "b"):
+        assert f'href="models/{label}/report.html"' in html and (out / "models" / label / REPORT_HTML).is_file()

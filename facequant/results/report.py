@@ -181,7 +181,10 @@ def title_of(run: Mapping[str, Any]) -> str:
     assert isinstance(config, Mapping)
     model = run.get("model")
     given = config.get("model", "")
-    if isinstance(model, Mapping) and model.get("path"):
+    several = run.get("models") if run.get("multi_model") else None
+    if isinstance(several, list) and several:
+        names = [Path(str(m.get("path", m.get("label", "")))).name for m in several if isinstance(m, Mapping)]
+    elif isinstance(model, Mapping) and model.get("path"):
         names = [Path(str(model["path"])).name]
     else:
         names = [Path(str(m)).name for m in (given if isinstance(given, list) else [given])]
