@@ -111,3 +111,35 @@ def test_bad_directories_are_one_line_errors(tmp_path: Path, capsys: pytest.Capt
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(target) in err and "Traceback" not in err
     assert not (tmp_path / "cmp").exists()
+
+
+def test_the_tui_opens_a_comparison(tmp_path: Path):
+    import asyncio
+
+    from textual.widgets import Static
+
+    from facequant.errors import FacequantError
+    from tui.app import FacequantApp
+    from tui.state import export_csvs, is_openable, load_run
+    from tui.widgets import SweepTable
+
+    out = tmp_path / "cmp"
+    assert main(["compare", str(results(tmp_path / "a")), str(results(tmp_path / "b")), "--out", str(out)]) == 0
+    assert is_openable(out)
+    data = load_run(out)
+    assert data.kind == "compare" and data.backends == ["fp32 (A)", "int8-pt (A)", "fp32 (B)", "int8-pt (B)"]
+    with pytest.raises(FacequantError, match="is a comparison"):
+        export_csvs(data)  # nothing written into the comparison
+    app = FacequantApp(results=out, runs_dir=tmp_path)
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.5)
+            assert app.screen.id == "results", [n.message for n in app._notifications]
+            title = str(app.screen.query_one("#results-title", Static).render())
+            assert "comparison" in title and "B b vs A a" in title
+            assert app.screen.query_one(SweepTable).row_count == 4 * len(DISTANCES)
+
+    asyncio.run(go())
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "compare.csv", "compare.json", "compare.png", "compare_tar.csv", "report.html"]

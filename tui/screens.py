@@ -263,6 +263,8 @@ class ResultsScreen(Screen[None]):
         (self.query_one("#layers-table") if self.data.kind == "diagnostics" else self.query_one(SweepTable)).focus()
         if not self.message and self.data.path is not None and self.data.status != RUNNING:
             self.message = (f"layer diagnostics in {display_path(self.data.path)}" if self.data.kind == "diagnostics"
+                            else f"comparison in {display_path(self.data.path)}: each backend of run A and of run B"
+                            if self.data.kind == "compare"
                             else f"results in {display_path(self.data.path)}; e exports sweep.csv and cliff.csv there")
         self.set_status(self.message)
 
@@ -294,8 +296,8 @@ class ResultsScreen(Screen[None]):
         view = diagnostics.summary_view() if diagnostics is not None else None
         if view is not None:
             summary.show_frame(view)
-        recs = (Recommendations(None, "a diagnose directory has no sweep to recommend from")
-                if self.data.kind == "diagnostics" else load_recommendations(run_dir))
+        recs = (Recommendations(None, f"a {self.data.kind} directory has no sweep to recommend from")
+                if self.data.kind in ("diagnostics", "compare") else load_recommendations(run_dir))
         self.query_one(RecommendationPane).show(recs)
 
     def show_progress(self, stage: str, done: int, total: int) -> None:
@@ -323,6 +325,14 @@ class ResultsScreen(Screen[None]):
         planned = f"/{d.planned}" if d.planned and d.status != COMPLETE else ""
         where = display_path(d.path) if d.path else ""
         thr = f" {d.threshold_text}" if len(d.sweep) else ""
+        if d.kind == "compare":
+            info = d.run.get("comparison", {})
+            assert isinstance(info, dict)
+            verdict = "[green]comparable[/]" if info.get("comparable") else "[red]NOT comparable[/]"
+            self.query_one("#results-title", Static).update(
+                f"[cyan]comparison[/] B {escape(Path(str(info.get('b', ''))).name)} vs A "
+                f"{escape(Path(str(info.get('a', ''))).name)} {verdict} [dim]{escape(where)}[/]")
+            return
         if d.kind == "diagnostics":
             backends = ",".join(str(b) for b in config.get("backends", []))
             self.query_one("#results-title", Static).update(

@@ -117,7 +117,35 @@ def is_openable(path: Path) -> bool:
     """A folder the results screen can show: a sweep's (sweep.csv, complete or partial) or a
     diagnose directory (layers.csv). Studies, searches and exports have run.json too, but
     no table this screen reads."""
-    return (path / reports.SWEEP_CSV).is_file() or is_diagnostics_dir(path)
+    return (path / reports.SWEEP_CSV).is_file() or is_diagnostics_dir(path) or is_comparison_dir(path)
+
+
+#: What `facequant compare` writes: the TUI shows both runs' TAR per distance side by side.
+COMPARE_JSON, COMPARE_TAR_CSV = "compare.json", "compare_tar.csv"
+
+
+def is_comparison_dir(path: Path) -> bool:
+    return (path / COMPARE_JSON).is_file() and (path / COMPARE_TAR_CSV).is_file()
+
+
+def load_comparison(path: Path) -> RunData:
+    """A `facequant compare` directory as a sweep of its two runs: each backend twice, as
+    "<backend> (A)" and "<backend> (B)", with TAR, its interval and FAR per distance; the cliff
+    tab reads their distances from those rows (compare.csv holds the intervals of the shifts)."""
+    summary = json.loads((path / COMPARE_JSON).read_text())
+    table = reports.read_table(path / COMPARE_TAR_CSV)
+    parts = []
+    for tag in ("a", "b"):
+        part = pd.DataFrame({"model": tag.upper(), "backend": [f"{b} ({tag.upper()})" for b in table["backend"]],
+                             "distance_m": table["distance_m"]})
+        for column in ("face_px", "tar", "tar_ci_low", "tar_ci_high", "far"):
+            part[column] = table[f"{column}_{tag}"] if f"{column}_{tag}" in table else math.nan
+        parts.append(part.dropna(subset=["tar"]))
+    sweep = pd.concat(parts, ignore_index=True).reindex(columns=[*metrics.SWEEP_COLUMNS,
+                                                                 *metrics.SWEEP_EXTRA_COLUMNS])
+    sweep["model"] = "comparison"
+    run = {"comparison": summary, "warnings": [f"not comparable: {p}" for p in summary.get("problems", [])]}
+    return RunData(sweep=sweep, cliff=live_cliff(sweep), run=run, path=path, kind="compare")
 
 
 def latest_run(runs_dir: Path) -> Path | None:
@@ -225,7 +253,7 @@ class RunData:
     path: Path | None = None
     status: str = COMPLETE
     planned: int | None = None  # distances the run set out to do (live and partial runs)
-    kind: str = "sweep"  # or "diagnostics": a `facequant diagnose` directory (layers.csv, no sweep)
+    kind: str = "sweep"  # or "diagnostics" (a `facequant diagnose` directory), "compare" (`facequant compare`'s)
 
     @property
     def distances(self) -> list[float]:
@@ -252,7 +280,7 @@ class RunData:
     @property
     def threshold_text(self) -> str:
         """"thr 0.420", or with several models each one's: "thr fr_feature 0.420, faceres 0.310"."""
-        found = self.thresholds
+        found = {m: t for m, t in self.thresholds.items() if math.isfinite(t)}
         if not found:
             return ""
         if len(found) == 1:
@@ -281,6 +309,8 @@ def load_run(path: Path) -> RunData:
     the TUI) carry "partial": true in run.json. A `facequant diagnose` directory (layers.csv,
     no sweep.csv) opens too, with only its layer diagnostics."""
     path = Path(path)
+    if not (path / reports.SWEEP_CSV).is_file() and is_comparison_dir(path):
+        return load_comparison(path)
     if not (path / reports.SWEEP_CSV).is_file() and is_diagnostics_dir(path):
         try:
             run = json.loads((path / reports.RUN_JSON).read_text())
@@ -337,6 +367,9 @@ def export_csvs(data: RunData) -> list[Path]:
     if data.kind == "diagnostics":
         raise FacequantError(f"{display_path(data.path)} is a diagnose directory: its layers.csv and summary.csv "
                              "are already there")
+    if data.kind == "compare":
+        raise FacequantError(f"{display_path(data.path)} is a comparison: compare.csv and compare_tar.csv are "
+                             "already there")
     if data.status == RUNNING:
         raise FacequantError("the sweep is still running: export when it finishes, or cancel it (c) first")
     data.path.mkdir(parents=True, exist_ok=True)

@@ -166,7 +166,7 @@ class TarPlot(PlotextPlot):
             plt.plot(x, y, marker="braille", color=_colour(i), label=labels[str(backend)])
             plt.scatter(x, y, marker="o", color=_colour(i))
         _rate_axis(plt)
-        plt.title(f"TAR vs distance ({data.threshold_text.replace('thr', 'threshold', 1)})" if len(data.sweep)
+        plt.title(f"TAR vs distance ({data.threshold_text.replace('thr', 'threshold', 1)})" if data.threshold_text
                   else "TAR vs distance")
         plt.xlabel("distance (m)")
         self.refresh()
