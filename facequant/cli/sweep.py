@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 from facequant.cli import common
 from facequant.config import options_for, sweep_config
@@ -43,9 +44,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         with common.progress_bar(values.get("quiet")) as progress:
             combined = api.sweep_models([dataclasses.replace(config, model=m) for m in models], output, progress)
         print_multi_summary(combined, output.dir)
+        _say_report(output.dir)
         return 0
     output = common.output(values, results_stem(config.model))
     with common.progress_bar(values.get("quiet")) as progress:
         result = api.sweep(config, output, progress)
     print_summary(result, output.dir)
+    _say_report(output.dir)
     return 0
+
+
+def _say_report(out: Path) -> None:
+    """Where the page to hand to a team is (a sweep writes it unless it failed, said then)."""
+    from facequant.results.report import REPORT_HTML
+
+    if (out / REPORT_HTML).is_file():
+        print(f"report: {out / REPORT_HTML}")
