@@ -37,10 +37,11 @@ COMPARE_TAR_CSV = "compare_tar.csv"
 COMPARE_JSON = "compare.json"
 COMPARE_PLOT = "compare.png"
 #: Config keys that decide what was measured: differing, the runs are not comparable.
-MEASURED = ("data", "pairs", "genuine", "protocol", "max_images", "max_identities", "target_far", "far",
-            "threshold", "gallery")
-#: Config keys that say how it was computed, not what: reported as provenance, never a problem.
-IGNORED = ("out", "force", "quiet", "workers", "batch_size", "executor", "cache")
+MEASURED = ("data", "pairs", "genuine_mode", "protocol", "target_far", "target_fpir", "nonmated_fraction",
+            "threshold", "gallery", "iod_mm", "degradation", "multi_face")
+#: Config keys that say how the work was run, not what it measured: not even provenance.
+IGNORED = ("out", "force", "quiet", "batch_size", "executor", "ray_address", "ray_timeout_s", "embedding_cache",
+           "chunk_size")
 
 
 @dataclass
