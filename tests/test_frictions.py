@@ -222,3 +222,25 @@ def test_setup_shows_what_has_focus_before_any_tab(tmp_path: Path):
         assert focused.rich_style.reverse and not other.rich_style.reverse  # visibly not like the others
 
     _drive(app, steps)
+
+
+def test_tui_chart_keys_sit_under_the_charts_not_on_the_lines(tmp_path: Path):
+    """plotext draws a legend in the plot's top left, where TAR near 1 runs: every chart's key
+    is a line under it instead (TAR, pre-norm; the Layers tab's in test_tui)."""
+    from textual.widgets import Static
+
+    from tui.app import FacequantApp
+    from tui.widgets import PrenormPlot, TarPlot
+
+    out = recommendable(tmp_path / "r")
+    app = FacequantApp(results=out, runs_dir=tmp_path)
+
+    async def steps(pilot: object) -> None:
+        for tab, plot, key in (("3", TarPlot, "#tar-key"), ("4", PrenormPlot, "#prenorm-key")):
+            await pilot.press(tab)  # type: ignore[attr-defined]
+            await pilot.pause(0.2)  # type: ignore[attr-defined]
+            drawn = str(app.screen.query_one(plot).render())
+            shown = str(app.screen.query_one(key, Static).render())
+            assert "int8-pt" not in drawn and "fp32" in shown and "int8-pt" in shown, (drawn, shown)
+
+    _drive(app, steps)

@@ -26,6 +26,7 @@ from textual.widgets import (
     TabPane,
 )
 
+from facequant.results.reading import backend_labels
 from tui.layers import CANDIDATE_DIRS, load_diagnostics
 from tui.recommendation import Recommendations, load_recommendations
 from tui.state import (
@@ -51,6 +52,7 @@ from tui.widgets import (
     SummaryTable,
     SweepTable,
     TarPlot,
+    plot_key,
 )
 
 LABELS: dict[str, str] = {"model": "model", "data": "dataset", "camera": "camera", "distances": "distances",
@@ -244,8 +246,10 @@ class ResultsScreen(Screen[None]):
                 yield CliffPane(id="cliff-pane")
             with TabPane("TAR", id="tab-tar"):
                 yield TarPlot(id="tar-plot")
+                yield Static("", id="tar-key", classes="notes")
             with TabPane("Pre-norm", id="tab-prenorm"):
                 yield PrenormPlot(id="prenorm-plot")
+                yield Static("", id="prenorm-key", classes="notes")
             with TabPane("Layers", id="tab-layers"):
                 with VerticalScroll():
                     yield LayersPane(id="layers-pane")
@@ -278,6 +282,9 @@ class ResultsScreen(Screen[None]):
         self.query_one(CliffPane).show(data)
         self.query_one(TarPlot).show(data)
         self.query_one(PrenormPlot).show(data)
+        names = list(backend_labels(data.sweep.backend).values())  # the plots' order: first appearance
+        self.query_one("#tar-key", Static).update(plot_key(names))
+        self.query_one("#prenorm-key", Static).update(plot_key(names))
         self._title()
         self.query_one("#progress-row").display = data.status == RUNNING
         self.refresh_bindings()

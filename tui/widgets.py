@@ -147,6 +147,15 @@ def _colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
+def plot_key(names: list[str], head: str = "lines: ") -> Text:
+    """The key of a chart, for a line under it: plotext draws its legend inside the plot's top
+    left, over the lines (TAR starts near 1 at the left), so no chart here takes labels."""
+    key = Text(head)
+    for i, name in enumerate(names):
+        key.append(f"\u2500\u2500 {name}  ", style=RICH_COLOURS.get(_colour(i), _colour(i)))
+    return key
+
+
 def _rate_axis(plt: object) -> None:
     plt.ylim(0, 1.02)  # type: ignore[attr-defined]
     plt.yticks([0, 0.25, 0.5, 0.75, 1.0])  # type: ignore[attr-defined]
@@ -159,11 +168,10 @@ class TarPlot(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        labels = backend_labels(data.sweep.backend)
-        for i, (backend, rows) in enumerate(data.sweep.groupby("backend", sort=False)):
+        for i, (_backend, rows) in enumerate(data.sweep.groupby("backend", sort=False)):
             rows = rows.sort_values("distance_m")
             x, y = rows["distance_m"].tolist(), rows["tar"].tolist()
-            plt.plot(x, y, marker="braille", color=_colour(i), label=labels[str(backend)])
+            plt.plot(x, y, marker="braille", color=_colour(i))
             plt.scatter(x, y, marker="o", color=_colour(i))
         _rate_axis(plt)
         plt.title(f"TAR vs distance ({data.threshold_text.replace('thr', 'threshold', 1)})" if data.threshold_text
@@ -182,11 +190,10 @@ class PrenormPlot(PlotextPlot):
         plt.clear_figure()
         cliff_at = (dict(zip(data.cliff["backend"].astype(str), data.cliff["cliff_prenorm"], strict=False))
                     if "cliff_prenorm" in data.cliff else {})
-        labels = backend_labels(data.sweep.backend)
         for i, (backend, rows) in enumerate(data.sweep.groupby("backend", sort=False)):
             rows = rows.sort_values("prenorm_p50")
             x, y = rows["prenorm_p50"].tolist(), rows["tar"].tolist()
-            plt.plot(x, y, marker="braille", color=_colour(i), label=labels[str(backend)])
+            plt.plot(x, y, marker="braille", color=_colour(i))
             plt.scatter(x, y, marker="o", color=_colour(i))
             value = cliff_at.get(str(backend))
             if value is not None and pd.notna(value) and math.isfinite(float(value)):
@@ -235,12 +242,10 @@ class LayersPane(Vertical):
             table.add_column(SHORT_HEADERS.get(str(col), str(col)), key=str(col))
         for row in worst.itertuples(index=False):
             table.add_row(*[Text(_num(v, ".3g") if isinstance(v, float) else str(v)) for v in row])
-        key = Text("lines: ")
-        for i, (name, (depth, values)) in enumerate(diagnostics.snr_by_depth().items()):
-            # no label: plotext draws its legend inside the plot, over the lines; the key sits under it
+        series = diagnostics.snr_by_depth()
+        for i, (depth, values) in enumerate(series.values()):  # no labels: the key sits under the chart
             plot.plt.plot(depth, values, marker="braille", color=_colour(i))
-            key.append(f"\u2500\u2500 {name}  ", style=RICH_COLOURS.get(_colour(i), _colour(i)))
-        legend.update(key)
+        legend.update(plot_key(list(series)))
         plot.plt.title(f"{snr} vs depth" if snr else "no SNR column")
         plot.plt.xlabel(diagnostics.depth_column or "layer order")
         plot.refresh()
