@@ -197,3 +197,13 @@ def test_several_models_have_a_report_at_the_top_and_one_each(tmp_path: Path):
     assert 'id="models-table"' in html and 'alt="cliff_by_model.png"' in html
     for label in ("a", "b"):
         assert f'href="models/{label}/report.html"' in html and (out / "models" / label / REPORT_HTML).is_file()
+
+
+def test_report_command_cannot_write_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture):
+    out = fake_results(tmp_path / "r", [1.0, 2.0], [1.0, 2.0])
+    (out / REPORT_HTML).unlink()
+    (out / REPORT_HTML).mkdir()  # something in the way that is no file facequant wrote
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write" in err and "internal error" not in err
+    assert (out / REPORT_HTML).is_dir()

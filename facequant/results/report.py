@@ -235,7 +235,10 @@ def remake_report(folder: Path) -> Path:
         raise FacequantError(f"{folder}: no such results directory")
     if (folder / "compare.json").is_file():
         raise FacequantError(f"{folder}: a comparison: its report.html is written by `facequant compare` (run it again)")
-    path = write_report(folder)
-    add_to_marker(folder, [REPORT_HTML])
+    try:
+        path = write_report(folder)
+        add_to_marker(folder, [REPORT_HTML])
+    except OSError as exc:
+        raise FacequantError(f"{folder / REPORT_HTML}: cannot write ({exc.strerror or exc})") from exc
     return path
 
