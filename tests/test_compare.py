@@ -143,3 +143,13 @@ def test_the_tui_opens_a_comparison(tmp_path: Path):
     asyncio.run(go())
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "compare.csv", "compare.json", "compare.png", "compare_tar.csv", "report.html"]
+
+
+def test_other_pairs_are_said(tmp_path: Path):
+    a = results(tmp_path / "a")
+    b = results(tmp_path / "b")
+    sweep = pd.read_csv(b / "sweep.csv")
+    sweep.loc[sweep.distance_m == 4.0, "n_genuine"] = 7  # another pairs file behind the same path
+    sweep.to_csv(b / "sweep.csv", index=False)
+    c = compare(a, b)
+    assert not c.comparable and any(p.startswith("other pairs: 10 vs 7 genuine pairs at 4 m") for p in c.problems)

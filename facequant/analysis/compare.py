@@ -112,6 +112,13 @@ def comparability(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     da, db = _distances(a), _distances(b)
     if da != db:
         problems.append(f"other distances: {', '.join(f'{d:g}' for d in da)} m vs {', '.join(f'{d:g}' for d in db)} m")
+    pairs = _pair_counts(a), _pair_counts(b)
+    shared = sorted(set(pairs[0]) & set(pairs[1]))
+    differ = [d for d in shared if pairs[0][d] != pairs[1][d]]
+    if differ:
+        d = differ[0]
+        problems.append(f"other pairs: {pairs[0][d]} vs {pairs[1][d]} genuine pairs at {d:g} m"
+                        + (f" (and at {len(differ) - 1} more distance(s))" if len(differ) > 1 else ""))
     ca, cb = _config(run_a), _config(run_b)
     for key in MEASURED:
         if ca.get(key) != cb.get(key) and not (key == "data" and photos_a is not None and photos_a == photos_b):
@@ -119,6 +126,17 @@ def comparability(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     if run_a.get("protocol", "verification") != run_b.get("protocol", "verification"):
         problems.append(f"other protocol: {run_a.get('protocol')} vs {run_b.get('protocol')}")
     return problems
+
+
+def _pair_counts(loaded: Mapping[str, Any]) -> dict[float, int]:
+    """Genuine pairs (mated probes) per distance of the reference backend, from the rates table."""
+    rates = loaded["rates"]
+    count = "n_genuine" if "n_genuine" in rates else "n_mated" if "n_mated" in rates else None
+    if count is None or not len(rates):
+        return {}
+    names = rates["backend"].astype(str)
+    first = rates[names == ("fp32" if (names == "fp32").any() else names.iloc[0])]
+    return {round(float(d), 6): int(n) for d, n in zip(first["distance_m"], first[count], strict=True) if pd.notna(n)}
 
 
 def _camera(run: Mapping[str, Any]) -> str:
