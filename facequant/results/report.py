@@ -67,10 +67,11 @@ def cell(value: object) -> str:
 def table(frame: pd.DataFrame | None, columns: Sequence[str] | None = None, max_rows: int = MAX_ROWS) -> dict[str, Any]:
     """{"columns", "rows", "more"} for the table macro: the named columns that exist, as text."""
     if frame is None or not len(frame.columns):
-        return {"columns": [], "rows": [], "more": 0}
+        return {"columns": [], "rows": [], "more": 0, "numeric": []}
     chosen = [c for c in (columns or frame.columns) if c in frame.columns]
     rows = [[cell(v) for v in row] for row in frame[chosen].head(max_rows).itertuples(index=False)]
-    return {"columns": chosen, "rows": rows, "more": max(0, len(frame) - max_rows)}
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in chosen]
+    return {"columns": chosen, "rows": rows, "more": max(0, len(frame) - max_rows), "numeric": numeric}
 
 
 def plots(folder: Path) -> list[dict[str, str]]:
