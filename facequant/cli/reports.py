@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from facequant import options
 from facequant.cli import common
-from facequant.config import RUN, Option
+from facequant.config import RUN, WHAT, Option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     own = (Option("out", "results directory for the comparison (default runs/compare-<A>-<B>-<time>)", RUN,
                   type=options.out_dir),
-           Option("force", "replace an existing --out folder, only one facequant wrote", RUN, flag=True))
+           Option("force", "replace an existing --out folder, only one facequant wrote", RUN, flag=True),
+           Option("config", "YAML file with any of these options (keys as the long option names, '-' or '_')", WHAT,
+                  type=Path))
     p = common.command(sub, "compare", own, help="compare two results directories: distances, verdicts, TAR",
                        description="Per backend present in both runs: the shift of reliable and cliff distance with "
                                    "95 % intervals (paired over the same people when both ran the same probes, "
@@ -45,8 +48,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from facequant import api
     from facequant.analysis.compare_output import print_comparison
 
