@@ -141,7 +141,7 @@ def clean_stale_builds(parent: Path) -> list[Path]:
     from facequant.processes import process_alive
 
     host = re.sub(r"[^A-Za-z0-9.]+", "_", socket.gethostname())[:40]
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(parent.iterdir())
     except OSError:

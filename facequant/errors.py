@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import threading
+
 
 class FacequantError(Exception):
     """An input problem the user can fix; the CLI prints it as one line and exits 2."""
@@ -30,7 +35,7 @@ class Cancelled(Exception):
     Not an input problem: a caller that cancels expects it."""
 
 
-def check_cancel(cancel: object | None, stage: str) -> None:
+def check_cancel(cancel: threading.Event | None, stage: str) -> None:
     """Raise Cancelled when `cancel` (a threading.Event, or None) is set; `stage` says where."""
-    if cancel is not None and cancel.is_set():  # type: ignore[attr-defined]
+    if cancel is not None and cancel.is_set():
         raise Cancelled(stage)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import codecs
 import os
 from pathlib import PurePath
+from typing import Any
 
-#: Codec error handler for writers (`to_csv(errors=ESCAPE)`): surrogates -> `\xNN`.
-ESCAPE = "facequant-escape"
+#: Codec error handler for writers (`to_csv(errors=ESCAPE)`): surrogates -> `\xNN`. Typed Any:
+#: pandas takes any registered handler, pandas-stubs lists only the built-in names.
+ESCAPE: Any = "facequant-escape"
 
 
 def display(text: str | os.PathLike[str]) -> str:

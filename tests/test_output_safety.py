@@ -614,7 +614,7 @@ def fake_sweep(monkeypatch: pytest.MonkeyPatch, celebs13: Path) -> Callable[[Pat
             (staging / "sweep.csv").write_text("new results\n")
 
     monkeypatch.setattr(facequant.api, "sweep", sweep)
-    monkeypatch.setattr("facequant.results.summary.print_summary", lambda *a, **k: None)
+    monkeypatch.setattr("facequant.render.summary.render_summary", lambda *a, **k: [])
     return lambda out: ["sweep", "--data", str(celebs13), "--out", str(out), "--force", "--quiet"]
 
 

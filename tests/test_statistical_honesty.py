@@ -476,7 +476,9 @@ def test_tui_results_header_counts_warnings_and_cliff_tab_lists_them(small_run: 
 
     from textual.widgets import Static
 
+    from facequant.render import plain
     from tui.app import FacequantApp
+    from tui.widgets import CliffPane
 
     async def go() -> None:
         app = FacequantApp(results=small_run.out, runs_dir=small_run.out.parent)
@@ -485,7 +487,7 @@ def test_tui_results_header_counts_warnings_and_cliff_tab_lists_them(small_run: 
             title = str(app.screen.query_one("#results-title", Static).render())
             assert f"{len(small_run.warnings)} warnings" in title
             await pilot.press("2")
-            notes = " ".join(str(app.screen.query_one("#cliff-notes", Static).render()).split())
+            notes = " ".join(plain(app.screen.query_one(CliffPane).items, width=80).split())
             assert "warning: threshold" in notes and "resolve FAR only down to" in notes
 
     asyncio.run(go())

@@ -17,6 +17,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerState
 
 from facequant.api import Output
@@ -137,10 +138,13 @@ class FacequantApp(App[None]):
 
     @work(thread=True, exclusive=True, group="sweep", exit_on_error=False)
     def _sweep(self, run: ActiveRun) -> RunOutcome:
-        return state.run_cancellable(
-            run.config, run.out, run.cancel,
-            progress=lambda stage, done, total: self.post_message(SweepProgress(stage, done, total)),
-            on_rows=lambda data: self.post_message(SweepRows(data)))
+        def progress(stage: str, done: int, total: int) -> None:
+            self.post_message(SweepProgress(stage, done, total))
+
+        def on_rows(data: RunData) -> None:
+            self.post_message(SweepRows(data))
+
+        return state.run_cancellable(run.config, run.out, run.cancel, progress=progress, on_rows=on_rows)
 
     def on_sweep_progress(self, message: SweepProgress) -> None:
         if self.active is not None and self.active.screen.is_attached:
@@ -160,8 +164,9 @@ class FacequantApp(App[None]):
         if event.state == WorkerState.ERROR:  # a bug, not an input problem: say it, keep the TUI up
             outcome = RunOutcome(state.FAILED, None, f"sweep failed: {event.worker.error!r}")
         else:
-            outcome = event.worker.result
-            assert isinstance(outcome, RunOutcome)
+            result = event.worker.result
+            assert isinstance(result, RunOutcome)
+            outcome = result
         self.last_outcome = outcome
         screen = run.screen
         if outcome.data is not None:
@@ -173,7 +178,7 @@ class FacequantApp(App[None]):
             failed.path = None  # nothing was written
             screen.show_data(failed)
         screen.set_status(outcome.message)
-        severity = "error" if outcome.status == state.FAILED else "warning" if outcome.status == state.PARTIAL else "information"
+        severity: SeverityLevel = "error" if outcome.status == state.FAILED else "warning" if outcome.status == state.PARTIAL else "information"
         self.notify(outcome.message, severity=severity, timeout=8, markup=False)
         if run.quit_after:
             self.exit()

@@ -40,7 +40,7 @@ class Diagnostics:
     def snr_column(self) -> str | None:
         cols = [c for c in self.layers.columns if "snr" in str(c).lower()]
         preferred = [c for c in cols if str(c).lower() in ("snr_db", "snr")]
-        return (preferred or cols or [None])[0]
+        return str((preferred or cols)[0]) if preferred or cols else None
 
     @property
     def depth_column(self) -> str | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from rich.console import RenderableType
 
 MODULE = "facequant.analysis.recommend"
 ENTRY_POINT = "recommend_dir"
@@ -27,7 +28,7 @@ ENTRY_POINT = "recommend_dir"
 class Recommendations:
     table: pd.DataFrame | None  # one row per scenario (x backend); None when unavailable
     note: str  # what a person should know: the source, or why there is nothing
-    renderables: list[object] = field(default_factory=list)  # the module's own rich rendering, if any
+    renderables: list[RenderableType] = field(default_factory=list)  # the module's own rich rendering, if any
     summaries: list[str] = field(default_factory=list)  # one line per scenario: the answer
 
 
@@ -74,7 +75,7 @@ def load_recommendations(run_dir: Path | None) -> Recommendations:
     except Exception as exc:  # noqa: BLE001 - e.g. no scenario within the sweep: say why, keep the results up
         return Recommendations(None, f"no recommendation: {exc}")
     render = getattr(module, "render", None)
-    renderables: list[object] = []
+    renderables: list[RenderableType] = []
     if callable(render):
         try:
             renderables = list(render(result))

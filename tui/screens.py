@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Protocol, cast
 
 from rich.markup import escape
 from rich.text import Text
@@ -57,6 +58,23 @@ from tui.widgets import (
 
 LABELS: dict[str, str] = {"model": "model", "data": "dataset", "camera": "camera", "distances": "distances",
                           "backends": "backends", "out": "save to"}
+
+
+class Host(Protocol):
+    """What the screens ask of the app (tui.app.FacequantApp), named here: the app imports the
+    screens, so the screens cannot import it back."""
+
+    def action_run_sweep(self) -> None: ...
+
+    def open_results(self, path: Path) -> bool: ...
+
+    def cancel_sweep(self) -> None: ...
+
+    def export_results(self, screen: ResultsScreen) -> None: ...
+
+
+def _host(screen: Screen[None]) -> Host:
+    return cast(Host, screen.app)
 
 
 def _hints() -> dict[str, str]:
@@ -159,20 +177,20 @@ class SetupScreen(Screen[None]):
 
     @on(Button.Pressed, "#run")
     def _run_pressed(self) -> None:
-        self.app.action_run_sweep()  # type: ignore[attr-defined]
+        _host(self).action_run_sweep()
 
     @on(Button.Pressed, "#open")
     def _open_pressed(self) -> None:
         path = self.query_one("#open-path", Input).value.strip()
         if path:
-            self.app.open_results(Path(path))  # type: ignore[attr-defined]
+            _host(self).open_results(Path(path))
         else:
             self.action_open_focus()
 
     @on(Input.Submitted, "#open-path")
     def _open_submitted(self, event: Input.Submitted) -> None:
         if event.value.strip():
-            self.app.open_results(Path(event.value.strip()))  # type: ignore[attr-defined]
+            _host(self).open_results(Path(event.value.strip()))
 
     @on(Input.Submitted)
     def _field_submitted(self, event: Input.Submitted) -> None:
@@ -182,7 +200,7 @@ class SetupScreen(Screen[None]):
     @on(ListView.Selected, "#runs")
     def _run_selected(self, event: ListView.Selected) -> None:
         if event.item.name:
-            self.app.open_results(Path(event.item.name))  # type: ignore[attr-defined]
+            _host(self).open_results(Path(event.item.name))
 
 
 def model_label(data: RunData) -> str:
@@ -192,12 +210,17 @@ def model_label(data: RunData) -> str:
     return data.model_name or model_file_name(str(run_config(data.run).get("model") or ""))
 
 
+def _names(value: object) -> list[str]:
+    """A run.json list of names (backends), as strings; nothing when it is not a list."""
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
 def _describe_run(path: Path) -> str:
     """One line for the runs list: name, backends, distances, partial or not."""
     try:
         run = json.loads((path / "run.json").read_text())
         config = run_config(run)
-        backends = ",".join(config.get("backends", []))
+        backends = ",".join(_names(config.get("backends")))
         n = len(run.get("distances_m", []))
         flag = "  [yellow]partial[/]" if run.get("partial") else ""
         if not (path / "sweep.csv").is_file() and (path / "layers.csv").is_file():
@@ -323,7 +346,8 @@ class ResultsScreen(Screen[None]):
     def _title(self) -> None:
         d = self.data
         config = run_config(d.run)
-        camera = d.run.get("camera", {}).get("name") if isinstance(d.run.get("camera"), dict) else None
+        record = d.run.get("camera")
+        camera = record.get("name") if isinstance(record, dict) else None
         camera = camera or config.get("camera", "")
         state = {RUNNING: "[yellow]running[/]", COMPLETE: "[green]complete[/]", PARTIAL: "[yellow]PARTIAL[/]",
                  FAILED: "[red]failed[/]"}[d.status]
@@ -341,7 +365,7 @@ class ResultsScreen(Screen[None]):
                 f"{escape(Path(str(info.get('a', ''))).name)} {verdict} [dim]{escape(where)}[/]")
             return
         if d.kind == "diagnostics":
-            backends = ",".join(str(b) for b in config.get("backends", []))
+            backends = ",".join(_names(config.get("backends")))
             self.query_one("#results-title", Static).update(
                 f"{state} {escape(Path(str(config.get('model', ''))).name)} {escape(backends)} [dim]{escape(where)}[/]")
             return
@@ -361,10 +385,10 @@ class ResultsScreen(Screen[None]):
         return True
 
     def action_cancel(self) -> None:
-        self.app.cancel_sweep()  # type: ignore[attr-defined]
+        _host(self).cancel_sweep()
 
     def action_export(self) -> None:
-        self.app.export_results(self)  # type: ignore[attr-defined]
+        _host(self).export_results(self)
 
     def action_setup(self) -> None:
         if self.data.status == RUNNING:

@@ -10,13 +10,16 @@ import asyncio
 from pathlib import Path
 
 from tui.app import FacequantApp
+from tui.screens import ResultsScreen
 
 
 async def _shoot(results: Path, out: Path, size: tuple[int, int], tab: str) -> Path:
     app = FacequantApp(results=results, runs_dir=results.parent)
     async with app.run_test(size=size) as pilot:
         await pilot.pause(0.5)
-        app.screen.action_tab(tab)  # type: ignore[attr-defined]
+        screen = app.screen
+        assert isinstance(screen, ResultsScreen)
+        screen.action_tab(tab)
         await pilot.pause(0.5)
         out.parent.mkdir(parents=True, exist_ok=True)
         app.save_screenshot(filename=out.name, path=str(out.parent))

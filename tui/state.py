@@ -9,6 +9,7 @@ can be tested without a terminal.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -25,7 +27,7 @@ from facequant.config import default_out as default_results_dir
 from facequant.errors import Cancelled, FacequantError
 from facequant.evaluate import cliff, metrics
 from facequant.results import directory as reports
-from facequant.results import output, summary
+from facequant.results import output
 from facequant.sweep.config import SweepConfig
 from tui.layers import is_diagnostics_dir
 
@@ -80,17 +82,19 @@ def config_from_dict(values: dict[str, object]) -> SweepConfig:
     from facequant.simulate.camera import Degradation
 
     known = {f.name for f in dataclasses.fields(SweepConfig)}
-    kwargs: dict[str, object] = {k: v for k, v in values.items() if k in known}
+    # JSON values, as loosely typed as JSON: SweepConfig checks each one where it is built
+    kwargs: dict[str, Any] = {k: v for k, v in values.items() if k in known}
     for key in ("backends", "distances_m", "face_px", "calibration_distances_m"):
         if kwargs.get(key) is not None:
-            kwargs[key] = tuple(kwargs[key])  # type: ignore[arg-type]
+            kwargs[key] = tuple(kwargs[key])
     if isinstance(kwargs.get("degradation"), dict):
-        kwargs["degradation"] = Degradation(**kwargs["degradation"])  # type: ignore[arg-type]
-    if isinstance(kwargs.get("model"), list):  # a run of several models: the form shows them as --model does
-        kwargs["model"] = ",".join(map(str, kwargs["model"]))  # type: ignore[arg-type]
+        kwargs["degradation"] = Degradation(**kwargs["degradation"])
+    models = kwargs.get("model")
+    if isinstance(models, list):  # a run of several models: the form shows them as --model does
+        kwargs["model"] = ",".join(map(str, models))
     if "model" not in kwargs or "data" not in kwargs:
         raise FacequantError("run.json config has no model or data")
-    return SweepConfig(**kwargs)  # type: ignore[arg-type]
+    return SweepConfig(**kwargs)
 
 
 def run_config(run: dict[str, object]) -> dict[str, object]:
@@ -254,6 +258,7 @@ class RunData:
     status: str = COMPLETE
     planned: int | None = None  # distances the run set out to do (live and partial runs)
     kind: str = "sweep"  # or "diagnostics" (a `facequant diagnose` directory), "compare" (`facequant compare`'s)
+    identification: pd.DataFrame | None = None  # identification.csv, when the run measured 1:N
 
     @property
     def distances(self) -> list[float]:
@@ -299,10 +304,6 @@ class RunData:
         """run.json's warnings (the summary's): none while a sweep runs, they come at its end."""
         return reports.run_warnings(self.run)
 
-    def summary(self) -> list[tuple[str, ...]]:
-        """The CLI's summary rows (facequant.results.summary.summary_rows) for this run."""
-        return summary.summary_rows(self.cliff, self.sweep, self.cost) if len(self.cliff) else []
-
 
 def load_run(path: Path) -> RunData:
     """A results directory as it is on disk: nothing recomputed. Partial runs (cancelled in
@@ -325,9 +326,15 @@ def load_run(path: Path) -> RunData:
     sweep, cliff_df, cost = loaded["rates"], loaded["cliff"], loaded["cost"]
     assert isinstance(sweep, pd.DataFrame) and isinstance(cliff_df, pd.DataFrame)
     planned = run.get("distances_planned")
+    ident = loaded.get("identification")
     return RunData(sweep=sweep, cliff=cliff_df, cost=cost if isinstance(cost, pd.DataFrame) else None, run=run,
                    path=Path(path), status=PARTIAL if run.get("partial") else COMPLETE,
-                   planned=len(planned) if isinstance(planned, list) else None)
+                   planned=len(planned) if isinstance(planned, list) else None,
+                   identification=ident if isinstance(ident, pd.DataFrame) else None)
+
+
+def _write_csv(table: pd.DataFrame, fh: TextIO) -> None:
+    table.to_csv(fh, index=False)
 
 
 def empty_sweep() -> pd.DataFrame:
@@ -375,7 +382,7 @@ def export_csvs(data: RunData) -> list[Path]:
     data.path.mkdir(parents=True, exist_ok=True)
     written = [data.path / reports.SWEEP_CSV, data.path / reports.CLIFF_CSV]
     for table, path in zip((data.sweep, data.cliff), written, strict=True):
-        output.write_file(path, lambda fh, t=table: t.to_csv(fh, index=False))
+        output.write_file(path, functools.partial(_write_csv, table))
     output.add_to_marker(data.path, [p.name for p in written])  # a later --force may still replace the run
     return written
 

@@ -6,29 +6,22 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
+from textual_plotext.plot import Plot
 
+from facequant.render.summary import summary
 from facequant.results.directory import backend_labels
-from facequant.results.summary import (
-    DISPLAY_HEADERS,
-    LEGEND,
-    display_rows,
-    prenorm_line,
-    verdict_lines,
-)
+from facequant.values import as_float
 from tui.layers import Diagnostics
 from tui.recommendation import Recommendations
 from tui.state import RunData, display_path, tar_band
 
-#: Verdict cell styles (cliff.csv's verdict against fp32).
-VERDICT_STYLES: dict[str, str] = {"worse": "bold red", "better": "bold green", "same": "green",
-                                  "degenerate": "bold magenta"}
 #: TAR cell styles by side of the cliff (tui.state.tar_band).
 TAR_STYLES: dict[str, str] = {"reliable": "bold green", "degraded": "bold yellow", "cliff": "bold red", "": "dim"}
 #: The colour rule of tui.state.tar_band, in the words the README uses (a test holds them equal).
@@ -39,11 +32,11 @@ TAR_RULE_MARKUP = (TAR_RULE.replace("green:", "[bold green]green[/]:").replace("
 TAR_LEGEND = f"TAR {TAR_RULE_MARKUP}"
 
 
+_float = as_float  # a cell as a number, NaN when it is not one
+
+
 def _num(value: object, fmt: str) -> str:
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "-"
+    v = _float(value)
     return "-" if math.isnan(v) else format(v, fmt)
 
 
@@ -62,8 +55,8 @@ class SweepTable(DataTable):
             self.add_column(label, key=key)
 
     def show(self, data: RunData) -> None:
-        close = {str(r.backend): float(r.tar_close) for r in data.cliff.itertuples()} if len(data.cliff) else {}
-        bars = ({str(r.backend): float(r.reliable_tar) for r in data.cliff.itertuples()}
+        close = {str(r.backend): _float(r.tar_close) for r in data.cliff.itertuples()} if len(data.cliff) else {}
+        bars = ({str(r.backend): _float(r.reliable_tar) for r in data.cliff.itertuples()}
                 if "reliable_tar" in data.cliff else {})
         degenerate = ({str(r.backend) for r in data.cliff.itertuples() if str(getattr(r, "degenerate", "") or "")}
                       if "degenerate" in data.cliff else set())
@@ -72,7 +65,7 @@ class SweepTable(DataTable):
         labels = backend_labels(data.sweep.backend)
         for r in data.sweep.itertuples():
             backend = str(r.backend)
-            tar = float(r.tar)
+            tar = _float(r.tar)
             band = tar_band(tar, close.get(backend, math.nan), bars.get(backend, math.nan))
             self.add_row(
                 Text(labels[backend] + (" !" if backend in degenerate else ""),
@@ -84,55 +77,33 @@ class SweepTable(DataTable):
                 Text(_num(r.far, ".4f"), justify="right"),
                 Text(_num(r.prenorm_mean, ".2f"), justify="right"),
                 Text(_num(r.cos_to_fp32_mean, ".3f"), justify="right"),
-                key=f"{backend}@{float(r.distance_m):g}",
+                key=f"{backend}@{_float(r.distance_m):g}",
             )
         if self.row_count:
             self.move_cursor(row=min(max(cursor, 0), self.row_count - 1))
 
 
-class CliffTable(DataTable):
-    """The CLI's summary (facequant.results.summary.summary_rows): one row per backend, each
-    number over its interval."""
+class CliffPane(VerticalScroll):
+    """The CLI's summary of the run (facequant.render.summary), as `facequant sweep` prints it
+    (the header above holds its title), and what only a live or partial run needs said."""
 
-    # Two-line headers and cells (the verdict under the backend's name): they fit 80 columns.
-    HEADERS = DISPLAY_HEADERS
+    items: tuple[RenderableType, ...] = ()  # what it shows (tests read them back as text)
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.header_height = 2
-        self.fixed_columns = 1
-        for label in self.HEADERS:
-            self.add_column(label, key=label.replace("\n", " "))
-
-    def show(self, data: RunData) -> None:
-        self.clear()
-        rows = data.summary()
-        for key, row in zip((r[0] for r in rows), display_rows(rows), strict=True):
-            verdict = row[0].partition("\n")[2].split("\n")[0]
-            cells = [Text(v, justify="left" if i == 0 else "right",
-                          style="bold magenta" if v == "DEGENERATE" else VERDICT_STYLES.get(verdict, "") if i == 0
-                          else "") for i, v in enumerate(row)]
-            self.add_row(*cells, key=key, height=max(v.count("\n") + 1 for v in row))
-
-
-class CliffPane(Vertical):
     def compose(self) -> ComposeResult:
-        yield CliffTable(id="cliff-table")
-        yield Static("", id="cliff-notes", classes="notes")
+        yield Static("", id="cliff-summary")
 
     def show(self, data: RunData) -> None:
-        self.query_one(CliffTable).show(data)
-        notes = [escape(line) for line in verdict_lines(data.cliff, data.run)]
-        notes.append(f"[dim]{escape(LEGEND)} {escape(prenorm_line(data.cliff))}[/]")
+        identifying = data.run.get("protocol") == "identification"
+        items = summary(data.cliff, data.sweep, data.cost, data.run, identification=data.identification,
+                        identifying=identifying)
         if data.status != "complete":
-            notes.append("[yellow]verdicts, intervals, pre-norm cliff and cost come with the complete run (they need "
-                         "every comparison)[/]")
-        if "degenerate" in data.cliff:
-            notes += [f"[bold magenta]{escape(str(r.backend))} is degenerate:[/] {escape(str(r.degenerate))}"
+            items.append(Text("verdicts, intervals, pre-norm cliff and cost come with the complete run (they need "
+                              "every comparison)", style="yellow"))
+        if "degenerate" in data.cliff and not data.warnings:  # a live run: run.json's warnings come at its end
+            items += [Text.assemble((f"{r.backend} is degenerate:", "bold magenta"), f" {r.degenerate}")
                       for r in data.cliff.itertuples() if str(r.degenerate or "")]
-        # run.json's other warnings (threshold resolution, duplicates, pairs ...), as the summary prints them
-        notes += [f"[yellow]warning:[/] {escape(w)}" for w in data.warnings if " is degenerate: " not in w]
-        self.query_one("#cliff-notes", Static).update("\n".join(notes))
+        self.items = tuple(items)
+        self.query_one("#cliff-summary", Static).update(Group(*items))
 
 
 #: One colour per backend, the same in both plots (plotext colour names).
@@ -156,9 +127,9 @@ def plot_key(names: list[str], head: str = "lines: ") -> Text:
     return key
 
 
-def _rate_axis(plt: object) -> None:
-    plt.ylim(0, 1.02)  # type: ignore[attr-defined]
-    plt.yticks([0, 0.25, 0.5, 0.75, 1.0])  # type: ignore[attr-defined]
+def _rate_axis(plt: Plot) -> None:
+    plt.ylim(0, 1.02)
+    plt.yticks([0, 0.25, 0.5, 0.75, 1.0])
 
 
 class TarPlot(PlotextPlot):
@@ -279,6 +250,6 @@ class RecommendationPane(VerticalScroll):
         rendered.display = bool(recs.renderables)
         table.display = recs.table is not None and not recs.renderables
         if recs.renderables:
-            rendered.update(Group(*recs.renderables))  # type: ignore[arg-type]
+            rendered.update(Group(*recs.renderables))
         elif recs.table is not None:
             table.show_frame(recs.table)

@@ -25,6 +25,7 @@ import numpy as np
 
 from facequant import settings as fq_settings
 from facequant.backends.base import preprocess
+from facequant.backends.runtime import OrtBackend
 from facequant.backends.runtimes import OPENVINO, NncfRecipe
 from facequant.errors import FacequantError
 from facequant.models.files import one_line
@@ -228,7 +229,9 @@ def run_accuracy_control(ps: ProbeSet, settings: AccuracyControlSettings, distan
     recipe: NncfRecipe = factory.nncf_recipe(settings.base)
     fp32_gallery = None
     if ps.config.gallery == "fp32":
-        g = factory.make("fp32").run(vset.gallery)
+        fp32 = factory.make("fp32")
+        assert isinstance(fp32, OrtBackend)  # fp32 runs on ONNX Runtime: its run() takes preprocessed tensors
+        g = fp32.run(vset.gallery)
         fp32_gallery = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
     validator = Validator(vset, ps.spec.input_name, recipe.runtime, settings.metric, fp32_gallery)
     arguments = nncf_build.quantize_arguments(nncf, recipe, len(calibration))

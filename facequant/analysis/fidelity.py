@@ -77,7 +77,8 @@ def validate_simulation(
     if not files:
         raise FacequantError(f"{captures}: no images")
 
-    real_crops, sim_crops, rows = [], [], []
+    real_crops, sim_crops = [], []
+    rows: list[dict[str, object]] = []
     for i, path in enumerate(files):
         if progress:
             progress("captures", i, len(files))
@@ -128,29 +129,9 @@ def write_fidelity(table: pd.DataFrame, out: Path, config: dict[str, object], fo
     from facequant.versions import versions
 
     model = resolve_model(str(config["model"]))
-    run = {"command": "validate-sim", "config": config,
+    run: dict[str, object] = {"command": "validate-sim", "config": config,
            "model": {"path": str(model), "sha256": model_sha256(model)}, "versions": versions()}
     with staged_output(out, force, inputs) as staging:
         table.to_csv(staging / FIDELITY_CSV, index=False)
         write_run_json(run, staging / RUN_JSON)
     return Path(out) / FIDELITY_CSV
-
-
-def print_fidelity(table: pd.DataFrame, out: Path | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title="simulation fidelity (cosine to the reference's own embedding)")
-    for col in ("capture", "face px", "backend", "real cos", "sim cos", "delta"):
-        t.add_column(col, justify="left" if col in ("capture", "backend") else "right")
-    for r in table.dropna(subset=["backend"]).itertuples():
-        t.add_row(str(r.capture), f"{r.face_px:.0f}", str(r.backend), f"{r.real_cos:.3f}", f"{r.sim_cos:.3f}",
-                  f"{r.delta_cos:+.3f}")
-    console = Console()
-    console.print(t)
-    worst = table.delta_cos.abs().max()
-    console.print(f"max |delta_cos| = {worst:.3f} ({'within' if worst <= 0.02 else 'outside'} the 0.02 goal)")
-    for r in table[table.skipped.notna()].itertuples():
-        console.print(f"skipped {r.capture}: {r.skipped}")
-    if out is not None:
-        console.print(f"written {out}")

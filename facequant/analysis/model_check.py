@@ -1,9 +1,9 @@
 """`facequant models check MODEL --data DIR`: what a sweep would learn about a model before
-running it (preprocessing scored on data, the graph's ends, alignment), printed for a person."""
+running it (preprocessing scored on data, the graph's ends, alignment); facequant.render.check
+shows it."""
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,39 +61,3 @@ def run_check(model: str, data: str, mode: str = preprocessing.AUTO, overrides: 
                                      preprocessing_check.alignment_report(spec.input_size, int(faces[0].crop.shape[0]), margin))
     return CheckReport(path, str(dataset.root), spec, check, len(faces), len(set(identities)),
                        time.perf_counter() - t0)
-
-
-def _fmt(value: float, digits: int = 4) -> str:
-    return "-" if math.isnan(value) else f"{value:.{digits}f}"
-
-
-def report_lines(report: CheckReport) -> list[str]:
-    """The printed report, one string per line."""
-    v, spec = report.check.preprocessing, report.spec
-    h, w = spec.input_size
-    lines = [f"model          {report.model}",
-             f"input          {spec.input_name}  [N, 3, {h}, {w}];  output {spec.output_name}  [N, {spec.embedding_dim}]"]
-    lines += [f"graph          {line.split(': ', 1)[1]}" for line in report.check.graph["summary"]]  # type: ignore[attr-defined]
-    lines.append(f"inferred       {v.candidates[0].describe()}  ({v.inferred_from})")
-    lines.append(f"data           {report.data}: {v.n_photos} of {report.n_usable} photos ({report.n_identities} "
-                 f"identities), close range; {v.n_genuine} genuine / {v.n_impostor} impostor pairs")
-    lines.append(f"               {report.check.alignment['summary']}")
-    if v.checked:
-        lines.append("candidates     verification AUC (cosine), genuine / impostor cosine, output norm (CV)")
-        order = sorted(v.candidates, key=lambda c: -v.auc(c.name) if not math.isnan(v.auc(c.name)) else 2.0)
-        for c in order:
-            s = v.scores[c.name]
-            mark = "<-" if c.name == v.chosen.name else "  "
-            lines.append(f"  {mark} {c.name:14s} {c.describe():58s} AUC {_fmt(s.auc)}  {_fmt(s.genuine_cos, 2):>5s} / "
-                         f"{_fmt(s.impostor_cos, 2):>5s}  {s.prenorm_mean:.3g} ({_fmt(s.prenorm_cv, 3)})")
-    lines.append(f"chosen         {v.chosen.name}: {v.chosen.describe()}; {v.reason}")
-    cost = "from the cache" if v.cached else f"{v.seconds:.1f} s scoring"
-    lines.append(f"cost           {len(v.scores)} candidates x {v.n_photos} photos: {cost} "
-                 f"({report.seconds:.1f} s in all; scores cached by model and data hash)")
-    lines += [f"warning: {w}" for w in v.warnings]
-    return lines
-
-
-def print_check(report: CheckReport) -> None:
-    for line in report_lines(report):
-        print(line)

@@ -284,7 +284,8 @@ def _ac_backends(ac: AccuracyControlResult | None, ort_base: str | None) -> tupl
     if ac is None:
         return ()
     counterpart = ort_counterpart(ort_base, ac) if ort_base else None
-    return tuple(dict.fromkeys([ac.settings.base, ac.recipe, *([ort_base, counterpart] if counterpart else [])]))
+    return tuple(dict.fromkeys([ac.settings.base, ac.recipe, *([ort_base, counterpart] if ort_base and counterpart
+                                                                else [])]))
 
 
 def _stage(progress: Callable[[str, int, int], None] | None, name: str, work: Callable[[], T]) -> T:
@@ -341,7 +342,7 @@ def side_by_side(result: SearchResult) -> pd.DataFrame:
     if ac is not None:
         entries.append(("NNCF accuracy control", ac.recipe, ac.settings.base, ac.layers, "float"))
         counterpart = ort_counterpart(settings.base, ac)
-        if counterpart in set(final.cliff.backend):
+        if counterpart is not None and counterpart in set(final.cliff.backend):
             entries.append(("NNCF's layers on ONNX Runtime", counterpart, settings.base, ac.layers, "float"))
     cliff = final.cliff.set_index("backend")
     rows = []

@@ -187,22 +187,3 @@ def plot_study(result: StudyResult, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.tick_params(axis="x", rotation=20)
     save_figure(fig, path)
-
-
-def print_study(result: StudyResult, out: Path | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{result.study}: {result.recipe}")
-    for col in ("variant", "calib crops", "close TAR", "max FAR", "reliable to", "cliff at", "cost vs fp32", "cos to fp32 (far)"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
-    for r in result.table.itertuples():
-        table.add_row(str(r.variant), str(r.n_calibration_crops), f"{r.tar_close:.3f}", f"{r.far_max:.4f}",
-                      f"{r.reliable_distance_m:.2f} m",
-                      f"{r.cliff_distance_m:.2f} m", f"{r.distance_cost_m:+.2f} m", f"{r.cos_to_fp32_far:.3f}")
-    console = Console()
-    console.print(table)
-    for warning in result.warnings:
-        console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
-    if out is not None:
-        console.print(f"results in {out}")

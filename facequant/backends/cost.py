@@ -34,6 +34,7 @@ from facequant.backends.base import Backend
 from facequant.backends.timing import Clock, Latency, TimingSettings, interleaved
 from facequant.errors import FacequantError
 from facequant.models.spec import ModelSpec
+from facequant.values import as_float
 
 #: What cpu latency is and is not; used as latency_source when no device figure applies.
 CPU_LATENCY_SOURCE = (
@@ -85,8 +86,8 @@ _DEQUANTIZE_OPS = frozenset({"DequantizeLinear"})  # any domain: com.microsoft's
 _QUANTIZE_OPS = frozenset({"QuantizeLinear"})
 
 _T = onnx.TensorProto
-_INT_BITS = {_T.INT8: 8, _T.UINT8: 8, _T.INT4: 4, _T.UINT4: 4, _T.INT16: 16, _T.UINT16: 16}
-_FLOAT_BITS = {_T.FLOAT: 32, _T.DOUBLE: 64, _T.FLOAT16: 16, _T.BFLOAT16: 16}
+_INT_BITS: dict[int, int] = {_T.INT8: 8, _T.UINT8: 8, _T.INT4: 4, _T.UINT4: 4, _T.INT16: 16, _T.UINT16: 16}
+_FLOAT_BITS: dict[int, int] = {_T.FLOAT: 32, _T.DOUBLE: 64, _T.FLOAT16: 16, _T.BFLOAT16: 16}
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
@@ -237,10 +238,10 @@ def _layer_bits(g: _Graph, node: onnx.NodeProto) -> str | None:
         weight, activation = node.input[1], node.input[0]
     w = g.precision(weight)
     a = g.precision(activation)
-    if a is None:
-        a = w  # activation dtype unknown (no shape inference): assume it runs like the weight
     if w is None:
         return None
+    if a is None:
+        a = w  # activation dtype unknown (no shape inference): assume it runs like the weight
     # A layer runs at the wider of its weight and input-activation precisions: W8A16 is a
     # 16-bit layer (16-bit activations cost bandwidth and NPU throughput like 16-bit
     # weights); int8 weights with float activations (weight-only quantization) compute in
@@ -406,15 +407,15 @@ def backend_cost(
     cpu = latency
     device_ms, power, source = math.nan, math.nan, CPU_LATENCY_SOURCE if cpu else NOT_MEASURED
     if device_profile is not None:
-        latency = device_profile.get("latency_ms") or {}
-        if isinstance(latency, Mapping) and name in latency:
-            device_ms = float(latency[name])
+        listed = device_profile.get("latency_ms") or {}
+        if isinstance(listed, Mapping) and name in listed:
+            device_ms = float(listed[name])
             source = str(device_profile.get("device", "device profile"))
         pw = device_profile.get("power_w")
         if isinstance(pw, Mapping):
             power = float(pw[name]) if name in pw else math.nan
         elif pw is not None:
-            power = float(pw)  # type: ignore[arg-type]
+            power = as_float(pw)
     return {
         "backend": name,
         "file_bytes": model_bytes(model_path),

@@ -99,7 +99,7 @@ def _check_rows(source: Path, ids: Sequence[str], emb: np.ndarray, dim: int) -> 
     bad = np.flatnonzero(~np.all(np.isfinite(emb), axis=1))
     if len(bad):
         raise FacequantError(f"{source}: {len(bad)} row(s) hold NaN or infinite values "
-                             f"(first 3 ids: {_first([ids[i] for i in bad])})")
+                             f"(first 3 ids: {_first([ids[int(i)] for i in bad])})")
 
 
 def _check_unique(source: Path, ids: Sequence[str]) -> None:
@@ -270,7 +270,7 @@ class ExternalBackend(Backend):
                                  f"enrol{EMB_SUFFIX}, or {EMBEDDINGS_NPY} beside {MANIFEST_CSV})")
         # Layout 1: one file per tensor run, rows in that tensor's order.
         by_tensor = {npy: rows.sort_values("row") for npy, rows in manifest.groupby("npy", sort=False)}
-        ids: list[str] = []
+        ids = []
         parts: list[np.ndarray] = []
         for f in emb_files:
             tensor = f.name[: -len(EMB_SUFFIX)] + ".npy"

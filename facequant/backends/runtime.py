@@ -59,6 +59,8 @@ class OrtBackend(Backend):
 class InsightFaceBackend(Backend):
     """insightface's own ArcFaceONNX on the same file: its preprocessing, its session."""
 
+    model_path: Path
+
     def __init__(self, model_path: Path, batch_size: int = 64, threads: int | None = None) -> None:
         from insightface.model_zoo import ArcFaceONNX
 

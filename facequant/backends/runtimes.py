@@ -136,10 +136,11 @@ def parse_runtime_name(name: str) -> tuple[str, NncfRecipe | None]:
         if kind in values:
             raise FacequantError(f"backend '{name}': '+{kind}:' given twice")
         values[kind] = _part_value(name, kind, value)
+    sq, subset = values.get("sq"), values.get("subset")  # _part_value's float and int
     recipe = NncfRecipe(name, NNCF_BASES[base], preset=str(values.get("preset", "performance")),
                         bias_correction=str(values.get("bc", "fast")),
-                        smooth_quant=values.get("sq"),  # type: ignore[arg-type]
-                        subset_size=int(values.get("subset", DEFAULT_SUBSET)),  # type: ignore[call-overload]
+                        smooth_quant=sq if isinstance(sq, float) else None,
+                        subset_size=subset if isinstance(subset, int) else DEFAULT_SUBSET,
                         selectors=tuple(selectors))
     return base, recipe
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from facequant import options, ranges
@@ -135,7 +134,9 @@ def _register_recommend(sub: argparse._SubParsersAction) -> None:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from facequant import api
-    from facequant.analysis.studies import StudyConfig, print_study
+    from facequant.analysis.studies import StudyConfig
+    from facequant.cli.show import show
+    from facequant.render.study import render_study
 
     values = common.values(args)
     config = StudyConfig(str(values["kind"]), str(values["recipe"]), sweep_config({**values, "backends": "fp32"}),
@@ -145,14 +146,15 @@ def cmd_study(args: argparse.Namespace) -> int:
     output = common.output(values, f"study-{config.kind}-{config.recipe}")
     with common.progress_bar(values.get("quiet"), {config.kind: f"{config.kind}: sweeps"}) as progress:
         result = api.study(config, output, progress)
-    print_study(result, output.dir)
+    show(render_study(result, output.dir))
     return 0
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     from facequant import api
-    from facequant.analysis.diagnose import report
     from facequant.analysis.diagnose.run import DiagnoseConfig
+    from facequant.cli.show import show
+    from facequant.render.diagnosis import render_diagnosis
 
     values = common.values(args)
     sweep = sweep_config(values)
@@ -163,14 +165,16 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     output = common.output(values, f"diagnose-{results_stem(sweep.model)}")
     with common.progress_bar(values.get("quiet")) as progress:
         result = api.diagnose(config, output, progress)
-    report.print_diagnosis(result, output.dir)
+    show(render_diagnosis(result, output.dir))
     return 0
 
 
 def cmd_search_precision(args: argparse.Namespace) -> int:
     from facequant import api
     from facequant.analysis.search import SearchSettings
+    from facequant.cli.show import show
     from facequant.errors import FacequantError
+    from facequant.render.search import render_search
 
     values = common.values(args)
     config = sweep_config({**values, "backends": "fp32"})
@@ -188,74 +192,18 @@ def cmd_search_precision(args: argparse.Namespace) -> int:
     output = common.output(values, f"search-{search.base}")
     with common.progress_bar(values.get("quiet")) as progress:
         result = api.search_precision(config, search, output, progress)
-    _print_search(result, search, output.dir)
+    show(render_search(result, output.dir))
     return 0
 
 
-def _is_number(value: object) -> bool:
-    """A finite number (cost figures are NaN or missing when not measured)."""
-    return isinstance(value, int | float) and math.isfinite(value)
-
-
-def _print_search(result: object, search: object, out: Path) -> None:
-    from rich.console import Console
-
-    from facequant.analysis.search import SearchResult, SearchSettings, search_summary
-
-    assert isinstance(result, SearchResult) and isinstance(search, SearchSettings)
-    summary = search_summary(result)
-    console = Console()
-    console.print(f"recipe: {summary['recipe']}  ({len(result.layers)} layer(s) chosen; goal "
-                  f"{'met' if result.goal_met else 'not met'} in the search)")
-    if "refined_distances_m" in result.run:
-        console.print(f"  grid refined to {len(result.run['refined_distances_m'])} distances "  # type: ignore[arg-type]
-                      f"(every {search.tolerance_m:g} m where the reliable distances are decided)")
-    for backend, r in summary["remeasured"].items():  # type: ignore[union-attr]
-        c = summary["cost"].get(backend, {})  # type: ignore[union-attr]
-        reliable_text, cliff_text = ("beyond the sweep" if r[k] == float("inf") else f"{r[k]:.2f} m"
-                                     for k in ("reliable_distance_m", "cliff_distance_m"))
-        console.print(f"  {backend:40s} reliable {reliable_text}, cliff {cliff_text}, "
-                      f"{c.get('layers_16bit', '-')} 16-bit layers, {c.get('file_bytes', 0) / 1e6:.2f} MB, "
-                      + (f"CPU {c['latency_vs_fp32']:.2f}x fp32" if _is_number(c.get("latency_vs_fp32")) else "CPU not timed"))
-    for against in (search.base, "fp32"):
-        pooled = summary[f"recipe_vs_{'base' if against == search.base else 'fp32'}"]
-        if pooled.get("ci95"):  # type: ignore[union-attr]
-            d, (low, high) = pooled["distances_m"], pooled["ci95"]  # type: ignore[index]
-            where = f"at {d[0]:g} m" if len(d) == 1 else f"over {d[0]:g}-{d[-1]:g} m"  # type: ignore[arg-type]
-            console.print(f"  TAR vs {against} {where}: {pooled['tar_gain']:+.3f} "  # type: ignore[index]
-                          f"(95% CI {low:+.3f} to {high:+.3f}; paired, bootstrap over identities)")
-    console.print("  16-bit layers counts every layer reading a 16-bit tensor: a chosen layer's neighbours too")
-    _print_side_by_side(result, console)
-    console.print(f"results in {out}")
-
-
-def _print_side_by_side(result: object, console: object) -> None:
-    from facequant.analysis.search import SearchResult, side_by_side
-
-    assert isinstance(result, SearchResult)
-    ac = result.accuracy_control
-    if ac is None:
-        return
-    v = ac.validation
-    console.print(f"NNCF accuracy control ({ac.settings.base}, {v['metric']} at {v['distance_m']:g} m on "  # type: ignore[attr-defined]
-                  f"{len(v['identities'])} held-out people, {v['pairs']} pairs, max drop {ac.settings.max_drop:g}): "  # type: ignore[arg-type]
-                  f"float {ac.metric['float']:.4f}, default INT8 {ac.metric['int8_default']:.4f}, "
-                  f"controlled {ac.metric['int8_accuracy_control']:.4f}; {len(ac.layers)} node(s) kept in float "
-                  f"({len(ac.weighted_layers)} weighted): {', '.join(ac.layers) or 'none'}")
-    for r in side_by_side(result).itertuples():
-        tar = ("" if not math.isfinite(r.tar_gain_vs_base) else
-               f", TAR {r.tar_gain_vs_base:+.3f} ({r.tar_gain_ci_low:+.3f} to {r.tar_gain_ci_high:+.3f})")
-        console.print(f"  {r.method}: {r.layers_changed} layer(s) to {r.changed_to}, reliable "  # type: ignore[attr-defined]
-                      f"{r.base_reliable_distance_m:.2f} -> {r.reliable_distance_m:.2f} m over {r.base}{tar}")
-
-
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from rich.text import Text
 
     from facequant import api
     from facequant.analysis.recommend import render
     from facequant.analysis.recommend.directory import RecommendConfig
     from facequant.analysis.recommend.verdicts import RECOMMEND_CSV
+    from facequant.cli.show import show
     from facequant.errors import FacequantError
 
     values = common.values(args)
@@ -266,10 +214,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                              values.get("device_profile"), float(values["latency_tolerance"]),  # type: ignore[arg-type]
                              latency=str(values.get("latency") or "auto"))
     rec = api.recommend(config)
-    console = Console()
-    for item in render(rec):
-        console.print(item)
     written = rec.written or Path(config.results) / RECOMMEND_CSV
-    console.print(f"written {written}" + (f" ({rec.written_note})" if rec.written_note else ""), style="dim",
-                  highlight=False, markup=False, soft_wrap=True)
+    said = f"written {written}" + (f" ({rec.written_note})" if rec.written_note else "")
+    show([*render(rec), Text(said, style="dim", no_wrap=True)])  # a path: whole, never cut
     return 0

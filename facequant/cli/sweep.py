@@ -1,4 +1,4 @@
-"""`facequant sweep`: the distance sweep, printed as a summary table."""
+"""`facequant sweep`: the distance sweep, printed as its summary (facequant.render.summary)."""
 
 from __future__ import annotations
 
@@ -31,25 +31,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from facequant import api
+    from facequant.cli.show import show
     from facequant.models.sources import results_stem, split_models
-    from facequant.results.summary import print_summary
+    from facequant.render.summary import render_summary
 
     values = common.values(args)
     config = sweep_config(values)
     models = split_models(config.model)
     if len(models) > 1:  # several models on the same probes, one results directory
-        from facequant.results.multi_model import print_multi_summary
+        from facequant.render.multi_model import render_multi_summary
 
         output = common.output(values, "models")
         with common.progress_bar(values.get("quiet")) as progress:
             combined = api.sweep_models([dataclasses.replace(config, model=m) for m in models], output, progress)
-        print_multi_summary(combined, output.dir)
+        show(render_multi_summary(combined, output.dir))
         _say_report(output.dir)
         return 0
     output = common.output(values, results_stem(config.model))
     with common.progress_bar(values.get("quiet")) as progress:
         result = api.sweep(config, output, progress)
-    print_summary(result, output.dir)
+    show(render_summary(result, output.dir))
     _say_report(output.dir)
     return 0
 

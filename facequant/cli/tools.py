@@ -84,10 +84,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_models_check(args: argparse.Namespace) -> int:
     from facequant import settings
-    from facequant.analysis.model_check import print_check, run_check
+    from facequant.analysis.model_check import run_check
+    from facequant.cli.show import show
+    from facequant.render.check import render_check
 
-    print_check(run_check(args.model, args.data or str(settings.default_dataset_path()), args.preprocessing,
-                          dict(args.model_override), args.crop_margin, args.seed, args.photos))
+    show(render_check(run_check(args.model, args.data or str(settings.default_dataset_path()), args.preprocessing,
+                                dict(args.model_override), args.crop_margin, args.seed, args.photos)))
     return 0
 
 
@@ -122,7 +124,9 @@ def cmd_cameras(args: argparse.Namespace) -> int:
 
 def cmd_validate_sim(args: argparse.Namespace) -> int:
     from facequant import api
-    from facequant.analysis.fidelity import FIDELITY_CSV, ValidateConfig, print_fidelity
+    from facequant.analysis.fidelity import FIDELITY_CSV, ValidateConfig
+    from facequant.cli.show import show
+    from facequant.render.fidelity import render_fidelity
     from facequant.simulate.camera import Degradation
 
     values = common.values(args)
@@ -134,7 +138,7 @@ def cmd_validate_sim(args: argparse.Namespace) -> int:
     output = common.output(values, "validate")
     with common.progress_bar(values.get("quiet")) as progress:
         table = api.validate_simulation(config, output, progress)
-    print_fidelity(table, output.dir / FIDELITY_CSV)
+    show(render_fidelity(table, output.dir / FIDELITY_CSV))
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -254,7 +255,7 @@ def cliff_table(
     genuine_by_backend = dict(list(genuine_comps.groupby("backend", sort=False)))
 
     ref_close = _reference_tar_close(sweep, reference_backend)
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for backend in pd.unique(sweep["backend"]):
         cell = sweep.loc[sweep["backend"] == backend].sort_values("distance_m", kind="stable")
         backend_probes = None

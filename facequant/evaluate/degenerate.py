@@ -15,6 +15,7 @@ import pandas as pd
 
 from facequant.errors import FacequantError
 from facequant.evaluate.metrics import as_bool, require_columns
+from facequant.values import as_float
 
 # ---------------------------------------------------------------- degenerate backends
 #
@@ -96,13 +97,7 @@ BROKEN_REFERENCE = "the float reference itself: a broken model or preprocessing,
 AS_REFERENCE = "so is the float reference: a broken model or preprocessing, not quantization damage"
 
 
-def _finite(value: object) -> float:
-    """value as a float, NaN when missing or not numeric."""
-    try:
-        f = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-    return f
+_finite = as_float  # value as a float, NaN when missing or not numeric
 
 
 def _one_backend(rows: pd.DataFrame, what: str) -> None:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from facequant.evaluate.metrics import wilson_interval
 from facequant.evaluate.scoring import BLOCK_ENTRIES
+from facequant.values import as_float
 
 #: The columns of identification.csv, in order.
 IDENTIFICATION_COLUMNS: tuple[str, ...] = (
@@ -72,7 +73,8 @@ def split_identities(identity: np.ndarray, names: list[str], seed: int,
     if rest > 0:
         out |= set(rng.permutation(multi)[:rest].tolist())
     enrolled = [c for c in codes.tolist() if c not in out]
-    gallery_rows, mated = [], []
+    gallery_rows: list[int] = []
+    mated: list[int] = []
     for c in enrolled:
         photos = np.flatnonzero(identity == c)
         pick = int(photos[rng.integers(len(photos))])
@@ -154,7 +156,7 @@ def identification_row(model: str, backend: str, distance: float, face_px: float
 def identification_table(rows: list[dict[str, object]]) -> pd.DataFrame:
     """Rows ordered like the sweep table: backends in order of first appearance, distances ascending."""
     order = {b: i for i, b in enumerate(dict.fromkeys(str(r["backend"]) for r in rows))}
-    rows = sorted(rows, key=lambda r: (order[str(r["backend"])], float(r["distance_m"])))  # type: ignore[arg-type]
+    rows = sorted(rows, key=lambda r: (order[str(r["backend"])], as_float(r["distance_m"])))
     table = pd.DataFrame(rows, columns=list(IDENTIFICATION_COLUMNS))
     for col in ("n_mated", "n_nonmated"):
         table[col] = table[col].astype(np.int64)

@@ -16,6 +16,7 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import roc_curve
 
 from facequant.errors import FacequantError
+from facequant.values import as_float
 
 #: The 97.5% standard-normal quantile: a two-sided 95% interval.
 Z_95 = 1.959964
@@ -422,7 +423,7 @@ def table_from_rows(rows: list[dict[str, object]]) -> pd.DataFrame:
     first appearance, distances ascending), column order and dtypes."""
     columns = list(SWEEP_COLUMNS) + list(SWEEP_EXTRA_COLUMNS)
     order = {b: i for i, b in enumerate(dict.fromkeys(str(r["backend"]) for r in rows))}
-    rows = sorted(rows, key=lambda r: (order[str(r["backend"])], float(r["distance_m"])))  # type: ignore[arg-type]
+    rows = sorted(rows, key=lambda r: (order[str(r["backend"])], as_float(r["distance_m"])))
     table = pd.DataFrame(rows, columns=columns)
     for col in COUNT_COLUMNS:
         table[col] = table[col].astype(np.int64)

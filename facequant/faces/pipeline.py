@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -77,7 +78,7 @@ def pack_entry(head: dict[str, object], crop: np.ndarray) -> bytes:
     return _MAGIC + struct.pack("<I", len(text)) + text + crop.tobytes()
 
 
-def unpack_entry(file: Path) -> tuple[dict[str, object], np.ndarray]:
+def unpack_entry(file: Path) -> tuple[dict[str, Any], np.ndarray]:
     """(header, crop) of an entry; ValueError when it is not one or is cut short."""
     with open(file, "rb") as fh:
         data = bytearray(os.fstat(fh.fileno()).st_size)  # writable: the crop is used in place
@@ -226,16 +227,19 @@ class FacePipeline:
                 prealigned=bool(head["prealigned"]),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            return _bad_entry(file, f"is unreadable ({type(exc).__name__})")
+            _bad_entry(file, f"is unreadable ({type(exc).__name__})")
+            return None
         if key != file.stem:
-            return _bad_entry(file, "belongs to another photo or settings")
+            _bad_entry(file, "belongs to another photo or settings")
+            return None
         ok = (
             face.crop.dtype == np.uint8
             and face.crop.shape == (self.crop_size, self.crop_size, 3)
             and face.landmarks5.shape == (5, 2)
         )
         if not ok or digest != _face_digest(face):
-            return _bad_entry(file, "does not match its checksum")
+            _bad_entry(file, "does not match its checksum")
+            return None
         return face
 
     def _store(self, file: Path, face: AlignedFace) -> None:

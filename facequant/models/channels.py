@@ -24,7 +24,7 @@ def channel_values(value: object) -> Channels:
         if isinstance(item, bool) or not isinstance(item, int | float | str | np.number):
             raise ValueError("numbers")
         try:
-            numbers.append(float(item))  # type: ignore[arg-type]
+            numbers.append(float(item))
         except ValueError:
             raise ValueError("numbers") from None
     if not all(np.isfinite(numbers)):

@@ -28,6 +28,7 @@ import numpy as np
 
 from facequant.errors import FacequantError
 from facequant.models.channels import Channels, format_channels
+from facequant.values import as_float
 
 if TYPE_CHECKING:
     from facequant.models.spec import ModelSpec
@@ -171,7 +172,7 @@ class Score:
     def from_dict(cls, d: Mapping[str, object]) -> Score:
         return cls(
             **{
-                f.name: math.nan if d.get(f.name) is None else float(d[f.name])  # type: ignore[arg-type]
+                f.name: math.nan if d.get(f.name) is None else as_float(d[f.name])
                 for f in dataclasses.fields(cls)
             }
         )

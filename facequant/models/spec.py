@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import onnx
 from onnx import TensorProto
@@ -215,7 +215,7 @@ def check_override(where: object | None, key: str, value: object, inputs: list[s
     def bad(expected: str) -> FacequantError:
         return FacequantError(f"model override {key}={excerpt(value)}{f' for {where}' if where else ''}: expected {expected}")
 
-    def is_int(v: object) -> bool:
+    def is_int(v: object) -> TypeGuard[int]:
         return isinstance(v, int) and not isinstance(v, bool)
 
     if key not in _FIELDS:

@@ -31,6 +31,7 @@ from facequant.sweep.result import SweepResult
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from numpy.typing import ArrayLike
 
 RESULTS_CSV = "results.csv"  # the tidy table: backend x distance x metric
 PROBES_CSV = "probes.csv"
@@ -157,7 +158,7 @@ def _face_px_axis(ax: Axes, sweep: pd.DataFrame) -> None:
     if not np.isfinite(k) or k <= 0:
         return
 
-    def convert(x: np.ndarray) -> np.ndarray:  # its own inverse; finite at 0 (matplotlib asks there)
+    def convert(x: ArrayLike) -> np.ndarray:  # its own inverse; finite at 0 (matplotlib asks there)
         return k / np.maximum(np.asarray(x, dtype=np.float64), 1e-6)
 
     near, far = float(sweep.distance_m.min()), float(sweep.distance_m.max())

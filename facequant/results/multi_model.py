@@ -26,6 +26,7 @@ from facequant.names import ESCAPE, display
 from facequant.results import directory, summary
 from facequant.results.output import inputs_of, staged_output
 from facequant.sweep.result import SweepResult
+from facequant.values import as_float
 from facequant.versions import versions
 
 MODELS_DIR = "models"
@@ -111,9 +112,9 @@ def combine(results: Sequence[SweepResult], labels: Sequence[str], record: dict[
         "multi_model": True,
         "protocol": first.config.protocol,
         "models": [{"label": label, "path": str(r.config.model), "dir": f"{MODELS_DIR}/{label}",
-                    "sha256": (r.run.get("model") or {}).get("sha256"),  # type: ignore[union-attr]
+                    "sha256": _entry(r.run, "model", "sha256"),
                     "embedding_dim": r.spec.embedding_dim, "input_size": list(r.spec.input_size),
-                    "threshold": r.threshold, "preprocessing": (r.run.get("preprocessing") or {}).get("chosen")}  # type: ignore[union-attr]
+                    "threshold": r.threshold, "preprocessing": _entry(r.run, "preprocessing", "chosen")}
                    for r, label in zip(results, labels, strict=True)],
         # The reference model's (the first listed): what the recommendation reads for FAR, camera and size.
         "model": first.run.get("model"),
@@ -121,7 +122,7 @@ def combine(results: Sequence[SweepResult], labels: Sequence[str], record: dict[
         "distances_m": first.run.get("distances_m"),
         "dataset": first.run.get("dataset"),
         "warnings": [f"{label}: {w}" for r, label in zip(results, labels, strict=True)
-                     for w in (r.run.get("warnings") or [])],  # type: ignore[union-attr]
+                     for w in directory.run_warnings(r.run)],
     }
     return MultiModelResult(list(results), list(labels), sweep, cliff, models,
                             _labelled([r.cost for r in results], labels),
@@ -188,14 +189,20 @@ def plot_models(sweep: pd.DataFrame, models: pd.DataFrame, path: Path) -> None:
     directory.save_figure(fig, path)
 
 
+def _entry(run: dict[str, object], section: str, key: str) -> object:
+    """run.json's section[key], None when the section is missing or not an object."""
+    found = run.get(section)
+    return found.get(key) if isinstance(found, dict) else None
+
+
 def summary_rows(models: pd.DataFrame, cost: pd.DataFrame | None = None) -> list[tuple[str, ...]]:
     """(model, backend, dim/px, TAR close, reliable to, cliff at, CPU ms) per pair. The
     pre-norm cliff is left out: pre-norm scales differ between models, so it does not compare."""
     cpu: dict[tuple[str, str], float] = {}
     if cost is not None and {"model", "backend", "cpu_latency_p50_ms"} <= set(cost.columns):
         for c in cost.itertuples():
-            cpu[(str(c.model), str(c.backend))] = float(c.cpu_latency_p50_ms)
-    rows = []
+            cpu[(str(c.model), str(c.backend))] = as_float(c.cpu_latency_p50_ms)
+    rows: list[tuple[str, ...]] = []
     for r in models.itertuples():
         flag = getattr(r, "degenerate", "")
         bad = bool(flag) if isinstance(flag, str) else False
@@ -205,30 +212,6 @@ def summary_rows(models: pd.DataFrame, cost: pd.DataFrame | None = None) -> list
                      "DEGENERATE" if bad else summary.metres(r.cliff_distance_m),
                      f"{ms:.1f}" if np.isfinite(ms) else "-"))
     return rows
-
-
-def print_multi_summary(result: MultiModelResult, out: Path | None) -> None:
-    """Each model's own summary, then the cross-model table and the choice per scenario."""
-    from rich.console import Console
-    from rich.table import Table
-
-    for r in result.results:
-        summary.print_summary(r)
-    table = Table(title=f"{len(result.labels)} models on the same probes (models.csv, {MODELS_PLOT})")
-    for col in ("model", "backend", "dim/px", "TAR close", "reliable to", "cliff at", "CPU ms"):
-        table.add_column(col, no_wrap=col in ("model", "backend"), justify="left" if col in ("model", "backend") else "right")
-    for row in summary_rows(result.models, result.cost):
-        table.add_row(*row)
-    console = Console()
-    console.print(table)
-    if result.recommendation is not None:
-        console.print("recommendation per scenario, among (model, backend) pairs (recommend.csv):", highlight=False)
-        for verdict in result.recommendation.verdicts.values():
-            console.print(f"  {verdict.summary}", highlight=False)
-    elif result.not_covered:
-        console.print(f"no recommendation: {result.not_covered}", highlight=False)
-    if out is not None:
-        console.print(f"results in {out} (each model's own under {MODELS_DIR}/)")
 
 
 def check_same_probes(configs: Sequence[Any]) -> None:

@@ -222,7 +222,7 @@ def write_marker(folder: Path) -> Path:
     """The marker listing every file now in `folder` (nested ones too)."""
     files = sorted(rel for rel in (p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
                    if rel != MARKER)
-    marker = {"tool": "facequant", "version": __version__, "command": " ".join(_command),
+    marker: dict[str, object] = {"tool": "facequant", "version": __version__, "command": " ".join(_command),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files}
     _write_json(folder / MARKER, marker)
     return folder / MARKER

@@ -158,9 +158,10 @@ def load_results(out: Path) -> dict[str, object]:
     # What the run's protocol reads (cliff, recommendation, TUI colours): TAR, or TPIR.
     multi = is_multi_model(run)
     if multi:  # several models: every (model, backend) pair is a candidate of its own
-        sweep, ident = paired(sweep), paired(ident)
+        pairs = paired(sweep)  # never None for a table (`or` would ask a DataFrame for its truth value)
+        sweep, ident = (pairs if pairs is not None else sweep), paired(ident)
     rates = as_rates_view(sweep, ident) if run.get("protocol") == "identification" and ident is not None else sweep
-    loaded = {"sweep": sweep, "cliff": cliff, "identification": ident, "rates": rates,
+    loaded: dict[str, object] = {"sweep": sweep, "cliff": cliff, "identification": ident, "rates": rates,
               "cost": read_table(out / COST_CSV) if (out / COST_CSV).is_file() else None,
               "run": run, "path": out}
     return pairs_view(loaded) if multi else loaded

@@ -198,13 +198,13 @@ def title_of(run: Mapping[str, Any]) -> str:
 def context(folder: Path) -> dict[str, Any]:
     """Everything report.html shows, from the folder's files."""
     loaded = load_results(folder)
-    run = loaded["run"]
-    assert isinstance(run, dict)
+    run, cliff = loaded["run"], loaded["cliff"]
+    assert isinstance(run, dict) and isinstance(cliff, pd.DataFrame)
     models = folder / "models.csv"
     return {
         "title": title_of(run),
         "partial": str(run.get("partial_reason", "")) if run.get("partial") else "",
-        "verdicts": verdict_table(loaded), "verdict_lines": verdict_lines(loaded["cliff"], run), "legend": LEGEND,
+        "verdicts": verdict_table(loaded), "verdict_lines": verdict_lines(cliff, run), "legend": LEGEND,
         "recommendation": recommendation(folder, loaded),
         "warnings": run_warnings(run),
         "cliff": table(pd.read_csv(folder / "cliff.csv"), CLIFF_COLUMNS),

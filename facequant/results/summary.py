@@ -1,5 +1,6 @@
-"""The sweep's summary, as the CLI prints it and the TUI's cliff tab shows it: the verdicts
-against fp32 first, then every distance with its interval, at 80 columns.
+"""The sweep's summary in words, as the CLI prints it and the TUI's cliff tab shows it
+(facequant.render.summary lays them out): the verdicts against fp32 first, then every distance
+with its interval, at 80 columns.
 
 A distance difference whose interval holds zero is never said as a difference: the cell reads
 "none" and shows the interval. Everything comes from cliff.csv, cost.csv and run.json, so a
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from facequant.results.reading import backend_labels, run_warnings
+from facequant.results.reading import backend_labels
+from facequant.values import as_float
 
 if TYPE_CHECKING:
     from facequant.sweep.result import SweepResult
@@ -25,12 +26,7 @@ BROKEN = "fp32 is degenerate: "
 WEAK = "weak float reference: "
 
 
-def _finite(value: object) -> float:
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-    return v
+_finite = as_float  # a cell as a float, NaN when it holds no number
 
 
 def metres(value: object, far: float = math.nan) -> str:
@@ -83,7 +79,7 @@ def summary_rows(cliff: pd.DataFrame, sweep: pd.DataFrame | None = None,
     """Per backend: (backend, verdict, reliable to, cliff at, cliff cost vs fp32, close-range
     TAR over FAR, CPU latency vs fp32), each number over its interval (two lines). A
     degenerate backend's distances are not shown: its match rate is not a success."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     labels = backend_labels(cliff.backend)
     for r in cliff.to_dict("records"):
         close, far = _finite(r.get("close_distance_m")), _finite(r.get("far_distance_m"))
@@ -209,17 +205,27 @@ def threshold_basis(run: Mapping[str, Any], target: float, identifying: bool = F
     return f"{rate} target {target:g}"
 
 
-def identification_line(table: pd.DataFrame, run: Mapping[str, Any]) -> str:
-    """1:N identification in a few words per backend: rank-1 and TPIR, closest -> farthest."""
+def identification_parts(table: pd.DataFrame, run: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """identification_line in pieces: its head, then one part per backend (the last with the
+    distance range), each backend named as the summary table names it."""
     info = run.get("identification") or {}
     first = table.iloc[0]
     head = (f"identification ({info.get('enrolled_identities', '?')} people enrolled, {int(first.n_mated)} mated / "
             f"{int(first.n_nonmated)} non-mated probes, threshold {float(first.threshold):.3f}; identification.csv):")
     parts = []
+    labels = backend_labels(table.backend)  # external:NAME=PATH as NAME, as in the table above
     for backend, rows in table.groupby("backend", sort=False):
         near, far = rows.iloc[0], rows.iloc[-1]
-        parts.append(f"{backend} rank-1 {near.rank1:.2f} -> {far.rank1:.2f}, TPIR {near.tpir:.2f} -> {far.tpir:.2f}")
-    return head + " " + "; ".join(parts) + f" ({table.distance_m.min():g} -> {table.distance_m.max():g} m)"
+        parts.append(f"{labels[str(backend)]} rank-1 {near.rank1:.2f} -> {far.rank1:.2f}, "
+                     f"TPIR {near.tpir:.2f} -> {far.tpir:.2f}")
+    parts[-1] += f" ({table.distance_m.min():g} -> {table.distance_m.max():g} m)"
+    return head, parts
+
+
+def identification_line(table: pd.DataFrame, run: Mapping[str, Any]) -> str:
+    """1:N identification in a few words per backend: rank-1 and TPIR, closest -> farthest."""
+    head, parts = identification_parts(table, run)
+    return head + " " + "; ".join(parts)
 
 
 def title(result: SweepResult) -> str:
@@ -231,52 +237,3 @@ def title(result: SweepResult) -> str:
         return f"{result.model_name}, identification: threshold {threshold:.3f} ({basis}), camera {result.camera.name}"
     basis = threshold_basis(result.run, config.target_far)
     return f"{result.model_name}, verification: threshold {result.threshold:.3f} ({basis}), camera {result.camera.name}"
-
-
-def print_summary(result: SweepResult, out: Path | None = None) -> None:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    console = Console()
-    warnings = run_warnings(result.run)
-    # A broken or weak float reference leads: every other number of the run is relative to it.
-    first = [w for w in warnings if w.startswith(BROKEN) or w.startswith(WEAK)]
-    for warning in first:
-        label = "BROKEN REFERENCE" if warning.startswith(BROKEN) else "WEAK REFERENCE"
-        console.print(f"{label}: {warning}", style="bold red", highlight=False, markup=False)
-    console.print(title(result), style="bold", highlight=False, markup=False)
-    for line in verdict_lines(result.cliff, result.run):
-        console.print(line, highlight=False, markup=False)
-    identifying = result.rates is not result.sweep
-    rate, false = ("TPIR", "FPIR") if identifying else ("TAR", "FAR")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for col in DISPLAY_HEADERS:
-        if col.startswith("backend"):  # a long recipe name folds rather than squeezing the numbers
-            table.add_column(col, overflow="fold", min_width=8)
-        else:
-            table.add_column(col.replace("TAR/FAR", f"{rate}/{false}"), justify="right", no_wrap=True)
-    for row in display_rows(summary_rows(result.cliff, result.rates, result.cost)):
-        table.add_row(*(Text(cell) for cell in row))  # Text: an interval's brackets are not markup
-    console.print(table)
-    if result.identification is not None:
-        console.print(identification_line(result.identification, result.run), highlight=False, markup=False)
-    console.print(f"{LEGEND} {prenorm_line(result.cliff)}", style="dim", highlight=False, markup=False)
-    from facequant.analysis.preprocessing_check import summary_lines
-
-    for line in summary_lines(result.run):  # preprocessing used and why, graph ends, alignment
-        console.print(line, highlight=False, markup=False)
-    for warning in warnings:
-        if warning in first:
-            continue
-        style = "bold red" if " is degenerate: " in warning else "yellow"
-        console.print(f"warning: {warning}", style=style, highlight=False, markup=False)
-    skipped = result.run.get("skipped_images") or []
-    if skipped:
-        console.print(f"{len(skipped)} photo(s) skipped (reasons in run.json)")
-    excluded = result.run.get("excluded_files") or []
-    if excluded:
-        console.print(f"{len(excluded)} file(s) left out of the dataset (reasons in run.json excluded_files)")
-    if out is not None:
-        console.print(f"results in {out}", markup=False, highlight=False)

@@ -90,6 +90,8 @@ def load_cameras(path: Path | None = None) -> dict[str, CameraProfile]:
                              f"({yamlfiles.error_reason(exc)})") from exc
     except OSError as exc:
         raise FacequantError(f"{path}: cannot read camera presets ({exc.strerror})") from exc
+    if not isinstance(raw, dict) or not all(isinstance(fields, dict) for fields in raw.values()):
+        raise FacequantError(f"{path}: camera presets must map each name to its settings")
     return {name: CameraProfile(name=name, **fields) for name, fields in raw.items()}
 
 
@@ -158,7 +160,10 @@ def simulate(
                                [cv2.IMWRITE_JPEG_QUALITY, int(degradation.jpeg_quality)])
         if not ok:
             raise FacequantError("JPEG encoding failed during simulation")
-        small = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        if decoded is None:
+            raise FacequantError("JPEG decoding failed during simulation")
+        small = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
     if small.shape[0] == model_px:
         return np.ascontiguousarray(small)
     # Bilinear both ways: a deployed aligner (insightface's norm_crop) warps with INTER_LINEAR.

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -105,7 +106,7 @@ class Embedder:
                 position += len(chunk.rows)
 
         for job, raw in self.executor.map(jobs()):
-            position, chunk, todo = job.tag  # type: ignore[misc]
+            position, chunk, todo = cast("tuple[int, _Chunk, np.ndarray]", job.tag)
             target = self._output(out, job.backend, total, raw.shape[1])
             target[position + todo] = raw
             self.computed += len(todo)
@@ -145,9 +146,9 @@ class Embedder:
                 keys[name], found[name] = None, {}
                 missing[name] = np.arange(len(rows))
             else:
-                keys[name] = [EmbeddingCache.key(backend_key, k) for k in crop_keys]
-                found[name] = self.cache.get(keys[name], self.ps.spec.embedding_dim)
-                missing[name] = np.array([i for i, k in enumerate(keys[name]) if k not in found[name]], np.int64)
+                cache_keys = [EmbeddingCache.key(backend_key, k) for k in crop_keys]
+                keys[name], found[name] = cache_keys, self.cache.get(cache_keys, self.ps.spec.embedding_dim)
+                missing[name] = np.array([i for i, k in enumerate(cache_keys) if k not in found[name]], np.int64)
             if self.backends[name].model_path is not None:
                 need_crops.update(missing[name].tolist())
         todo = np.array(sorted(need_crops), np.int64)

@@ -394,10 +394,10 @@ def _add_findings(run: dict[str, object], ps: ProbeSet, result: SweepResult, gal
     honesty.add_warning(run, honesty.thin_tar_warning(sweep))
     for backend in pd.unique(sweep.backend):
         honesty.add_warning(run, honesty.far_excess_warning(sweep, str(backend), config.target_far))
-    pairs = pairs_summary(ps.dataset, set(ps.keys))
-    if pairs is not None:
-        run["pairs"] = pairs[0]
-        for message in pairs[1]:
+    pairs_record = pairs_summary(ps.dataset, set(ps.keys))
+    if pairs_record is not None:
+        run["pairs"] = pairs_record[0]
+        for message in pairs_record[1]:
             honesty.add_warning(run, message)
     for message in honesty.zero_embedding_warnings(result.probes, {n: g.prenorm for n, g in galleries.items()},
                                                    DEFAULT_DEGENERATE.zero_prenorm):

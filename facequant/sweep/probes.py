@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 
@@ -219,7 +220,15 @@ class _CachedFaces(Sequence[AlignedFace]):
     def __len__(self) -> int:
         return len(self._images)
 
-    def __getitem__(self, i: int) -> AlignedFace:  # type: ignore[override]
+    @overload
+    def __getitem__(self, i: int) -> AlignedFace: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[AlignedFace]: ...
+
+    def __getitem__(self, i: int | slice) -> AlignedFace | list[AlignedFace]:
+        if isinstance(i, slice):  # a Sequence slices too
+            return [self._pipeline.extract(img.path) for img in self._images[i]]
         return self._pipeline.extract(self._images[i].path)
 
 

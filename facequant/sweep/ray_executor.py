@@ -61,7 +61,6 @@ RAY_LOGS_ENV = "FACEQUANT_RAY_LOGS"
 #: this process could not be abandoned).
 _PROBE = ("import sys, ray; ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False, "
           "configure_logging=False); ray.shutdown()")
-_INIT = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False, "ignore_reinit_error": True}
 
 
 def _ray_logs_wanted() -> bool:
@@ -86,7 +85,8 @@ def connect(address: str | None, timeout_s: float) -> None:
             raise FacequantError(f"--ray-address {shown}: cannot join Ray ({_last_word(probe.stderr or '')})")
     try:
         with _ray_output_hidden():
-            ray.init(address=address, **_INIT)  # type: ignore[arg-type]
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     ignore_reinit_error=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise FacequantError(f"--ray-address {shown}: cannot start or join Ray ({_last_word(str(exc))})") from exc
 
@@ -124,7 +124,7 @@ class RayExecutor(Executor):
         self._local = LocalExecutor({n: b for n, b in backends.items() if n not in remote})
         models = {n: ray.put((b.model_path.read_bytes(), b.spec, b.batch_size)) for n, b in remote.items()}
         self._cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._actors = [_EmbedActor.remote(models) for _ in range(self._cpus)]
+        self._actors = [_EmbedActor.remote(models) for _ in range(self._cpus)]  # type: ignore[attr-defined]  # ray.remote's class wrapper is untyped
         self._pool = ActorPool(self._actors)
         self._remote = set(remote)
         self._address = address

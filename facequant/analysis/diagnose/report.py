@@ -1,8 +1,7 @@
-"""A diagnosis on disk and on screen: layers.csv, summary.csv, run.json, plots, the printed summary."""
+"""A diagnosis on disk: layers.csv, summary.csv, run.json and the plots (facequant.render.diagnosis shows it)."""
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ import pandas as pd
 
 #: progress(stage, done, total): stages "faces", "calibration" (building backends), "diagnose".
 from facequant.analysis.diagnose.measure import LevelHistogram
-from facequant.analysis.diagnose.run import HEAD_WEIGHTED_LAYERS, DiagnoseResult
+from facequant.analysis.diagnose.run import DiagnoseResult
 from facequant.results.directory import pyplot, save_figure
 from facequant.results.jsonfile import write_run_json
 from facequant.results.output import inputs_of, staged_output
@@ -50,7 +49,8 @@ def write_diagnosis(result: DiagnoseResult, out: Path, force: bool = False) -> P
             plot_histogram(hist, staging / histogram_path(backend))
         plot_output_snr(result.summary, staging / OUTPUT_SNR_PLOT)
         run = dict(result.run)
-        run["timings"] = {**result.run["timings"], "write_s": time.perf_counter() - t0}  # type: ignore[dict-item]
+        timings = result.run.get("timings")
+        run["timings"] = {**(timings if isinstance(timings, dict) else {}), "write_s": time.perf_counter() - t0}
         run["files"] = sorted(p.name for p in staging.iterdir()) + [RUN_JSON]
         write_run_json(run, staging / RUN_JSON)
     return out
@@ -126,38 +126,3 @@ def plot_output_snr(summary: pd.DataFrame, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, path)
-
-
-def _db(value: object) -> str:
-    v = float(value)  # type: ignore[arg-type]
-    return "-" if math.isnan(v) else ("inf" if math.isinf(v) else f"{v:.1f}")
-
-
-def print_diagnosis(result: DiagnoseResult, out: Path | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    threshold = result.config.snr_threshold_db
-    table = Table(title=f"{result.model_name}: layer SNR vs float ({len(result.layers.layer.unique())} layers)")
-    for col in ("backend", "dist", "mean", "min (layer)", f"<{threshold:g}dB", "first<", "head/back", "output"):
-        table.add_column(col, no_wrap=True, justify="left" if col in ("backend", "min (layer)") else "right")
-    for r in result.summary.itertuples():
-        first = "-" if math.isnan(float(r.first_below_depth)) else str(int(r.first_below_depth))
-        table.add_row(str(r.backend), f"{r.distance_m:g} m", _db(r.mean_snr_db), f"{_db(r.min_snr_db)} {r.min_snr_layer}",
-                      f"{r.layers_below_threshold}/{r.n_layers}", first,
-                      f"{_db(r.head_mean_snr_db)}/{_db(r.backbone_mean_snr_db)}", _db(r.output_snr_db))
-    console = Console()
-    console.print(table)
-    console.print("SNR in dB over the probes at each distance; first<: depth where SNR first drops below "
-                  f"{threshold:g} dB; head: the last {HEAD_WEIGHTED_LAYERS} weighted layers + output", style="dim")
-    far = max(result.distances_m)
-    for backend in result.backends:
-        rows = result.summary[(result.summary.backend == backend) & (result.summary.distance_m == far)]
-        if len(rows):
-            console.print(f"{backend} worst at {far:g} m: {rows.worst10.iloc[0].replace(';', ', ')}")
-    for name, check in (result.run.get("checks") or {}).items():  # type: ignore[union-attr]
-        if float(check["max_abs_diff_vs_backend"]) > 1e-5:
-            console.print(f"{name}: the diagnosed graph's embedding differs from the backend's by "
-                          f"{check['max_abs_diff_vs_backend']:.3g} (run.json checks)", style="yellow")
-    if out is not None:
-        console.print(f"results in {out}")

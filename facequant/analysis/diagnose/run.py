@@ -371,7 +371,7 @@ def run_diagnose(config: DiagnoseConfig, progress: Progress | None = None,
             histograms[name] = LevelHistogram(name, tap.layer, hist_distance, tap, counts[(name, tap.layer)])
     n_elements = graphs.elements_per_probe * sum(probes_used.values()) * (1 + len(backends))
     timings["elements_per_s"] = n_elements / max(timings["diagnose_s"], 1e-9)
-    run = {
+    run: dict[str, object] = {
         "kind": "diagnose",
         "config": config.to_dict(),
         "model": {"path": str(ps.model_path), "sha256": ps.model_sha, "normalized": str(ps.normalized),

@@ -64,14 +64,11 @@ def scenarios_dir() -> Path:
 
 def _number(path: Path, key: str, value: object, low: float, high: float, low_open: bool = True) -> float:
     # bool is an int subclass; `required_tar: yes` is a typo, not 1.
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value))
-    if ok:
-        f = float(value)  # type: ignore[arg-type]
-        ok = (f > low if low_open else f >= low) and f <= high
-    if not ok:
+    f = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    if not (math.isfinite(f) and (f > low if low_open else f >= low) and f <= high):
         bound = f"{'(' if low_open else '['}{low:g}, {high:g}]"
         raise FacequantError(f"{path}: {key} must be a number in {bound}, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
+    return f
 
 
 def _camera(path: Path, value: object) -> CameraProfile:

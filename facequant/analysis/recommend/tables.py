@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -31,8 +31,8 @@ def run_camera(run: Mapping[str, Any], where: str = "run.json") -> CameraProfile
     width = cam.get("width_px")
     if isinstance(width, float) and width.is_integer():
         width = int(width)
-    try:
-        return CameraProfile(name=str(cam.get("name", "run camera")), width_px=width,  # type: ignore[arg-type]
+    try:  # CameraProfile checks what run.json holds (a width that is no whole number is refused there)
+        return CameraProfile(name=str(cam.get("name", "run camera")), width_px=cast(int, width),
                              hfov_deg=cam.get("hfov_deg"), focal_px=cam.get("focal_px"))
     except FacequantError as exc:
         raise FacequantError(f"{where}: {exc}") from None

@@ -10,6 +10,7 @@ import onnx
 from onnx import numpy_helper
 
 from facequant.errors import FacequantError
+from facequant.values import as_float
 
 # --- power-of-two scales ---------------------------------------------------------------------
 
@@ -42,19 +43,15 @@ def _best_pow2_for_constant(q: np.ndarray, zp: np.ndarray, s_old: np.ndarray, ax
     real = (q.astype(np.float64) - zp) * s_old.reshape(axis_shape)
     lo, hi = _qrange(q.dtype)
     reduce_axes = tuple(i for i, n in enumerate(axis_shape) if n == 1) if s_old.size > 1 else None
-    best, best_err = None, None
-    for cand in (np.exp2(np.floor(np.log2(s_old))), np.exp2(np.ceil(np.log2(s_old)))):
+
+    def error(cand: np.ndarray) -> np.ndarray:
         c = cand.reshape(axis_shape)
         deq = (np.clip(np.round(real / c) + zp, lo, hi) - zp) * c
-        err = np.sum((deq - real) ** 2, axis=reduce_axes)
-        err = np.asarray(err).reshape(s_old.shape)
-        if best is None:
-            best, best_err = cand.copy(), err
-        else:
-            take = err < best_err
-            best = np.where(take, cand, best)
-            best_err = np.where(take, err, best_err)
-    return best  # type: ignore[return-value]
+        return np.asarray(np.sum((deq - real) ** 2, axis=reduce_axes)).reshape(s_old.shape)
+
+    below, above = np.exp2(np.floor(np.log2(s_old))), np.exp2(np.ceil(np.log2(s_old)))
+    # ties keep the lower power of two, as before
+    return np.where(error(above) < error(below), above, below)
 
 
 def _qrange(dtype: np.dtype) -> tuple[int, int]:
@@ -164,4 +161,4 @@ def pow2_summary(moves: Sequence[dict[str, object]]) -> dict[str, object]:
     return {"scales": len(rounded), "bias_scales": len(moves) - len(rounded),
             "max_abs_log2_ratio": float(ratios.max()) if ratios.size else 0.0,
             "median_abs_log2_ratio": float(np.median(ratios)) if ratios.size else 0.0,
-            "clipped_values": int(sum(int(m.get("clipped", 0)) for m in moves))}  # type: ignore[call-overload]
+            "clipped_values": int(sum(as_float(m.get("clipped", 0)) for m in moves))}
