@@ -145,7 +145,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
     values = common.values(args)
     config: DiagnoseConfig = build(DiagnoseConfig, values)
-    output = common.output(values, f"diagnose-{Path(config.sweep.model).stem}")
+    from facequant.models.sources import results_stem
+
+    output = common.output(values, f"diagnose-{results_stem(config.sweep.model)}")
     with common.progress_bar(values.get("quiet")) as progress:
         result = api.diagnose(config, output, progress)
     show(render_diagnosis(result, output.dir))
@@ -184,5 +186,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise FacequantError("recommend: give --results DIR, the results directory of a sweep")
     config: RecommendConfig = build(RecommendConfig, values)
     rec = api.recommend(config)
-    show([*render(rec), Text(f"written {Path(config.results) / RECOMMEND_CSV}", style="dim")])
+    written = rec.written or Path(config.results) / RECOMMEND_CSV
+    said = f"written {written}" + (f" ({rec.written_note})" if rec.written_note else "")
+    show([*render(rec), Text(said, style="dim", no_wrap=True)])  # a path: whole, never cut
     return 0

@@ -96,13 +96,18 @@ class OptionParser(argparse.ArgumentParser):
 
 
 def command(sub: argparse._SubParsersAction, name: str,
-            declare: Callable[[argparse.ArgumentParser], Sequence[Option]], **kwargs: object,
+            declare: Callable[[argparse.ArgumentParser], Sequence[Option]] | Sequence[Option], **kwargs: object,
             ) -> argparse.ArgumentParser:
     """A subcommand whose description and examples keep their own line breaks, with the
     options `declare(parser)` returns (it may add positional arguments) as its option groups,
     added when the command is first used; the options, and which of them the command line
     gave, are kept on the parsed namespace for --config."""
     parser = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)  # type: ignore[arg-type]
+    if not callable(declare):  # options given as rows (a command with no config of its own: compare)
+        rows = tuple(declare)
+
+        def declare(_: argparse.ArgumentParser) -> Sequence[Option]:
+            return rows
     if isinstance(parser, OptionParser):
         parser.declare(declare)
     else:  # a plain argparse parent: declared now
