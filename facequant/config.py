@@ -11,6 +11,7 @@ TUI's prefill and form (facequant.params.build). The options that are not part o
 from __future__ import annotations
 
 import argparse
+import builtins
 import dataclasses
 import functools
 import time
@@ -65,7 +66,7 @@ class Option:
     required: bool = False
     commands: tuple[str, ...] = ALL
     field: str | None = None  # the config field it sets (dotted through nested configs); None: a run option
-    config: type | None = None  # the config class that field belongs to (the command's, not a nested one)
+    config: builtins.type | None = None  # the config class that field belongs to (the command's, not a nested one)
 
     @property
     def dest(self) -> str:
@@ -175,8 +176,11 @@ def positional(parser: argparse.ArgumentParser, cls: type, name: str, command: s
     f = next(f for f, spec in params.declared(cls) if f.name == name)
     spec = f.metadata[params.KEY]
     help_text = spec.help(command) if callable(spec.help) else spec.help
-    parser.add_argument(name, type=None if spec.choices else _converter(f, spec), choices=spec.choices,
-                        help=help_text)
+    convert = None if spec.choices else _converter(f, spec)
+    if convert is None:
+        parser.add_argument(name, choices=spec.choices, help=help_text)
+    else:
+        parser.add_argument(name, type=convert, choices=spec.choices, help=help_text)
 
 
 def options_for(command: str, *configs: type, own: Sequence[Option] = ()) -> list[Option]:

@@ -58,7 +58,7 @@ def problem(value: object, rng: Range, integer: bool, shown: str | None = None) 
     """Why `value` is not an allowed number, or None when it is."""
     # bool is an int subclass: `seed: true` is a typo, not 1.
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = ok and (isinstance(value, int) or not integer) and rng.contains(float(value))  # type: ignore[arg-type]
+    ok = ok and (isinstance(value, int) or not integer) and rng.contains(float(value))  # type: ignore[arg-type]  # narrowed to int | float above
     if ok:
         return None
     return f"must be {'an integer' if integer else 'a number'} {rng}, got {shown or repr(value)}"

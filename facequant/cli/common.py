@@ -81,7 +81,7 @@ class OptionParser(argparse.ArgumentParser):
         self.ready()
         return super().get_default(dest)
 
-    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]  # typeshed's overloads
                          namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
         self.ready()
         parsed, rest = super().parse_known_args(args, namespace)
@@ -102,7 +102,7 @@ def command(sub: argparse._SubParsersAction, name: str,
     options `declare(parser)` returns (it may add positional arguments) as its option groups,
     added when the command is first used; the options, and which of them the command line
     gave, are kept on the parsed namespace for --config."""
-    parser = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)  # type: ignore[arg-type]
+    parser = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)  # type: ignore[arg-type]  # typeshed: kwargs typed per key
     if not callable(declare):  # options given as rows (a command with no config of its own: compare)
         rows = tuple(declare)
 
@@ -156,13 +156,13 @@ def output(values: Mapping[str, object], default_stem: str) -> Output:
 def progress_bar(quiet: object, labels: Mapping[str, str] | None = None) -> Iterator[Progress]:
     """A rich progress bar, one task per stage as it first reports; nothing with --quiet, and
     nothing at all (not an empty line) when the command fails before its first step."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
 
     names = {**LABELS, **(labels or {})}
     bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
               disable=bool(quiet), transient=False)
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def report(stage: str, done: int, total: int) -> None:
         if not tasks:
