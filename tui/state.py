@@ -21,13 +21,21 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from facequant import api, settings
-from facequant.config import SWEEP_OPTIONS, read_config, sweep_config
+from facequant import api, params, settings
+from facequant.config import (
+    Option,
+    field_options,
+    parse_value,
+    read_config,
+    sweep_config,
+    sweep_options,
+)
 from facequant.config import default_out as default_results_dir
 from facequant.errors import Cancelled, FacequantError
 from facequant.evaluate import cliff, metrics
 from facequant.results import directory as reports
 from facequant.results import output
+from facequant.simulate.camera import DEFAULT_DISTANCES_M
 from facequant.sweep.config import SweepConfig
 from tui.layers import is_diagnostics_dir
 
@@ -67,6 +75,26 @@ class SetupValues:
 
 def _fmt_number(value: float) -> str:
     return f"{value:g}"
+
+
+def setup_hints() -> dict[str, str]:
+    """The form's hint per field: its option's help (the declaration on SweepConfig), where it
+    fits a line or two; the fields the form writes its own way say how."""
+    from facequant.backends.registry import available_backends
+
+    table = {o.name: o for o in field_options(SweepConfig, "tui")}
+    hints = {name: _help_or(table[name]) for name in ("model", "data", "camera")}
+    return {**hints,
+            "distances": "metres '0.5,1,2', 'START:STOP:N' (geometric), or face pixels 'px:112,64,40'",
+            "backends": f"comma-separated: {', '.join(available_backends())}, BASE+16bit:SEL ...",
+            "out": "results directory; empty = runs/<model>-<time>, as facequant sweep"}
+
+
+def _help_or(option: Option) -> str:
+    try:
+        return option.help_text()
+    except Exception:  # noqa: BLE001 - a broken presets file is reported when a run starts
+        return ""
 
 
 def setup_from_config(config: SweepConfig, source: str, out: str = "") -> SetupValues:
@@ -121,7 +149,35 @@ def is_openable(path: Path) -> bool:
     """A folder the results screen can show: a sweep's (sweep.csv, complete or partial) or a
     diagnose directory (layers.csv). Studies, searches and exports have run.json too, but
     no table this screen reads."""
-    return (path / reports.SWEEP_CSV).is_file() or is_diagnostics_dir(path)
+    return (path / reports.SWEEP_CSV).is_file() or is_diagnostics_dir(path) or is_comparison_dir(path)
+
+
+#: What `facequant compare` writes: the TUI shows both runs' TAR per distance side by side.
+COMPARE_JSON, COMPARE_TAR_CSV = "compare.json", "compare_tar.csv"
+
+
+def is_comparison_dir(path: Path) -> bool:
+    return (path / COMPARE_JSON).is_file() and (path / COMPARE_TAR_CSV).is_file()
+
+
+def load_comparison(path: Path) -> RunData:
+    """A `facequant compare` directory as a sweep of its two runs: each backend twice, as
+    "<backend> (A)" and "<backend> (B)", with TAR, its interval and FAR per distance; the cliff
+    tab reads their distances from those rows (compare.csv holds the intervals of the shifts)."""
+    summary = json.loads((path / COMPARE_JSON).read_text())
+    table = reports.read_table(path / COMPARE_TAR_CSV)
+    parts = []
+    for tag in ("a", "b"):
+        part = pd.DataFrame({"model": tag.upper(), "backend": [f"{b} ({tag.upper()})" for b in table["backend"]],
+                             "distance_m": table["distance_m"]})
+        for column in ("face_px", "tar", "tar_ci_low", "tar_ci_high", "far"):
+            part[column] = table[f"{column}_{tag}"] if f"{column}_{tag}" in table else math.nan
+        parts.append(part.dropna(subset=["tar"]))
+    sweep = pd.concat(parts, ignore_index=True).reindex(columns=[*metrics.SWEEP_COLUMNS,
+                                                                 *metrics.SWEEP_EXTRA_COLUMNS])
+    sweep["model"] = "comparison"
+    run = {"comparison": summary, "warnings": [f"not comparable: {p}" for p in summary.get("problems", [])]}
+    return RunData(sweep=sweep, cliff=live_cliff(sweep), run=run, path=path, kind="compare")
 
 
 def latest_run(runs_dir: Path) -> Path | None:
@@ -150,7 +206,7 @@ def initial_setup(config_path: Path | None, runs_dir: Path, prefill: Mapping[str
     runs_dir, else the defaults of `facequant sweep`."""
     prefill = dict(prefill or {})
     if config_path is not None or prefill:
-        values = read_config(Path(config_path), SWEEP_OPTIONS) if config_path is not None else {}
+        values = read_config(Path(config_path), sweep_options()) if config_path is not None else {}
         values.update(prefill)
         where = " and ".join(filter(None, [f"config {config_path}" if config_path is not None else "",
                                            "the command line" if prefill else ""]))
@@ -170,11 +226,11 @@ def initial_setup(config_path: Path | None, runs_dir: Path, prefill: Mapping[str
 
 
 def config_from_setup(values: SetupValues, runs_dir: Path) -> tuple[SweepConfig, Path]:
-    """The edited fields applied to the base config, checked the way the CLI checks them.
-    Raises FacequantError with a one-line reason."""
-    from facequant.backends.registry import parse_backends
+    """The edited fields applied to the base config, each through its option's own converter
+    (facequant.config.parse_value: what `facequant sweep` accepts, with the same reasons) and
+    checked by the config as every sweep is. Raises FacequantError with a one-line reason."""
+    from facequant.datasets.lfw import LFW_SPECS
     from facequant.models.sources import split_models
-    from facequant.simulate.camera import camera_from_spec, parse_distances
 
     model = values.model.strip()
     data = values.data.strip()
@@ -185,31 +241,29 @@ def config_from_setup(values: SetupValues, runs_dir: Path) -> tuple[SweepConfig,
     if len(split_models(model)) > 1:
         raise FacequantError("model: the TUI runs one model at a time; compare several with "
                              "`facequant sweep --model a.onnx,b.onnx`, then open its results here")
-    if data != "lfw":
+    if data not in LFW_SPECS:  # a clear error now, not after the model is loaded
         data = str(Path(data).expanduser())
         if not Path(data).is_dir():
             raise FacequantError(f"{data}: dataset folder not found")
-    camera = values.camera.strip() or values.base.camera
-    camera_from_spec(camera)  # a clear error now, not after the faces are extracted
-    backends = tuple(parse_backends(values.backends))
-    text = values.distances.strip()
-    if text.startswith(FACE_PX_PREFIX):
-        try:
-            face_px: tuple[float, ...] | None = tuple(float(v) for v in text[len(FACE_PX_PREFIX):].split(","))
-        except ValueError:
-            raise FacequantError(f"distances '{text}': expected px:160,112,80") from None
-        distances = values.base.distances_m
-    else:
-        face_px, distances = None, parse_distances(text or None)
-    config = dataclasses.replace(values.base, model=model, data=data, camera=camera, backends=backends,
-                                 distances_m=distances, face_px=face_px)
+    distances = values.distances.strip()
+    face_px = distances.startswith(FACE_PX_PREFIX)
+    form = {"model": model, "data": data, "camera": values.camera.strip(), "backends": values.backends.strip(),
+            "face-px" if face_px else "distances": distances.removeprefix(FACE_PX_PREFIX) if face_px else distances}
+    table = {o.name: o for o in sweep_options()}
+    parsed = {table[name].dest: parse_value(table[name], text, name) for name, text in form.items() if text}
+    config = params.build(SweepConfig, parsed, base=values.base)
+    if not face_px:  # metres: the form's distances, or the default ones when it is empty
+        config = dataclasses.replace(config, face_px=None, distances_m=parsed.get("distances") or DEFAULT_DISTANCES_M)
     out = Path(values.out.strip()) if values.out.strip() else default_out(runs_dir, model)
     return config, out
 
 
 def default_out(runs_dir: Path, model: str) -> Path:
-    """runs/<model>-<time>, as `facequant sweep` names it; a suffix if that second is taken."""
-    return default_results_dir(Path(model).stem, runs_dir)
+    """runs/<model file's stem>-<time>, as `facequant sweep` names it and the header names the
+    model ('faceplugin' runs go to runs/fr_feature-<time>); a suffix if that second is taken."""
+    from facequant.models.sources import results_stem
+
+    return default_results_dir(results_stem(model), runs_dir)
 
 
 # --------------------------------------------------------------------------- results
@@ -226,7 +280,7 @@ class RunData:
     path: Path | None = None
     status: str = COMPLETE
     planned: int | None = None  # distances the run set out to do (live and partial runs)
-    kind: str = "sweep"  # or "diagnostics": a `facequant diagnose` directory (layers.csv, no sweep)
+    kind: str = "sweep"  # or "diagnostics" (a `facequant diagnose` directory), "compare" (`facequant compare`'s)
     identification: pd.DataFrame | None = None  # identification.csv, when the run measured 1:N
 
     @property
@@ -242,8 +296,31 @@ class RunData:
         return float(self.sweep["threshold"].iloc[0]) if len(self.sweep) else math.nan
 
     @property
+    def thresholds(self) -> dict[str, float]:
+        """Each model's threshold (several models: each set on its own fp32's impostors)."""
+        if not len(self.sweep):
+            return {}
+        if "model" not in self.sweep:
+            return {"": self.threshold}
+        firsts = self.sweep.groupby("model", sort=False)["threshold"].first()
+        return {str(m): float(t) for m, t in firsts.items()}
+
+    @property
+    def threshold_text(self) -> str:
+        """"thr 0.420", or with several models each one's: "thr fr_feature 0.420, faceres 0.310"."""
+        found = {m: t for m, t in self.thresholds.items() if math.isfinite(t)}
+        if not found:
+            return ""
+        if len(found) == 1:
+            return f"thr {next(iter(found.values())):.3f}"
+        return "thr " + ", ".join(f"{Path(m).stem} {t:.3f}" for m, t in found.items())
+
+    @property
     def model_name(self) -> str:
-        return str(self.sweep["model"].iloc[0]) if len(self.sweep) else ""
+        """The model (sweep.csv's model column); several models' names joined with '+'."""
+        if not len(self.sweep):
+            return ""
+        return "+".join(str(m) for m in pd.unique(self.sweep["model"])) if "model" in self.sweep else ""
 
     @property
     def warnings(self) -> list[str]:
@@ -256,6 +333,8 @@ def load_run(path: Path) -> RunData:
     the TUI) carry "partial": true in run.json. A `facequant diagnose` directory (layers.csv,
     no sweep.csv) opens too, with only its layer diagnostics."""
     path = Path(path)
+    if not (path / reports.SWEEP_CSV).is_file() and is_comparison_dir(path):
+        return load_comparison(path)
     if not (path / reports.SWEEP_CSV).is_file() and is_diagnostics_dir(path):
         try:
             run = json.loads((path / reports.RUN_JSON).read_text())
@@ -318,6 +397,9 @@ def export_csvs(data: RunData) -> list[Path]:
     if data.kind == "diagnostics":
         raise FacequantError(f"{display_path(data.path)} is a diagnose directory: its layers.csv and summary.csv "
                              "are already there")
+    if data.kind == "compare":
+        raise FacequantError(f"{display_path(data.path)} is a comparison: compare.csv and compare_tar.csv are "
+                             "already there")
     if data.status == RUNNING:
         raise FacequantError("the sweep is still running: export when it finishes, or cancel it (c) first")
     data.path.mkdir(parents=True, exist_ok=True)

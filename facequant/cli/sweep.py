@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from facequant.cli import common
-from facequant.config import options_for, sweep_config
+from facequant.config import Option, options_for, sweep_config
 
 EPILOG = """examples:
   facequant sweep                                   # shared model + celebs13, fp32 vs int8-pt vs int8-pc
@@ -21,7 +21,7 @@ EPILOG = """examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = common.command(sub, "sweep", options_for("sweep"), help="distance sweep: sweep.csv, cliff.csv, plots, run.json",
+    p = common.command(sub, "sweep", _options, help="distance sweep: sweep.csv, cliff.csv, plots, run.json",
                        epilog=EPILOG,
                        description="Simulate each photo at each distance, embed it with every backend, and report "
                                    "TAR/FAR at one threshold (set on fp32 close-range impostors at --far), pre-norm "
@@ -29,10 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
+def _options(parser: argparse.ArgumentParser) -> list[Option]:
+    from facequant.sweep.config import SweepConfig
+
+    return options_for("sweep", SweepConfig)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from facequant import api
     from facequant.cli.show import show
-    from facequant.models.sources import split_models
+    from facequant.models.sources import results_stem, split_models
     from facequant.render.summary import render_summary
 
     values = common.values(args)
@@ -45,9 +51,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         with common.progress_bar(values.get("quiet")) as progress:
             combined = api.sweep_models([dataclasses.replace(config, model=m) for m in models], output, progress)
         show(render_multi_summary(combined, output.dir))
+        _say_report(output.dir)
         return 0
-    output = common.output(values, Path(config.model).stem)
+    output = common.output(values, results_stem(config.model))
     with common.progress_bar(values.get("quiet")) as progress:
         result = api.sweep(config, output, progress)
     show(render_summary(result, output.dir))
+    _say_report(output.dir)
     return 0
+
+
+def _say_report(out: Path) -> None:
+    """Where the page to hand to a team is (a sweep writes it unless it failed, said then)."""
+    from facequant.results.report import REPORT_HTML
+
+    if (out / REPORT_HTML).is_file():
+        print(f"report: {out / REPORT_HTML}")

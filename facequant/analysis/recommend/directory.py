@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,14 @@ from facequant.analysis.recommend.verdicts import (
     verdict_frame,
 )
 from facequant.errors import FacequantError
-from facequant.ranges import Range, require
+from facequant.params import WHAT, param, validate
+from facequant.ranges import FRACTION_RANGE, require
+
+
+def _names(value: object) -> tuple[str, ...] | None:
+    """--scenario: names (or YAML paths), comma-separated; None: every scenario."""
+    names = [n.strip() for n in str(value or "").split(",") if n.strip()]
+    return tuple(names) or None
 
 
 @dataclass(frozen=True)
@@ -34,13 +42,26 @@ class RecommendConfig:
     """recommend: a results directory and the scenarios to judge it by (all of
     configs/scenarios, or names / YAML paths), with an optional device profile."""
 
-    results: str
-    scenarios: tuple[str, ...] | None = None
-    scenarios_dir: str | None = None
-    device_profile: str | None = None
-    latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE
+    results: str = param(help="results directory of a sweep (required, here or in --config)", group=WHAT)
+    scenarios: tuple[str, ...] | None = param(None, help="scenario name(s), comma-separated, or a scenario YAML path "
+                                              "(default: every scenario)", group=WHAT, option="scenario",
+                                              to_field=_names)
+    scenarios_dir: str | None = param(None, help="folder of scenario YAML files (default configs/scenarios)",
+                                      group=WHAT)
+    device_profile: str | None = param(None, help="device latencies (configs/devices/*.yaml) to use instead of the "
+                                       "sweep's CPU timing", group=WHAT)
+    latency_tolerance: float = param(DEFAULT_LATENCY_TOLERANCE, help="CPU latencies within this fraction of each "
+                                     "other are a tie, broken by file size; so are those within each other's spread "
+                                     "across interleaved rounds", group=WHAT, range=FRACTION_RANGE)
     write: bool = True  # recommend.csv into the results directory (the TUI only views)
-    latency: str = "auto"  # LATENCY_CHOICES: which latency orders the backends
+    # which latency orders the backends
+    latency: str = param("auto", help="which latency orders the backends and checks the budget: cpu (this "
+                         "machine's interleaved timing), device (the --device-profile's or the sweep's device "
+                         "figures), off (file size, then 16-bit/float layers), auto: device when every backend has a "
+                         "device figure, else cpu", group=WHAT, choices=LATENCY_CHOICES)
+
+    def __post_init__(self) -> None:
+        validate(self, "recommend")
 
 
 def recommend(results: Mapping[str, Any], scenarios: Sequence[Scenario] | None = None,
@@ -112,10 +133,29 @@ def with_device_profile(results: Mapping[str, Any], profile_path: str | Path) ->
     return {**results, "cost": cost_table(rows)}
 
 
-def write_recommendation(rec: Recommendation, out: str | Path) -> Path:
-    """recommend.csv into the results directory, atomically (the only file written; it is
-    derived, so rewriting it is safe)."""
+def recommendation_target(rec: Recommendation, out: str | Path, chosen: bool) -> tuple[Path, str]:
+    """Where recommend writes: recommend.csv, unless the scenarios were chosen by name and
+    recommend.csv already holds others (every scenario, from an earlier run): then
+    recommend-<names>.csv beside it, so one scenario's answer never silently replaces the
+    full table (the report and the TUI read recommend.csv). (path, why there; "" for recommend.csv)."""
     target = Path(out) / RECOMMEND_CSV
+    if not chosen or not target.is_file():
+        return target, ""
+    try:
+        held = [str(s) for s in dict.fromkeys(pd.read_csv(target)["scenario"].dropna())]
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        held = []  # not readable as ours: replacing it is replacing a derived file
+    if not held or set(held) == set(rec.verdicts):
+        return target, ""
+    stem = "+".join(re.sub(r"[^A-Za-z0-9._-]", "_", name) for name in rec.verdicts)[:100]
+    return (Path(out) / f"recommend-{stem}.csv",
+            f"{RECOMMEND_CSV} keeps its {len(held)} scenario(s) ({', '.join(held)})")
+
+
+def write_recommendation(rec: Recommendation, out: str | Path, target: Path | None = None) -> Path:
+    """recommend.csv (or `target`) into the results directory, atomically (the only file
+    written; it is derived, so rewriting it is safe)."""
+    target = target or Path(out) / RECOMMEND_CSV
     try:
         fd, tmp = tempfile.mkstemp(prefix=".recommend.", suffix=".csv", dir=target.parent)
         with os.fdopen(fd, "w", newline="") as fh:
@@ -134,9 +174,9 @@ def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None 
     """Read a results directory, evaluate the scenarios (all, or the named ones: names or
     YAML paths), and write recommend.csv into it (unless ``write`` is False). latency:
     LATENCY_CHOICES (auto: device figures when every backend has one, else the CPU's)."""
-    from facequant.results.directory import load_results  # pulls in the sweep machinery; only here
+    from facequant.results.reading import load_results
 
-    require("latency_tolerance", latency_tolerance, Range(0.0, 1.0))
+    require("latency_tolerance", latency_tolerance, FRACTION_RANGE)
     if latency not in LATENCY_CHOICES:
         raise FacequantError(f"--latency must be one of {', '.join(LATENCY_CHOICES)}, got {latency!r}")
     out = Path(results_dir)
@@ -156,7 +196,8 @@ def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None 
     else:
         rec = recommend(results, chosen, latency_tolerance, latency)
     if write:
-        write_recommendation(rec, out)
+        target, note = recommendation_target(rec, out, chosen=bool(names))
+        rec = replace(rec, written=write_recommendation(rec, out, target), written_note=note)
     return rec
 
 
