@@ -4,8 +4,8 @@ Runs `search-precision --method both --gallery fp32` on the shared model (facequ
 16-bit search from int8-pt, NNCF's quantize_with_accuracy_control from nncf-int8 validated on
 held-out people at fp32's reliable distance), and `--method accuracy-control` on hse-faceres
 (whose per-tensor INT8 collapses), accuracy control again on the shared model with a tighter
-max drop, and writes what was re-measured on seed + 1 to
-docs/accuracy-control.md with the command, versions, CPU, load and date.
+max drop, and writes what was re-measured on seed + 1 into docs/accuracy-control.md's measured
+block with the command, versions, CPU, load and date.
 
     python benchmarks/accuracy_control.py        # ~40 min on 2 busy cores
 """
@@ -20,6 +20,8 @@ import shlex
 import sys
 import time
 from pathlib import Path
+
+from docs_table import replace_block
 
 from facequant import settings
 from facequant.analysis.accuracy_control import AccuracyControlSettings
@@ -96,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         write_search(result, Path(args.out) / label.replace(", ", "-").replace(" ", "-"), force=True)
         body += section(label, method, result)
     v = versions()
-    head = ["# facequant's search and NNCF's accuracy control, side by side", "",
-            "Written by `benchmarks/accuracy_control.py`; every number below was measured by the run described here.",
+    head = ["Written by `benchmarks/accuracy_control.py`; every number below was measured by the run described here.",
             "", f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`",
             f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} ({time.time() - t0:.0f} s)",
             "- versions: " + ", ".join(f"{k} {v[k]}" for k in ("facequant", "onnxruntime", "openvino", "nncf", "opencv")
@@ -107,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             "- celebs13, 1080p 90-degree camera, FAR 1e-3, gallery enrolled by fp32 (probes quantized); facequant's "
             "search defaults (tolerance 0.25 m, budget 6, 8 candidates, refined grid); accuracy control from nncf-int8, "
             "cosine, at fp32's reliable distance (the max drop per section)", ""]
-    Path(args.doc).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.doc).write_text("\n".join(head + body))
+    page = Path(args.doc)
+    page.write_text(replace_block(page.read_text(), "accuracy control", "accuracy_control.py", "\n".join(head + body)))
     print(f"written {args.doc}", file=sys.stderr)
     return 0
 

@@ -1,9 +1,9 @@
-"""The README's measured table of the shared assets: one `facequant sweep` on celebs13 with the
-shared model, its verdicts against fp32 and every distance with its interval, written into the
-README between its markers with the command, versions and date (never typed by hand).
+"""The measured table of the shared assets: one `facequant sweep` on celebs13 with the shared
+model, its verdicts against fp32 and every distance with its interval, written into
+docs/numbers.md between its markers with the command, versions and date (never typed by hand).
 
-    python benchmarks/default_sweep.py                 # prints the block
-    python benchmarks/default_sweep.py --write-readme  # and replaces it in README.md
+    python benchmarks/default_sweep.py          # prints the block
+    python benchmarks/default_sweep.py --write  # and replaces it in docs/numbers.md
 """
 
 from __future__ import annotations
@@ -11,26 +11,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
+from docs_table import Measurement, add_arguments
 
 from facequant.results.summary import difference, interval, metres
 
-ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = "fp32,int8-pt,int8-pc,a16w8,insightface"
-START, END = "<!-- measured: default sweep (benchmarks/default_sweep.py) -->", "<!-- /measured -->"
+COMMAND = f"facequant sweep --backends {BACKENDS}"
 
 
-def run(out: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "facequant.cli", "sweep", "--backends", BACKENDS, "--out", str(out), "--quiet"]
+def run(out: Path) -> None:
+    cmd = [sys.executable, "-m", "facequant.cli", *COMMAND.split()[1:], "--out", str(out), "--quiet"]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return ["facequant", *cmd[3:-3]]
 
 
 def table(out: Path) -> list[str]:
@@ -63,34 +60,30 @@ def table(out: Path) -> list[str]:
     return lines
 
 
-def block(out: Path, command: list[str]) -> str:
+def facts(out: Path) -> str:
+    """What the data behind the table can support: people, comparisons, the threshold's FAR resolution."""
     run_json = json.loads((out / "run.json").read_text())
-    v = run_json["versions"]
-    record = run_json["verdicts"]
-    head = (f"`{' '.join(command)}`, run {time.strftime('%Y-%m-%d')} (facequant {v['facequant']}, onnxruntime "
-            f"{v['onnxruntime']}, OpenCV {v['opencv']}, numpy {v['numpy']}; threshold "
-            f"{run_json['threshold']['value']:.3f} at FAR {run_json['config']['target_far']:g}; "
-            f"{record['people']} people, {record['bootstrap']['resamples']} bootstrap resamples, seed "
-            f"{record['bootstrap']['seed']}; CPU timing on a shared 2-core machine, a proxy):")
-    return "\n".join([START, head, "", *table(out), END])
+    sweep = pd.read_csv(out / "sweep.csv")
+    fp32 = sweep[sweep.backend == "fp32"].sort_values("distance_m")
+    t, record = run_json["threshold"], run_json["verdicts"]
+    return (f"celebs13: {int(fp32.n_probes.iloc[0])} photos, {record['people']} people; "
+            f"{int(fp32.n_genuine.iloc[0])} genuine and {int(fp32.n_impostor.iloc[0])} impostor comparisons at "
+            f"{fp32.distance_m.iloc[0]:g} m; threshold {t['value']:.3f} at FAR {run_json['config']['target_far']:g} "
+            f"(resolvable down to {t['min_resolvable_far']:.2g} by {t['n_impostor']} impostors); "
+            f"{record['bootstrap']['resamples']} bootstrap resamples, seed {record['bootstrap']['seed']}; "
+            f"1080p 90-degree camera; CPU ratios are batch-1 latency in interleaved rounds, a proxy")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--write-readme", action="store_true", help="replace the block in README.md")
+    add_arguments(parser)
     parser.add_argument("--keep", type=Path, help="results directory to keep (default: a temporary one)")
     args = parser.parse_args()
+    measurement = Measurement("default_sweep.py", [COMMAND])
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep or Path(tmp) / "sweep"
-        text = block(out, run(out))
-    print(text)
-    if args.write_readme:
-        readme = ROOT / "README.md"
-        body = readme.read_text()
-        pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-        if not pattern.search(body):
-            raise SystemExit(f"{readme}: no measured block between {START} and {END}")
-        readme.write_text(pattern.sub(lambda _: text, body))
+        run(out)
+        measurement.write("numbers.md", "default sweep", table(out), write=args.write, note=facts(out))
     return 0
 
 

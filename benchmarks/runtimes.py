@@ -4,7 +4,7 @@ and the answer to whether any method recovers hse-faceres, whose per-tensor INT8
 One sweep per model (fp32 reference, ONNX Runtime's int8-pt / int8-pc, NNCF with fast and full
 bias correction and SmoothQuant on ONNX Runtime and on OpenVINO, OpenVINO f32 and bf16), each
 backend's latency timed on its own runtime. Writes the tables, with the command, versions, CPU,
-load and date, to docs/runtimes.md; the sweeps' results directories go under --out.
+load and date, into docs/runtimes.md's measured block; the sweeps' results directories go under --out.
 
     python benchmarks/runtimes.py                       # all three models (~1 h on 2 busy cores)
     python benchmarks/runtimes.py --models faceplugin-fr --doc /tmp/runtimes.md
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from docs_table import replace_block
 
 from facequant import settings
 from facequant.backends.cpu import cpu_record, has_bf16
@@ -112,14 +113,13 @@ def _fmt(v: object, spec: str = ".2f", unit: str = "") -> str:
 
 
 def markdown(table: pd.DataFrame, meta: dict[str, object]) -> str:
-    out = ["# INT8 as deployed: runtimes x post-training methods", "",
-           "Written by `benchmarks/runtimes.py`; every number below was measured by the run described here.", "",
+    out = ["Written by `benchmarks/runtimes.py`; every number below was measured by the run described here.", "",
            f"- command: `{meta['command']}`", f"- date: {meta['date']} ({meta['seconds']:.0f} s)",
            f"- versions: {meta['versions']}", f"- CPU: {meta['cpu']}",
            f"- load average (1 / 5 / 15 min) before: {meta['load_before']}, after: {meta['load_after']} on "
            f"{os.cpu_count()} cores shared with other work: latency figures are noisy, compare within a run only",
            f"- sweep: {meta['sweep']}", "",
-           "Columns (README, What the numbers mean): TAR at the closest distance; reliable = the last distance of the "
+           "Columns (see What the numbers mean): TAR at the closest distance; reliable = the last distance of the "
            "unbroken run with TAR >= 90 % of fp32's close-range TAR; cliff = where TAR first falls to 50 % of the "
            "backend's close-range TAR; distance cost = fp32's cliff minus this backend's; "
            "cosine to fp32's embedding of the same probe (mean) at the closest and farthest distance; vs fp32 = paired "
@@ -194,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                                                           "numpy", "opencv", "python") if k in v),
             "cpu": json.dumps(cpu_record({"openvino"})), "load_before": load_before,
             "load_after": _load(), "sweep": sweep_note, "answer": hse_answer(table)}
-    Path(args.doc).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.doc).write_text(markdown(table, meta))
+    page = Path(args.doc)
+    page.write_text(replace_block(page.read_text(), "runtimes", "runtimes.py", markdown(table, meta)))
     print(f"written {args.doc} and {Path(args.out) / 'runtimes.csv'}", file=sys.stderr)
     return 0
 

@@ -25,6 +25,7 @@ from facequant.results import output as results_output
 if TYPE_CHECKING:
     import pandas as pd
 
+    from facequant.analysis.compare import Comparison
     from facequant.analysis.diagnose.run import DiagnoseConfig, DiagnoseResult
     from facequant.analysis.fidelity import ValidateConfig
     from facequant.analysis.recommend.directory import RecommendConfig
@@ -223,6 +224,27 @@ def export_precision(config: PrecisionExportConfig, output: Output, progress: Pr
     return precision_export.export_precision(
         config.recipe, probes.normalized, probes.spec.input_name, probes.calibration_tensors(), output.dir, name_map,
         force=output.force, inputs=inputs, run={**_record("export-precision", config), "model_sha256": probes.model_sha})
+
+
+def report(results: str | Path) -> Path:
+    """report.html of a results directory, remade from its files (a recommendation or a
+    diagnosis added since then appears in it). Returns its path; writes nothing else."""
+    from facequant.results.report import remake_report
+
+    return remake_report(Path(results))
+
+
+def compare(a: str | Path, b: str | Path, output: Output) -> Comparison:
+    """Results directory B against A, per backend in both: reliable and cliff distance shift
+    with intervals, verdict change, TAR per distance, comparability and provenance
+    differences; compare.csv, compare_tar.csv, compare.json, compare.png and report.html."""
+    from facequant.analysis import compare as comparing
+    from facequant.analysis import compare_output
+
+    Output(output.dir, output.force, (*output.inputs, ("A", str(a)), ("B", str(b)))).checked(None)
+    result = comparing.compare(a, b)
+    compare_output.write_comparison(result, output.dir, force=output.force)
+    return result
 
 
 # --------------------------------------------------------------------------- helpers

@@ -8,10 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
+import socket
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from facequant import __version__
@@ -108,3 +112,44 @@ def verified(path: Path, key: Mapping[str, object], what: str) -> bool:
                 aside = f"; cannot move it aside ({exc.strerror})"
     warn(f"{path}: cached {what} {reason}{aside}; rebuilding it")
     return False
+
+
+#: A build's scratch folder in the cache: `.facequant-build-<host>-<pid>-<random>`, so that a
+#: killed build's leftovers are told from a running one's (its process is gone) and from
+#: anything else in the folder (facequant removes only what carries this name).
+BUILD_PREFIX = ".facequant-build-"
+
+
+@contextmanager
+def build_dir(parent: Path) -> Iterator[Path]:
+    """A scratch folder beside the cache entry being built (the same file system, so the
+    result is renamed, not copied, into place), removed afterwards. Stale ones left by killed
+    builds are removed first (clean_stale_builds)."""
+    clean_stale_builds(parent)
+    host = re.sub(r"[^A-Za-z0-9.]+", "_", socket.gethostname())[:40]
+    folder = Path(tempfile.mkdtemp(prefix=f"{BUILD_PREFIX}{host}-{os.getpid()}-", dir=parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def clean_stale_builds(parent: Path) -> list[Path]:
+    """Remove scratch folders of this host's builds whose process is gone (a study killed
+    mid-calibration left one per recipe being built). A live process's, another host's
+    (a shared cache) and anything not named BUILD_PREFIX are left alone. Returns the removed."""
+    from facequant.processes import process_alive
+
+    host = re.sub(r"[^A-Za-z0-9.]+", "_", socket.gethostname())[:40]
+    removed: list[Path] = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = re.fullmatch(re.escape(BUILD_PREFIX + host) + r"-(\d+)-[A-Za-z0-9_]+", entry.name)
+        if match is None or entry.is_symlink() or not entry.is_dir() or process_alive(int(match.group(1))):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed

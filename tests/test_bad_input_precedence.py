@@ -17,7 +17,7 @@ from facequant.cli.main import build_parser
 from facequant.config import Option
 
 #: What each command needs on the command line besides the option under test.
-REQUIRED = {"study": ["calibration-size"], "export-precision": ["int8-pt"],
+REQUIRED = {"study": ["calibration-size"], "export-precision": ["int8-pt"], "compare": ["a", "b"],
             "validate-sim": ["--reference", "r.jpg", "--captures", "c"]}
 
 #: Per option name: (command-line text when the option has no default, a config value). The

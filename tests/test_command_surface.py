@@ -206,32 +206,16 @@ def test_export_precision__no_name_map_warns_once_without_blaming_a_map():
                       "Hailo compiler will not recognise"]
 
 
-def test_tar_colours__readme_and_tui_state_one_rule():
+def test_tar_colours__docs_and_tui_state_one_rule():
     from tui.screens import HELP
     from tui.widgets import TAR_LEGEND, TAR_RULE, TAR_RULE_MARKUP
 
-    readme = " ".join((ROOT / "README.md").read_text().split())
-    assert TAR_RULE in readme
+    page = " ".join((ROOT / "docs" / "tui.md").read_text().split())
+    assert TAR_RULE in page
     assert TAR_RULE_MARKUP in HELP and TAR_RULE_MARKUP in TAR_LEGEND
 
 
-def readme_commands() -> list[str]:
-    """Every `facequant ...` command line in the README's code blocks (comments cut)."""
-    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    lines = [line.split(" # ")[0].split("&& facequant ")[-1].strip() for block in blocks for line in block.splitlines()]
-    return [line.removeprefix("facequant ") for line in lines if line.startswith(("facequant ", "sweep "))]
-
-
-def test_readme_commands__parse_as_written():
-    """What the README tells a user to type is accepted as typed (running them is the slow
-    tier's and the author's job; parsing is checked here on every change)."""
-    import shlex
-
-    commands = readme_commands()
-    assert len(commands) >= 15 and "sweep --out runs/first" in commands
-    for line in commands:
-        args = build_parser().parse_args(shlex.split(line))
-        assert callable(args.func), line
+# Every `facequant ...` command in README.md and docs/ is parsed by tests/test_docs.py.
 
 
 @pytest.mark.parametrize("recipe", ["fp32", "int8-dyn", "external:dev=x"])

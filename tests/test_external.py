@@ -4,6 +4,7 @@ come back as external:NAME=PATH and are checked before any results are written."
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -104,6 +105,31 @@ def test_npy_is_the_preprocessed_png(export_dir: Path, model_path: Path):
         assert crops.shape[1:] == (112, 112, 3)
         assert np.abs(preprocess(crops, spec) - np.load(export_dir / str(npy))).max() <= 1 / 128
 
+
+def test_readme_loop__run_twice_brings_back_one_file_per_tensor(export_dir: Path, tmp_path: Path, model_path: Path):
+    """README.txt's device loop, run as written twice in the export folder (a device script
+    re-run after a failure): each tensor's embeddings once, nothing fed back in. `glob("*.npy")`
+    would pick up the first run's *.emb.npy files and write *.emb.emb.npy (issue 19)."""
+    from facequant.backends.runtime import OrtBackend
+
+    folder = tmp_path / "device"
+    shutil.copytree(export_dir, folder)
+    loop = [line.strip() for line in (folder / "README.txt").read_text().splitlines() if line.strip().startswith("for ")]
+    assert len(loop) == 1 and "glob(" not in loop[0]
+    runner = OrtBackend("device", normalize_model(model_path), inspect_model(model_path))
+    for _ in range(2):
+        cwd = Path.cwd()
+        os.chdir(folder)
+        try:
+            exec(loop[0], {"json": json, "np": np, "run_model": runner.run})  # noqa: S102 - the README's own line
+        finally:
+            os.chdir(cwd)
+    brought = sorted(p.name for p in folder.glob("*.emb.npy"))
+    assert brought == sorted(f"{name}.emb.npy" for name in SETS)
+    backend = ExternalBackend.load("dev", folder, inspect_model(model_path))  # the sweep accepts the folder
+    manifest = pd.read_csv(folder / "manifest.csv", keep_default_na=False)
+    ids = manifest[manifest.npy == "probe_6m.npy"].sort_values("row").id.tolist()
+    assert np.array_equal(backend.embed_probes(None, ids), np.load(folder / "probe_6m.emb.npy"))
 
 @pytest.mark.slow
 def test_export_refuses_an_existing_folder(export_dir: Path, tmp_path: Path, model_path: Path, celebs13: Path,

@@ -413,7 +413,7 @@ def test_staging__failed_swap_puts_old_results_back(tmp_path: Path, monkeypatch:
 
 def test_staging__force_replaces_a_facequant_folder_leaving_nothing_behind(tmp_path: Path):
     target = written_by_facequant(tmp_path / "a")
-    written_by_facequant(target / "diagnostics")  # nested results: facequant's too
+    written_by_facequant(target / "final")  # nested results: facequant's too (a search's final/; diagnostics/ is refused)
     with staged_output(target, force=True) as staging:
         (staging / "study.csv").write_text("new")
     assert sorted(p.name for p in target.iterdir()) == [MARKER, "study.csv"]

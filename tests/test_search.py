@@ -62,7 +62,8 @@ def test_contested_distances_run_from_the_base_failure_to_the_fp32_cliff():
 
 @pytest.fixture(scope="module")
 def config(model_path: Path, celebs13: Path) -> SweepConfig:
-    return SweepConfig(model=str(model_path), data=str(celebs13), distances_m=(1.0, 6.0, 8.0), calibration_size=16)
+    return SweepConfig(model=str(model_path), data=str(celebs13), distances_m=(1.0, 6.0, 8.0), calibration_size=16,
+                       measure_cost=False)
 
 
 @pytest.mark.slow
@@ -108,7 +109,7 @@ def test_search_recovers_reliable_distance_int8_pt_loses_against_an_fp32_gallery
     beat int8-pt's reliable distance, and its paired TAR gain over the contested distances must
     have an interval above zero (not a boundary accident of one grid point)."""
     config = SweepConfig(model=str(model_path), data=str(celebs13), distances_m=(0.5, 3.0, 4.0, 5.0, 6.0, 7.0),
-                         gallery="fp32")
+                         gallery="fp32", measure_cost=False)
     result = search_precision(config, SearchSettings(base="int8-pt", budget=3, candidates=3))
     assert "refined_distances_m" in result.run and len(result.final.distances_m) > 6
     assert result.layers and result.recipe.startswith("int8-pt+16bit:nodes=")

@@ -16,7 +16,7 @@ from facequant.sweep.config import SweepConfig
 
 @pytest.fixture(scope="module")
 def base(model_path: Path, celebs13: Path) -> SweepConfig:
-    return SweepConfig(model=str(model_path), data=str(celebs13), distances_m=(1.0, 6.0))
+    return SweepConfig(model=str(model_path), data=str(celebs13), distances_m=(1.0, 6.0), measure_cost=False)
 
 
 def test_default_sizes_stop_at_what_the_dataset_has(base: SweepConfig):
@@ -58,5 +58,7 @@ def test_study_cli_writes_table_plot_and_refuses_overwrite(tmp_path: Path, model
     table = pd.read_csv(out / "study.csv")
     assert table.variant.tolist() == ["minmax", "percentile"]
     assert (out / "study.png").read_bytes()[:4] == b"\x89PNG"
-    assert set(json.loads((out / "run.json").read_text())["variants"]) == {"minmax", "percentile"}
+    variants = json.loads((out / "run.json").read_text())["variants"]
+    assert set(variants) == {"minmax", "percentile"}
+    assert [v["config"]["measure_cost"] for v in variants.values()] == [False, False]  # no latency column: not timed
     assert main(args) == 2

@@ -111,7 +111,8 @@ def test_sweep_is_reproducible(model_path: Path, celebs13: Path):
     from facequant.simulate.camera import Degradation
 
     config = SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", "int8-pt"),
-                         distances_m=(1.0, 6.0), degradation=Degradation(0.6, 3.0, 70), seed=3)
+                         distances_m=(1.0, 6.0), degradation=Degradation(0.6, 3.0, 70), seed=3,
+                         measure_cost=False)
     a, b = run_sweep(config), run_sweep(config)
     pd.testing.assert_frame_equal(a.sweep, b.sweep)
     pd.testing.assert_frame_equal(a.probes, b.probes)
@@ -166,7 +167,8 @@ def test_nan_embeddings_are_refused_naming_the_backend():
 
 @pytest.mark.slow
 def test_calibration_folder_is_used_and_recorded(model_path: Path, celebs13: Path, multi_face: Path):
-    base = SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", "int8-pt"), distances_m=(2.0,))
+    base = SweepConfig(model=str(model_path), data=str(celebs13), backends=("fp32", "int8-pt"), distances_m=(2.0,),
+                       measure_cost=False)
     own = run_sweep(base)
     other = run_sweep(SweepConfig(**{**base.to_dict(), "degradation": base.degradation,
                                      "calibration_data": str(multi_face), "calibration_size": 2}))

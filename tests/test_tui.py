@@ -170,11 +170,13 @@ def test_cliff_tab_is_the_cli_summary_and_plots_draw(results_dir: Path):
         assert screen.query_one(TabbedContent).active == "tab-tar"
         await pilot.pause(0.2)
         tar_plot = str(screen.query_one(TarPlot).render())
-        assert "TAR vs distance" in tar_plot and "fp32" in tar_plot and "int8-pt" in tar_plot
+        tar_key = str(screen.query_one("#tar-key", Static).render())
+        assert "TAR vs distance" in tar_plot and "int8-pt" not in tar_plot  # the key is under the chart
+        assert "fp32" in tar_key and "int8-pt" in tar_key
         await pilot.press("4")
         await pilot.pause(0.2)
         prenorm_plot = str(screen.query_one(PrenormPlot).render())
-        assert "pre-norm" in prenorm_plot and "int8-pt" in prenorm_plot
+        assert "pre-norm" in prenorm_plot and "int8-pt" in str(screen.query_one("#prenorm-key", Static).render())
         await pilot.press("5")
         note = str(screen.query_one("#layers-note", Static).render())
         assert "No layer diagnostics" in note  # the CLI's sweep writes none
@@ -223,7 +225,9 @@ def test_layer_diagnostics_shown_when_present(results_copy: Path):
         table = pane.query_one("#layers-table", DataTable)
         assert table.row_count == 10 and "Conv_7" in [c.plain for c in table.get_row_at(0)]
         plot = str(pane.query_one("#layers-plot").render())
-        assert "snr_db vs depth" in plot and "int8-pt 8 m" in plot and "int8-pt 1 m" in plot
+        legend = str(pane.query_one("#layers-legend", Static).render())
+        assert "snr_db vs depth" in plot and "int8-pt 8 m" not in plot  # the key is under the chart, not on it
+        assert "int8-pt 8 m" in legend and "int8-pt 1 m" in legend
         summary = screen.query_one("#diag-summary", DataTable)
         assert summary.display and summary.row_count == 3
 
@@ -239,6 +243,11 @@ def test_a_diagnose_directory_opens_by_itself(tmp_path: Path):
         assert screen.query_one(TabbedContent).active == "tab-layers"
         assert "layer diagnostics" in str(screen.query_one("#results-title", Static).render())
         assert screen.query_one("#layers-table", DataTable).row_count == 10
+        await pilot.pause(0.2)
+        plot = str(screen.query_one("#layers-plot").render())
+        legend = str(screen.query_one("#layers-legend", Static).render())
+        # the chart's key sits under it: plotext's own legend would cover the lines' top left
+        assert "vs depth" in plot and "int8-pt 8 m" not in plot and "int8-pt 8 m" in legend
         await pilot.press("e")
         await pilot.pause(0.1)
         assert any("is a diagnose directory" in n for n in notices(pilot.app))  # type: ignore[arg-type]
@@ -433,7 +442,7 @@ def test_run_from_setup_completes_and_shows_rows(tmp_path: Path, model_path: Pat
     assert seen["progress"], "no progress bar while the sweep ran"
     assert seen["partial_rows"] == 2, "the first distance's rows did not appear before the end"
     (out,) = runs.iterdir()
-    assert out.name.startswith("faceplugin-")
+    assert out.name.startswith("fr_feature-")  # named as the header names the model (faceplugin is fr_feature.onnx)
     for name in ("sweep.csv", "cliff.csv", "results.csv", "probes.csv", "genuine.parquet", "run.json"):
         assert (out / name).is_file()
     run = json.loads((out / "run.json").read_text())

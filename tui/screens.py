@@ -27,6 +27,7 @@ from textual.widgets import (
     TabPane,
 )
 
+from facequant.results.reading import backend_labels
 from tui.layers import CANDIDATE_DIRS, load_diagnostics
 from tui.recommendation import Recommendations, load_recommendations
 from tui.state import (
@@ -52,6 +53,7 @@ from tui.widgets import (
     SummaryTable,
     SweepTable,
     TarPlot,
+    plot_key,
 )
 
 LABELS: dict[str, str] = {"model": "model", "data": "dataset", "camera": "camera", "distances": "distances",
@@ -267,8 +269,10 @@ class ResultsScreen(Screen[None]):
                 yield CliffPane(id="cliff-pane")
             with TabPane("TAR", id="tab-tar"):
                 yield TarPlot(id="tar-plot")
+                yield Static("", id="tar-key", classes="notes")
             with TabPane("Pre-norm", id="tab-prenorm"):
                 yield PrenormPlot(id="prenorm-plot")
+                yield Static("", id="prenorm-key", classes="notes")
             with TabPane("Layers", id="tab-layers"):
                 with VerticalScroll():
                     yield LayersPane(id="layers-pane")
@@ -286,6 +290,8 @@ class ResultsScreen(Screen[None]):
         (self.query_one("#layers-table") if self.data.kind == "diagnostics" else self.query_one(SweepTable)).focus()
         if not self.message and self.data.path is not None and self.data.status != RUNNING:
             self.message = (f"layer diagnostics in {display_path(self.data.path)}" if self.data.kind == "diagnostics"
+                            else f"comparison in {display_path(self.data.path)}: each backend of run A and of run B"
+                            if self.data.kind == "compare"
                             else f"results in {display_path(self.data.path)}; e exports sweep.csv and cliff.csv there")
         self.set_status(self.message)
 
@@ -299,6 +305,9 @@ class ResultsScreen(Screen[None]):
         self.query_one(CliffPane).show(data)
         self.query_one(TarPlot).show(data)
         self.query_one(PrenormPlot).show(data)
+        names = list(backend_labels(data.sweep.backend).values())  # the plots' order: first appearance
+        self.query_one("#tar-key", Static).update(plot_key(names))
+        self.query_one("#prenorm-key", Static).update(plot_key(names))
         self._title()
         self.query_one("#progress-row").display = data.status == RUNNING
         self.refresh_bindings()
@@ -317,8 +326,8 @@ class ResultsScreen(Screen[None]):
         view = diagnostics.summary_view() if diagnostics is not None else None
         if view is not None:
             summary.show_frame(view)
-        recs = (Recommendations(None, "a diagnose directory has no sweep to recommend from")
-                if self.data.kind == "diagnostics" else load_recommendations(run_dir))
+        recs = (Recommendations(None, f"a {self.data.kind} directory has no sweep to recommend from")
+                if self.data.kind in ("diagnostics", "compare") else load_recommendations(run_dir))
         self.query_one(RecommendationPane).show(recs)
 
     def show_progress(self, stage: str, done: int, total: int) -> None:
@@ -346,7 +355,15 @@ class ResultsScreen(Screen[None]):
             state = "[cyan]layer diagnostics[/]"
         planned = f"/{d.planned}" if d.planned and d.status != COMPLETE else ""
         where = display_path(d.path) if d.path else ""
-        thr = f" thr {d.threshold:.3f}" if len(d.sweep) else ""
+        thr = f" {d.threshold_text}" if len(d.sweep) else ""
+        if d.kind == "compare":
+            info = d.run.get("comparison", {})
+            assert isinstance(info, dict)
+            verdict = "[green]comparable[/]" if info.get("comparable") else "[red]NOT comparable[/]"
+            self.query_one("#results-title", Static).update(
+                f"[cyan]comparison[/] B {escape(Path(str(info.get('b', ''))).name)} vs A "
+                f"{escape(Path(str(info.get('a', ''))).name)} {verdict} [dim]{escape(where)}[/]")
+            return
         if d.kind == "diagnostics":
             backends = ",".join(_names(config.get("backends")))
             self.query_one("#results-title", Static).update(

@@ -121,7 +121,35 @@ def is_openable(path: Path) -> bool:
     """A folder the results screen can show: a sweep's (sweep.csv, complete or partial) or a
     diagnose directory (layers.csv). Studies, searches and exports have run.json too, but
     no table this screen reads."""
-    return (path / reports.SWEEP_CSV).is_file() or is_diagnostics_dir(path)
+    return (path / reports.SWEEP_CSV).is_file() or is_diagnostics_dir(path) or is_comparison_dir(path)
+
+
+#: What `facequant compare` writes: the TUI shows both runs' TAR per distance side by side.
+COMPARE_JSON, COMPARE_TAR_CSV = "compare.json", "compare_tar.csv"
+
+
+def is_comparison_dir(path: Path) -> bool:
+    return (path / COMPARE_JSON).is_file() and (path / COMPARE_TAR_CSV).is_file()
+
+
+def load_comparison(path: Path) -> RunData:
+    """A `facequant compare` directory as a sweep of its two runs: each backend twice, as
+    "<backend> (A)" and "<backend> (B)", with TAR, its interval and FAR per distance; the cliff
+    tab reads their distances from those rows (compare.csv holds the intervals of the shifts)."""
+    summary = json.loads((path / COMPARE_JSON).read_text())
+    table = reports.read_table(path / COMPARE_TAR_CSV)
+    parts = []
+    for tag in ("a", "b"):
+        part = pd.DataFrame({"model": tag.upper(), "backend": [f"{b} ({tag.upper()})" for b in table["backend"]],
+                             "distance_m": table["distance_m"]})
+        for column in ("face_px", "tar", "tar_ci_low", "tar_ci_high", "far"):
+            part[column] = table[f"{column}_{tag}"] if f"{column}_{tag}" in table else math.nan
+        parts.append(part.dropna(subset=["tar"]))
+    sweep = pd.concat(parts, ignore_index=True).reindex(columns=[*metrics.SWEEP_COLUMNS,
+                                                                 *metrics.SWEEP_EXTRA_COLUMNS])
+    sweep["model"] = "comparison"
+    run = {"comparison": summary, "warnings": [f"not comparable: {p}" for p in summary.get("problems", [])]}
+    return RunData(sweep=sweep, cliff=live_cliff(sweep), run=run, path=path, kind="compare")
 
 
 def latest_run(runs_dir: Path) -> Path | None:
@@ -208,8 +236,11 @@ def config_from_setup(values: SetupValues, runs_dir: Path) -> tuple[SweepConfig,
 
 
 def default_out(runs_dir: Path, model: str) -> Path:
-    """runs/<model>-<time>, as `facequant sweep` names it; a suffix if that second is taken."""
-    return default_results_dir(Path(model).stem, runs_dir)
+    """runs/<model file's stem>-<time>, as `facequant sweep` names it and the header names the
+    model ('faceplugin' runs go to runs/fr_feature-<time>); a suffix if that second is taken."""
+    from facequant.models.sources import results_stem
+
+    return default_results_dir(results_stem(model), runs_dir)
 
 
 # --------------------------------------------------------------------------- results
@@ -226,7 +257,7 @@ class RunData:
     path: Path | None = None
     status: str = COMPLETE
     planned: int | None = None  # distances the run set out to do (live and partial runs)
-    kind: str = "sweep"  # or "diagnostics": a `facequant diagnose` directory (layers.csv, no sweep)
+    kind: str = "sweep"  # or "diagnostics" (a `facequant diagnose` directory), "compare" (`facequant compare`'s)
     identification: pd.DataFrame | None = None  # identification.csv, when the run measured 1:N
 
     @property
@@ -242,8 +273,31 @@ class RunData:
         return float(self.sweep["threshold"].iloc[0]) if len(self.sweep) else math.nan
 
     @property
+    def thresholds(self) -> dict[str, float]:
+        """Each model's threshold (several models: each set on its own fp32's impostors)."""
+        if not len(self.sweep):
+            return {}
+        if "model" not in self.sweep:
+            return {"": self.threshold}
+        firsts = self.sweep.groupby("model", sort=False)["threshold"].first()
+        return {str(m): float(t) for m, t in firsts.items()}
+
+    @property
+    def threshold_text(self) -> str:
+        """"thr 0.420", or with several models each one's: "thr fr_feature 0.420, faceres 0.310"."""
+        found = {m: t for m, t in self.thresholds.items() if math.isfinite(t)}
+        if not found:
+            return ""
+        if len(found) == 1:
+            return f"thr {next(iter(found.values())):.3f}"
+        return "thr " + ", ".join(f"{Path(m).stem} {t:.3f}" for m, t in found.items())
+
+    @property
     def model_name(self) -> str:
-        return str(self.sweep["model"].iloc[0]) if len(self.sweep) else ""
+        """The model (sweep.csv's model column); several models' names joined with '+'."""
+        if not len(self.sweep):
+            return ""
+        return "+".join(str(m) for m in pd.unique(self.sweep["model"])) if "model" in self.sweep else ""
 
     @property
     def warnings(self) -> list[str]:
@@ -256,6 +310,8 @@ def load_run(path: Path) -> RunData:
     the TUI) carry "partial": true in run.json. A `facequant diagnose` directory (layers.csv,
     no sweep.csv) opens too, with only its layer diagnostics."""
     path = Path(path)
+    if not (path / reports.SWEEP_CSV).is_file() and is_comparison_dir(path):
+        return load_comparison(path)
     if not (path / reports.SWEEP_CSV).is_file() and is_diagnostics_dir(path):
         try:
             run = json.loads((path / reports.RUN_JSON).read_text())
@@ -318,6 +374,9 @@ def export_csvs(data: RunData) -> list[Path]:
     if data.kind == "diagnostics":
         raise FacequantError(f"{display_path(data.path)} is a diagnose directory: its layers.csv and summary.csv "
                              "are already there")
+    if data.kind == "compare":
+        raise FacequantError(f"{display_path(data.path)} is a comparison: compare.csv and compare_tar.csv are "
+                             "already there")
     if data.status == RUNNING:
         raise FacequantError("the sweep is still running: export when it finishes, or cancel it (c) first")
     data.path.mkdir(parents=True, exist_ok=True)

@@ -110,8 +110,21 @@ class CliffPane(VerticalScroll):
 PALETTE = ("cyan", "orange", "magenta", "green", "blue", "red", "yellow", "white")
 
 
+#: plotext colour names rich does not know, as rich names them.
+RICH_COLOURS = {"orange": "dark_orange"}
+
+
 def _colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
+
+
+def plot_key(names: list[str], head: str = "lines: ") -> Text:
+    """The key of a chart, for a line under it: plotext draws its legend inside the plot's top
+    left, over the lines (TAR starts near 1 at the left), so no chart here takes labels."""
+    key = Text(head)
+    for i, name in enumerate(names):
+        key.append(f"\u2500\u2500 {name}  ", style=RICH_COLOURS.get(_colour(i), _colour(i)))
+    return key
 
 
 def _rate_axis(plt: Plot) -> None:
@@ -126,14 +139,14 @@ class TarPlot(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        labels = backend_labels(data.sweep.backend)
-        for i, (backend, rows) in enumerate(data.sweep.groupby("backend", sort=False)):
+        for i, (_backend, rows) in enumerate(data.sweep.groupby("backend", sort=False)):
             rows = rows.sort_values("distance_m")
             x, y = rows["distance_m"].tolist(), rows["tar"].tolist()
-            plt.plot(x, y, marker="braille", color=_colour(i), label=labels[str(backend)])
+            plt.plot(x, y, marker="braille", color=_colour(i))
             plt.scatter(x, y, marker="o", color=_colour(i))
         _rate_axis(plt)
-        plt.title(f"TAR vs distance (threshold {data.threshold:.3f})" if len(data.sweep) else "TAR vs distance")
+        plt.title(f"TAR vs distance ({data.threshold_text.replace('thr', 'threshold', 1)})" if data.threshold_text
+                  else "TAR vs distance")
         plt.xlabel("distance (m)")
         self.refresh()
 
@@ -148,11 +161,10 @@ class PrenormPlot(PlotextPlot):
         plt.clear_figure()
         cliff_at = (dict(zip(data.cliff["backend"].astype(str), data.cliff["cliff_prenorm"], strict=False))
                     if "cliff_prenorm" in data.cliff else {})
-        labels = backend_labels(data.sweep.backend)
         for i, (backend, rows) in enumerate(data.sweep.groupby("backend", sort=False)):
             rows = rows.sort_values("prenorm_p50")
             x, y = rows["prenorm_p50"].tolist(), rows["tar"].tolist()
-            plt.plot(x, y, marker="braille", color=_colour(i), label=labels[str(backend)])
+            plt.plot(x, y, marker="braille", color=_colour(i))
             plt.scatter(x, y, marker="o", color=_colour(i))
             value = cliff_at.get(str(backend))
             if value is not None and pd.notna(value) and math.isfinite(float(value)):
@@ -176,11 +188,13 @@ class LayersPane(Vertical):
         yield Static("", id="layers-note", classes="notes")
         yield DataTable(id="layers-table", cursor_type="row")
         yield PlotextPlot(id="layers-plot")
+        yield Static("", id="layers-legend", classes="notes")
 
     def show(self, diagnostics: Diagnostics | None, looked_in: str) -> None:
         note = self.query_one("#layers-note", Static)
         table = self.query_one("#layers-table", DataTable)
         plot = self.query_one("#layers-plot", PlotextPlot)
+        legend = self.query_one("#layers-legend", Static)
         table.clear(columns=True)
         plot.plt.clear_data()
         plot.plt.clear_figure()
@@ -189,9 +203,9 @@ class LayersPane(Vertical):
                         "facequant diagnose (same options as the sweep) --out <run>/diagnostics puts them "
                         "here; a diagnose directory also opens by itself (setup's list, --results), or "
                         "start with --diagnostics DIR.")
-            table.display = plot.display = False
+            table.display = plot.display = legend.display = False
             return
-        table.display = plot.display = True
+        table.display = plot.display = legend.display = True
         snr = diagnostics.snr_column
         worst, where = diagnostics.worst()
         note.update(Text(f"worst layers by {snr or 'row order'}{where} ({display_path(diagnostics.path)})"))
@@ -199,8 +213,10 @@ class LayersPane(Vertical):
             table.add_column(SHORT_HEADERS.get(str(col), str(col)), key=str(col))
         for row in worst.itertuples(index=False):
             table.add_row(*[Text(_num(v, ".3g") if isinstance(v, float) else str(v)) for v in row])
-        for i, (name, (depth, values)) in enumerate(diagnostics.snr_by_depth().items()):
-            plot.plt.plot(depth, values, marker="braille", color=_colour(i), label=name)
+        series = diagnostics.snr_by_depth()
+        for i, (depth, values) in enumerate(series.values()):  # no labels: the key sits under the chart
+            plot.plt.plot(depth, values, marker="braille", color=_colour(i))
+        legend.update(plot_key(list(series)))
         plot.plt.title(f"{snr} vs depth" if snr else "no SNR column")
         plot.plt.xlabel(diagnostics.depth_column or "layer order")
         plot.refresh()

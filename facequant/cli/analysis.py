@@ -160,7 +160,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     sweep = sweep_config(values)
     config = DiagnoseConfig(sweep, max_probes=values.get("max_probes"), layer=values.get("layer"),  # type: ignore[arg-type]
                             snr_threshold_db=float(values["snr_threshold"]))  # type: ignore[arg-type]
-    output = common.output(values, f"diagnose-{Path(sweep.model).stem}")
+    from facequant.models.sources import results_stem
+
+    output = common.output(values, f"diagnose-{results_stem(sweep.model)}")
     with common.progress_bar(values.get("quiet")) as progress:
         result = api.diagnose(config, output, progress)
     show(render_diagnosis(result, output.dir))
@@ -212,5 +214,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                              values.get("device_profile"), float(values["latency_tolerance"]),  # type: ignore[arg-type]
                              latency=str(values.get("latency") or "auto"))
     rec = api.recommend(config)
-    show([*render(rec), Text(f"written {Path(config.results) / RECOMMEND_CSV}", style="dim")])
+    written = rec.written or Path(config.results) / RECOMMEND_CSV
+    said = f"written {written}" + (f" ({rec.written_note})" if rec.written_note else "")
+    show([*render(rec), Text(said, style="dim", no_wrap=True)])  # a path: whole, never cut
     return 0

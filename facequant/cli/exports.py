@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from pathlib import Path
 
 from facequant import options
 from facequant.cli import common
@@ -54,7 +53,9 @@ def cmd_export_probes(args: argparse.Namespace) -> int:
 
     values = common.values(args)
     config = sweep_config(values)
-    output = common.output(values, f"probes-{Path(config.model).stem}")
+    from facequant.models.sources import results_stem
+
+    output = common.output(values, f"probes-{results_stem(config.model)}")
     with common.progress_bar(values.get("quiet")) as progress:
         summary = api.export_probes(config, output, progress)
     print(summary.line())

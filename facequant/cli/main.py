@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from facequant import __version__
-from facequant.cli import analysis, common, exports, sweep, tools
+from facequant.cli import analysis, common, exports, reports, sweep, tools
 from facequant.errors import FacequantError
 from facequant.names import ESCAPE, display
 
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "reports TAR, FAR, embedding pre-norm and the quantization cliff.")
     parser.add_argument("--version", action="version", version=f"facequant {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (sweep, tools, analysis, exports):
+    for module in (sweep, tools, analysis, exports, reports):
         module.register(sub)
     return parser
 

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from facequant import api
     from facequant.cli.show import show
-    from facequant.models.sources import split_models
+    from facequant.models.sources import results_stem, split_models
     from facequant.render.summary import render_summary
 
     values = common.values(args)
@@ -45,9 +45,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         with common.progress_bar(values.get("quiet")) as progress:
             combined = api.sweep_models([dataclasses.replace(config, model=m) for m in models], output, progress)
         show(render_multi_summary(combined, output.dir))
+        _say_report(output.dir)
         return 0
-    output = common.output(values, Path(config.model).stem)
+    output = common.output(values, results_stem(config.model))
     with common.progress_bar(values.get("quiet")) as progress:
         result = api.sweep(config, output, progress)
     show(render_summary(result, output.dir))
+    _say_report(output.dir)
     return 0
+
+
+def _say_report(out: Path) -> None:
+    """Where the page to hand to a team is (a sweep writes it unless it failed, said then)."""
+    from facequant.results.report import REPORT_HTML
+
+    if (out / REPORT_HTML).is_file():
+        print(f"report: {out / REPORT_HTML}")

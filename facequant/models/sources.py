@@ -32,6 +32,14 @@ _PROBE_TIMEOUT_S = 5.0
 # --------------------------------------------------------------------------- resolve
 
 
+def results_stem(model: str) -> str:
+    """How a results folder is named after its model (runs/<stem>-<time>): the model file's
+    stem, as every table and title names the model ('faceplugin' is fr_feature.onnx)."""
+    if model.strip().lower() == "faceplugin":
+        return settings.default_model_path().stem
+    return Path(model).stem
+
+
 def split_models(value: str) -> list[str]:
     """--model's text as a list of models: one path, name or pack, or several joined by ','.
     A path that exists is one model even when its name holds a comma."""

@@ -154,6 +154,7 @@ def write_multi(result: MultiModelResult, out: Path, force: bool = False) -> Pat
             result.identification.to_csv(staging / directory.IDENTIFICATION_CSV, index=False, errors=ESCAPE)
         directory.write_run_json(result.run, staging / directory.RUN_JSON)
         plot_models(result.sweep, result.models, staging / MODELS_PLOT)
+        directory.write_report_safely(staging)
     return out
 
 

@@ -49,9 +49,12 @@ OLD_DIR = "old"
 DISCARD_DIR = "discard"
 #: Files that mark a results directory of a facequant version before the marker existed.
 LEGACY_FILES = ("run.json", "manifest.json", "search.json", "study.csv", "fidelity.csv")
+#: A results folder another command writes inside a sweep's (`diagnose --out R/diagnostics`):
+#: --force on R refuses rather than delete it with the sweep it sits in.
+KEPT_DIR = "diagnostics"
 #: Files facequant derives later from a results directory's own contents and writes into it
 #: (`recommend`): a marked folder may hold them without listing them.
-DERIVED_FILES = ("recommend.csv",)
+DERIVED_FILES = ("recommend.csv", "report.html")
 _LEGACY = f"written by an earlier facequant version (no {MARKER})"
 #: A staging folder younger than this without its owner record may be a run starting now.
 _STARTING_S = 60.0
@@ -64,6 +67,11 @@ Inputs = Iterable[tuple[str, str | os.PathLike[str]]]
 def set_command(argv: Sequence[str]) -> None:
     """The command line recorded in every marker this process writes."""
     _command[:] = ["facequant", *argv]
+
+
+def recorded_command() -> str:
+    """This process's command line, as markers record it."""
+    return " ".join(_command)
 
 
 def _real(path: str | os.PathLike[str]) -> Path:
@@ -90,6 +98,12 @@ def check_output_dir(out: str | os.PathLike[str], force: bool, inputs: Inputs = 
         problem = marker_problem(out)
         if problem is None and not force:
             raise FacequantError(f"{out}: results directory exists (use --force to replace it)")
+        kept = out / KEPT_DIR
+        if problem is None and kept.is_dir() and not kept.is_symlink() and any(kept.iterdir()):
+            # facequant's own, but put there by another command (diagnose, as the TUI advises):
+            # replacing the sweep must not take it along unsaid
+            raise FacequantError(f"{out}: holds {KEPT_DIR}/ (facequant diagnose's layer diagnostics), which --force "
+                                 f"would delete with the old results; move {kept} out first, or choose another --out")
     if problem is not None:
         advice = ": move it away or choose another --out" if problem.endswith(_LEGACY) else ""
         raise FacequantError(f"{out}: {problem}; refusing to replace it{advice}")
@@ -152,7 +166,8 @@ def _derived(rel: str, listed: Collection[str]) -> bool:
     """A file facequant adds later beside a results directory's run.json (recommend.csv), at
     the top or in a nested results folder it wrote (one model's of several)."""
     parent, _, name = rel.rpartition("/")
-    return name in DERIVED_FILES and (not parent or f"{parent}/run.json" in listed)
+    derived = name in DERIVED_FILES or (name.startswith("recommend-") and name.endswith(".csv"))  # one scenario's
+    return derived and (not parent or f"{parent}/run.json" in listed)
 
 
 def marker_problem(folder: Path) -> str | None:

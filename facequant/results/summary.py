@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from facequant.results.directory import backend_labels
+from facequant.results.reading import backend_labels
 from facequant.values import as_float
 
 if TYPE_CHECKING:

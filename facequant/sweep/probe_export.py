@@ -53,8 +53,10 @@ Files
 Bring back raw embeddings (float, before any L2 normalisation: the pre-norm is measured; a
 quantized output must be dequantized), D = {dim}, as one of:
   1. <set>.emb.npy [N, D] beside manifest.csv for each tensor you ran (enrol.npy ->
-     enrol.emb.npy), same row order; PATH = that folder. In Python on the device:
-       for f in glob("*.npy"): np.save(f[:-4] + ".emb.npy", run_model(np.load(f)))
+     enrol.emb.npy), same row order; PATH = that folder. In Python on the device (the
+     tensors listed in manifest.json, not every *.npy: a second run would feed the
+     *.emb.npy files back in):
+       for t in json.load(open("manifest.json"))["tensors"]: np.save(t["bring_back"], run_model(np.load(t["npy"])))
   2. embeddings.npy [{rows}, D] beside manifest.csv, in manifest.csv order; PATH = the folder.
   3. a CSV id,e0,...,e{last} with the ids of manifest.csv; PATH = the file.
   4. an .npz with arrays ids (strings) and embeddings [N, D]; PATH = the file.

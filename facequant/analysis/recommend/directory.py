@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,10 +113,29 @@ def with_device_profile(results: Mapping[str, Any], profile_path: str | Path) ->
     return {**results, "cost": cost_table(rows)}
 
 
-def write_recommendation(rec: Recommendation, out: str | Path) -> Path:
-    """recommend.csv into the results directory, atomically (the only file written; it is
-    derived, so rewriting it is safe)."""
+def recommendation_target(rec: Recommendation, out: str | Path, chosen: bool) -> tuple[Path, str]:
+    """Where recommend writes: recommend.csv, unless the scenarios were chosen by name and
+    recommend.csv already holds others (every scenario, from an earlier run): then
+    recommend-<names>.csv beside it, so one scenario's answer never silently replaces the
+    full table (the report and the TUI read recommend.csv). (path, why there; "" for recommend.csv)."""
     target = Path(out) / RECOMMEND_CSV
+    if not chosen or not target.is_file():
+        return target, ""
+    try:
+        held = [str(s) for s in dict.fromkeys(pd.read_csv(target)["scenario"].dropna())]
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        held = []  # not readable as ours: replacing it is replacing a derived file
+    if not held or set(held) == set(rec.verdicts):
+        return target, ""
+    stem = "+".join(re.sub(r"[^A-Za-z0-9._-]", "_", name) for name in rec.verdicts)[:100]
+    return (Path(out) / f"recommend-{stem}.csv",
+            f"{RECOMMEND_CSV} keeps its {len(held)} scenario(s) ({', '.join(held)})")
+
+
+def write_recommendation(rec: Recommendation, out: str | Path, target: Path | None = None) -> Path:
+    """recommend.csv (or `target`) into the results directory, atomically (the only file
+    written; it is derived, so rewriting it is safe)."""
+    target = target or Path(out) / RECOMMEND_CSV
     try:
         fd, tmp = tempfile.mkstemp(prefix=".recommend.", suffix=".csv", dir=target.parent)
         with os.fdopen(fd, "w", newline="") as fh:
@@ -134,7 +154,7 @@ def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None 
     """Read a results directory, evaluate the scenarios (all, or the named ones: names or
     YAML paths), and write recommend.csv into it (unless ``write`` is False). latency:
     LATENCY_CHOICES (auto: device figures when every backend has one, else the CPU's)."""
-    from facequant.results.directory import load_results  # pulls in the sweep machinery; only here
+    from facequant.results.reading import load_results
 
     require("latency_tolerance", latency_tolerance, Range(0.0, 1.0))
     if latency not in LATENCY_CHOICES:
@@ -156,7 +176,8 @@ def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None 
     else:
         rec = recommend(results, chosen, latency_tolerance, latency)
     if write:
-        write_recommendation(rec, out)
+        target, note = recommendation_target(rec, out, chosen=bool(names))
+        rec = replace(rec, written=write_recommendation(rec, out, target), written_note=note)
     return rec
 
 

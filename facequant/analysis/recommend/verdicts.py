@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -128,6 +129,9 @@ class Recommendation:
     skipped: dict[str, str] = field(default_factory=dict)
     #: Each backend's verdict against fp32 and its distances with their intervals (cliff.csv).
     distances: tuple[str, ...] = ()
+    #: Where its rows were written (None: not written), and why there when not recommend.csv.
+    written: Path | None = None
+    written_note: str = ""
 
 
 class NotCoveredError(FacequantError):

@@ -3,11 +3,12 @@ float16), calibrated, checked and sealed in the cache."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +67,7 @@ def quantized_model_path(model: Path, model_sha: str, recipe: QuantRecipe, calib
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     root = (cache or settings.cache_dir()) / "quantized"
     root.mkdir(parents=True, exist_ok=True)
+    cache_entry.clean_stale_builds(root)  # a killed build's scratch folder, even when nothing is built now
     stem = re.sub(r"[^A-Za-z0-9._+-]+", "_", recipe.name)[:60]  # mixed names hold ':', ';', paths
     return root / f"{stem}-{digest}.onnx"
 
@@ -77,11 +79,14 @@ def pow2_moves_path(quantized: Path) -> Path:
 
 @contextmanager
 def _quiet() -> Iterator[None]:
-    # ORT logs advisory warnings on every call (pre-processing, opset upgrade for 16 bit).
+    # ORT logs advisory warnings on every call (pre-processing, opset upgrade for 16 bit), and
+    # its histogram calibrators (entropy, percentile) print() their steps ("Collecting tensor
+    # data and making histogram ..."): facequant's progress bar says what runs, --quiet nothing.
     level = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         logging.getLogger().setLevel(level)
 
@@ -201,7 +206,7 @@ def build_quantized(
     if cache_entry.verified(out, key, f"{recipe.name} model") and (
             not recipe.pow2_scales or cache_entry.verified(pow2_moves_path(out), key, f"{recipe.name} moves list")):
         return out
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp_dir:
+    with cache_entry.build_dir(out.parent) as tmp_dir:
         tmp = Path(tmp_dir)
         partial = tmp / out.name
         with _quiet():

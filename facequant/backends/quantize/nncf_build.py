@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -121,7 +120,7 @@ def build_nncf(model: Path, model_sha: str, input_name: str, recipe: NncfRecipe,
     if cache_entry.verified(out, key, f"{recipe.name} model"):
         return out
     nncf = import_nncf(recipe.name)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp_dir:
+    with cache_entry.build_dir(out.parent) as tmp_dir:
         partial = Path(tmp_dir) / out.name
         try:
             with quiet():
