@@ -223,7 +223,8 @@ def export_precision(config: PrecisionExportConfig, output: Output, progress: Pr
     probes = probe_set.prepare_probes(config.sweep, progress)
     return precision_export.export_precision(
         config.recipe, probes.normalized, probes.spec.input_name, probes.calibration_tensors(), output.dir, name_map,
-        force=output.force, inputs=inputs, run={**_record("export-precision", config), "model_sha256": probes.model_sha})
+        force=output.force, inputs=inputs, run={**_record("export-precision", config), "model_sha256": probes.model_sha},
+        calibration_method=config.sweep.calibration_method)
 
 
 def report(results: str | Path) -> Path:

@@ -1,47 +1,53 @@
-"""Every command's options, once: one table row per option (name, converter, default, help,
-group, the commands that take it, and the SweepConfig field it sets).
+"""Every command's options, derived from the config fields that declare them (facequant.params).
 
-The row drives the argparse groups (facequant.cli), the keys a --config YAML file may hold
-(read_config: each value through the row's own converter), and the TUI's prefill
-(sweep_config). Adding a sweep option is one row in SWEEP_OPTIONS plus the SweepConfig field
-it sets: `field` names it (a dotted name for a field of a nested config, "degradation.jpeg_quality"),
-`to_field` converts the parsed value when it is not stored as is, and `commands` says which
-commands list it in --help (by default the commands that run sweeps).
+A config dataclass declares each field a user sets once, with `param(...)` (default, help,
+group, range or choices, converter, the commands that list it). This module turns those
+declarations into option rows (Option): the argparse groups (facequant.cli), the keys a
+--config YAML file may hold (read_config: each value through the row's own converter), and the
+TUI's prefill and form (facequant.params.build). The options that are not part of any config
+(--config, --out, --force, --quiet) are declared once here, in RUN_OPTIONS.
 """
 
 from __future__ import annotations
 
 import argparse
+import builtins
+import dataclasses
+import functools
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from facequant import options, ranges, settings, yamlfiles
+from facequant import options, params, yamlfiles
 from facequant.errors import FacequantError
+from facequant.params import (  # noqa: F401 - re-exported: the names the CLI modules use
+    ALL,
+    CALIBRATES,
+    COST,
+    DIAGNOSE,
+    EXPORT_PRECISION,
+    EXPORT_PROBES,
+    GROUPS,
+    MODELS_CHECK,
+    PROBES,
+    PROTOCOL,
+    QUANTIZATION,
+    RUN,
+    SCALE,
+    SIMULATION,
+    SWEEPING,
+    TUI,
+    VALIDATE,
+    WHAT,
+    WRITERS,
+)
 
-if TYPE_CHECKING:  # the engine imports onnxruntime; the option table must stay cheap to import
+if TYPE_CHECKING:  # the engine imports onnxruntime; the option rows must stay cheap to import
     from facequant.sweep.config import SweepConfig
-
-# Option groups, in --help order.
-WHAT, SIMULATION, PROTOCOL, QUANTIZATION, COST, RUN, SCALE = (
-    "what to evaluate", "distance simulation", "matching protocol", "quantization", "cost", "run", "scale")
-GROUPS = (WHAT, SIMULATION, PROTOCOL, QUANTIZATION, COST, RUN, SCALE)
-
-# Commands, by what they do with a sweep config.
-SWEEPING = ("sweep", "study", "search-precision")  # run full sweeps (matching, threshold, cost)
-DIAGNOSE, EXPORT_PROBES, EXPORT_PRECISION, VALIDATE, TUI = (
-    "diagnose", "export-probes", "export-precision", "validate-sim", "tui")
-#: Every command that writes a results directory: --out, --force, --config, --quiet, --seed.
-WRITERS = (*SWEEPING, DIAGNOSE, EXPORT_PROBES, EXPORT_PRECISION, VALIDATE)
-ALL = (*WRITERS, TUI)
-#: Commands that build the sweep's probes (model, faces, simulated distances) ...
-PROBES = (*SWEEPING, DIAGNOSE, EXPORT_PROBES, EXPORT_PRECISION, TUI)
-#: ... and those of them that calibrate quantized models.
-CALIBRATES = (*SWEEPING, DIAGNOSE, EXPORT_PRECISION, TUI)
 
 
 @dataclass(frozen=True)
@@ -58,187 +64,146 @@ class Option:
     repeat: bool = False  # may be given several times (action="append")
     metavar: str | None = None
     required: bool = False
-    commands: tuple[str, ...] = (*SWEEPING, TUI)
-    field: str | None = None  # the SweepConfig field it sets; None: not part of a sweep config
-    to_field: Callable[[object], object] | None = None  # parsed value -> field value (default: as is)
+    commands: tuple[str, ...] = ALL
+    field: str | None = None  # the config field it sets (dotted through nested configs); None: a run option
+    config: builtins.type | None = None  # the config class that field belongs to (the command's, not a nested one)
 
     @property
     def dest(self) -> str:
         return self.name.replace("-", "_")
 
     def help_text(self) -> str:
-        return self.help() if callable(self.help) else self.help
+        """The help, with the default said where there is one (unless the help says it)."""
+        text = self.help() if callable(self.help) else self.help
+        shown = shown_default(self.default)
+        if shown is not None and not self.flag and "default" not in text.lower():
+            text = f"{text} (default {shown})"
+        return text
 
     def add_to(self, group: argparse._ActionsContainer) -> argparse.Action:
-        kwargs: dict[str, object] = {"help": self.help_text(), "dest": self.dest}
+        kwargs: dict[str, Any] = {"help": self.help_text(), "dest": self.dest}
         if self.flag:
-            return group.add_argument(f"--{self.name}", action="store_true", **kwargs)  # type: ignore[arg-type]
+            return group.add_argument(f"--{self.name}", action="store_true", **kwargs)
         kwargs.update(default=[] if self.repeat else self.default, type=self.type, choices=self.choices,
                       metavar=self.metavar, required=self.required)
         if self.repeat:
             kwargs["action"] = "append"
-        return group.add_argument(f"--{self.name}", **kwargs)  # type: ignore[arg-type]
+        return group.add_argument(f"--{self.name}", **kwargs)
 
 
-def _backends_help() -> str:
-    from facequant.backends.registry import NAME_HELP, available_backends
-
-    return (f"comma-separated, from: {', '.join(available_backends())} (fp32 is always added as the reference). "
-            f"{NAME_HELP}")
-
-
-def _camera_help() -> str:
-    from facequant.simulate.camera import load_cameras
-
-    return f"preset ({', '.join(load_cameras())}) or WIDTHxHFOV, e.g. 1920x90"
+def shown_default(value: object) -> str | None:
+    """A default as the command line writes it: 0.001, 64, 'fp32,int8-pt'; None: no default."""
+    if value is None or value == [] or isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
-def _preprocessing_help() -> str:
-    from facequant.models.preprocessing import preprocessing_choices
-
-    return ("auto (default): score candidate preprocessings on close-range pairs and use the best (the graph's own "
-            f"spec unless one clearly beats it); or one of {', '.join(preprocessing_choices()[1:])} "
-            "(see facequant models check)")
+# --------------------------------------------------------------------------- options from fields
 
 
-def _default_data(value: object) -> str:
-    if value:
-        return str(value)
-    data = settings.default_dataset_path()
-    if not data.is_dir():
-        raise FacequantError(f"{data}: no default photos here (set {settings.SHARED_ENV}); pass --data DIR or --data lfw")
-    return str(data)
-
-
-def _backend_tuple(value: object) -> tuple[str, ...]:
-    from facequant.backends.registry import parse_backends
-
-    return tuple(parse_backends(str(value)))
-
-
-def _distances_or_default(value: object) -> object:
-    from facequant.simulate.camera import DEFAULT_DISTANCES_M
-
-    return value or DEFAULT_DISTANCES_M
-
-
-#: The sweep's options, in --help order. A row's `commands` lists who takes it.
-SWEEP_OPTIONS: tuple[Option, ...] = (
-    Option("model", "ONNX embedding model path, 'faceplugin', or an insightface pack (buffalo_l, buffalo_s, "
-           "antelopev2). Default: the faceplugin model in the shared folder. `sweep` takes several, comma-separated: "
-           "the same probes through each, compared in one run (models.csv, a recommendation among (model, "
-           "backend) pairs).", WHAT, type=options.text,
-           commands=(*PROBES, VALIDATE), field="model", to_field=lambda v: v or "faceplugin"),
-    Option("data", "folder of identity folders (person/photo.jpg). Default: celebs13 in the shared "
-           "folder; 'lfw' (every LFW photo) or 'lfw-pairs' (LFW's official pairs), through scikit-learn where a network "
-           "exists.", WHAT, type=options.text, commands=PROBES, field="data", to_field=_default_data),
-    Option("pairs", "pairs CSV (image_a,image_b,same_identity) to compare instead of every photo pair", WHAT,
-           type=options.text, field="pairs"),
-    Option("backends", _backends_help, WHAT, default="fp32,int8-pt,int8-pc", type=options.name_list,
-           commands=("sweep", DIAGNOSE, TUI), field="backends", to_field=_backend_tuple),
+#: The options that belong to no config: where the results go and how the run talks.
+RUN_OPTIONS: tuple[Option, ...] = (
+    # every command whose options are derived from configs takes --config (options_for)
     Option("config", "YAML file with any of these options (keys as the long option names, '-' or '_')", WHAT,
-           type=Path, commands=ALL),
-    Option("model-override", "override the inferred model spec, e.g. mean=127.5 std=127.5 channel_order=BGR, or per "
-           "channel mean=103.939,116.779,123.68 std=1,1,1 (in the model's channel order); a preprocessing set here is "
-           "checked on data and kept, with a warning when it scores clearly worse than the best", WHAT,
-           type=options.model_override, repeat=True, metavar="KEY=VALUE", commands=PROBES,
-           field="model_overrides", to_field=lambda v: dict(v or [])),  # type: ignore[arg-type]
-    Option("preprocessing", _preprocessing_help, WHAT, default="auto", type=options.preprocessing, metavar="NAME",
-           commands=PROBES, field="preprocessing", to_field=str),
-    Option("crop-margin", "extra border around the aligned face, a fraction of it in [0, 1], for models trained on "
-           "looser crops (default 0: the ArcFace template's crop)", WHAT, default=0.0, type=options.crop_margin,
-           metavar="FRACTION", commands=PROBES, field="crop_margin", to_field=float),
-
-    Option("camera", _camera_help, SIMULATION, default="1080p-90", type=options.camera, commands=PROBES,
-           field="camera", to_field=str),
-    Option("distances", "metres, '0.5,1,2' or 'START:STOP:N' (geometric). Default: 0.5 to 12 m, 12 steps",
-           SIMULATION, type=options.distances, commands=PROBES, field="distances_m", to_field=_distances_or_default),
-    Option("face-px", "sweep in face pixels instead of metres, e.g. 160,112,80,56,40,28", SIMULATION,
-           type=options.face_px, commands=PROBES, field="face_px"),
-    Option("iod-mm", f"physical inter-ocular distance, {ranges.IOD_RANGE} mm (default 63 mm)", SIMULATION,
-           default=63.0, type=options.iod_mm, commands=PROBES, field="iod_mm", to_field=float),
-    Option("blur", "optics blur sigma in camera pixels (default off)", SIMULATION, default=0.0,
-           type=options.blur_sigma, commands=(*PROBES, VALIDATE), field="degradation.blur_sigma_px", to_field=float),
-    Option("noise", "sensor noise sigma in 8-bit levels (default off)", SIMULATION, default=0.0,
-           type=options.noise_sigma, commands=(*PROBES, VALIDATE), field="degradation.noise_sigma", to_field=float),
-    Option("jpeg", "JPEG quality 1-100 applied at camera resolution (default 0: off)", SIMULATION, default=0,
-           type=options.jpeg_quality, commands=(*PROBES, VALIDATE), field="degradation.jpeg_quality", to_field=int),
-
-    Option("genuine", "genuine pairs: two photos of a person (default), or a photo against its own enrolment",
-           PROTOCOL, default="different-photo", choices=("different-photo", "same-photo"), field="genuine_mode"),
-    Option("gallery", "backend that enrols the close-range gallery (default: the backend under test)", PROTOCOL,
-           default="same-backend", choices=("same-backend", "fp32"), field="gallery"),
-    Option("far", "target FAR that sets the threshold on fp32 close-range impostors", PROTOCOL, default=1e-3,
-           type=options.probability, field="target_far", to_field=float),
-    Option("threshold", "fixed cosine threshold in [-1, 1] (overrides --far)", PROTOCOL, type=options.cosine,
-           field="threshold"),
-    Option("multi-face", "photos with several faces: use the most confident face (default) or skip the photo",
-           PROTOCOL, default="primary", choices=("primary", "skip"), commands=PROBES, field="multi_face"),
-    Option("protocol", "what the cliff, the recommendation and the TUI read: 1:1 verification (TAR at --far, "
-           "default) or 1:N identification (TPIR at --fpir); both are measured in every run (sweep.csv, "
-           "identification.csv)", PROTOCOL, default="verification", choices=("verification", "identification"),
-           field="protocol"),
-    Option("fpir", "identification: target false-positive identification rate that sets its threshold on fp32 "
-           "close-range non-mated probes (default 0.01)", PROTOCOL, default=1e-2, type=options.probability,
-           field="target_fpir", to_field=float),
-    Option("nonmated-fraction", "identification: share of the people left out of the gallery, whose photos must be "
-           "rejected (seeded; default 0.2)", PROTOCOL, default=0.2, type=options.probability,
-           field="nonmated_fraction", to_field=float),
-
-    Option("calib-size", "calibration photos, a seeded subset at close range (default 32)", QUANTIZATION,
-           default=32, type=options.positive_int, commands=CALIBRATES, field="calibration_size", to_field=int),
-    Option("calib-data", "folder of photos to calibrate on (default: the evaluation photos)", QUANTIZATION,
-           type=options.text, commands=CALIBRATES, field="calibration_data"),
-    Option("calib-distances", "metres to calibrate at, e.g. '0.5,3,6' (distance-aware calibration; default: the "
-           "closest only)", QUANTIZATION, type=options.distances, commands=CALIBRATES,
-           field="calibration_distances_m", to_field=lambda v: v or None),
-    Option("calib-method", "calibration method for every quantized backend (default: minmax)", QUANTIZATION,
-           choices=("minmax", "entropy", "percentile"), commands=(*SWEEPING, DIAGNOSE, TUI),
-           field="calibration_method"),
-
-    Option("device-profile", "YAML with a device's measured latency per backend (see configs/devices/); "
-           "default: CPU timing only", COST, type=options.text, field="device_profile"),
-    Option("no-latency", "skip timing each backend at batch 1 after the sweep", COST, flag=True,
-           field="measure_cost", to_field=lambda v: not v),
-
+           type=Path),
     Option("out", "results directory (default runs/<model>-<time>)", RUN, type=options.out_dir, commands=ALL),
     Option("force", "replace an existing results directory, only one facequant wrote (its .facequant.json "
            "lists every file in it)", RUN, flag=True, commands=WRITERS),
-    Option("seed", "seed for subsets, noise and calibration (default 0)", RUN, default=0, type=options.seed,
-           commands=ALL, field="seed", to_field=int),
-    Option("batch-size", "inference batch size (default 64)", RUN, default=64, type=options.positive_int,
-           commands=(*SWEEPING, DIAGNOSE, TUI), field="batch_size", to_field=int),
     Option("quiet", "no progress bar", RUN, flag=True, commands=WRITERS),
-
-    Option("save-comparisons", "also write every comparison as rows, comparisons.parquet (N^2 rows: large; "
-           "default: the genuine ones, genuine.parquet, and impostors as counts)", SCALE, flag=True,
-           field="save_comparisons", to_field=bool),
-    Option("executor", "where embeddings are computed: this process (default) or a Ray cluster "
-           "(pip install -e '.[ray]'); the numbers are the same", SCALE, default="local", choices=("local", "ray"),
-           field="executor"),
-    Option("ray-address", "Ray cluster to join, e.g. 10.0.0.5:6379 or 'auto' (default: start a local Ray "
-           "instance)", SCALE, type=options.text, field="ray_address"),
-    Option("ray-timeout", "seconds to wait for the Ray cluster to answer before giving up, in (0, 3600] (default 30; "
-           "FACEQUANT_RAY_LOGS=1 shows Ray's own log lines)", SCALE, default=30.0, type=options.ray_timeout,
-           field="ray_timeout_s", to_field=float),
-    Option("no-embedding-cache", "compute every embedding afresh (default: reuse the ones cached for the same "
-           "model, recipe and probe crop)", SCALE, flag=True, field="embedding_cache", to_field=lambda v: not v),
-    Option("chunk-size", "photos whose crops are held in memory at once (default 256)", SCALE, default=256,
-           type=options.positive_int, field="chunk_size", to_field=int),
 )
 
-def _nested_classes() -> dict[str, type]:
-    from facequant.simulate.camera import Degradation
 
-    return {"degradation": Degradation}  # "degradation.blur_sigma_px" is a field of Degradation
+def _cli_default(f: dataclasses.Field[Any], spec: params.Param) -> object:
+    """The option's default as the command line would give it (a tuple joined by ',')."""
+    if spec.flag or spec.repeat or not spec.cli_default:
+        return None
+    value = params.field_default(f)
+    if value is dataclasses.MISSING:
+        return spec.fallback
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) if value else None
+    return value
 
 
-def options_for(command: str, own: Sequence[Option] = ()) -> list[Option]:
-    """The options `command` takes: the table's rows naming it, then its own; an own option
-    with a table row's name replaces that row in place (another help or default)."""
+def _is_list(f: dataclasses.Field[Any]) -> bool:
+    return isinstance(params.field_default(f), tuple)
+
+
+def _converter(f: dataclasses.Field[Any], spec: params.Param) -> Callable[[str], object] | None:
+    """The field's converter from text: its own, else a number in its range, else the text
+    (a list of choices for a tuple of them: study --methods)."""
+    if spec.convert is not None:
+        return spec.convert
+    if spec.choices is not None and _is_list(f):
+        return options.choice_list(spec.choices, f.name.rstrip("s").replace("_", " "))
+    if spec.choices is not None or spec.flag:
+        return None
+    if spec.range is not None:
+        return options.number(spec.range, spec.integer)
+    return options.text
+
+
+def _help(spec_help: params.Help, command: str | None) -> str | Callable[[], str]:
+    if callable(spec_help):
+        return functools.partial(spec_help, command or "sweep")
+    return spec_help
+
+
+def field_options(cls: type, command: str | None = None, reword: Mapping[str, params.Help] | None = None,
+                  prefix: str = "", top: type | None = None) -> list[Option]:
+    """The options declared by the fields of `cls` (nested configs included) that `command`
+    takes (None: every one); `reword` gives some of them another help, by field name."""
+    out: list[Option] = []
+    for f, spec in params.declared(cls):
+        if isinstance(spec, params.Nested):
+            out += field_options(spec.cls, command, {**spec.help, **(reword or {})}, f"{prefix}{f.name}.", top or cls)
+            continue
+        if spec.positional or (command is not None and spec.commands is not None and command not in spec.commands):
+            continue
+        # argparse checks choices against the converted value: a list's converter checks its items
+        choices = spec.choices if spec.convert is None and not _is_list(f) else None
+        out.append(Option(spec.option_name(f.name), _help((reword or {}).get(f.name, spec.help), command),
+                          spec.group, _cli_default(f, spec), _converter(f, spec), choices, spec.flag,
+                          spec.repeat, spec.metavar, spec.required,
+                          spec.commands or ((command,) if command else ALL), f"{prefix}{f.name}", top or cls))
+    return out
+
+
+def positional(parser: argparse.ArgumentParser, cls: type, name: str, command: str) -> None:
+    """Add a field declared positional (study's kind, export-precision's recipe) to a parser."""
+    f = next(f for f, spec in params.declared(cls) if f.name == name)
+    spec = f.metadata[params.KEY]
+    help_text = spec.help(command) if callable(spec.help) else spec.help
+    convert = None if spec.choices else _converter(f, spec)
+    if convert is None:
+        parser.add_argument(name, choices=spec.choices, help=help_text)
+    else:
+        parser.add_argument(name, type=convert, choices=spec.choices, help=help_text)
+
+
+def options_for(command: str, *configs: type, own: Sequence[Option] = ()) -> list[Option]:
+    """The options `command` takes: those the fields of its configs declare, then the run
+    options it takes; an own option with the same name replaces a row in place (another help)."""
     mine = {o.name: o for o in own}
-    table = [mine.pop(o.name, o) for o in SWEEP_OPTIONS if command in o.commands or o.name in mine]
+    rows = [o for cls in configs for o in field_options(cls, command)]
+    rows += [o for o in RUN_OPTIONS if command in o.commands or o.name == "config"]
+    table = [mine.pop(o.name, o) for o in rows]
     return table + list(mine.values())
+
+
+def sweep_options() -> tuple[Option, ...]:
+    """Every option a sweep config takes, any command's, with the run options."""
+    from facequant.sweep.config import SweepConfig
+
+    return (*field_options(SweepConfig), *RUN_OPTIONS)
+
+
+def __getattr__(name: str) -> object:  # SWEEP_OPTIONS: derived when first read (the config imports the engine's deps)
+    if name == "SWEEP_OPTIONS":
+        return sweep_options()
+    raise AttributeError(name)
 
 
 def add_options(parser: argparse.ArgumentParser, opts: Sequence[Option]) -> None:
@@ -280,8 +245,14 @@ def read_config(path: Path, opts: Iterable[Option]) -> dict[str, object]:
 
 def _config_value(path: Path, key: str, option: Option, value: object) -> object:
     """One config value through the option's own converter (flags must be YAML booleans)."""
+    return parse_value(option, value, f"{path}: {key}", f"--{key.replace('_', '-')}")
+
+
+def parse_value(option: Option, value: object, where: str, named: str | None = None) -> object:
+    """A value as a config file or a form holds it (YAML scalars and lists, text), through the
+    option's own converter, as on the command line; FacequantError('<where>: <why>') otherwise."""
     def bad(why: str) -> FacequantError:
-        return FacequantError(f"{path}: {key}: {why}")
+        return FacequantError(f"{where}: {why}")
 
     if option.flag:  # a flag such as --quiet: 'no' in quotes is a string, and true
         if not isinstance(value, bool):
@@ -290,12 +261,13 @@ def _config_value(path: Path, key: str, option: Option, value: object) -> object
     if isinstance(value, bool) and option.choices is not None and ("on" if value else "off") in option.choices:
         value = "on" if value else "off"  # YAML 1.1 reads an unquoted off as false: `latency: off` means the choice
     if value is None or value == "" or isinstance(value, bool):
-        raise bad(f"expected a value for --{key.replace('_', '-')}, got {yamlfiles.excerpt(value)}")
+        raise bad(f"expected a value for {named or '--' + option.name}, got {yamlfiles.excerpt(value)}")
     if option.repeat:  # --model-override: a mapping, or KEY=VALUE items
         try:
             if isinstance(value, dict):
                 return [options.model_override_item(str(k), v) for k, v in value.items()]
-            return [option.type(str(item)) for item in (value if isinstance(value, list) else [value])]  # type: ignore[misc]
+            convert = option.type or options.text
+            return [convert(str(item)) for item in (value if isinstance(value, list) else [value])]
         except argparse.ArgumentTypeError as exc:
             raise bad(str(exc)) from None
     text = _config_text(value)
@@ -323,18 +295,12 @@ def _config_text(value: object) -> str | None:
         return None
     if any(isinstance(v, list) for v in value):
         mixes = [[scalar(x) for x in (v if isinstance(v, list) else [v])] for v in value]
-        return None if any(x is None for m in mixes for x in m) else ";".join(",".join(m) for m in mixes)  # type: ignore[arg-type]
+        texts = [[x for x in m if x is not None] for m in mixes]
+        return None if any(len(t) != len(m) for t, m in zip(texts, mixes, strict=True)) else ";".join(
+            ",".join(t) for t in texts)
     items = [scalar(v) for v in value]
-    return None if None in items else ",".join(items)  # type: ignore[arg-type]
-
-
-def defaults(opts: Iterable[Option]) -> dict[str, object]:
-    """Each option's default as parsed (a string default goes through its converter, as argparse does)."""
-    out: dict[str, object] = {}
-    for o in opts:
-        value = [] if o.repeat else (False if o.flag else o.default)
-        out[o.dest] = o.type(value) if isinstance(value, str) and o.type is not None else value
-    return out
+    known = [x for x in items if x is not None]
+    return None if len(known) != len(items) else ",".join(known)
 
 
 def merge_config(values: Mapping[str, object], opts: Sequence[Option], given: Collection[str]) -> dict[str, object]:
@@ -356,26 +322,11 @@ def merge_config(values: Mapping[str, object], opts: Sequence[Option], given: Co
 
 def sweep_config(values: Mapping[str, object]) -> SweepConfig:
     """A SweepConfig from option values by dest (a parsed command line, a config file, the
-    TUI's form): every row with a `field`, missing values at the row's default."""
+    TUI's form): every declared field, missing values at the field's default."""
     from facequant.sweep.config import SweepConfig
 
-    given = {**defaults(SWEEP_OPTIONS), **{k: v for k, v in values.items() if v is not None}}
-    fields: dict[str, object] = {}
-    nested: dict[str, dict[str, object]] = {}
-    for o in SWEEP_OPTIONS:
-        if o.field is None:
-            continue
-        value = given.get(o.dest)
-        value = o.to_field(value) if o.to_field is not None else value
-        head, _, tail = o.field.partition(".")
-        if tail:
-            nested.setdefault(head, {})[tail] = value
-        else:
-            fields[o.field] = value
-    classes = _nested_classes()
-    for head, kwargs in nested.items():
-        fields[head] = classes[head](**kwargs)
-    return SweepConfig(**fields)  # type: ignore[arg-type]
+    config: SweepConfig = params.build(SweepConfig, values)
+    return config
 
 
 def default_out(stem: str, runs_dir: Path = Path("runs")) -> Path:

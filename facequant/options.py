@@ -1,9 +1,10 @@
-"""Numeric and list options, checked where they are parsed.
+"""Converters from text, checked where they are parsed.
 
-Each `facequant` numeric option has an argparse `type=` converter from here: it turns the text
-into the value or raises argparse.ArgumentTypeError with the reason, which the CLI prints as one
-line naming the option. A config file's values go through the same converters (facequant.cli).
-The ranges themselves live in facequant.ranges, where the core checks them again.
+Each option's argparse `type=` converter comes from here: it turns the text into the value or
+raises argparse.ArgumentTypeError with the reason, which the CLI prints as one line naming the
+option. A number's converter is derived from the range its config field declares (`number`,
+facequant.config); the lists, names and paths have their own below. A config file's values and
+the TUI's form go through the same converters (facequant.config.parse_value).
 """
 
 from __future__ import annotations
@@ -14,18 +15,8 @@ from pathlib import Path
 
 from facequant.errors import FacequantError
 from facequant.ranges import (
-    BLUR_RANGE,
-    CALIBRATION_METHODS,
-    COSINE_RANGE,
     COUNT_RANGE,
-    CROP_MARGIN_RANGE,
     FACE_PX_RANGE,
-    FAR_RANGE,
-    IOD_RANGE,
-    JPEG_RANGE,
-    NOISE_RANGE,
-    RAY_TIMEOUT_RANGE,
-    SEED_RANGE,
     Range,
     problem,
 )
@@ -56,29 +47,6 @@ def number(rng: Range, integer: bool = False) -> Callable[[str], float]:
         return int(value) if integer else float(value)
 
     return convert
-
-
-def finite_float(low: float | None = None, high: float | None = None, *, low_open: bool = False,
-                 high_open: bool = False) -> Callable[[str], float]:
-    """A converter for a finite float in [low, high] (open ends on request)."""
-    return number(Range(low, high, low_open, high_open))
-
-
-def int_range(low: int | None = None, high: int | None = None) -> Callable[[str], float]:
-    """A converter for an integer in [low, high]."""
-    return number(Range(low, high), integer=True)
-
-
-probability = number(FAR_RANGE)  # --far
-cosine = number(COSINE_RANGE)  # --threshold
-seed = number(SEED_RANGE, integer=True)
-positive_int = number(COUNT_RANGE, integer=True)  # --batch-size, --calib-size, --candidates, --max-probes
-iod_mm = number(IOD_RANGE)
-blur_sigma = number(BLUR_RANGE)
-noise_sigma = number(NOISE_RANGE)
-jpeg_quality = number(JPEG_RANGE, integer=True)
-crop_margin = number(CROP_MARGIN_RANGE)  # --crop-margin
-ray_timeout = number(RAY_TIMEOUT_RANGE)  # --ray-timeout, seconds
 
 
 def float_list(rng: Range, what: str = "values", integer: bool = False) -> Callable[[str], tuple[float, ...]]:
@@ -149,14 +117,17 @@ def out_dir(value: str) -> Path:
     return path
 
 
-def method_list(value: str) -> tuple[str, ...]:
-    """study --methods: comma-separated calibration methods, each one ORT knows."""
-    methods = tuple(m.strip() for m in str(value).split(","))
-    bad = [m for m in methods if m not in CALIBRATION_METHODS]
-    if bad or not methods:
-        raise argparse.ArgumentTypeError(f"unknown calibration method {bad[0]!r} (choose from "
-                                         f"{', '.join(CALIBRATION_METHODS)})")
-    return methods
+def choice_list(choices: tuple[str, ...], what: str) -> Callable[[str], tuple[str, ...]]:
+    """A converter for 'a,b': comma-separated items, each one of `choices`."""
+
+    def convert(value: str) -> tuple[str, ...]:
+        items = tuple(m.strip() for m in str(value).split(","))
+        bad = [m for m in items if m not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {what} {bad[0]!r} (choose from {', '.join(choices)})")
+        return items
+
+    return convert
 
 
 def model_override(text: str) -> tuple[str, object]:

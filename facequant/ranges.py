@@ -58,7 +58,7 @@ def problem(value: object, rng: Range, integer: bool, shown: str | None = None) 
     """Why `value` is not an allowed number, or None when it is."""
     # bool is an int subclass: `seed: true` is a typo, not 1.
     ok = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = ok and (isinstance(value, int) or not integer) and rng.contains(float(value))  # type: ignore[arg-type]
+    ok = ok and (isinstance(value, int) or not integer) and rng.contains(float(value))  # type: ignore[arg-type]  # narrowed to int | float above
     if ok:
         return None
     return f"must be {'an integer' if integer else 'a number'} {rng}, got {shown or repr(value)}"
@@ -82,6 +82,7 @@ MAX_FOCAL_PX = 1e7
 #: Ranges the core checks again (SweepConfig, Degradation, backends, settings).
 FAR_RANGE = Range(MIN_RATE, 1.0, high_open=True)
 COSINE_RANGE = Range(-1.0, 1.0)
+SHARE_RANGE = Range(0.0, 1.0, low_open=True)  # a share or a rate above zero: a target TAR, a metric's drop
 SEED_RANGE = Range(0, MAX_SEED)
 COUNT_RANGE = Range(1, 1_000_000)  # batch size, calibration size, candidates, probes
 #: Adult inter-ocular distances lie within 50-75 mm; 40-90 leaves room for children and unusual
@@ -94,6 +95,7 @@ DISTANCE_RANGE = Range(MIN_DISTANCE_M, MAX_DISTANCE_M)
 FACE_PX_RANGE = Range(1.0, 10_000.0)  # aligned face sizes in camera pixels
 #: Extra border around the aligned face, as a fraction of the face (0: the ArcFace template's
 #: tight crop; 1: the face fills half the crop's side). Looser than that is not a face crop.
-CROP_MARGIN_RANGE = Range(0.0, 1.0)
+FRACTION_RANGE = Range(0.0, 1.0)  # a fraction, both ends included (also --latency-tolerance)
+CROP_MARGIN_RANGE = FRACTION_RANGE
 #: Seconds to wait for a Ray cluster to answer (--ray-timeout): a healthy one joins in a few.
 RAY_TIMEOUT_RANGE = Range(0.0, 3600.0, low_open=True)

@@ -18,7 +18,7 @@ from facequant.config import Option
 
 #: What each command needs on the command line besides the option under test.
 REQUIRED = {"study": ["calibration-size"], "export-precision": ["int8-pt"], "compare": ["a", "b"],
-            "validate-sim": ["--reference", "r.jpg", "--captures", "c"]}
+            "validate-sim": ["--reference", "r.jpg", "--captures", "c"], "models check": ["m.onnx"]}
 
 #: Per option name: (command-line text when the option has no default, a config value). The
 #: command line gives the default where there is one (the case a comparison with defaults
@@ -43,7 +43,7 @@ SAMPLES: dict[str, tuple[str | None, object]] = {
     "target-distance": ("5", 6), "no-refine": (None, False), "scenario": ("kiosk", "corridor"),
     "scenarios-dir": ("scenarios-a", "scenarios-b"), "latency-tolerance": (None, 0.2), "name-map": ("a.csv", "b.csv"),
     "latency": ("cpu", "off"), "method": (None, "both"), "ac-base": (None, "ov-int8"), "ac-metric": (None, "tar"),
-    "max-drop": (None, 0.05), "ac-distance": ("4", 6),
+    "max-drop": (None, 0.05), "ac-distance": ("4", 6), "photos": (None, 12),
 }
 
 
@@ -51,7 +51,11 @@ def command_options() -> dict[str, tuple[Option, ...]]:
     """Every command built from the option table, with its options."""
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return {name: tuple(p.get_default("options")) for name, p in sub.choices.items() if p.get_default("options")}
+    commands = dict(sub.choices)
+    for name, p in sub.choices.items():  # `models check` is a command of its own too
+        for inner in (a for a in p._actions if isinstance(a, argparse._SubParsersAction)):
+            commands.update({f"{name} {n}": q for n, q in inner.choices.items()})
+    return {name: tuple(p.get_default("options")) for name, p in commands.items() if p.get_default("options")}
 
 
 CASES = [(command, option) for command, opts in command_options().items() for option in opts if option.name != "config"]
@@ -75,7 +79,7 @@ def _command_line(option: Option) -> list[str]:
 def test_command_line_wins_over_config(command: str, option: Option, tmp_path: Path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({option.name: SAMPLES[option.name][1]}))
-    base = [command, *REQUIRED.get(command, [])]
+    base = [*command.split(), *REQUIRED.get(command, [])]
     given = _command_line(option)
 
     def parsed(argv: list[str]) -> object:

@@ -78,22 +78,10 @@ def _host(screen: Screen[None]) -> Host:
 
 
 def _hints() -> dict[str, str]:
-    """One line per field, from the same lists the CLI's --help prints."""
-    from facequant.backends.registry import available_backends
-    from facequant.simulate.camera import load_cameras
+    """One line per field: the option's own help, as `facequant tui --help` prints it."""
+    from tui.state import setup_hints
 
-    try:
-        cameras = ", ".join(load_cameras())
-    except Exception:  # noqa: BLE001 - a broken presets file is reported when a run starts
-        cameras = "1080p-90"
-    return {
-        "model": "ONNX path, 'faceplugin', or an insightface pack (buffalo_l, buffalo_s, antelopev2)",
-        "data": "folder of identity folders (person/photo.jpg), or 'lfw'",
-        "camera": f"preset ({cameras}) or WIDTHxHFOV, e.g. 1920x90",
-        "distances": "metres '0.5,1,2', 'START:STOP:N' (geometric), or face pixels 'px:112,64,40'",
-        "backends": f"comma-separated: {', '.join(available_backends())}, BASE+16bit:SEL ...",
-        "out": "results directory; empty = runs/<model>-<time>, as facequant sweep",
-    }
+    return setup_hints()
 
 
 class SetupScreen(Screen[None]):

@@ -21,13 +21,21 @@ from typing import Any, TextIO
 
 import pandas as pd
 
-from facequant import api, settings
-from facequant.config import SWEEP_OPTIONS, read_config, sweep_config
+from facequant import api, params, settings
+from facequant.config import (
+    Option,
+    field_options,
+    parse_value,
+    read_config,
+    sweep_config,
+    sweep_options,
+)
 from facequant.config import default_out as default_results_dir
 from facequant.errors import Cancelled, FacequantError
 from facequant.evaluate import cliff, metrics
 from facequant.results import directory as reports
 from facequant.results import output
+from facequant.simulate.camera import DEFAULT_DISTANCES_M
 from facequant.sweep.config import SweepConfig
 from tui.layers import is_diagnostics_dir
 
@@ -67,6 +75,26 @@ class SetupValues:
 
 def _fmt_number(value: float) -> str:
     return f"{value:g}"
+
+
+def setup_hints() -> dict[str, str]:
+    """The form's hint per field: its option's help (the declaration on SweepConfig), where it
+    fits a line or two; the fields the form writes its own way say how."""
+    from facequant.backends.registry import available_backends
+
+    table = {o.name: o for o in field_options(SweepConfig, "tui")}
+    hints = {name: _help_or(table[name]) for name in ("model", "data", "camera")}
+    return {**hints,
+            "distances": "metres '0.5,1,2', 'START:STOP:N' (geometric), or face pixels 'px:112,64,40'",
+            "backends": f"comma-separated: {', '.join(available_backends())}, BASE+16bit:SEL ...",
+            "out": "results directory; empty = runs/<model>-<time>, as facequant sweep"}
+
+
+def _help_or(option: Option) -> str:
+    try:
+        return option.help_text()
+    except Exception:  # noqa: BLE001 - a broken presets file is reported when a run starts
+        return ""
 
 
 def setup_from_config(config: SweepConfig, source: str, out: str = "") -> SetupValues:
@@ -178,7 +206,7 @@ def initial_setup(config_path: Path | None, runs_dir: Path, prefill: Mapping[str
     runs_dir, else the defaults of `facequant sweep`."""
     prefill = dict(prefill or {})
     if config_path is not None or prefill:
-        values = read_config(Path(config_path), SWEEP_OPTIONS) if config_path is not None else {}
+        values = read_config(Path(config_path), sweep_options()) if config_path is not None else {}
         values.update(prefill)
         where = " and ".join(filter(None, [f"config {config_path}" if config_path is not None else "",
                                            "the command line" if prefill else ""]))
@@ -198,11 +226,11 @@ def initial_setup(config_path: Path | None, runs_dir: Path, prefill: Mapping[str
 
 
 def config_from_setup(values: SetupValues, runs_dir: Path) -> tuple[SweepConfig, Path]:
-    """The edited fields applied to the base config, checked the way the CLI checks them.
-    Raises FacequantError with a one-line reason."""
-    from facequant.backends.registry import parse_backends
+    """The edited fields applied to the base config, each through its option's own converter
+    (facequant.config.parse_value: what `facequant sweep` accepts, with the same reasons) and
+    checked by the config as every sweep is. Raises FacequantError with a one-line reason."""
+    from facequant.datasets.lfw import LFW_SPECS
     from facequant.models.sources import split_models
-    from facequant.simulate.camera import camera_from_spec, parse_distances
 
     model = values.model.strip()
     data = values.data.strip()
@@ -213,24 +241,19 @@ def config_from_setup(values: SetupValues, runs_dir: Path) -> tuple[SweepConfig,
     if len(split_models(model)) > 1:
         raise FacequantError("model: the TUI runs one model at a time; compare several with "
                              "`facequant sweep --model a.onnx,b.onnx`, then open its results here")
-    if data != "lfw":
+    if data not in LFW_SPECS:  # a clear error now, not after the model is loaded
         data = str(Path(data).expanduser())
         if not Path(data).is_dir():
             raise FacequantError(f"{data}: dataset folder not found")
-    camera = values.camera.strip() or values.base.camera
-    camera_from_spec(camera)  # a clear error now, not after the faces are extracted
-    backends = tuple(parse_backends(values.backends))
-    text = values.distances.strip()
-    if text.startswith(FACE_PX_PREFIX):
-        try:
-            face_px: tuple[float, ...] | None = tuple(float(v) for v in text[len(FACE_PX_PREFIX):].split(","))
-        except ValueError:
-            raise FacequantError(f"distances '{text}': expected px:160,112,80") from None
-        distances = values.base.distances_m
-    else:
-        face_px, distances = None, parse_distances(text or None)
-    config = dataclasses.replace(values.base, model=model, data=data, camera=camera, backends=backends,
-                                 distances_m=distances, face_px=face_px)
+    distances = values.distances.strip()
+    face_px = distances.startswith(FACE_PX_PREFIX)
+    form = {"model": model, "data": data, "camera": values.camera.strip(), "backends": values.backends.strip(),
+            "face-px" if face_px else "distances": distances.removeprefix(FACE_PX_PREFIX) if face_px else distances}
+    table = {o.name: o for o in sweep_options()}
+    parsed = {table[name].dest: parse_value(table[name], text, name) for name, text in form.items() if text}
+    config = params.build(SweepConfig, parsed, base=values.base)
+    if not face_px:  # metres: the form's distances, or the default ones when it is empty
+        config = dataclasses.replace(config, face_px=None, distances_m=parsed.get("distances") or DEFAULT_DISTANCES_M)
     out = Path(values.out.strip()) if values.out.strip() else default_out(runs_dir, model)
     return config, out
 

@@ -29,10 +29,12 @@ from facequant.backends.runtime import OrtBackend
 from facequant.backends.runtimes import OPENVINO, NncfRecipe
 from facequant.errors import FacequantError
 from facequant.models.files import one_line
-from facequant.ranges import Range, require
+from facequant.params import param, validate
+from facequant.ranges import SHARE_RANGE
 from facequant.sweep.probes import ProbeSet
 
 AC_METRICS = ("cosine", "tar")
+SEARCH = "search"  # the --help group of search-precision's own options
 SEARCH_METHODS = ("own", "accuracy-control", "both")
 #: At least this share of the identities (and two people) validate, held out from calibration.
 HOLDOUT_FRACTION = 0.25
@@ -40,14 +42,19 @@ HOLDOUT_FRACTION = 0.25
 
 @dataclass(frozen=True)
 class AccuracyControlSettings:
-    base: str = "nncf-int8"  # an NNCF backend: its parameters, and the runtime that validates
-    metric: str = "cosine"  # paired genuine cosine, or TAR at the sweep's threshold
-    max_drop: float = 0.01  # absolute, in the metric's units
+    # an NNCF backend: its parameters, and the runtime that validates
+    base: str = param("nncf-int8", help="NNCF backend accuracy control starts from and validates on: nncf-int8 "
+                      "(ONNX Runtime), ov-int8 (OpenVINO) or a variant (needs the openvino extra)", group=SEARCH,
+                      option="ac-base")
+    # paired genuine cosine, or TAR at the sweep's threshold
+    metric: str = param("cosine", help="accuracy control's metric on held-out people at --ac-distance: cosine "
+                        "(paired genuine cosine) or tar", group=SEARCH, option="ac-metric", choices=AC_METRICS)
+    # absolute, in the metric's units
+    max_drop: float = param(0.01, help="largest drop of that metric from the float model NNCF may leave",
+                            group=SEARCH, range=SHARE_RANGE)
 
     def __post_init__(self) -> None:
-        if self.metric not in AC_METRICS:
-            raise FacequantError(f"accuracy control metric '{self.metric}': choose {' or '.join(AC_METRICS)}")
-        require("accuracy control: max_drop", self.max_drop, Range(0.0, 1.0, low_open=True))
+        validate(self, "accuracy control")
         from facequant.backends.registry import check_backend_name
 
         check_backend_name(self.base)

@@ -4,13 +4,14 @@ face with the same face size simulated from a high-resolution reference."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 
+from facequant import options
 from facequant.backends.base import preprocess
 from facequant.backends.registry import BackendFactory, parse_backends
 from facequant.datasets.folders import IMAGE_SUFFIXES
@@ -23,9 +24,12 @@ from facequant.models.normalize import normalize_model
 from facequant.models.sources import resolve_model
 from facequant.models.spec import inspect_model
 from facequant.names import display
+from facequant.params import RUN, WHAT, nested, param, validate
+from facequant.ranges import SEED_RANGE
 from facequant.results.jsonfile import write_run_json
 from facequant.results.output import Inputs, staged_output
 from facequant.simulate.camera import Degradation, simulate
+from facequant.sweep.config import model_help
 
 FIDELITY_CSV = "fidelity.csv"
 RUN_JSON = "run.json"
@@ -37,12 +41,16 @@ class ValidateConfig:
     """validate-sim: a high-resolution reference photo, real captures of the same person, and
     what to simulate (the camera's degradation); saved in run.json."""
 
-    reference: str
-    captures: str
-    model: str = "faceplugin"
-    backends: str = "fp32,int8-pt"
-    degradation: Degradation = field(default_factory=Degradation)
-    seed: int = 0
+    reference: str = param(help="high-resolution photo of the person", group=WHAT, required=True)
+    captures: str = param(help="folder of real lower-resolution or more distant captures", group=WHAT, required=True)
+    model: str = param("faceplugin", help=model_help, group=WHAT)
+    backends: str = param("fp32,int8-pt", help="backends to compare, comma-separated", group=WHAT,
+                          convert=options.name_list)
+    degradation: Degradation = nested(Degradation, default_factory=Degradation)
+    seed: int = param(0, help="seed of the simulated noise", group=RUN, range=SEED_RANGE, integer=True)
+
+    def __post_init__(self) -> None:
+        validate(self, "validate-sim")
 
     def to_dict(self) -> dict[str, object]:
         return {"model": self.model, "reference": self.reference, "captures": self.captures,
@@ -57,7 +65,7 @@ def validate_simulation(
     model: str,
     reference: Path,
     captures: Path,
-    backends: str = "fp32,int8-pt",
+    backends: str,  # ValidateConfig.backends: its default is declared there
     seed: int = 0,
     pipeline: FacePipeline | None = None,
     degradation: Degradation = Degradation(),

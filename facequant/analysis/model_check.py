@@ -13,6 +13,22 @@ from facequant.errors import BadImageError, FacequantError
 from facequant.models import preprocessing
 from facequant.models.budget import check_buffers
 from facequant.models.spec import ModelSpec
+from facequant.params import WHAT, nested, param, validate
+from facequant.ranges import COUNT_RANGE
+from facequant.sweep.config import SweepConfig
+
+
+@dataclass(frozen=True)
+class ModelCheckConfig:
+    """models check: the model and photos (and the preprocessing, overrides, crop margin and
+    seed) as a sweep takes them, and how many photos to score on."""
+
+    sweep: SweepConfig = nested(SweepConfig, help={"seed": "seed of the photo subset"})
+    photos: int = param(preprocessing.CHECK_PHOTOS, help="photos to score on, identity-stratified (as a sweep "
+                        "checks its preprocessing)", group=WHAT, range=COUNT_RANGE, integer=True)
+
+    def __post_init__(self) -> None:
+        validate(self, "models check")
 
 
 @dataclass

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from facequant.analysis.accuracy_control import (
+    SEARCH,
     SEARCH_METHODS,
     AccuracyControlResult,
     AccuracyControlSettings,
@@ -39,7 +40,8 @@ from facequant.backends.quantize.recipes import RECIPES
 from facequant.backends.registry import BackendFactory
 from facequant.errors import FacequantError
 from facequant.evaluate.paired import paired_tar_gain, pooled_tar_gain
-from facequant.ranges import COUNT_RANGE, DISTANCE_RANGE, Range, require
+from facequant.params import nested, param, validate
+from facequant.ranges import COUNT_RANGE, DISTANCE_RANGE, SHARE_RANGE, Range
 from facequant.results.directory import plot_paired_gain, write_results
 from facequant.results.jsonfile import write_json, write_run_json
 from facequant.results.output import inputs_of, staged_output
@@ -63,30 +65,33 @@ MAX_REFINE_POINTS = 16
 
 @dataclass(frozen=True)
 class SearchSettings:
-    base: str = "int8-pt"
-    tolerance_m: float = 0.25  # reliable distance within this of fp32's counts as recovered
-    target_tar: float | None = None  # alternative goal: this TAR ...
-    target_distance_m: float | None = None  # ... at this distance
-    budget: int = 6  # most layers promoted
-    candidates: int = 8  # layers confirmed by re-running, from the top of the damage ranking
+    base: str = param("int8-pt", help="the INT8 recipe to improve", group=SEARCH)
+    # reliable distance within this of fp32's counts as recovered
+    tolerance_m: float = param(0.25, help="reliable distance within this of fp32, metres", group=SEARCH,
+                               option="tolerance", range=Range(0.0, 100.0, low_open=True))
+    target_tar: float | None = param(None, help="goal instead: this TAR ...", group=SEARCH,  # alternative goal
+                                     range=SHARE_RANGE)
+    target_distance_m: float | None = param(None, help="... at this distance (metres)", group=SEARCH,
+                                            option="target-distance", range=DISTANCE_RANGE)
+    budget: int = param(6, help="most layers promoted to 16 bit", group=SEARCH, range=COUNT_RANGE, integer=True)
+    # layers confirmed by re-running, from the top of the damage ranking
+    candidates: int = param(8, help="layers confirmed by re-running", group=SEARCH, range=COUNT_RANGE, integer=True)
     confirm_distances: tuple[float, ...] | None = None  # default: the three farthest with fp32 TAR > 0
-    refine: bool = True  # add sweep points every tolerance_m where the reliable distances are decided
-    method: str = "own"  # own (this search), accuracy-control (NNCF's), both: re-measured side by side
-    accuracy_control: AccuracyControlSettings | None = None  # None: the defaults, when the method asks
-    ac_distance_m: float | None = None  # where accuracy control validates; None: fp32's reliable distance
+    refine: bool = param(True, help="keep the distance grid as given (default: add points every --tolerance metres "
+                         "where the base's and fp32's reliable distances are decided)", group=SEARCH,
+                         option="no-refine", flag=True, negate=True)
+    method: str = param("own", help="own (this search: layers to 16 bit), accuracy-control (NNCF's "
+                        "quantize_with_accuracy_control: layers to float) or both, re-measured side by side",
+                        group=SEARCH, choices=SEARCH_METHODS)
+    # None: the defaults, when the method asks; built from the options only when the method runs NNCF
+    accuracy_control: AccuracyControlSettings | None = nested(
+        AccuracyControlSettings, None, when=lambda values: values.get("method", "own") != "own")
+    ac_distance_m: float | None = param(None, help="where accuracy control validates, metres (default: fp32's "
+                                        "reliable distance)", group=SEARCH, option="ac-distance",
+                                        range=DISTANCE_RANGE)
 
     def __post_init__(self) -> None:  # the CLI checks these where parsed; API callers too
-        if self.method not in SEARCH_METHODS:
-            raise FacequantError(f"search method '{self.method}': choose {', '.join(SEARCH_METHODS)}")
-        if self.ac_distance_m is not None:
-            require("search: ac_distance_m", self.ac_distance_m, DISTANCE_RANGE)
-        require("search: tolerance_m", self.tolerance_m, Range(0.0, 100.0, low_open=True))
-        require("search: budget", self.budget, COUNT_RANGE, integer=True)
-        require("search: candidates", self.candidates, COUNT_RANGE, integer=True)
-        if self.target_tar is not None:
-            require("search: target_tar", self.target_tar, Range(0.0, 1.0, low_open=True))
-        if self.target_distance_m is not None:
-            require("search: target_distance_m", self.target_distance_m, DISTANCE_RANGE)
+        validate(self, "search")
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)

@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facequant import options
 from facequant.datasets.folders import IMAGE_SUFFIXES
 from facequant.errors import FacequantError
+from facequant.params import nested, param, validate
+from facequant.ranges import CALIBRATION_METHODS, COUNT_RANGE
 from facequant.results.directory import pyplot, save_figure
 from facequant.results.jsonfile import write_run_json
 from facequant.results.output import Inputs, staged_output
@@ -22,6 +25,11 @@ from facequant.sweep.result import SweepResult
 from facequant.versions import versions
 
 STUDIES = ("calibration-size", "calibration-distance", "calibration-method")
+#: What each study varies: its own option (a StudyConfig field) and the sweep field it sets per variant.
+VARIES = {"calibration-size": ("sizes", "calibration_size"),
+          "calibration-distance": ("mixes", "calibration_distances_m"),
+          "calibration-method": ("methods", "calibration_method")}
+STUDY = "study"  # the --help group of a study's own options
 STUDY_COLUMNS = ["study", "variant", "backend", "n_calibration_crops", "tar_close", "reliable_distance_m",
                  "cliff_distance_m", "distance_cost_m", "cos_to_fp32_far", "prenorm_far", "far_max", "degenerate"]
 
@@ -31,16 +39,23 @@ class StudyConfig:
     """One study: the recipe calibrated several ways, each a sweep of fp32 and the recipe.
     `sweep` carries everything else (model, photos, camera, distances, seed ...)."""
 
-    kind: str  # one of STUDIES
-    recipe: str
-    sweep: SweepConfig
-    sizes: tuple[int, ...] | None = None  # calibration-size: default 16, 64, ... up to the photos
-    mixes: tuple[tuple[float, ...], ...] | None = None  # calibration-distance: default close, +3, +6, +10 m
-    methods: tuple[str, ...] = ("minmax", "entropy", "percentile")  # calibration-method
+    kind: str = param(help="the study: what it varies", choices=STUDIES, positional=True)
+    recipe: str = param(help="the quantized backend to study", group=STUDY, convert=options.text, fallback="int8-pt")
+    sweep: SweepConfig = nested(SweepConfig)
+    # calibration-size: default 16, 64, ... up to the photos
+    sizes: tuple[int, ...] | None = param(None, help="calibration sizes, e.g. 16,64,256 (default: 16, 64, ... up to "
+                                          "the photos available; sizes above the photos available run once, as "
+                                          "N=<photos> (all))", group=STUDY, range=COUNT_RANGE, integer=True,
+                                          convert=options.sizes, to_field=lambda v: tuple(int(n) for n in v))
+    # calibration-distance: default close, +3, +6, +10 m
+    mixes: tuple[tuple[float, ...], ...] | None = param(None, help="calibration distance mixes, ';' between mixes, "
+                                                        "e.g. '0.5;0.5,3,6;3,6'", group=STUDY,
+                                                        convert=options.distance_mixes, to_field=tuple)
+    methods: tuple[str, ...] = param(CALIBRATION_METHODS, help="calibration methods to compare", group=STUDY,
+                                     choices=CALIBRATION_METHODS, to_field=tuple)
 
     def __post_init__(self) -> None:
-        if self.kind not in STUDIES:
-            raise FacequantError(f"study '{self.kind}': choose one of {', '.join(STUDIES)}")
+        validate(self, "study")
         check_calibrated(self.recipe)
 
     def to_dict(self) -> dict[str, object]:
@@ -117,7 +132,7 @@ def distance_variants(base: SweepConfig, mixes: Sequence[Sequence[float]] | None
             for mix in mixes]
 
 
-def method_variants(base: SweepConfig, methods: Sequence[str] = ("minmax", "entropy", "percentile")) -> list[Variant]:
+def method_variants(base: SweepConfig, methods: Sequence[str] = CALIBRATION_METHODS) -> list[Variant]:
     return [Variant(m, dataclasses.replace(base, calibration_method=m)) for m in methods]
 
 

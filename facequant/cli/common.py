@@ -40,9 +40,27 @@ GIVEN = "given_options"
 class OptionParser(argparse.ArgumentParser):
     """argparse that records which of a command's table options the command line gave (GIVEN):
     their defaults are held back while parsing (argparse.SUPPRESS: an option not given leaves
-    no value) and filled in afterwards, converted as argparse converts a default."""
+    no value) and filled in afterwards, converted as argparse converts a default.
+
+    A command's options are added when it is first used (parsed, its help shown): they are
+    derived from its config classes, whose modules import the engine's dependencies; the
+    command line pays that for the command it runs only."""
 
     _held: dict[str, argparse.Action] | None = None
+    _declare: Callable[[argparse.ArgumentParser], Sequence[Option]] | None = None
+
+    def declare(self, declare: Callable[[argparse.ArgumentParser], Sequence[Option]]) -> None:
+        self._declare = declare
+
+    def ready(self) -> None:
+        """Add the declared options now (once)."""
+        if self._declare is None:
+            return
+        declare, self._declare = self._declare, None
+        opts = tuple(declare(self))
+        options_table.add_options(self, opts)
+        self.set_defaults(options=opts)
+        self.hold_defaults({o.dest for o in opts})
 
     def hold_defaults(self, dests: Collection[str]) -> None:
         self._held = {}
@@ -51,8 +69,21 @@ class OptionParser(argparse.ArgumentParser):
                 self._held[action.dest] = copy.copy(action)  # keeps the default and the converter
                 action.default = argparse.SUPPRESS
 
-    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+    def format_help(self) -> str:
+        self.ready()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self.ready()
+        return super().format_usage()
+
+    def get_default(self, dest: str) -> object:
+        self.ready()
+        return super().get_default(dest)
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]  # typeshed's overloads
                          namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        self.ready()
         parsed, rest = super().parse_known_args(args, namespace)
         if self._held is not None:
             setattr(parsed, GIVEN, frozenset(dest for dest in self._held if hasattr(parsed, dest)))
@@ -64,16 +95,25 @@ class OptionParser(argparse.ArgumentParser):
         return parsed, rest
 
 
-def command(sub: argparse._SubParsersAction, name: str, opts: Sequence[Option] = (), **kwargs: object,
+def command(sub: argparse._SubParsersAction, name: str,
+            declare: Callable[[argparse.ArgumentParser], Sequence[Option]] | Sequence[Option], **kwargs: object,
             ) -> argparse.ArgumentParser:
-    """A subcommand whose description and examples keep their own line breaks, with `opts`
-    as its option groups; the options, and which of them the command line gave, are kept on
-    the parsed namespace for --config."""
-    parser = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)  # type: ignore[arg-type]
-    options_table.add_options(parser, opts)
-    parser.set_defaults(options=tuple(opts))
+    """A subcommand whose description and examples keep their own line breaks, with the
+    options `declare(parser)` returns (it may add positional arguments) as its option groups,
+    added when the command is first used; the options, and which of them the command line
+    gave, are kept on the parsed namespace for --config."""
+    parser = sub.add_parser(name, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)  # type: ignore[arg-type]  # typeshed: kwargs typed per key
+    if not callable(declare):  # options given as rows (a command with no config of its own: compare)
+        rows = tuple(declare)
+
+        def declare(_: argparse.ArgumentParser) -> Sequence[Option]:
+            return rows
     if isinstance(parser, OptionParser):
-        parser.hold_defaults({o.dest for o in opts})
+        parser.declare(declare)
+    else:  # a plain argparse parent: declared now
+        opts = tuple(declare(parser))
+        options_table.add_options(parser, opts)
+        parser.set_defaults(options=opts)
     return parser
 
 
@@ -89,6 +129,13 @@ def values(args: argparse.Namespace) -> dict[str, object]:
     opts: Sequence[Option] = getattr(args, "options", ())
     parsed = {k: v for k, v in vars(args).items() if k not in ("options", GIVEN)}
     return options_table.merge_config(parsed, opts, given(args))
+
+
+def provided(args: argparse.Namespace) -> frozenset[str]:
+    """The dests the user set: on the command line or in the --config file."""
+    path = getattr(args, "config", None)
+    in_file = options_table.read_config(Path(str(path)), getattr(args, "options", ())) if path else {}
+    return given(args) | frozenset(in_file)
 
 
 def inputs(values: Mapping[str, object]) -> tuple[tuple[str, str], ...]:
@@ -109,13 +156,13 @@ def output(values: Mapping[str, object], default_stem: str) -> Output:
 def progress_bar(quiet: object, labels: Mapping[str, str] | None = None) -> Iterator[Progress]:
     """A rich progress bar, one task per stage as it first reports; nothing with --quiet, and
     nothing at all (not an empty line) when the command fails before its first step."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
 
     names = {**LABELS, **(labels or {})}
     bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
               disable=bool(quiet), transient=False)
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def report(stage: str, done: int, total: int) -> None:
         if not tasks:

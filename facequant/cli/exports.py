@@ -7,20 +7,34 @@ import re
 
 from facequant import options
 from facequant.cli import common
-from facequant.config import RUN, WHAT, Option, options_for, sweep_config
+from facequant.config import RUN, Option, options_for, positional, sweep_config
+from facequant.params import build
 
 #: --force as every command has it, worded for an export folder.
 _FORCE = Option("force", "replace an existing export folder, only one facequant wrote (its .facequant.json lists "
                 "every file in it)", RUN, flag=True)
 
 
+def _probes_options(parser: argparse.ArgumentParser) -> list[Option]:
+    from facequant.sweep.config import SweepConfig
+
+    return options_for("export-probes", SweepConfig, own=(
+        Option("out", "export folder (default runs/probes-<model>-<time>)", RUN, type=options.out_dir), _FORCE))
+
+
+def _precision_options(parser: argparse.ArgumentParser) -> list[Option]:
+    from facequant.backends.quantize.export import PrecisionExportConfig
+
+    positional(parser, PrecisionExportConfig, "recipe", "export-precision")
+    return options_for("export-precision", PrecisionExportConfig, own=(
+        Option("out", "export folder (default runs/precision-<recipe>-<time>)", RUN, type=options.out_dir), _FORCE))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from facequant.backends.external import LAYOUTS_HELP
 
-    own = (Option("out", "export folder (default runs/probes-<model>-<time>)", RUN, type=options.out_dir),
-           _FORCE)
     p = common.command(
-        sub, "export-probes", options_for("export-probes", own),
+        sub, "export-probes", _probes_options,
         help="write the sweep's exact model inputs (NPY, PNG, manifest) to run on a device",
         description="Write, for the enrolment set and each distance, the aligned degraded crops exactly as a sweep "
                     "feeds the model: PNGs (RGB uint8, model input size), one NCHW float32 tensor per set (.npy), "
@@ -30,21 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  facequant sweep --distances 1,3,6 --backends fp32,int8-pt,external:hailo=probes/\n")
     p.set_defaults(func=cmd_export_probes)
 
-    own = (Option("name-map", "ONNX node -> compiler layer names (YAML/JSON mapping or CSV onnx,hailo)", WHAT,
-                  type=options.text),
-           Option("out", "export folder (default runs/precision-<recipe>-<time>)", RUN, type=options.out_dir),
-           _FORCE)
     p = common.command(
-        sub, "export-precision", options_for("export-precision", own),
+        sub, "export-precision", _precision_options,
         help="export a mixed-precision recipe: ORT JSON, per-layer JSON, Hailo .alls",
         description="Write the recipe as ORT quantize_static options (TensorQuantOverrides; reloads into the same "
                     "model), a per-layer precision JSON for other toolchains, and Hailo model-script lines "
                     "`quantization_param(<layer>, precision_mode=a16_w16)`, calibrated on the photos, camera and "
-                    "distances a sweep with the same options calibrates on.",
+                    "distances a sweep with the same options calibrates on (and its --calib-method).",
         epilog="example:\n  facequant export-precision int8-pt+16bit:last3 --name-map names.csv --out exports/\n"
                "names.csv: onnx,hailo rows (Hailo renames layers; unmapped ones are warned about)")
-    p.add_argument("recipe", type=options.text,
-                   help="a static recipe, e.g. int8-pt+16bit:last3 or int8-pc+16bit:nodes=Conv_91;Conv_94")
     p.set_defaults(func=cmd_export_precision)
 
 
@@ -67,8 +75,7 @@ def cmd_export_precision(args: argparse.Namespace) -> int:
     from facequant.backends.quantize.export import PrecisionExportConfig
 
     values = common.values(args)
-    config = PrecisionExportConfig(str(values["recipe"]), sweep_config({**values, "backends": "fp32"}),
-                                   str(values["name_map"]) if values.get("name_map") else None)
+    config: PrecisionExportConfig = build(PrecisionExportConfig, {**values, "backends": "fp32"})
     stem = re.sub(r"[^A-Za-z0-9._+-]+", "_", config.recipe)[:60]  # recipes hold ':', ';', '=' and paths
     output = common.output(values, f"precision-{stem}")
     with common.progress_bar(values.get("quiet")) as progress:

@@ -48,7 +48,7 @@ def _tolerant_streams() -> None:
     # \xNN, the rule of every output, rather than fail with UnicodeEncodeError after the work.
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.reconfigure(errors=ESCAPE)  # type: ignore[union-attr]
+            stream.reconfigure(errors=ESCAPE)  # type: ignore[union-attr]  # TextIO in typeshed; a TextIOWrapper here
         except (AttributeError, ValueError, OSError):
             pass
 

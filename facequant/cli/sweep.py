@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from facequant.cli import common
-from facequant.config import options_for, sweep_config
+from facequant.config import Option, options_for, sweep_config
 
 EPILOG = """examples:
   facequant sweep                                   # shared model + celebs13, fp32 vs int8-pt vs int8-pc
@@ -21,12 +21,18 @@ EPILOG = """examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = common.command(sub, "sweep", options_for("sweep"), help="distance sweep: sweep.csv, cliff.csv, plots, run.json",
+    p = common.command(sub, "sweep", _options, help="distance sweep: sweep.csv, cliff.csv, plots, run.json",
                        epilog=EPILOG,
                        description="Simulate each photo at each distance, embed it with every backend, and report "
                                    "TAR/FAR at one threshold (set on fp32 close-range impostors at --far), pre-norm "
                                    "statistics, and per backend the reliable distance and the cliff.")
     p.set_defaults(func=cmd_sweep)
+
+
+def _options(parser: argparse.ArgumentParser) -> list[Option]:
+    from facequant.sweep.config import SweepConfig
+
+    return options_for("sweep", SweepConfig)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

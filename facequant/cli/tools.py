@@ -7,8 +7,37 @@ from pathlib import Path
 
 from facequant import options
 from facequant.cli import common
-from facequant.config import RUN, SWEEP_OPTIONS, TUI, WHAT, Option, options_for
+from facequant.config import MODELS_CHECK, RUN, TUI, VALIDATE, Option, options_for, positional
 from facequant.errors import FacequantError
+from facequant.params import build
+
+
+def _check_options(parser: argparse.ArgumentParser) -> list[Option]:
+    from facequant.analysis.model_check import ModelCheckConfig
+    from facequant.sweep.config import SweepConfig
+
+    positional(parser, SweepConfig, "model", MODELS_CHECK)
+    return options_for(MODELS_CHECK, ModelCheckConfig)
+
+
+def _validate_options(parser: argparse.ArgumentParser) -> list[Option]:
+    from facequant.analysis.fidelity import ValidateConfig
+
+    return options_for(VALIDATE, ValidateConfig, own=(
+        Option("out", "results directory: fidelity.csv, run.json (default runs/validate-<time>)", RUN,
+               type=options.out_dir),))
+
+
+def _tui_options(parser: argparse.ArgumentParser) -> list[Option]:
+    from facequant.sweep.config import SweepConfig
+
+    return options_for(TUI, SweepConfig, own=(
+        Option("results", "open this results directory (nothing is recomputed)", RUN, type=Path),
+        Option("runs", "where runs are saved and listed", RUN, default=Path("runs"), type=Path),
+        Option("diagnostics", "layer diagnostics folder (layers.csv, summary.csv); default: <results>/diagnostics",
+               RUN, type=Path),
+        Option("out", "prefills 'save to': the run's results directory (default runs/<model>-<time>)", RUN,
+               type=options.out_dir)))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,26 +46,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = msub.add_parser("inspect", help="print the inferred spec of a model (input, size, mean/std, opset, batch)")
     p.add_argument("model", help="ONNX path, 'faceplugin' or an insightface pack name")
     p.set_defaults(func=cmd_models_inspect)
-    p = msub.add_parser("check", help="score candidate preprocessings of a model on photos (verification AUC) and "
-                        "show what its graph does at both ends",
-                        description="Embed close-range aligned crops of a seeded, identity-stratified subset of DIR "
-                                    "under each candidate preprocessing (RGB/BGR x raw, x/255, (x-127.5)/127.5, "
-                                    "(x-127.5)/128, Caffe means, ImageNet mean/std, and the spec inferred from the "
-                                    "graph), score each by verification AUC on genuine vs impostor pairs, and say "
-                                    "which one a sweep would use. Also reports in-graph input normalization and an "
-                                    "output L2 normalization (cut off so that the pre-norm is measured).")
-    p.add_argument("model", type=options.text, help="ONNX path, 'faceplugin' or an insightface pack name")
-    p.add_argument("--data", default=None, type=options.text,
-                   help="folder of identity folders (default: celebs13 in the shared folder)")
-    p.add_argument("--preprocessing", default="auto", type=options.preprocessing, metavar="NAME",
-                   help="as facequant sweep: auto, inferred or a candidate name")
-    p.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE", type=options.model_override,
-                   help="as facequant sweep, e.g. mean=103.939,116.779,123.68 std=1 channel_order=BGR")
-    p.add_argument("--crop-margin", type=options.crop_margin, default=0.0, metavar="FRACTION",
-                   help="extra border around the aligned face (default 0)")
-    p.add_argument("--seed", type=options.seed, default=0, help="seed of the photo subset (default 0)")
-    p.add_argument("--photos", type=options.positive_int, default=None,
-                   help="photos to score on (default: as a sweep, 32, identity-stratified)")
+    p = common.command(msub, "check", _check_options,
+                       help="score candidate preprocessings of a model on photos (verification AUC) and show what its "
+                            "graph does at both ends",
+                       description="Embed close-range aligned crops of a seeded, identity-stratified subset of DIR "
+                                   "under each candidate preprocessing (RGB/BGR x raw, x/255, (x-127.5)/127.5, "
+                                   "(x-127.5)/128, Caffe means, ImageNet mean/std, and the spec inferred from the "
+                                   "graph), score each by verification AUC on genuine vs impostor pairs, and say "
+                                   "which one a sweep would use. Also reports in-graph input normalization and an "
+                                   "output L2 normalization (cut off so that the pre-norm is measured). Its options "
+                                   "mean what they mean to facequant sweep, and --config takes the same keys.")
     p.set_defaults(func=cmd_models_check)
     p = msub.add_parser("pull", help="fetch a model: 'faceplugin' via npm pack (sha256-verified), or an insightface pack")
     p.add_argument("name", help="faceplugin, buffalo_l, buffalo_s or antelopev2")
@@ -46,16 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cameras", help="list camera presets and the face size each gives by distance")
     p.set_defaults(func=cmd_cameras)
 
-    own = (Option("reference", "high-resolution photo of the person", WHAT, type=options.text, required=True),
-           Option("captures", "folder of real lower-resolution or more distant captures", WHAT, type=options.text,
-                  required=True),
-           Option("model", "model (default: the shared faceplugin model)", WHAT, type=options.text),
-           Option("backends", "backends to compare (default fp32,int8-pt)", WHAT, default="fp32,int8-pt",
-                  type=options.name_list),
-           Option("out", "results directory: fidelity.csv, run.json (default runs/validate-<time>)", RUN,
-                  type=options.out_dir),
-           Option("seed", "seed of the simulated noise (default 0)", RUN, default=0, type=options.seed))
-    p = common.command(sub, "validate-sim", options_for("validate-sim", own),
+    p = common.command(sub, "validate-sim", _validate_options,
                        help="check the distance simulation against real lower-resolution captures",
                        description="For each capture of the reference person, measure its face size, simulate that "
                                    "size from the high-resolution reference, and compare cosine to the reference "
@@ -63,13 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "|delta_cos| <= 0.02 means the simulation can be trusted.")
     p.set_defaults(func=cmd_validate_sim)
 
-    own = (Option("results", "open this results directory (nothing is recomputed)", RUN, type=Path),
-           Option("runs", "where runs are saved and listed (default runs/)", RUN, default=Path("runs"), type=Path),
-           Option("diagnostics", "layer diagnostics folder (layers.csv, summary.csv); default: "
-                  "<results>/diagnostics", RUN, type=Path),
-           Option("out", "prefills 'save to': the run's results directory (default runs/<model>-<time>)", RUN,
-                  type=options.out_dir))
-    p = common.command(sub, "tui", options_for(TUI, own),
+    p = common.command(sub, "tui", _tui_options,
                        help="terminal UI: set up and run a sweep, watch results per distance, open old runs",
                        description="Setup (model, dataset, camera, distances, backends; prefilled from these options "
                                    "and --config as `facequant sweep` takes them, else from the last run under "
@@ -83,13 +87,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models_check(args: argparse.Namespace) -> int:
-    from facequant import settings
-    from facequant.analysis.model_check import run_check
+    from facequant.analysis.model_check import ModelCheckConfig, run_check
     from facequant.cli.show import show
     from facequant.render.check import render_check
 
-    show(render_check(run_check(args.model, args.data or str(settings.default_dataset_path()), args.preprocessing,
-                                dict(args.model_override), args.crop_margin, args.seed, args.photos)))
+    config: ModelCheckConfig = build(ModelCheckConfig, common.values(args))
+    s = config.sweep
+    show(render_check(run_check(s.model, s.data, s.preprocessing, s.model_overrides, s.crop_margin, s.seed,
+                                config.photos)))
     return 0
 
 
@@ -127,14 +132,9 @@ def cmd_validate_sim(args: argparse.Namespace) -> int:
     from facequant.analysis.fidelity import FIDELITY_CSV, ValidateConfig
     from facequant.cli.show import show
     from facequant.render.fidelity import render_fidelity
-    from facequant.simulate.camera import Degradation
 
     values = common.values(args)
-    config = ValidateConfig(reference=str(values["reference"]), captures=str(values["captures"]),
-                            model=str(values.get("model") or "faceplugin"), backends=str(values["backends"]),
-                            degradation=Degradation(float(values["blur"]), float(values["noise"]),  # type: ignore[arg-type]
-                                                    int(values["jpeg"])),  # type: ignore[call-overload]
-                            seed=int(values["seed"]))  # type: ignore[call-overload]
+    config: ValidateConfig = build(ValidateConfig, values)
     output = common.output(values, "validate")
     with common.progress_bar(values.get("quiet")) as progress:
         table = api.validate_simulation(config, output, progress)
@@ -152,6 +152,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
     # The sweep options given on the command line prefill the form (over --config, as for
     # sweep), a value equal to the default included.
     given = common.given(args)
-    prefill = {o.dest: getattr(args, o.dest) for o in SWEEP_OPTIONS if o.dest in given and o.name != "config"}
+    run_only = {"config", "results", "runs", "diagnostics"}
+    prefill = {o.dest: getattr(args, o.dest) for o in args.options if o.dest in given and o.name not in run_only}
     return run_tui(results=args.results, config=args.config, runs_dir=args.runs, diagnostics=args.diagnostics,
                    prefill=prefill)

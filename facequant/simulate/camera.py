@@ -15,6 +15,7 @@ import yaml
 from facequant import settings, yamlfiles
 from facequant.errors import FacequantError
 from facequant.faces.alignment import TEMPLATE_EYE_DISTANCE_112
+from facequant.params import PROBES, SIMULATION, VALIDATE, param, validate
 from facequant.ranges import (
     BLUR_RANGE,
     DISTANCE_RANGE,
@@ -116,14 +117,15 @@ def camera_from_spec(spec: str) -> CameraProfile:
 class Degradation:
     """What a real camera adds on top of fewer pixels. Zero means off."""
 
-    blur_sigma_px: float = 0.0  # optics blur, in camera pixels
-    noise_sigma: float = 0.0  # sensor noise, std in 8-bit levels
-    jpeg_quality: int = 0  # 1..100; 0 = no re-encoding
+    blur_sigma_px: float = param(0.0, help="optics blur sigma in camera pixels (0: off)", group=SIMULATION,
+                                 option="blur", range=BLUR_RANGE, commands=(*PROBES, VALIDATE))
+    noise_sigma: float = param(0.0, help="sensor noise sigma in 8-bit levels (0: off)", group=SIMULATION,
+                               option="noise", range=NOISE_RANGE, commands=(*PROBES, VALIDATE))
+    jpeg_quality: int = param(0, help="JPEG quality 1-100 applied at camera resolution (0: off)", group=SIMULATION,
+                              option="jpeg", range=JPEG_RANGE, integer=True, commands=(*PROBES, VALIDATE))
 
     def __post_init__(self) -> None:
-        require("degradation: blur_sigma_px", self.blur_sigma_px, BLUR_RANGE)
-        require("degradation: noise_sigma", self.noise_sigma, NOISE_RANGE)
-        require("degradation: jpeg_quality", self.jpeg_quality, JPEG_RANGE, integer=True)
+        validate(self, "degradation")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

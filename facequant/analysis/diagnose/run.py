@@ -47,6 +47,7 @@ from facequant.backends.registry import BackendFactory, check_backend_name
 from facequant.backends.runtime import OrtBackend
 from facequant.backends.runtimes import is_runtime_name
 from facequant.errors import FacequantError
+from facequant.params import nested, param, validate
 from facequant.ranges import COUNT_RANGE, Range, require
 from facequant.sweep.config import SweepConfig
 from facequant.sweep.probes import ProbeSet, prepare_probes
@@ -75,16 +76,21 @@ class DiagnoseConfig:
     photos, camera, distances, degradation, calibration and seed exactly as a sweep takes them;
     its `backends` are the quantized backends to diagnose (fp32 is the reference, always)."""
 
-    sweep: SweepConfig
-    max_probes: int | None = None  # a seeded subset of the photos; None: all of them
-    layer: str | None = None  # the layer whose level histogram is plotted; None: the worst at the farthest distance
-    snr_threshold_db: float = 10.0  # 000_'s line for 8-bit layers
+    sweep: SweepConfig = nested(SweepConfig, help={"backends": (
+        f"comma-separated static QDQ backends ({STATIC_BACKENDS_HELP}); fp32 is the reference and is skipped; fp16, "
+        "int8-dyn and external backends are refused")})
+    # a seeded subset of the photos; None: all of them
+    max_probes: int | None = param(None, help="diagnose a seeded subset of this many photos (default: all)",
+                                   group="diagnose", range=COUNT_RANGE, integer=True)
+    # the layer whose level histogram is plotted; None: the worst at the farthest distance
+    layer: str | None = param(None, help="layer for the activation histogram (default: the worst quantized layer at "
+                              "the farthest distance)", group="diagnose")
+    snr_threshold_db: float = param(10.0, help="SNR line in dB for the summary", group="diagnose",  # 000_'s 8-bit line
+                                    option="snr-threshold", range=Range(-100.0, 200.0))
     memory_mb: int = 1024  # bound on the float tensors + integer codes one batch holds
 
     def __post_init__(self) -> None:  # the CLI checks these where parsed; API callers too
-        if self.max_probes is not None:
-            require("diagnose: max_probes", self.max_probes, COUNT_RANGE, integer=True)
-        require("diagnose: snr_threshold_db", self.snr_threshold_db, Range(-100.0, 200.0))
+        validate(self, "diagnose")
         require("diagnose: memory_mb", self.memory_mb, COUNT_RANGE, integer=True)
 
     def to_dict(self) -> dict[str, object]:

@@ -27,7 +27,14 @@ from facequant.analysis.recommend.verdicts import (
     verdict_frame,
 )
 from facequant.errors import FacequantError
-from facequant.ranges import Range, require
+from facequant.params import WHAT, param, validate
+from facequant.ranges import FRACTION_RANGE, require
+
+
+def _names(value: object) -> tuple[str, ...] | None:
+    """--scenario: names (or YAML paths), comma-separated; None: every scenario."""
+    names = [n.strip() for n in str(value or "").split(",") if n.strip()]
+    return tuple(names) or None
 
 
 @dataclass(frozen=True)
@@ -35,13 +42,26 @@ class RecommendConfig:
     """recommend: a results directory and the scenarios to judge it by (all of
     configs/scenarios, or names / YAML paths), with an optional device profile."""
 
-    results: str
-    scenarios: tuple[str, ...] | None = None
-    scenarios_dir: str | None = None
-    device_profile: str | None = None
-    latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE
+    results: str = param(help="results directory of a sweep (required, here or in --config)", group=WHAT)
+    scenarios: tuple[str, ...] | None = param(None, help="scenario name(s), comma-separated, or a scenario YAML path "
+                                              "(default: every scenario)", group=WHAT, option="scenario",
+                                              to_field=_names)
+    scenarios_dir: str | None = param(None, help="folder of scenario YAML files (default configs/scenarios)",
+                                      group=WHAT)
+    device_profile: str | None = param(None, help="device latencies (configs/devices/*.yaml) to use instead of the "
+                                       "sweep's CPU timing", group=WHAT)
+    latency_tolerance: float = param(DEFAULT_LATENCY_TOLERANCE, help="CPU latencies within this fraction of each "
+                                     "other are a tie, broken by file size; so are those within each other's spread "
+                                     "across interleaved rounds", group=WHAT, range=FRACTION_RANGE)
     write: bool = True  # recommend.csv into the results directory (the TUI only views)
-    latency: str = "auto"  # LATENCY_CHOICES: which latency orders the backends
+    # which latency orders the backends
+    latency: str = param("auto", help="which latency orders the backends and checks the budget: cpu (this "
+                         "machine's interleaved timing), device (the --device-profile's or the sweep's device "
+                         "figures), off (file size, then 16-bit/float layers), auto: device when every backend has a "
+                         "device figure, else cpu", group=WHAT, choices=LATENCY_CHOICES)
+
+    def __post_init__(self) -> None:
+        validate(self, "recommend")
 
 
 def recommend(results: Mapping[str, Any], scenarios: Sequence[Scenario] | None = None,
@@ -156,7 +176,7 @@ def recommend_dir(results_dir: str | Path, scenario: str | Sequence[str] | None 
     LATENCY_CHOICES (auto: device figures when every backend has one, else the CPU's)."""
     from facequant.results.reading import load_results
 
-    require("latency_tolerance", latency_tolerance, Range(0.0, 1.0))
+    require("latency_tolerance", latency_tolerance, FRACTION_RANGE)
     if latency not in LATENCY_CHOICES:
         raise FacequantError(f"--latency must be one of {', '.join(LATENCY_CHOICES)}, got {latency!r}")
     out = Path(results_dir)

@@ -8,7 +8,7 @@ import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import yaml
@@ -19,11 +19,10 @@ from facequant.backends.quantize.build import prepare_for_quantization, static_q
 from facequant.backends.quantize.layers import graph_layers, resolve_recipe
 from facequant.backends.quantize.recipes import QuantRecipe
 from facequant.errors import FacequantError
+from facequant.params import WHAT, nested, param
 from facequant.results.jsonfile import write_json, write_run_json
 from facequant.results.output import Inputs, staged_output
-
-if TYPE_CHECKING:
-    from facequant.sweep.config import SweepConfig
+from facequant.sweep.config import SweepConfig
 
 ORT_JSON = "ort_quantization.json"
 PRECISION_JSON = "layer_precision.json"
@@ -156,9 +155,11 @@ class PrecisionExportConfig:
     (model, photos, camera, calibration subset and distances, seed), and an optional map of
     ONNX node names to the compiler's layer names."""
 
-    recipe: str
-    sweep: SweepConfig
-    name_map: str | None = None
+    recipe: str = param(help="a static recipe, e.g. int8-pt+16bit:last3 or int8-pc+16bit:nodes=Conv_91;Conv_94",
+                        positional=True)
+    sweep: SweepConfig = nested(SweepConfig)
+    name_map: str | None = param(None, help="ONNX node -> compiler layer names (YAML/JSON mapping or CSV onnx,hailo)",
+                                 group=WHAT)
 
     def to_dict(self) -> dict[str, object]:
         return {"recipe": self.recipe, "sweep": self.sweep.to_dict(), "name_map": self.name_map}
@@ -166,13 +167,16 @@ class PrecisionExportConfig:
 
 def export_precision(recipe_name: str, normalized_model: Path, input_name: str, calibration: np.ndarray, out: Path,
                      name_map: dict[str, str] | None = None, force: bool = False, inputs: Inputs = (),
-                     run: dict[str, Any] | None = None) -> dict[str, Any]:
+                     run: dict[str, Any] | None = None, calibration_method: str | None = None) -> dict[str, Any]:
     """Write the three exports for a recipe into the results directory `out` (staged, with
     its marker, like every results directory), and run.json (`run`, with the recipe and the
-    warnings); returns paths and warnings."""
+    warnings); returns paths and warnings. `calibration_method` replaces the recipe's own,
+    as a sweep's --calib-method does."""
     recipe = resolve_recipe(recipe_name, normalized_model)
     if not recipe.needs_calibration:
         raise FacequantError(f"recipe '{recipe_name}': only static QDQ recipes have per-layer precision to export")
+    if calibration_method:
+        recipe = recipe.with_calibration(calibration_method)
     with tempfile.TemporaryDirectory() as tmp:
         prepped = prepare_for_quantization(normalized_model, recipe, Path(tmp))
         options = static_quant_options(prepped, input_name, recipe, calibration, Path(tmp))

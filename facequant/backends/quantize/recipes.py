@@ -14,12 +14,11 @@ from onnxruntime.quantization import (
 )
 
 from facequant.errors import FacequantError
+from facequant.ranges import CALIBRATION_METHODS as METHOD_NAMES
 
-CALIBRATION_METHODS = {
-    "minmax": CalibrationMethod.MinMax,
-    "entropy": CalibrationMethod.Entropy,
-    "percentile": CalibrationMethod.Percentile,
-}
+#: ONNX Runtime's method for each name users type (the names: facequant.ranges.CALIBRATION_METHODS).
+CALIBRATION_METHODS = dict(zip(METHOD_NAMES, (CalibrationMethod.MinMax, CalibrationMethod.Entropy,
+                                              CalibrationMethod.Percentile), strict=True))
 QUANT_TYPES = {
     "uint8": QuantType.QUInt8,
     "int8": QuantType.QInt8,
