@@ -121,3 +121,30 @@ def test_fidelity_and_diagnosis_lines_are_plain_text_not_markup():
                           "sim_cos": [0.79], "delta_cos": [-0.01], "skipped": [None]})
     text = plain(render_fidelity(table, None), width=100)
     assert "[bold]cam1.jpg" in text and "max |delta_cos| = 0.010 (within the 0.02 goal)" in text
+
+
+def test_search_lines__beyond_the_sweep_untimed_cpu_and_the_paired_gain(monkeypatch: pytest.MonkeyPatch):
+    from types import SimpleNamespace
+
+    from facequant.analysis import search
+    from facequant.render.search import render_search
+
+    summary = {"recipe": "int8-pt+a16:Conv_91", "remeasured": {
+        "fp32": {"reliable_distance_m": INF, "cliff_distance_m": INF},
+        "int8-pt+a16:Conv_91": {"reliable_distance_m": 5.5, "cliff_distance_m": 9.25}},
+        "cost": {"fp32": {"layers_16bit": 0, "file_bytes": 4_000_000, "latency_vs_fp32": 1.0},
+                 "int8-pt+a16:Conv_91": {"layers_16bit": 3, "file_bytes": 1_500_000,
+                                         "latency_vs_fp32": math.nan}},
+        "recipe_vs_base": {"distances_m": [6.0, 7.0], "tar_gain": 0.12, "ci95": [0.05, 0.2]},
+        "recipe_vs_fp32": {"distances_m": [6.0], "tar_gain": -0.01, "ci95": None}}
+    monkeypatch.setattr(search, "search_summary", lambda result: summary)
+    result = SimpleNamespace(settings=search.SearchSettings(), layers=["Conv_91"], goal_met=True,
+                             run={"refined_distances_m": [5.0, 5.25, 5.5]}, accuracy_control=None)
+    text = " ".join(plain(render_search(result, None), width=200).split())  # type: ignore[arg-type]
+    assert "recipe: int8-pt+a16:Conv_91 (1 layer(s) chosen; goal met in the search)" in text
+    assert "grid refined to 3 distances (every 0.25 m" in text
+    assert "fp32 reliable beyond the sweep, cliff beyond the sweep, 0 16-bit layers, 4.00 MB, CPU 1.00x fp32" in text
+    assert "reliable 5.50 m, cliff 9.25 m, 3 16-bit layers, 1.50 MB, CPU not timed" in text
+    assert "TAR vs int8-pt over 6-7 m: +0.120 (95% CI +0.050 to +0.200; paired" in text
+    assert "TAR vs fp32" not in text  # no interval: no claim
+    assert "inf" not in text and "nan" not in text

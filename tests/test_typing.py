@@ -5,10 +5,14 @@ package without types), so that none hides a mistake of ours."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser as a package (the dev extra installs it there)
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 IGNORE = re.compile(r"#\s*type:\s*ignore(?P<rest>.*)$")

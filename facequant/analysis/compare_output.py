@@ -151,16 +151,3 @@ def lines(c: Comparison) -> list[str]:
         if len(c.provenance) > 12:
             out.append(f"  ... {len(c.provenance) - 12} more in {COMPARE_JSON}")
     return out
-
-
-def print_comparison(c: Comparison, out: Path | None) -> None:
-    from rich.console import Console
-
-    console = Console()
-    for line in lines(c):
-        style = "bold red" if line.startswith("NOT COMPARABLE") else "yellow" if line.startswith("warning") else None
-        console.print(line, style=style, highlight=False, markup=False, soft_wrap=True)
-    if out is not None:
-        console.print(f"results in {out} ({COMPARE_CSV}, {COMPARE_TAR_CSV}, {COMPARE_PLOT}, {REPORT_HTML})",
-                      markup=False, highlight=False)
-

@@ -49,10 +49,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from facequant import api
-    from facequant.analysis.compare_output import print_comparison
+    from facequant.cli.show import show
+    from facequant.render.compare import render_comparison
 
     values = common.values(args)
     output = common.output(values, f"compare-{Path(str(args.a)).name}-{Path(str(args.b)).name}")
     result = api.compare(str(args.a), str(args.b), output)
-    print_comparison(result, output.dir)
+    show(render_comparison(result, output.dir))
     return 0
