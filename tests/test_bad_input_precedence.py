@@ -35,7 +35,7 @@ SAMPLES: dict[str, tuple[str | None, object]] = {
     "out": ("runs/a", "runs/b"), "force": (None, False), "seed": (None, 7), "batch-size": (None, 16),
     "quiet": (None, False), "save-comparisons": (None, False), "executor": (None, "ray"),
     "ray-address": ("10.0.0.1:6379", "10.0.0.2:6379"), "ray-timeout": (None, 5), "no-embedding-cache": (None, False),
-    "chunk-size": (None, 64), "reference": ("a.jpg", "b.jpg"), "captures": ("captures-a", "captures-b"),
+    "chunk-size": (None, 64), "crop-memory": ("256", 512), "reference": ("a.jpg", "b.jpg"), "captures": ("captures-a", "captures-b"),
     "results": ("runs/a", "runs/b"), "runs": (None, "elsewhere"), "diagnostics": ("diag-a", "diag-b"),
     "recipe": (None, "int8-pc"), "sizes": ("8,16", "4"), "mixes": ("0.5;1", "2"), "methods": (None, "minmax"),
     "max-probes": ("10", 20), "layer": ("Conv_1", "Conv_2"), "snr-threshold": (None, 20), "base": (None, "int8-pc"),
