@@ -83,28 +83,9 @@ class EmbeddingCache:
         return _digest(EMBEDDING_CACHE_VERSION, _LIBRARIES, backend_key, crop_key)
 
     def _open(self, path: Path) -> sqlite3.Connection | None:
-        for attempt in range(2):
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
-                db.execute("CREATE TABLE IF NOT EXISTS embeddings (key BLOB PRIMARY KEY, dim INTEGER NOT NULL, "
-                           "vector BLOB NOT NULL, checksum BLOB NOT NULL)")
-                db.execute("SELECT count(*) FROM embeddings LIMIT 1").fetchone()
-                return db
-            except sqlite3.DatabaseError as exc:
-                if attempt:
-                    break
-                aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-                warn(f"{path}: embedding cache unreadable ({exc}); set aside as {aside.name}, starting a new one")
-                for suffix in ("", "-wal", "-shm"):
-                    src = Path(f"{path}{suffix}")
-                    if src.exists():
-                        src.replace(Path(f"{aside}{suffix}"))
-            except OSError as exc:
-                warn(f"{path}: embedding cache not available ({exc}); computing everything")
-                break
-        return None
+        return open_sqlite(path, "CREATE TABLE IF NOT EXISTS embeddings (key BLOB PRIMARY KEY, dim INTEGER NOT NULL, "
+                                 "vector BLOB NOT NULL, checksum BLOB NOT NULL)", "embeddings", "embedding cache",
+                           "computing everything")
 
     def get(self, keys: Sequence[bytes], dim: int | None = None) -> dict[bytes, np.ndarray]:
         """The cached float32 vectors of those keys that are present and intact (and of `dim`
@@ -174,3 +155,30 @@ class EmbeddingCache:
 
     def stats(self) -> dict[str, object]:
         return {"path": str(self.path) if self.path else None, "hits": self.hits, "misses": self.misses}
+
+
+def open_sqlite(path: Path, schema: str, table: str, what: str, otherwise: str) -> sqlite3.Connection | None:
+    """A cache database (WAL: readers never wait for a writer) with `schema`'s table; an
+    unreadable file is set aside with one warning and a new one started; None (with a warning
+    saying `otherwise`) when the folder cannot hold one."""
+    for attempt in range(2):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(schema)
+            db.execute(f"SELECT count(*) FROM {table} LIMIT 1").fetchone()
+            return db
+        except sqlite3.DatabaseError as exc:
+            if attempt:
+                break
+            aside = path.with_name(f"{path.name}.corrupt-{time.time_ns()}")
+            warn(f"{path}: {what} unreadable ({exc}); set aside as {aside.name}, starting a new one")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{path}{suffix}")
+                if src.exists():
+                    src.replace(Path(f"{aside}{suffix}"))
+        except OSError as exc:
+            warn(f"{path}: {what} not available ({exc}); {otherwise}")
+            break
+    return None

@@ -20,7 +20,6 @@ import hashlib
 import io
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ import numpy as np
 from facequant import settings
 from facequant.cache import warn
 from facequant.evaluate import scoring
+from facequant.sweep.embedding_cache import open_sqlite
 
 #: Bump when what a summary holds, or how a cell is scored, changes.
 SCORE_CACHE_VERSION = 1
@@ -103,28 +103,8 @@ class ScoreCache:
         return cls(settings.cache_dir() / "scores.sqlite" if enabled else None)
 
     def _open(self, path: Path) -> sqlite3.Connection | None:
-        for attempt in range(2):
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("CREATE TABLE IF NOT EXISTS cells (key BLOB PRIMARY KEY, summary BLOB NOT NULL, "
-                           "checksum BLOB NOT NULL)")
-                db.execute("SELECT count(*) FROM cells LIMIT 1").fetchone()
-                return db
-            except sqlite3.DatabaseError as exc:
-                if attempt:
-                    break
-                aside = path.with_name(f"{path.name}.corrupt-{time.time_ns()}")
-                warn(f"{path}: score cache unreadable ({exc}); set aside as {aside.name}, starting a new one")
-                for suffix in ("", "-wal", "-shm"):
-                    src = Path(f"{path}{suffix}")
-                    if src.exists():
-                        src.replace(Path(f"{aside}{suffix}"))
-            except OSError as exc:
-                warn(f"{path}: score cache not available ({exc}); scoring everything")
-                break
-        return None
+        return open_sqlite(path, "CREATE TABLE IF NOT EXISTS cells (key BLOB PRIMARY KEY, summary BLOB NOT NULL, "
+                                 "checksum BLOB NOT NULL)", "cells", "score cache", "scoring everything")
 
     def get(self, key: bytes) -> scoring.CellScores | None:
         """The cell stored under `key` when present and intact, else None."""
