@@ -136,20 +136,49 @@ def rate(run: dict[str, object]) -> float:
     return float(run["timings"]["embeddings_per_s"])  # type: ignore[index]
 
 
-#: ONNX Runtime session settings a sweep could use on this machine: (intra-op threads, spinning).
-ORT_VARIANTS = ((None, "1"), (None, "0"), (1, "0"))
+#: How a sweep could run on this machine: (intra-op threads, spinning, preparation beside inference).
+ORT_VARIANTS = ((None, "1", True), (None, "0", True), (1, "0", True), (None, "1", False))
+
+
+class InlinePool:
+    """A stand-in for the Embedder's one-thread pool that prepares each chunk when it is asked
+    for, on the calling thread: the sweep without preparation beside inference."""
+
+    def __init__(self, *_: object, **__: object) -> None:
+        pass
+
+    def submit(self, fn, *args):  # noqa: ANN001, ANN201 - ThreadPoolExecutor.submit's shape
+        from concurrent.futures import Future
+
+        done: Future[object] = Future()
+        try:
+            done.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller as the pool would
+            done.set_exception(exc)
+        return done
+
+    def shutdown(self, *_: object, **__: object) -> None:
+        pass
+
+
+def _variant_name(threads: int | None, spinning: str, overlap: bool) -> str:
+    return (f"{threads or settings.ort_threads()} thread(s), spinning {'on' if spinning == '1' else 'off'}, "
+            f"preparation {'beside inference' if overlap else 'inline'}")
 
 
 def ort_variants(args: argparse.Namespace) -> list[str]:
     """The fp32 sweep (in this process) with its ONNX Runtime sessions made under each of
-    ORT_VARIANTS, interleaved with bare ONNX Runtime in rotating order: embeddings/s and the
-    ratio to the same round's bare rate. The sessions' options are swapped in for the
-    measurement only (facequant.backends.base.session_options is what the sweep uses)."""
+    ORT_VARIANTS, and with chunk preparation beside inference or inline, interleaved with bare
+    ONNX Runtime in rotating order: embeddings/s and the ratio to the same round's bare rate.
+    The sessions' options and the Embedder's pool are swapped in for the measurement only
+    (facequant.backends.base.session_options and facequant.sweep.embed.ThreadPoolExecutor are
+    what the sweep uses)."""
     from facequant.backends import base, runtime
+    from facequant.sweep import embed
     from facequant.sweep.config import SweepConfig
     from facequant.sweep.engine import run_sweep
 
-    real = base.session_options
+    real, real_pool = base.session_options, embed.ThreadPoolExecutor
 
     def options_for(threads: int | None, spinning: str):  # noqa: ANN202 - a session_options stand-in
         def options(_threads: int | None = None) -> ort.SessionOptions:
@@ -161,8 +190,7 @@ def ort_variants(args: argparse.Namespace) -> list[str]:
     distances = tuple(float(d) for d in args.distances.split(",")) if args.distances else None
     config = SweepConfig(model=args.model, data=args.data, backends=("fp32",), embedding_cache=False,
                          measure_cost=False, **({"distances_m": distances} if distances else {}))
-    names = {f"{t or settings.ort_threads()} thread(s), spinning {'on' if spin == '1' else 'off'}": (t, spin)
-             for t, spin in ORT_VARIANTS}
+    names = {_variant_name(*v): v for v in ORT_VARIANTS}
     first = run_sweep(config)  # warm-up: crop cache, normalized model
     usable = int(first.run["dataset"]["usable"])  # type: ignore[index]
     n = usable * (len(first.distances_m) + 1)
@@ -177,7 +205,9 @@ def ort_variants(args: argparse.Namespace) -> list[str]:
                 if who == "bare":
                     got[who] = bare_rate(args.model, min(config.batch_size, usable), n)
                     continue
-                base.session_options = runtime.session_options = options_for(*names[who])
+                threads, spinning, overlap = names[who]
+                base.session_options = runtime.session_options = options_for(threads, spinning)
+                embed.ThreadPoolExecutor = real_pool if overlap else InlinePool  # type: ignore[misc,assignment]
                 got[who] = rate(run_sweep(config).run)
             for who, value in got.items():
                 rates[who].append(value)
@@ -186,9 +216,10 @@ def ort_variants(args: argparse.Namespace) -> list[str]:
             print(f"round {r + 1}: " + ", ".join(f"{k} {v:.2f}/s" for k, v in got.items()), flush=True)
     finally:
         base.session_options = runtime.session_options = real
+        embed.ThreadPoolExecutor = real_pool  # type: ignore[misc]
     lines = [f"{usable} photos ({Path(args.data).name}), backend fp32, {len(first.distances_m)} distances + "
              f"enrolment = {n} embeddings per sweep; medians of {args.rounds} rounds in rotating order", "",
-             "| ONNX Runtime sessions | embeddings/s | ratio to bare ORT [min, max over rounds] |", "|---|---|---|",
+             "| how the sweep runs | embeddings/s | ratio to bare ORT [min, max over rounds] |", "|---|---|---|",
              f"| bare ONNX Runtime (its defaults) | {statistics.median(rates['bare']):.2f} | 1 |"]
     lines += [f"| sweep, {who} | {statistics.median(rates[who]):.2f} | {statistics.median(ratios[who]):.3f} "
               f"[{min(ratios[who]):.3f}, {max(ratios[who]):.3f}] |" for who in names]
@@ -204,13 +235,14 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another facequant checkout to time beside this one (e.g. a worktree of main)")
     parser.add_argument("--ort-variants", action="store_true",
-                        help="instead: the sweep under ONNX Runtime thread and spinning settings, in this process")
+                        help="instead: the sweep under ONNX Runtime thread and spinning settings and with chunk "
+                             "preparation beside inference or inline, in this process")
     parser.add_argument("--write", action="store_true", help="write the table into docs/performance.md")
     args = parser.parse_args()
     if args.rounds < 1:
         raise SystemExit("--rounds: must be at least 1")
     if args.ort_variants:
-        m = measurement("throughput.py", ["run_sweep(fp32) in this process under each session setting"])
+        m = measurement("throughput.py", ["run_sweep(fp32) in this process under each session setting and preparation"])
         m.write("performance.md", "ORT threads and spinning", ort_variants(args), write=args.write)
         return
     root = Path(tempfile.mkdtemp(prefix="facequant-throughput-"))

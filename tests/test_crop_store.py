@@ -76,7 +76,7 @@ def test_streaming__an_entry_tampered_after_its_check_is_caught(photos: list[Pat
                                                                 capsys: pytest.CaptureFixture[str]):
     pipeline = FacePipeline.default(cache_dir=tmp_path / "crops")
     store = CropStore(pipeline, budget_mb=0)
-    clean = store.extract(photos[0]).crop.copy()
+    clean = store.extract(photos[0])[0].crop.copy()
     store.decide(1)
     entry = pipeline.cache_path(photos[0].read_bytes())
     assert entry is not None
@@ -128,3 +128,18 @@ def test_an_entry_changed_just_before_its_check_is_checked_at_every_read(photos:
     store.crop(photos[0])
     store.crop(photos[0])
     assert digests[0] == 2 and store.describe()["crop_reads_unchanged"] == 0
+
+
+def test_one_read_gives_the_photo_digest_and_its_entry(photos: list[Path], tmp_path: Path):
+    # a sweep keys its probes (and so the embedding cache) on the photo's SHA-256: the digest
+    # taken on the way to the crop is the file's, and the entry is the one cache_path names
+    from facequant.models.files import file_sha256
+
+    pipeline = FacePipeline.default(cache_dir=tmp_path / "crops")
+    for p in photos:
+        face, photo_sha, entry = pipeline.extract_keyed(p)
+        assert photo_sha == file_sha256(p)
+        assert entry == pipeline.cache_path(p.read_bytes()) and entry is not None and entry.is_file()
+        np.testing.assert_array_equal(face.crop, pipeline.extract(p).crop)
+    store = CropStore(pipeline, budget_mb=0)
+    assert store.extract(photos[0])[1] == file_sha256(photos[0])

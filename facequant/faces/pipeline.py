@@ -204,11 +204,16 @@ class FacePipeline:
 
     def cache_path(self, data: bytes) -> Path | None:
         """Where the result for these file bytes lives (None when caching is off)."""
-        if self._settings_key is None:
-            return None
+        return self._digests(data)[1]
+
+    def _digests(self, data: bytes) -> tuple[str, Path | None]:
+        """The photo's SHA-256 and its cache entry's path, from one pass over its bytes."""
         key = hashlib.sha256(data)
+        photo = key.hexdigest()  # hexdigest leaves the hash open: the entry's key continues it
+        if self._settings_key is None:
+            return photo, None
         key.update(b"\0" + self._settings_key.encode())
-        return self.cache_dir / f"{key.hexdigest()}{ENTRY_SUFFIX}"
+        return photo, self.cache_dir / f"{key.hexdigest()}{ENTRY_SUFFIX}"
 
     def _load_cached(self, file: Path, source: str) -> AlignedFace | None:
         """The cached face, or None (with a one-line warning, the entry removed) when the
@@ -261,18 +266,23 @@ class FacePipeline:
 
     def extract(self, path: str | os.PathLike[str]) -> AlignedFace:
         """The aligned face of one photo (cached); BadImageError when there is none to use."""
+        return self.extract_keyed(path)[0]
+
+    def extract_keyed(self, path: str | os.PathLike[str]) -> tuple[AlignedFace, str, Path | None]:
+        """extract's face, with the photo's SHA-256 and its cache entry (None when caching is
+        off), from one read of the photo: a sweep keys its probes on the digest."""
         source = str(path)
         data = read_bytes(path)
         check_image_size(data, path)  # before the cache too: the same photos pass whatever is cached
-        cache_file = self.cache_path(data)
+        photo_sha, cache_file = self._digests(data)
         if cache_file is not None and cache_file.is_file():
             cached = self._load_cached(cache_file, source)
             if cached is not None:
-                return cached
+                return cached, photo_sha, cache_file
         face = self._extract(decode_image(data, path), source)
         if cache_file is not None:
             self._store(cache_file, face)
-        return face
+        return face, photo_sha, cache_file
 
     def _five_points(self, image: np.ndarray, det: Detection) -> np.ndarray | None:
         if det.landmarks5 is not None:

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from facequant.faces.images import read_bytes
 from facequant.faces.pipeline import AlignedFace, FacePipeline, unpack_entry
 
 #: The default budget's share of the memory available when the run starts.
@@ -96,12 +95,12 @@ class CropStore:
         self.held = fits(n_crops, self.crop_bytes, self.budget_mb)
         return self.held
 
-    def extract(self, path: Path) -> AlignedFace:
-        """The photo's face through the pipeline (the entry's first, checked read), noting its
-        cache entry so that later reads of the unchanged entry skip the checks."""
+    def extract(self, path: Path) -> tuple[AlignedFace, str]:
+        """The photo's face through the pipeline (the entry's first, checked read) and the
+        photo's SHA-256, noting its cache entry so that later reads of the unchanged entry skip
+        the checks."""
         name = str(path)
-        face = self.pipeline.extract(path)
-        entry = self.pipeline.cache_path(read_bytes(path))
+        face, photo_sha, entry = self.pipeline.extract_keyed(path)
         ident = _identity(entry) if entry is not None else None
         with self._lock:
             self.verified_reads += 1
@@ -109,7 +108,7 @@ class CropStore:
                 self._entries[name] = (entry, ident)
             else:
                 self._entries.pop(name, None)
-        return face
+        return face, photo_sha
 
     def crop(self, path: Path) -> np.ndarray:
         """The photo's aligned crop (read-only when held: callers never write into it)."""
@@ -135,7 +134,7 @@ class CropStore:
                     return crop
             except (OSError, ValueError, KeyError, TypeError):
                 pass  # the pipeline's read below says what is wrong with it and rebuilds it
-        return self.extract(path).crop
+        return self.extract(path)[0].crop
 
     def describe(self) -> dict[str, object]:
         """What run.json records: the budget, whether the crops were held, and the reads."""

@@ -296,6 +296,7 @@ def _one_distance(ps: ProbeSet, k: int, distance: float, backends: dict[str, Bac
     simulated = ps.simulable(distance)
     rows = np.flatnonzero(simulated)
     px = ps.face_px(distance)
+    image_keys = np.asarray(ps.keys, dtype=object)  # once: ps.keys builds its list at every call
     raw = checked(embedder.embed(rows, distance, list(backends), then=then)) if len(rows) else {}
     fp32_unit: np.ndarray | None = None
     for name in backends:
@@ -323,8 +324,8 @@ def _one_distance(ps: ProbeSet, k: int, distance: float, backends: dict[str, Bac
         if reference_close and cell.impostors.histogram is not None:
             state.close_auc = scoring.auc_from_histogram(cosine, cell.impostors.histogram)
         state.genuine.append(pd.DataFrame({
-            "backend": name, "distance_m": distance, "face_px": px, "probe": [ps.keys[i] for i in probe.tolist()],
-            "gallery": [ps.keys[i] for i in enrolled.tolist()], "genuine": True, "cosine": cosine,
+            "backend": name, "distance_m": distance, "face_px": px, "probe": image_keys[probe].tolist(),
+            "gallery": image_keys[enrolled].tolist(), "genuine": True, "cosine": cosine,
             "probe_prenorm": prenorm_by_row[probe]}, columns=list(GENUINE_COLUMNS)))
         state.rows.append(metrics.cell_row(
             Path(ps.model_path).name, name, distance, px, frame.loc[frame.simulated], cosine, cell.impostors.n,

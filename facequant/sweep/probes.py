@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import overload
 
@@ -26,7 +27,7 @@ from facequant.errors import BadImageError, FacequantError, check_cancel
 from facequant.faces.alignment import crop_side
 from facequant.faces.pipeline import AlignedFace, FacePipeline, pipeline_for_model
 from facequant.models.budget import check_buffers
-from facequant.models.files import file_sha256, model_sha256
+from facequant.models.files import model_sha256
 from facequant.models.normalize import normalize_model
 from facequant.models.sources import resolve_model
 from facequant.models.spec import ModelSpec, inspect_model
@@ -69,8 +70,8 @@ def extract_faces(dataset: Dataset, pipeline: FacePipeline, progress: Progress |
     for i, img in enumerate(dataset.images):
         check_cancel(cancel, "faces")
         try:
-            face = store.extract(img.path) if store is not None else pipeline.extract(img.path)
-            faces[img.key] = FaceInfo(face.native_face_px, face.n_faces, _crop_key(img.path, pipeline))
+            face, photo_sha = store.extract(img.path) if store is not None else pipeline.extract_keyed(img.path)[:2]
+            faces[img.key] = FaceInfo(face.native_face_px, face.n_faces, _crop_key(photo_sha, pipeline))
         except BadImageError as exc:
             skipped.append({"image": img.key, "reason": exc.reason})
         if progress:
@@ -78,8 +79,9 @@ def extract_faces(dataset: Dataset, pipeline: FacePipeline, progress: Progress |
     return faces, skipped
 
 
-def _crop_key(path: Path, pipeline: FacePipeline) -> str:
-    return hashlib.sha256(f"{file_sha256(path)}|{pipeline.settings_key}".encode()).hexdigest()
+def _crop_key(photo_sha: str, pipeline: FacePipeline) -> str:
+    """A probe's key: the photo's SHA-256 and everything that makes its crop."""
+    return hashlib.sha256(f"{photo_sha}|{pipeline.settings_key}".encode()).hexdigest()
 
 
 def _calibration_faces(folder: Path, pipeline: FacePipeline, size: int, seed: int) -> dict[str, AlignedFace]:
@@ -136,8 +138,9 @@ class ProbeSet:
     def model_px(self) -> int:
         return self.spec.input_size[0]
 
-    @property
+    @cached_property
     def keys(self) -> list[str]:
+        """The photos' keys, in row order (made once: callers index it per comparison)."""
         return [img.key for img in self.images]
 
     def face_px(self, distance: float) -> float:
