@@ -9,6 +9,8 @@ falls on each alike):
   sweep      `facequant sweep --backends fp32 --no-embedding-cache` in a fresh process: its
              sweep stage's embeddings per second (run.json; simulation, inference, scoring),
              and the process's peak RSS;
+  streamed   the same sweep with --crop-memory 0: its crops read back from the crop cache at
+             every distance instead of held in memory;
   baseline   the same command run by another checkout of facequant (--baseline DIR), when
              given: how the code before a change compares, measured beside it.
 
@@ -251,7 +253,7 @@ def main() -> None:
     cold = [*sweep_args, "--no-embedding-cache"]
     m = measurement("throughput.py", [f"facequant sweep {' '.join(cold[4:])} --no-latency --quiet"])
     try:
-        sources: dict[str, Path | None] = {"sweep": None}
+        sources: dict[str, Path | None] = {"sweep": None, "streamed": None}
         if args.baseline is not None:
             sources["baseline"] = args.baseline.resolve()
         cache = root / "cache"
@@ -269,7 +271,8 @@ def main() -> None:
                 if who == "bare":
                     got[who] = bare_rate(args.model, batch, n)
                 else:
-                    _, peak, run = sweep_process(cold, root / who, cache, sources[who])
+                    extra = ["--crop-memory", "0"] if who == "streamed" else []
+                    _, peak, run = sweep_process([*cold, *extra], root / who, cache, sources[who])
                     got[who] = rate(run)
                     rss[who].append(peak)
             for who, value in got.items():
@@ -279,6 +282,8 @@ def main() -> None:
             print(f"round {r + 1}: " + ", ".join(f"{k} {v:.2f}/s" for k, v in got.items()), flush=True)
         warm: dict[str, float] = {}
         for who, source in sources.items():
+            if who == "streamed":
+                continue  # the warm re-run reads no crops
             sweep_process(sweep_args, root / f"{who}-fill", root / f"cache-{who}", source)
             warm[who], _, _ = sweep_process(sweep_args, root / f"{who}-warm", root / f"cache-{who}", source)
     finally:
@@ -290,11 +295,12 @@ def main() -> None:
              "| | embeddings/s | ratio to bare ORT [min, max over rounds] | peak RSS MiB | warm re-run s |",
              "|---|---|---|---|---|",
              f"| bare ONNX Runtime | {statistics.median(rates['bare']):.2f} | 1 | | |"]
+    label = {"sweep": "this checkout", "streamed": "this checkout, streamed (--crop-memory 0)",
+             "baseline": f"baseline ({args.baseline})"}
     for who in sources:
-        lines.append(f"| {'this checkout' if who == 'sweep' else 'baseline (' + str(args.baseline) + ')'} | "
-                     f"{statistics.median(rates[who]):.2f} | {statistics.median(ratios[who]):.3f} "
-                     f"[{min(ratios[who]):.3f}, {max(ratios[who]):.3f}] | {statistics.median(rss[who]):.0f} | "
-                     f"{warm[who]:.1f} |")
+        warm_s = f"{warm[who]:.1f}" if who in warm else "-"
+        lines.append(f"| {label[who]} | {statistics.median(rates[who]):.2f} | {statistics.median(ratios[who]):.3f} "
+                     f"[{min(ratios[who]):.3f}, {max(ratios[who]):.3f}] | {statistics.median(rss[who]):.0f} | {warm_s} |")
     lines.append("")
     lines.append("goal: ratio >= 0.95 with one backend at 61 photos")
     m.write("performance.md", "throughput", lines, write=args.write)

@@ -19,7 +19,8 @@ CROP_448 = 448 * 448 * 3
 
 
 def test_budget__a_quarter_of_the_available_memory_up_to_the_ceiling():
-    assert crops.default_budget_mb(2000) == 500
+    assert crops.default_budget_mb(200) == 50
+    assert crops.default_budget_mb(2000) == crops.DEFAULT_CEILING_MB == 64
     assert crops.default_budget_mb(64_000) == crops.DEFAULT_CEILING_MB
     assert crops.default_budget_mb(0) == 0
 

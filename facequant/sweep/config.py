@@ -208,7 +208,7 @@ class SweepConfig:
                             range=COUNT_RANGE, integer=True, commands=SWEEPS)
     crop_memory_mb: int | None = param(None, help=f"MiB of aligned crops a sweep may hold in memory, {CROP_MEMORY_RANGE}; "
                                        "past it they stream from the crop cache (default: a quarter of the "
-                                       "available memory, at most 1024)", group=SCALE, option="crop-memory",
+                                       "available memory, at most 64)", group=SCALE, option="crop-memory",
                                        range=CROP_MEMORY_RANGE, integer=True, commands=SWEEPS)
 
     def __post_init__(self) -> None:

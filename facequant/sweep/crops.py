@@ -25,8 +25,11 @@ from facequant.faces.pipeline import AlignedFace, FacePipeline, unpack_entry
 
 #: The default budget's share of the memory available when the run starts.
 DEFAULT_SHARE = 0.25
-#: ... and its ceiling, MiB: past it a run streams (peak memory stays what streaming gives).
-DEFAULT_CEILING_MB = 1024
+#: ... and its ceiling, MiB: past it a run streams. Held crops add their size to the run's peak
+#: memory, and once their digest is checked only once per run streaming them costs no
+#: measurable throughput (benchmarks/throughput.py and scale.py): so the default holds small
+#: sets only, where the crops are lost in the run's own memory.
+DEFAULT_CEILING_MB = 64
 _MIB = 1 << 20
 #: An entry changed this recently when checked is checked again at every read (ns).
 _RACY_NS = 2_000_000_000
