@@ -146,7 +146,7 @@ def provenance(folder: Path, run: Mapping[str, Any]) -> list[tuple[str, str]]:
     try:
         marker = json.loads((folder / MARKER).read_text())
     except (OSError, ValueError):
-        pass
+        pass  # a folder without a readable marker: the provenance says what run.json says
     config = run.get("config") if isinstance(run.get("config"), Mapping) else {}
     assert isinstance(config, Mapping)
     model = run.get("model") if isinstance(run.get("model"), Mapping) else {}

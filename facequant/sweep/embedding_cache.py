@@ -61,7 +61,35 @@ def _checksum(key: bytes, dim: int, vector: bytes) -> bytes:
     return h.digest()
 
 
-class EmbeddingCache:
+class SqliteCache:
+    """What the embedding and score caches share: one warning per run, closing, and the
+    counts run.json records. Subclasses set these attributes in their __init__."""
+
+    path: Path | None
+    hits: int
+    misses: int
+    _db: sqlite3.Connection | None
+    _warned: bool
+    _lock: threading.Lock
+
+    def _warn_once(self, message: str) -> None:
+        if not self._warned:
+            warn(message)
+            self._warned = True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                try:
+                    self._db.close()
+                finally:
+                    self._db = None
+
+    def stats(self) -> dict[str, object]:
+        return {"path": str(self.path) if self.path else None, "hits": self.hits, "misses": self.misses}
+
+
+class EmbeddingCache(SqliteCache):
     """get / put raw embeddings by key; `path=None` keeps nothing (every lookup misses)."""
 
     def __init__(self, path: Path | None) -> None:
@@ -140,21 +168,6 @@ class EmbeddingCache:
         self._warn_once(f"{self.path}: embedding cache failed ({exc}); computing the rest without it")
         self.close()
 
-    def _warn_once(self, message: str) -> None:
-        if not self._warned:
-            warn(message)
-            self._warned = True
-
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                try:
-                    self._db.close()
-                finally:
-                    self._db = None
-
-    def stats(self) -> dict[str, object]:
-        return {"path": str(self.path) if self.path else None, "hits": self.hits, "misses": self.misses}
 
 
 def open_sqlite(path: Path, schema: str, table: str, what: str, otherwise: str) -> sqlite3.Connection | None:

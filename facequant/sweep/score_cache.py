@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from facequant import settings
-from facequant.cache import warn
 from facequant.evaluate import scoring
-from facequant.sweep.embedding_cache import open_sqlite
+from facequant.sweep.embedding_cache import SqliteCache, open_sqlite
 
 #: Bump when what a summary holds, or how a cell is scored, changes.
 SCORE_CACHE_VERSION = 1
@@ -87,7 +86,7 @@ def unpack(blob: bytes) -> scoring.CellScores:
     return scoring.CellScores(genuine, imp, top)
 
 
-class ScoreCache:
+class ScoreCache(SqliteCache):
     """get / put cell summaries by cell_key; `path=None` keeps nothing (every lookup misses)."""
 
     def __init__(self, path: Path | None) -> None:
@@ -146,18 +145,3 @@ class ScoreCache:
             self._db.close()
             self._db = None
 
-    def _warn_once(self, message: str) -> None:
-        if not self._warned:
-            warn(message)
-            self._warned = True
-
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                try:
-                    self._db.close()
-                finally:
-                    self._db = None
-
-    def stats(self) -> dict[str, object]:
-        return {"path": str(self.path) if self.path else None, "hits": self.hits, "misses": self.misses}
